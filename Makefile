@@ -1,0 +1,122 @@
+# blockvault.vsphere — build, lab, tests, demo and benchmarks.
+#
+# `make demo` and `make test` work from a fresh clone on a new Debian 12 machine as root: they install the apt
+# packages they need (skipped when present), create .venv with the pinned requirements, build the lab (the Go
+# vCenter simulator and the C VDDK stand-in) and run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+BUILD := $(ROOT)/build
+# ansible-test and ansible-playbook need the collection under ansible_collections/NAMESPACE/NAME.
+COLLECTIONS := $(BUILD)/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/blockvault/vsphere
+LAB_DIR := $(ROOT)/.lab
+SIMULATOR := $(BUILD)/vcsim/blockvault-vcsim
+VDDK_STANDIN := $(BUILD)/vddk/lib64/libvixDiskLib.so.8
+PYTHON_SYSTEM ?= python3
+PYTEST_WORKERS ?= 2
+
+APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git
+BENCH_APT_PACKAGES := restic borgbackup qemu-utils
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: help
+help:
+	@echo "make demo      - install, start the lab, back up / incrementally back up / restore / validate, print outcome"
+	@echo "make test      - install and run every test (sanity, lint, units, lab, functional, integration, molecule)"
+	@echo "make lab       - start the lab in the background and write .lab/env;  make lab-stop stops it"
+	@echo "make bench     - run the benchmarks and write bench/results/ (figures for docs/performance.md)"
+
+# -- installation ---------------------------------------------------------------------------------------------
+
+# apt packages: installed once, skipped when dpkg already has them all.
+$(BUILD)/.apt-stamp:
+	@mkdir -p $(BUILD)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing apt packages: $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@touch $@
+
+.PHONY: apt-bench
+apt-bench:
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(VENV)/.stamp: requirements-dev.txt requirements.txt
+	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@)
+	ln -sfn $(ROOT) $@
+
+# ansible-test bootstraps each sanity venv with a get-pip script from a host we cannot reach: put ours in its cache.
+.PHONY: ansible-test-bootstrap
+ansible-test-bootstrap: $(VENV)/.stamp
+	@version=$$($(PY) -c "import re, ansible_test, pathlib; \
+	  p = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'; \
+	  print(re.search(r\"pip='([0-9.]+)'\", p.read_text()).group(1))"); \
+	cache=$$HOME/.ansible/test/cache/get_pip_$${version//./_}.py; \
+	mkdir -p $$(dirname $$cache); cp hacking/get_pip_bootstrap.py $$cache
+
+.PHONY: install
+install: $(BUILD)/.apt-stamp $(VENV)/.stamp $(COLLECTION_LINK)
+
+# -- the lab --------------------------------------------------------------------------------------------------
+
+$(SIMULATOR): $(BUILD)/.apt-stamp $(wildcard tests/lab/vcsim/*.go) tests/lab/vcsim/build.sh
+	tests/lab/vcsim/build.sh $@
+
+$(VDDK_STANDIN): $(BUILD)/.apt-stamp $(wildcard tests/lab/vddk/*.c tests/lab/vddk/*.h) tests/lab/vddk/build.sh
+	tests/lab/vddk/build.sh $(BUILD)
+
+.PHONY: build-lab
+build-lab: $(SIMULATOR) $(VDDK_STANDIN)
+
+.PHONY: lab
+lab: install build-lab
+	$(PY) tests/lab/labkit start --dir $(LAB_DIR)
+	@echo "Lab ready: source $(LAB_DIR)/env"
+
+.PHONY: lab-stop
+lab-stop:
+	@if [ -x $(PY) ] && [ -f $(LAB_DIR)/lab.json ]; then $(PY) tests/lab/labkit stop --dir $(LAB_DIR); fi
+
+# -- tests ----------------------------------------------------------------------------------------------------
+
+.PHONY: test
+test: install build-lab sanity units lab-tests functional
+	@echo "make test: all suites passed"
+
+.PHONY: sanity
+sanity: install ansible-test-bootstrap
+	cd $(COLLECTION_LINK) && ansible-test sanity --python 3.11 --color no
+
+.PHONY: units
+units: install
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/unit
+
+.PHONY: lab-tests
+lab-tests: install build-lab
+	$(PY) -m pytest -q tests/lab/tests
+
+.PHONY: functional
+functional: install build-lab
+	$(PY) -m pytest -q tests/functional
+
+.PHONY: clean
+clean: lab-stop
+	rm -rf $(BUILD) tests/output
