@@ -1,0 +1,69 @@
+"""The block-based disk checksum: definition, zero blocks, tail blocks, file recomputation."""
+import hashlib
+import os
+
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
+
+BLOCK = 64 * 1024
+
+
+def reference_blocksum(data, block_size):
+    """The definition, spelled out serially: SHA-256 over the SHA-256 of each block in order."""
+    digests = b"".join(hashlib.sha256(data[i:i + block_size]).digest() for i in range(0, len(data), block_size))
+    return hashlib.sha256(digests).hexdigest()
+
+
+def make_image(blocks, tail=0):
+    rnd = os.urandom(BLOCK)
+    parts = []
+    for kind in blocks:
+        parts.append(rnd if kind == "r" else bytes(BLOCK) if kind == "z" else b"text " * (BLOCK // 5) + b"x" * (BLOCK % 5))
+    data = b"".join(parts) + os.urandom(tail)
+    return data
+
+
+def test_disk_digest_matches_definition_in_any_order():
+    data = make_image("rzzrtzr", tail=1000)
+    digest = blockhash.DiskDigest(len(data), BLOCK)
+    assert digest.count == 8
+    for index in reversed(range(digest.count)):
+        digest.set_data(index, data[index * BLOCK:(index + 1) * BLOCK])
+    assert digest.hexdigest() == reference_blocksum(data, BLOCK)
+
+
+def test_zero_blocks_use_precomputed_digest_including_a_short_tail():
+    capacity = 3 * BLOCK + 512
+    digest = blockhash.DiskDigest(capacity, BLOCK)
+    for index in range(digest.count):
+        digest.set_zero(index)
+    assert digest.hexdigest() == reference_blocksum(bytes(capacity), BLOCK)
+
+
+def test_missing_block_is_refused():
+    digest = blockhash.DiskDigest(2 * BLOCK, BLOCK)
+    digest.set_zero(0)
+    with pytest.raises(ValueError, match=r"blocks \[1\] have no digest"):
+        digest.hexdigest()
+
+
+def test_is_zero():
+    assert blockhash.is_zero(bytes(4096))
+    assert not blockhash.is_zero(bytes(4095) + b"\1")
+    assert blockhash.is_zero(memoryview(bytearray(10)))
+
+
+def test_file_blocksum_skips_holes_and_equals_definition(tmp_path):
+    path = tmp_path / "disk.raw"
+    data = bytearray(16 * BLOCK + 4096)
+    data[BLOCK:2 * BLOCK] = os.urandom(BLOCK)
+    data[9 * BLOCK + 17:9 * BLOCK + 4000] = os.urandom(4000 - 17)
+    data[-10:] = b"0123456789"
+    with open(path, "wb") as image:
+        image.truncate(len(data))
+        for start in (BLOCK, 9 * BLOCK, len(data) - 4096):
+            image.seek(start)
+            image.write(data[start:start + 4096 if start != BLOCK else 2 * BLOCK])
+    assert path.read_bytes() == bytes(data)
+    assert blockhash.file_blocksum(str(path), BLOCK, workers=2) == reference_blocksum(bytes(data), BLOCK)
