@@ -8,8 +8,8 @@ into blocks of ``block_size`` bytes (the repository's chunk size; the last block
 shorter). ``d_i = SHA-256(block_i)``. The disk's checksum is ``SHA-256(d_0 || d_1 || ...)``,
 written as lowercase hex. An all-zero block's digest depends only on its length, so it is
 computed once: holes and zero extents cost nothing, blocks hash in parallel, and the value
-can be recomputed from a restored raw image with ``python3 blockhash.py IMAGE BLOCK_SIZE``
-(or the ten lines of any language that follow the definition).
+can be recomputed from a restored raw image with ``tools/blocksum.py IMAGE BLOCK_SIZE`` (a
+standalone script) or the ten lines of any language that follow the definition.
 """
 
 from __future__ import annotations
@@ -137,11 +137,3 @@ def file_blocksum(path, block_size, capacity=None, workers=2):
                 digest.set_zero(index)
         return digest.hexdigest()
 
-
-if __name__ == "__main__":  # pragma: no cover - a convenience for users checking a restored image
-    import sys
-
-    if len(sys.argv) != 3:
-        sys.stderr.write("usage: blockhash.py IMAGE BLOCK_SIZE_BYTES\n")
-        sys.exit(2)
-    print(file_blocksum(sys.argv[1], int(sys.argv[2])))

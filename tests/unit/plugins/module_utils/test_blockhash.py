@@ -67,3 +67,16 @@ def test_file_blocksum_skips_holes_and_equals_definition(tmp_path):
             image.write(data[start:start + 4096 if start != BLOCK else 2 * BLOCK])
     assert path.read_bytes() == bytes(data)
     assert blockhash.file_blocksum(str(path), BLOCK, workers=2) == reference_blocksum(bytes(data), BLOCK)
+
+
+def test_standalone_reference_tool_agrees(tmp_path):
+    import subprocess
+    import sys
+    import pathlib
+
+    data = make_image("rztr", tail=777)
+    path = tmp_path / "image.raw"
+    path.write_bytes(data)
+    tool = pathlib.Path(__file__).resolve().parents[4] / "tools" / "blocksum.py"
+    printed = subprocess.run([sys.executable, str(tool), str(path), str(BLOCK)], check=True, capture_output=True, text=True).stdout
+    assert printed.strip() == blockhash.file_blocksum(str(path), BLOCK) == reference_blocksum(data, BLOCK)
