@@ -1,0 +1,82 @@
+/*
+ * Copyright: (c) 2026, blockvault.vsphere contributors
+ * GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+ *
+ * Internal declarations shared by the stand-in's source files (not part of the VDDK API).
+ */
+#ifndef LAB_STANDIN_H
+#define LAB_STANDIN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vixDiskLib.h"
+
+#define COW_BLOCK 65536ULL
+#define MAX_DATASTORES 64
+
+/* One datastore mapping from GET /lab/vddk. */
+struct lab_datastore {
+    char *name;
+    char *path;
+};
+
+struct VixDiskLibConnectParam {
+    uint32_t magic;
+    char *server;
+    char *vm_moref;
+    char *snapshot_ref;           /* NULL: live disks */
+    char transport[16];           /* the mode picked ("nbdssl"/"nbd"), "" when none of the requested is usable */
+    char requested_modes[128];
+    int read_only;
+    int thumbprint_mismatch;      /* real VDDK reports this as VIX_E_FAIL at Open time */
+    int num_datastores;
+    struct lab_datastore datastores[MAX_DATASTORES];
+    atomic_int open_handles;
+};
+
+struct VixDiskLibHandleStruct {
+    uint32_t magic;
+    struct VixDiskLibHandleStruct *next_live;   /* registry of live handles */
+    VixDiskLibConnection conn;
+    char *vmdk_path;              /* "[DS] dir/name.vmdk" as given */
+    char *descriptor_path;
+    char *flat_path;              /* F */
+    char *cbt_path;
+    char *snap_root;              /* F.snap */
+    int fd;                       /* F, own open file description (flock is per description) */
+    int read_only;
+    int snapshot_view;
+    int map_fd, data_fd;          /* snapshot view only */
+    uint64_t capacity;            /* bytes (snapshot capacity for a snapshot view) */
+    atomic_int io_in_progress;
+    atomic_int async_pending;
+};
+
+/* standin.c */
+void lab_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lab_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+VixError lab_rule_violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* net.c: TLS + HTTP against the simulator */
+struct lab_http_result {
+    int status;                   /* HTTP status, or -1 when the network failed */
+    char thumbprint[64];          /* "AA:BB:..." of the peer certificate */
+    char *body;                   /* malloc'd, NUL-terminated */
+};
+int lab_http_get(const char *host, unsigned port, const char *path_and_query, const char *auth_header,
+                 struct lab_http_result *result, char *errbuf, size_t errlen);
+char *lab_basic_auth(const char *user, const char *password);
+
+/* disk.c: the PROTOCOL.md disk-state operations */
+VixError lab_disk_open(VixDiskLibHandle h);
+void lab_disk_close(VixDiskLibHandle h);
+VixError lab_disk_read(VixDiskLibHandle h, uint64_t offset, uint64_t length, uint8_t *buf);
+VixError lab_disk_write(VixDiskLibHandle h, uint64_t offset, uint64_t length, const uint8_t *buf);
+VixError lab_disk_allocated(VixDiskLibHandle h, uint64_t start, uint64_t end, uint64_t chunk,
+                            VixDiskLibBlockList **out);
+VixError lab_disk_create(const char *descriptor_path, const char *flat_path, uint64_t capacity, int adapter);
+int lab_disk_adapter_type(const char *descriptor_path);
+
+#endif
