@@ -1,0 +1,215 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backup snapshots: create, remove, find and remove orphans of earlier runs, list the user's own.
+
+Design notes
+- A backup snapshot is named ``blockvault-<run_id>`` and its description says it belongs to
+  blockvault and which run, so a snapshot left behind by a crash is recognised by the next run
+  (``remove_orphan_snapshots``) and never confused with the user's snapshots.
+- Memory is never included. ``quiesce=True`` asks VMware Tools for an application-consistent
+  snapshot; when that fails the snapshot is retaken crash-consistent ONLY if the caller allows
+  it, and ``BackupSnapshot.quiesced`` says which one was taken.
+- Removal uses RemoveSnapshot_Task(removeChildren=False, consolidate=True).
+- ``backup_snapshot(...)`` is a context manager meant for the caller's ExitStack: the snapshot
+  is removed on the way out; if the body failed, the body's error is what propagates and a
+  removal failure is only logged; if the body succeeded, a removal failure raises SnapshotError.
+Functions keep no state; concurrent calls on one VM are serialised by vSphere itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+
+from ..errors import BlockvaultError, SnapshotError, TaskError
+from ._pyvmomi import moref_id, object_properties
+from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
+
+__all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "snapshot_name", "is_blockvault_snapshot", "list_snapshots",
+           "user_snapshots", "find_orphan_snapshots", "remove_orphan_snapshots", "create_backup_snapshot", "remove_snapshot",
+           "backup_snapshot"]
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_PREFIX = "blockvault-"
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotEntry:
+    """One snapshot of a VM's tree: ``path`` is the names from the root to it, joined with '/'."""
+
+    name: str
+    moref: str
+    snapshot: object
+    description: str = ""
+    create_time: datetime.datetime = None
+    path: str = ""
+    quiesced: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupSnapshot:
+    """The snapshot a backup reads from. ``quiesce_error`` says why a quiesced snapshot could not be taken."""
+
+    snapshot: object
+    moref: str
+    name: str
+    run_id: str
+    quiesced: bool
+    quiesce_error: str = None
+
+
+def snapshot_name(run_id):
+    return SNAPSHOT_PREFIX + str(run_id)
+
+
+def is_blockvault_snapshot(name):
+    return str(name or "").startswith(SNAPSHOT_PREFIX)
+
+
+def _vm_label(vm, vm_name=None):
+    if vm_name:
+        return vm_name
+    try:
+        return vm.name
+    except Exception:  # only for messages
+        return moref_id(vm) or "?"
+
+
+def list_snapshots(vm):
+    """All snapshots of ``vm``, depth-first, parents before children."""
+    info = object_properties(vm, ["snapshot"])["snapshot"]
+    entries = []
+
+    def walk(trees, parent_path):
+        for tree in trees or ():
+            path = "%s/%s" % (parent_path, tree.name) if parent_path else str(tree.name)
+            entries.append(SnapshotEntry(name=str(tree.name), moref=moref_id(tree.snapshot), snapshot=tree.snapshot,
+                                         description=str(getattr(tree, "description", "") or ""),
+                                         create_time=getattr(tree, "createTime", None), path=path,
+                                         quiesced=bool(getattr(tree, "quiesced", False))))
+            walk(getattr(tree, "childSnapshotList", None), path)
+
+    walk(getattr(info, "rootSnapshotList", None) if info is not None else None, "")
+    return entries
+
+
+def user_snapshots(vm):
+    """Snapshots that blockvault did not make."""
+    return [entry for entry in list_snapshots(vm) if not is_blockvault_snapshot(entry.name)]
+
+
+def find_orphan_snapshots(vm, live_run_ids=()):
+    """blockvault snapshots whose run id is not in ``live_run_ids`` (pass the current run's id)."""
+    live = {snapshot_name(run_id) for run_id in live_run_ids}
+    return [entry for entry in list_snapshots(vm) if is_blockvault_snapshot(entry.name) and entry.name not in live]
+
+
+def remove_orphan_snapshots(vm, live_run_ids=(), timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
+    """Remove the blockvault snapshots of earlier runs; return their names.
+
+    Tries every orphan; raises one SnapshotError listing the ones that could not be removed.
+    """
+    removed, failed = [], []
+    label = _vm_label(vm, vm_name)
+    for entry in find_orphan_snapshots(vm, live_run_ids):
+        log.warning("removing snapshot %s of VM %s left behind by an earlier blockvault run", entry.name, label)
+        try:
+            remove_snapshot(entry.snapshot, timeout=timeout, what="remove orphan snapshot %s of VM %s" % (entry.name, label))
+        except BlockvaultError as exc:
+            failed.append("%s (%s)" % (entry.name, exc))
+        else:
+            removed.append(entry.name)
+    if failed:
+        raise SnapshotError("Could not remove %d snapshot(s) left by earlier blockvault runs on VM %s: %s." % (
+            len(failed), label, "; ".join(failed)), vm=label,
+            hint="Remove them in the vSphere client (Snapshots > Manage) and check for disks needing consolidation.")
+    return removed
+
+
+def remove_snapshot(snapshot, timeout=DEFAULT_TASK_TIMEOUT, what=None):
+    """Remove one snapshot, consolidating its delta disks; raise SnapshotError on failure."""
+    what = what or "remove snapshot %s" % moref_id(snapshot)
+    try:
+        task = snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True)
+        wait_for_task(task, timeout=timeout, what=what)
+    except TaskError as exc:
+        raise SnapshotError(exc.message, hint="If disks need consolidation, consolidate the VM in the vSphere client.") from exc
+
+
+def _description(run_id, quiesce):
+    return ("Made by blockvault for backup run %s (%s). blockvault removes it when the run ends, or on its next run if "
+            "this one was interrupted." % (run_id, "quiesced" if quiesce else "crash-consistent"))
+
+
+def _take(vm, name, run_id, quiesce, timeout, label):
+    task = vm.CreateSnapshot_Task(name=name, description=_description(run_id, quiesce), memory=False, quiesce=quiesce)
+    return wait_for_task(task, timeout=timeout, what="create %s snapshot %s of VM %s" % (
+        "quiesced" if quiesce else "crash-consistent", name, label))
+
+
+def create_backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
+    """Take the backup snapshot ``blockvault-<run_id>`` of ``vm`` and return a BackupSnapshot.
+
+    With ``quiesce`` and a failure to quiesce: retake crash-consistent when ``allow_crash_consistent``,
+    else raise SnapshotError.
+    """
+    name = snapshot_name(run_id)
+    label = _vm_label(vm, vm_name)
+    quiesce_error = None
+    try:
+        snapshot = _take(vm, name, run_id, bool(quiesce), timeout, label)
+        quiesced = bool(quiesce)
+    except TaskError as exc:
+        _remove_leftovers(vm, name, timeout, label)
+        if not quiesce:
+            raise SnapshotError(exc.message, vm=label, run_id=run_id,
+                                hint="Check the datastore's free space and the VM's snapshot tree in the vSphere client.") from exc
+        if not allow_crash_consistent:
+            raise SnapshotError(
+                "Could not take a quiesced snapshot of VM %s: %s" % (label, exc.message), vm=label, run_id=run_id,
+                hint="Check VMware Tools in the guest, or allow a crash-consistent snapshot when quiescing fails.") from exc
+        quiesce_error = exc.message
+        log.warning("quiescing VM %s failed (%s); taking a crash-consistent snapshot instead", label, exc.message)
+        try:
+            snapshot = _take(vm, name, run_id, False, timeout, label)
+        except TaskError as retry_exc:
+            _remove_leftovers(vm, name, timeout, label)
+            raise SnapshotError(retry_exc.message, vm=label, run_id=run_id) from retry_exc
+        quiesced = False
+    return BackupSnapshot(snapshot=snapshot, moref=moref_id(snapshot), name=name, run_id=str(run_id), quiesced=quiesced,
+                          quiesce_error=quiesce_error)
+
+
+def _remove_leftovers(vm, name, timeout, label):
+    """A failed CreateSnapshot_Task may leave a snapshot behind on some versions: remove ours."""
+    try:
+        for entry in list_snapshots(vm):
+            if entry.name == name:
+                remove_snapshot(entry.snapshot, timeout=timeout, what="remove failed snapshot %s of VM %s" % (name, label))
+    except Exception as exc:  # the creation error is what the caller needs; the next run cleans orphans up
+        log.warning("could not check VM %s for a leftover snapshot %s: %s", label, name, exc)
+
+
+@contextlib.contextmanager
+def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
+    """Context manager: take the backup snapshot, yield the BackupSnapshot, remove it on the way out."""
+    label = _vm_label(vm, vm_name)
+    taken = create_backup_snapshot(vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent, timeout=timeout,
+                                   vm_name=label)
+    what = "remove backup snapshot %s of VM %s" % (taken.name, label)
+    try:
+        yield taken
+    except BaseException:
+        try:
+            remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+        except Exception as exc:  # keep the body's error: it is the cause; the next run removes the orphan
+            log.error("%s failed after an earlier error (the next run will remove it): %s", what, exc)
+        raise
+    try:
+        remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+    except SnapshotError as exc:
+        raise exc.with_context(vm=label, run_id=str(run_id))
