@@ -1,0 +1,15 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""VDDK (libvixDiskLib) through ctypes: loading, connections, disk handles, retries.
+
+Typical use (a backup worker)::
+
+    lib = library.initialize("/opt/vmware-vix-disklib-distrib")         # main thread, once
+    with Connection(lib, server, "vm-57", thumbprint, user=u, password=p, snapshot_moref="snapshot-70") as conn:
+        with conn.open_disk("[ds1] vm/vm.vmdk") as disk:                  # one handle per worker thread
+            extents = disk.allocated_extents()                            # None: unknown, read everything
+            disk.read_into(0, buffer)
+
+Importing this package loads nothing; ``initialize`` does the dlopen.
+"""
