@@ -12,6 +12,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 
 	"github.com/vmware/govmomi/simulator"
@@ -75,6 +76,9 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		if req, ok := method.Body.(*types.CreateVirtualDisk_Task); ok {
 			f.afterCreateVirtualDisk(req)
 		}
+		if method.This.Type == "VirtualMachineSnapshot" {
+			f.fixSnapshotTaskEntity(method.This, rec.Body.Bytes())
+		}
 		f.inv.reconcileAll()
 	}
 	for k, v := range rec.Header() {
@@ -82,6 +86,36 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(rec.Body.Bytes())
+}
+
+var taskRefRE = regexp.MustCompile(`<returnval type="Task">([^<]+)</returnval>`)
+
+// fixSnapshotTaskEntity makes a snapshot task's info.entity the VM, as vCenter does: the simulator puts the
+// snapshot there, which pyvmomi rejects (TaskInfo.entity is a ManagedEntity).
+func (f *front) fixSnapshotTaskEntity(snapRef types.ManagedObjectReference, response []byte) {
+	m := taskRefRE.FindSubmatch(response)
+	if m == nil {
+		return
+	}
+	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: string(m[1])}).(*simulator.Task)
+	if !ok {
+		return
+	}
+	vmRef := task.Info.Entity
+	if snap := snapshotOf(snapRef); snap != nil {
+		vmRef = &snap.Vm
+	} else if rec := f.inv.snapshotVM(snapRef); rec != nil {
+		vmRef = rec
+	}
+	if vmRef == nil || vmRef.Type != "VirtualMachine" {
+		return
+	}
+	simulator.Map.WithLock(task, func() {
+		task.Info.Entity = vmRef
+		if vm, ok := simulator.Map.Get(*vmRef).(*simulator.VirtualMachine); ok {
+			task.Info.EntityName = vm.Name
+		}
+	})
 }
 
 // checkNoShrink refuses a ReconfigVM_Task that would shrink a disk (vSphere does not shrink virtual disks).

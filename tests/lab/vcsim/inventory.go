@@ -39,6 +39,8 @@ type inventory struct {
 	cbtOn map[types.ManagedObjectReference]bool
 	snaps map[types.ManagedObjectReference]*snapRecord
 	order map[types.ManagedObjectReference][]int32
+	// removedSnaps remembers the VM of removed snapshots, for the entity of their removal task.
+	removedSnaps map[types.ManagedObjectReference]types.ManagedObjectReference
 }
 
 func newInventory() *inventory {
@@ -47,6 +49,8 @@ func newInventory() *inventory {
 		cbtOn: make(map[types.ManagedObjectReference]bool),
 		snaps: make(map[types.ManagedObjectReference]*snapRecord),
 		order: make(map[types.ManagedObjectReference][]int32),
+
+		removedSnaps: make(map[types.ManagedObjectReference]types.ManagedObjectReference),
 	}
 }
 
@@ -340,11 +344,22 @@ func (inv *inventory) RemoveObject(ref types.ManagedObjectReference) {
 				log.Printf("lab: removing snapshot %s of %s: %v", ref.Value, flat, err)
 			}
 		}
+		inv.removedSnaps[ref] = rec.vm
 		delete(inv.snaps, ref)
 	case "VirtualMachine":
 		delete(inv.cbtOn, ref)
 		delete(inv.order, ref)
 	}
+}
+
+// snapshotVM returns the VM of a removed snapshot, or nil.
+func (inv *inventory) snapshotVM(ref types.ManagedObjectReference) *types.ManagedObjectReference {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if vm, ok := inv.removedSnaps[ref]; ok {
+		return &vm
+	}
+	return nil
 }
 
 // snapshotOf returns the snapshot object, or nil.
