@@ -82,12 +82,21 @@ def _property_collector(stub):
     return collector
 
 
-def _getattr_path(value, path):
-    for name in path.split("."):
-        value = getattr(value, name, None)
-        if value is None:
-            return None
-    return value
+def _read_with_getattr(obj, paths):
+    """Fallback for objects without a stub: each top-level attribute is read once, like one server read."""
+    tops = {}
+    values = {}
+    for path in paths:
+        head, _sep, rest = path.partition(".")
+        if head not in tops:
+            tops[head] = getattr(obj, head, None)
+        value = tops[head]
+        for name in rest.split(".") if rest else ():
+            if value is None:
+                break
+            value = getattr(value, name, None)
+        values[path] = value
+    return values
 
 
 def object_properties(managed_object, paths):
@@ -100,7 +109,7 @@ def object_properties(managed_object, paths):
     """
     stub = getattr(managed_object, "_stub", None)
     if stub is None or vim is None:
-        return {path: _getattr_path(managed_object, path) for path in paths}
+        return _read_with_getattr(managed_object, paths)
     collector_type = vmodl.query.PropertyCollector
     spec = collector_type.FilterSpec(
         objectSet=[collector_type.ObjectSpec(obj=managed_object, skip=False)],
