@@ -55,7 +55,7 @@ def test_unversioned_name_is_not_enough(tmp_path):
         library.find_library(str(tmp_path))
     text = str(info.value)
     assert text.startswith("No VDDK library in %s: tried %s/lib64/libvixDiskLib.so.9, " % (tmp_path, tmp_path))
-    assert text.count("/libvixDiskLib.so.") == 8
+    assert ", ".join(library.candidate_paths(str(tmp_path))) + "." in text
     assert "Pass the directory of an extracted VDDK" in text
     assert isinstance(info.value, ConfigurationError)
 
