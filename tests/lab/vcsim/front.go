@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -76,8 +77,8 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		if req, ok := method.Body.(*types.CreateVirtualDisk_Task); ok {
 			f.afterCreateVirtualDisk(req)
 		}
-		if method.This.Type == "VirtualMachineSnapshot" {
-			f.fixSnapshotTaskEntity(method.This, rec.Body.Bytes())
+		if strings.HasSuffix(method.Name, "_Task") {
+			f.fixTaskEntity(method.This, rec.Body.Bytes())
 		}
 		f.inv.reconcileAll()
 	}
@@ -90,30 +91,36 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 
 var taskRefRE = regexp.MustCompile(`<returnval type="Task">([^<]+)</returnval>`)
 
-// fixSnapshotTaskEntity makes a snapshot task's info.entity the VM, as vCenter does: the simulator puts the
-// snapshot there, which pyvmomi rejects (TaskInfo.entity is a ManagedEntity).
-func (f *front) fixSnapshotTaskEntity(snapRef types.ManagedObjectReference, response []byte) {
+// fixTaskEntity keeps a task's info.entity a ManagedEntity, as vCenter does: the simulator puts the object the
+// method ran on there (a snapshot, the VirtualDiskManager), which pyvmomi rejects. Snapshot tasks get their VM,
+// other non-entities none.
+func (f *front) fixTaskEntity(this types.ManagedObjectReference, response []byte) {
 	m := taskRefRE.FindSubmatch(response)
 	if m == nil {
 		return
 	}
 	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: string(m[1])}).(*simulator.Task)
-	if !ok {
+	if !ok || task.Info.Entity == nil {
 		return
 	}
-	vmRef := task.Info.Entity
-	if snap := snapshotOf(snapRef); snap != nil {
-		vmRef = &snap.Vm
-	} else if rec := f.inv.snapshotVM(snapRef); rec != nil {
-		vmRef = rec
-	}
-	if vmRef == nil || vmRef.Type != "VirtualMachine" {
+	if _, isEntity := simulator.Map.Get(*task.Info.Entity).(mo.Entity); isEntity {
 		return
+	}
+	var vmRef *types.ManagedObjectReference
+	if this.Type == "VirtualMachineSnapshot" {
+		if snap := snapshotOf(this); snap != nil {
+			vmRef = &snap.Vm
+		} else {
+			vmRef = f.inv.snapshotVM(this)
+		}
 	}
 	simulator.Map.WithLock(task, func() {
-		task.Info.Entity = vmRef
+		task.Info.Entity, task.Info.EntityName = nil, ""
+		if vmRef == nil {
+			return
+		}
 		if vm, ok := simulator.Map.Get(*vmRef).(*simulator.VirtualMachine); ok {
-			task.Info.EntityName = vm.Name
+			task.Info.Entity, task.Info.EntityName = vmRef, vm.Name
 		}
 	})
 }
