@@ -26,7 +26,7 @@ import uuid
 
 from ..errors import BlockvaultError, ChangeTrackingError
 from ._pyvmomi import fault_message, fault_name, is_fault, require_pyvmomi, vim
-from .snapshots import SNAPSHOT_PREFIX, list_snapshots, remove_snapshot
+from .snapshots import SNAPSHOT_PREFIX, BackupSnapshot, list_snapshots, remove_snapshot
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
 __all__ = ["ChangedArea", "CbtStatus", "is_cbt_enabled", "cbt_supported", "ensure_cbt", "changed_areas", "merge_areas"]
@@ -137,9 +137,12 @@ def _reason_for(exc, change_id):
 def changed_areas(vm, snapshot, disk_key, capacity, change_id, disk_label=None):
     """The areas of disk ``disk_key`` changed between ``change_id`` and ``snapshot``, merged, within [0, capacity).
 
-    ``change_id`` "*" asks for the allocated areas (VMFS only). Raises ChangeTrackingError (a
-    CbtReasonError with ``reason``) when vSphere cannot answer; the caller reads the disk in full.
+    ``snapshot`` is a vim.vm.Snapshot or a BackupSnapshot. ``change_id`` "*" asks for the allocated
+    areas (VMFS only). Raises ChangeTrackingError (a CbtReasonError with ``reason``) when vSphere
+    cannot answer; the caller reads the disk in full.
     """
+    if isinstance(snapshot, BackupSnapshot):
+        snapshot = snapshot.snapshot
     disk = disk_label or "disk %s" % disk_key
     if not change_id:
         raise CbtReasonError("No change id is known for %s: it is read in full." % disk, disk=disk,

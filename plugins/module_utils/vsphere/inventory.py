@@ -174,9 +174,9 @@ def _one_vm(matches, what, where, session):
                               hint="Check the name (it is case-sensitive) and that the user may see the VM.")
     if len(matches) > 1:
         described = sorted(_describe(vm) for vm in matches)
-        raise AmbiguousObjectError("%d VMs %s in vCenter %s%s: %s." % (len(matches), what.replace("named", "are named"), session.host,
-                                                                      where, "; ".join(described)),
-                                   matches=described, hint="Identify the VM by its path or moref instead.")
+        what = what.replace("named", "are named")
+        message = "%d VMs %s in vCenter %s%s: %s." % (len(matches), what, session.host, where, "; ".join(described))
+        raise AmbiguousObjectError(message, matches=described, hint="Identify the VM by its path or moref instead.")
     return matches[0]
 
 
@@ -215,9 +215,8 @@ def _find_by_name(session, vim_type, kind, name, datacenter=None, hint=None):
         raise ObjectNotFoundError("No %s named %r in vCenter %s%s." % (kind, name, session.host, where), hint=hint)
     if len(matches) > 1:
         described = sorted(_describe(obj) for obj in matches)
-        raise AmbiguousObjectError("%d %ss are named %r in vCenter %s%s: %s." % (len(matches), kind, name, session.host, where,
-                                                                               "; ".join(described)),
-                                   matches=described, hint="Give the datacenter to narrow the search.")
+        message = "%d %ss are named %r in vCenter %s%s: %s." % (len(matches), kind, name, session.host, where, "; ".join(described))
+        raise AmbiguousObjectError(message, matches=described, hint="Give the datacenter to narrow the search.")
     return matches[0]
 
 

@@ -194,6 +194,21 @@ class VSphereSession:
         about = getattr(self.content, "about", None)
         return getattr(about, "apiType", None) == "VirtualCenter"
 
+    def keepalive(self):
+        """Touch the session so vCenter's idle timeout does not end it while VDDK uses its cookie.
+
+        Call it every few minutes during long transfers (the ops layer's progress loop). Returns the
+        server time; raises VSphereError when the session has ended (NotAuthenticated).
+        """
+        self._require_connected()
+        try:
+            return self.service_instance.CurrentTime()
+        except Exception as exc:
+            if is_fault(exc, "NotAuthenticated"):
+                raise VSphereError("The vCenter session to %s has ended (idle timeout or logout by an administrator)." % self.endpoint,
+                                   hint="Run the operation again; lower the interval between keepalive calls.") from None
+            raise
+
     def managed_object(self, vim_type, moref):
         """A managed object of ``vim_type`` (e.g. vim.VirtualMachine) bound to this session, from its moref id."""
         return vim_type(moref, self.stub)
@@ -224,8 +239,8 @@ class VSphereSession:
         actual = sha1_thumbprint(der_certificate)
         if self.expected_thumbprint and self.expected_thumbprint != actual:
             raise CertificateError(
-                "The certificate of vCenter %s has SHA-1 thumbprint %s but vddk_thumbprint is %s." % (self.endpoint, actual,
-                                                                                                  self.expected_thumbprint),
+                "The certificate of vCenter %s has SHA-1 thumbprint %s but vddk_thumbprint is %s." % (
+                    self.endpoint, actual, self.expected_thumbprint),
                 hint="Check that you reach the right server, then fix or remove vddk_thumbprint.")
         self.thumbprint = actual
         self.thumbprint_verified = self.validate_certs or self.expected_thumbprint is not None

@@ -7,6 +7,7 @@ from pyVmomi import vim, vmodl
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ChangeTrackingError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.cbt import (
     CbtReasonError, CbtStatus, ChangedArea, changed_areas, ensure_cbt, merge_areas)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.snapshots import BackupSnapshot
 
 MIB = 1 << 20
 
@@ -48,6 +49,20 @@ def test_single_answer_covering_the_disk_needs_one_call():
     vm = PagingVM([(0, 10)], capacity=MIB, page=100)
     assert changed_areas(vm, "snap", 2000, MIB, "*") == [ChangedArea(0, 10)]
     assert vm.calls == [0]
+
+
+def test_backup_snapshot_is_accepted_for_the_snapshot():
+    seen = []
+
+    class VM:
+        def QueryChangedDiskAreas(self, snapshot, deviceKey, startOffset, changeId):
+            seen.append(snapshot)
+            return SimpleNamespace(startOffset=0, length=MIB, changedArea=[])
+
+    raw = object()
+    taken = BackupSnapshot(snapshot=raw, moref="snapshot-1", name="blockvault-r", run_id="r", quiesced=False)
+    assert changed_areas(VM(), taken, 2000, MIB, "c/1") == []
+    assert seen == [raw]
 
 
 def test_empty_disk_and_no_changes():

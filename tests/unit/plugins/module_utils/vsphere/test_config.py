@@ -91,11 +91,11 @@ def test_spec_uses_temporary_keys_creates_disks_and_drops_macs():
 
 def test_disk_format_and_mac_overrides():
     captured = captured_json()
-    spec, _ = cfg.build_config_spec(captured, {"disk_format": "thin", "keep_mac_addresses": True}, "ds2")
+    spec = cfg.build_config_spec(captured, {"disk_format": "thin", "keep_mac_addresses": True}, "ds2")[0]
     assert [c.device.backing.thinProvisioned for c in spec.deviceChange if isinstance(c.device, dev.VirtualDisk)] == [True, True, True]
     nics = [c.device for c in spec.deviceChange if isinstance(c.device, dev.VirtualEthernetCard)]
     assert [(n.addressType, n.macAddress) for n in nics] == [("manual", "00:50:56:aa:bb:cc"), ("manual", "00:50:56:00:00:01")]
-    spec, _ = cfg.build_config_spec(captured, {"disk_format": "eagerzeroedthick"}, "ds2")
+    spec = cfg.build_config_spec(captured, {"disk_format": "eagerzeroedthick"}, "ds2")[0]
     assert {(c.device.backing.thinProvisioned, c.device.backing.eagerlyScrub) for c in spec.deviceChange
             if isinstance(c.device, dev.VirtualDisk)} == {(False, True)}
 

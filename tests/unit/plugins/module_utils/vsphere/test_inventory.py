@@ -107,8 +107,12 @@ def test_exactly_one_selector():
 
 def test_find_by_path_requires_a_vm():
     vm = vim.VirtualMachine("vm-5")
-    search = SimpleNamespace(FindByInventoryPath=lambda inventoryPath: {"DC0/vm/web": vm, "DC0/vm": vim.Folder("group-v3")}.get(
-        inventoryPath))
+    paths = {"DC0/vm/web": vm, "DC0/vm": vim.Folder("group-v3")}
+
+    def find_by_inventory_path(inventoryPath):
+        return paths.get(inventoryPath)
+
+    search = SimpleNamespace(FindByInventoryPath=find_by_inventory_path)
     session = FakeSession(search=search)
     assert find_vm(session, path="DC0/vm/web") is vm
     with pytest.raises(VMNotFoundError, match=r"No VM at inventory path 'DC0/vm' in vCenter vc1 \(it is not a VM\)"):
@@ -185,8 +189,8 @@ def test_resource_pool_by_cluster_name_is_its_root_pool(monkeypatch):
 
 
 def test_datastore_not_found_and_ambiguous():
-    rows = [(node("ds1", DC0, "datastore-1"), {"name": "ds1"}, None), (node("ds1", node("DC1", ROOT, "datacenter-9"), "datastore-2"),
-                                                                        {"name": "ds1"}, None)]
+    dc1 = node("DC1", ROOT, "datacenter-9")
+    rows = [(node("ds1", DC0, "datastore-1"), {"name": "ds1"}, None), (node("ds1", dc1, "datastore-2"), {"name": "ds1"}, None)]
     session = FakeSession(rows)
     with pytest.raises(ObjectNotFoundError, match="No datastore named 'ds9' in vCenter vc1"):
         inventory.find_datastore(session, "ds9")

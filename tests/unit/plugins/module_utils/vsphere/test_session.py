@@ -132,7 +132,7 @@ def test_certificate_failure_wrapped_by_pyvmomi_is_recognised():
 def test_network_errors_name_host_and_port(error, expected):
     with pytest.raises(VSphereError) as caught:
         session(connector(error=error), port=8443).connect()
-    assert type(caught.value) is VSphereError
+    assert caught.value.__class__ is VSphereError  # not a subclass (authentication/certificate)
     assert str(caught.value) == expected
 
 
@@ -277,6 +277,23 @@ def test_real_handshake_fails_without_the_ca_and_passes_with_it(tls_server):
         VSphereSession("127.0.0.1", "u", PASSWORD, port=port, timeout=5).connect()
     with pytest.raises(VSphereError) as caught:  # verified, then no vSphere API behind it
         VSphereSession("127.0.0.1", "u", PASSWORD, port=port, ca_bundle=ca_bundle, timeout=5).connect()
-    assert type(caught.value) is VSphereError
+    assert caught.value.__class__ is VSphereError  # not a subclass (authentication/certificate)
     assert "127.0.0.1:%d" % port in str(caught.value)
     assert_no_secret(caught.value)
+
+
+def test_keepalive_returns_server_time_and_reports_an_ended_session():
+    si = FakeServiceInstance()
+    answers = ["2026-11-26T09:00:00Z", vim.fault.NotAuthenticated(msg="The session is not authenticated.")]
+
+    def current_time():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    si.CurrentTime = current_time
+    s = session(connector(si)).connect()
+    assert s.keepalive() == "2026-11-26T09:00:00Z"
+    with pytest.raises(VSphereError, match="The vCenter session to vc.example.com:443 has ended"):
+        s.keepalive()
