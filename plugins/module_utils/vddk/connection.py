@@ -11,6 +11,7 @@ import threading
 
 from ..errors import ConfigurationError
 from . import structs as S
+from .disk import DiskHandle
 from .library import LOGGER, SERIAL_LOCK
 
 __all__ = ["Connection", "normalize_thumbprint", "session_cookie_value", "DEFAULT_TRANSPORT_MODES"]
@@ -179,7 +180,6 @@ class Connection:
 
         ``own_connection=True`` makes the handle close this connection when it is closed (retry factories).
         """
-        from .disk import DiskHandle     # disk imports connection's siblings only; avoid a cycle at import
         if read_only is None:
             read_only = self.read_only
         handle = DiskHandle(self, path, read_only=read_only, unbuffered=unbuffered, own_connection=own_connection)

@@ -9,6 +9,7 @@ import logging
 import time
 
 from ..errors import VddkTransientError
+from .connection import Connection
 
 __all__ = ["RetryingDisk", "connection_factory"]
 
@@ -51,9 +52,12 @@ class RetryingDisk:
                 LOGGER.debug("closing %s after a transient failure failed too: %s", self.describe, exc)
 
     def _call(self, name, *args):
+        return self._attempt(name, lambda disk: getattr(disk, name)(*args))
+
+    def _attempt(self, name, operation):
         for attempt in range(1, self.attempts + 1):
             try:
-                return getattr(self._current(), name)(*args)
+                return operation(self._current())
             except VddkTransientError as exc:
                 self._drop()
                 if attempt == self.attempts:
@@ -63,11 +67,11 @@ class RetryingDisk:
                                self.describe, name, attempt, self.attempts, delay, exc)
                 self.retries += 1
                 self._sleep(delay)
-        raise AssertionError("unreachable")     # pragma: no cover
+        raise VddkTransientError("%s: no attempt was made" % self.describe)    # unreachable: attempts >= 1
 
     @property
     def capacity(self):
-        return self._call("__getattribute__", "capacity")
+        return self._attempt("capacity", lambda disk: disk.capacity)
 
     def read_into(self, offset, buffer):
         return self._call("read_into", offset, buffer)
@@ -95,8 +99,6 @@ class RetryingDisk:
 
 def connection_factory(library, path, read_only=True, **connection_kwargs):
     """A zero-argument callable opening ``path`` on a new Connection(library, **connection_kwargs) it owns."""
-    from .connection import Connection
-
     def open_disk():
         conn = Connection(library, read_only=read_only, **connection_kwargs).connect()
         try:

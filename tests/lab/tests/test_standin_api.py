@@ -1,0 +1,111 @@
+"""Stand-in API details the wrapper does not use every day: Create, async I/O with Wait, QueryAllocatedBlocks
+argument checks. In-process, against the running lab, through the production library object (raw calls where
+the wrapper has no method).
+"""
+import ctypes
+import os
+
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VddkError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import library, structs as S, vixerror
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import Connection
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.disk import create_disk
+
+pytestmark = pytest.mark.lab
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def vddk(lab):
+    return library.initialize(lab.env()["VDDK_LIBDIR"])
+
+
+@pytest.fixture(scope="module")
+def vm2(lab):
+    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
+    si = lab.connect()
+    try:
+        return si.RetrieveContent().searchIndex.FindByInventoryPath("DC0/vm/lab-vm2")._moId
+    finally:
+        Disconnect(si)
+
+
+@pytest.fixture(autouse=True)
+def clean_knobs(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("LABVDDK_"):
+            monkeypatch.delenv(name)
+
+
+def connect(lab, vddk, vm, **kwargs):
+    info = lab.info
+    return Connection(vddk, info["host"], vm, info["thumbprint"], user=info["user"], password=info["password"],
+                      port=info["port"], **kwargs)
+
+
+def test_create_makes_a_sparse_disk_with_descriptor(lab, vddk, vm2):
+    root = lab.datastore_path()
+    flat = root / "lab-vm2" / "standin-created-flat.vmdk"
+    with connect(lab, vddk, vm2, read_only=False) as conn:
+        create_disk(conn, "[LocalDS_0] lab-vm2/standin-created.vmdk", 3 * MIB, adapter="buslogic")
+        assert flat.stat().st_size == 3 * MIB
+        assert flat.stat().st_blocks == 0
+        descriptor = (root / "lab-vm2" / "standin-created.vmdk").read_text()
+        assert 'RW 6144 VMFS "standin-created-flat.vmdk"' in descriptor
+        with pytest.raises(VddkError) as info:
+            create_disk(conn, "[LocalDS_0] lab-vm2/standin-created.vmdk", MIB)
+        assert info.value.code == 12
+        with conn.open_disk("[LocalDS_0] lab-vm2/standin-created.vmdk") as disk:
+            assert (disk.capacity, disk.info.adapter) == (3 * MIB, "buslogic")
+            assert disk.allocated_extents() == []
+            disk.write(MIB, b"\x42" * 4096)
+            assert disk.allocated_extents() == [(MIB, 65536)]
+    with connect(lab, vddk, vm2) as conn:
+        with pytest.raises(vixerror.VddkReadOnlyError) as info:
+            create_disk(conn, "[LocalDS_0] lab-vm2/standin-other.vmdk", MIB)
+        assert info.value.code == 11
+        with pytest.raises(vixerror.VddkNotFoundError) as info:
+            conn.open_disk("[NoSuchDS] lab-vm2/standin-created.vmdk")
+        assert info.value.code == 4
+
+
+def test_async_reads_and_writes_call_back_then_wait(lab, vddk, vm2, monkeypatch):
+    monkeypatch.setenv("LABVDDK_FAIL_READ_NTH", "2")
+    monkeypatch.setenv("LABVDDK_FAIL_CODE", "36")
+    path = "[LocalDS_0] lab-vm2/standin-async.vmdk"
+    results = []
+    callback = S.CompletionFunc(lambda data, err: results.append((data, err)))
+    with connect(lab, vddk, vm2, read_only=False) as conn:
+        create_disk(conn, path, MIB)
+        with conn.open_disk(path) as disk:
+            raw = disk._handle
+            payload = (ctypes.c_uint8 * 1024).from_buffer_copy(b"\x5a" * 1024)
+            assert vddk.fn("WriteAsync")(raw, 4, 2, payload, callback, 1) == S.VIX_ASYNC
+            buffers = [(ctypes.c_uint8 * 1024)() for _ in range(3)]
+            for number, buf in enumerate(buffers):
+                assert vddk.fn("ReadAsync")(raw, 4, 2, buf, callback, 10 + number) == S.VIX_ASYNC
+            assert vddk.fn("Wait")(raw) == 0
+            assert results == [(1, 0), (10, 0), (11, 36), (12, 0)]
+            assert bytes(buffers[0]) == bytes(buffers[2]) == b"\x5a" * 1024
+            assert bytes(buffers[1]) == bytes(1024)             # the injected failure read nothing
+
+
+def test_query_allocated_blocks_arguments(lab, vddk, vm2):
+    path = lab.disks("lab-vm2")[0]["fileName"]
+    with connect(lab, vddk, vm2) as conn, conn.open_disk(path) as disk:
+        sectors = disk.capacity // 512
+        query = vddk.fn("QueryAllocatedBlocks")
+        blocks = ctypes.POINTER(S.BlockList)()
+        assert query(disk._handle, 0, 128, 64, ctypes.byref(blocks)) == 3            # chunk below 128 sectors
+        assert query(disk._handle, 64, 128, 128, ctypes.byref(blocks)) == 3          # start not chunk-aligned
+        assert query(disk._handle, 0, 100, 128, ctypes.byref(blocks)) == 3           # count not a chunk multiple
+        assert query(disk._handle, sectors, 128, 128, ctypes.byref(blocks)) == 16007  # past the capacity
+        assert query(disk._handle, 0, sectors, 128, ctypes.byref(blocks)) == 0
+        count = blocks.contents.numBlocks
+        listed = ctypes.cast(ctypes.addressof(blocks.contents.blocks), ctypes.POINTER(S.Block * count)).contents
+        as_bytes = [(b.offset * 512, b.length * 512) for b in listed]
+        vddk.fn("FreeBlockList")(blocks)
+        assert as_bytes == disk.allocated_extents()
+        assert all(o % 65536 == 0 and n % 65536 == 0 for o, n in as_bytes)
