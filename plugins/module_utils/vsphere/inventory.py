@@ -25,7 +25,7 @@ from ._pyvmomi import fault_message, fault_name, is_fault, moref_id, object_prop
 __all__ = [
     "ObjectNotFoundError", "AmbiguousObjectError", "retrieve_properties", "find_vm", "find_datacenter", "find_folder",
     "find_datastore", "find_resource_pool", "find_network", "find_host", "inventory_path", "datacenter_of",
-    "unescape_name",
+    "unescape_name", "find_vm_by_spec",
 ]
 
 #: objects per RetrievePropertiesEx page (vCenter may return fewer)
@@ -166,6 +166,27 @@ def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, m
     if bios_uuid or instance_uuid:
         return _find_vm_by_uuid(session, bios_uuid or instance_uuid, bool(instance_uuid), datacenter, what, where)
     return _find_vm_by_moref(session, moref, what)
+
+
+#: keys find_vm_by_spec accepts, and the find_vm selector each one means
+_SPEC_KEYS = {"name": "name", "path": "path", "bios_uuid": "bios_uuid", "instance_uuid": "instance_uuid", "moref": "moref",
+              "moid": "moref"}
+
+
+def find_vm_by_spec(session, spec):
+    """find_vm from a dict as the modules take it: one of name, path, uuid, bios_uuid, instance_uuid, moid/moref;
+    optional ``datacenter`` (a name) and ``use_instance_uuid`` (``uuid`` is the BIOS UUID unless it is true)."""
+    spec = dict(spec or {})
+    datacenter_name = spec.pop("datacenter", None)
+    use_instance_uuid = bool(spec.pop("use_instance_uuid", False))
+    if spec.get("uuid"):
+        spec["instance_uuid" if use_instance_uuid else "bios_uuid"] = spec.pop("uuid")
+    spec.pop("uuid", None)
+    unknown = sorted(key for key in spec if key not in _SPEC_KEYS)
+    if unknown:
+        raise ConfigurationError("Unknown VM selector(s) %s: identify the VM by name, path, uuid or moid." % ", ".join(unknown))
+    datacenter = find_datacenter(session, datacenter_name) if datacenter_name else None
+    return find_vm(session, datacenter=datacenter, **{_SPEC_KEYS[key]: value for key, value in spec.items() if value})
 
 
 def _one_vm(matches, what, where, session):

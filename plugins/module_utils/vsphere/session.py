@@ -114,6 +114,12 @@ class VSphereSession:
         self.thumbprint = None
         self.thumbprint_verified = False
 
+    @classmethod
+    def from_settings(cls, settings, vddk_thumbprint=None, timeout=120):
+        """A session from ops.settings.VSphereSettings (host, username, password, port, validate_certs, ca_bundle)."""
+        return cls(settings.host, settings.username, settings.password, port=settings.port, validate_certs=settings.validate_certs,
+                   ca_bundle=settings.ca_bundle, vddk_thumbprint=vddk_thumbprint, timeout=timeout)
+
     def __repr__(self):
         state = "connected" if self.service_instance is not None else "not connected"
         return "VSphereSession(host=%r, port=%d, user=%r, %s)" % (self.host, self.port, self.user, state)

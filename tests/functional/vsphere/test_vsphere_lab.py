@@ -7,7 +7,8 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     AuthenticationError, CertificateError, ChangeTrackingError, VMNotFoundError, VSphereError)
-from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt, config, disks, inventory, snapshots
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt, config, disks, inventory, placement, snapshots
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
 
 pytestmark = pytest.mark.lab
@@ -107,6 +108,19 @@ def test_unknown_vm_is_vm_not_found(vs, selector, text):
         inventory.find_vm(vs, **selector)
 
 
+def test_find_vm_by_spec(vs, vm1):
+    assert inventory.find_vm_by_spec(vs, {"uuid": vm1.config.uuid})._moId == vm1._moId
+    assert inventory.find_vm_by_spec(vs, {"moid": vm1._moId, "datacenter": "DC0"})._moId == vm1._moId
+
+
+def test_placement(vs):
+    where = placement.resolve_placement(vs, resource_pool="DC0_C0", default_datastore="LocalDS_0")
+    assert (where.datacenter.name, where.folder.name, where.datastore.name, where.host) == ("DC0", "vm", "LocalDS_0", None)
+    assert where.resource_pool._moId == inventory.find_resource_pool(vs, "DC0_C0")._moId
+    with pytest.raises(ConfigurationError, match="clusters/hosts: say where the VM runs"):
+        placement.resolve_placement(vs, datastore="LocalDS_0")
+
+
 def test_other_finders(vs):
     assert inventory.find_datastore(vs, "LocalDS_0").name == "LocalDS_0"
     assert inventory.find_folder(vs, "DC0/vm").name == "vm"
@@ -182,8 +196,8 @@ def test_capture_and_create_a_copy(vs, vm1):
     captured = config.capture_config(vm1)
     assert [d["capacity"] for d in captured["disks"]] == [64 * MIB, 16 * MIB]
     name = "lab-vm1-copy-%s" % uuid.uuid4().hex[:6]
-    created = config.create_vm(vs, captured, {"name": name, "disk_format": "thin"}, inventory.find_folder(vs, "DC0/vm"),
-                               inventory.find_resource_pool(vs, "DC0_C0"), inventory.find_datastore(vs, "LocalDS_0"))
+    where = placement.resolve_placement(vs, resource_pool="DC0_C0", default_datastore=captured["disks"][0]["datastore"])
+    created = config.create_vm(vs, captured, {"name": name, "disk_format": "thin"}, where.folder, where.resource_pool, where.datastore)
     try:
         assert created.name == name and inventory.find_vm(vs, name=name)._moId == created.moref
         assert {key: (d.capacity, d.controller.type, d.controller.bus_number, d.unit_number, d.thin)
