@@ -1,0 +1,311 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Storage backends: one small interface, a local-filesystem implementation and two wrappers.
+
+A backend stores named immutable objects (byte strings). Names are relative, ``/``-separated, made of
+``[A-Za-z0-9_.-]`` components that do not start with ``.`` (those are reserved for temporary files).
+Every ``put`` is atomic: a reader sees either the old object (or none) or the whole new one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import threading
+import time
+from collections import namedtuple
+
+from ..errors import BackendError, ConfigurationError, NotFoundInBackendError
+
+ObjectInfo = namedtuple("ObjectInfo", "name size mtime")
+ObjectInfo.__doc__ = "A listed object: name relative to the repository root, size in bytes, modification time (epoch s)."
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$")
+
+
+def check_name(name):
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise BackendError("Invalid object name %r (internal error: names are [A-Za-z0-9_.-] components)." % (name,))
+    return name
+
+
+def _parts(data):
+    """Normalise put()'s data (one bytes-like or a list/tuple of them) to a list of memoryviews."""
+    if isinstance(data, (list, tuple)):
+        return [memoryview(part).cast("B") for part in data]
+    return [memoryview(data).cast("B")]
+
+
+class Backend:
+    """The backend interface. Implementations are thread-safe: any method may be called from any thread.
+
+    * ``put(name, data, exclusive=False)``: store atomically; ``data`` is bytes-like or a list of bytes-like
+      parts (concatenated; lets callers avoid a copy). ``exclusive``: fail with BackendError if it exists.
+    * ``get(name) -> bytes``: NotFoundInBackendError if absent.
+    * ``exists(name) -> bool``; ``delete(name)`` (absent is not an error);
+    * ``list(prefix) -> iterable of ObjectInfo`` for names starting with ``prefix`` (``prefix`` ends with
+      ``/`` or is empty); temporary objects are not listed.
+    * ``list_temporary(prefix)`` and ``delete_temporary(name)``: leftovers of interrupted writes (local only).
+    * ``location``: a human-readable place for messages (no secrets); ``parallel_listing``: list prefixes in
+      parallel (remote stores); ``close()``.
+    """
+
+    location = "?"
+    parallel_listing = False
+
+    def put(self, name, data, exclusive=False):
+        raise NotImplementedError
+
+    def get(self, name):
+        raise NotImplementedError
+
+    def exists(self, name):
+        raise NotImplementedError
+
+    def delete(self, name):
+        raise NotImplementedError
+
+    def list(self, prefix=""):
+        raise NotImplementedError
+
+    def list_temporary(self, prefix=""):
+        return []
+
+    def delete_temporary(self, name):
+        return None
+
+    def close(self):
+        return None
+
+    def __repr__(self):
+        return "<%s %s>" % (type(self).__name__, self.location)
+
+
+class LocalBackend(Backend):
+    """Objects as files under ``root`` (local disk or NFS). Atomic puts: temp file, fsync, rename, fsync dir.
+
+    Thread-safe (no shared mutable state besides the created-directory cache, guarded by a lock).
+    ``fsync=False`` is for benchmarks of the CPU pipeline only.
+    """
+
+    def __init__(self, root, fsync=True):
+        self.root = os.path.abspath(os.fspath(root))
+        self.location = self.root
+        self.fsync = fsync
+        self._dirs = set()
+        self._dirs_lock = threading.Lock()
+
+    def _path(self, name):
+        return os.path.join(self.root, *check_name(name).split("/"))
+
+    def _error(self, action, name, exc):
+        transient = exc.errno in (errno.EINTR, errno.EAGAIN, errno.ETIMEDOUT, errno.EIO, errno.ESTALE)
+        return BackendError("Could not %s %s in %s: %s. Check the path, permissions and free space." % (
+            action, name, self.root, exc.strerror or exc), transient=transient)
+
+    def _ensure_dir(self, directory):
+        if directory in self._dirs:
+            return
+        os.makedirs(directory, exist_ok=True)
+        with self._dirs_lock:
+            self._dirs.add(directory)
+
+    def put(self, name, data, exclusive=False):
+        path = self._path(name)
+        directory, base = os.path.split(path)
+        tmp = os.path.join(directory, ".%s.tmp-%016x" % (base, random.getrandbits(64)))
+        try:
+            self._ensure_dir(directory)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                for part in _parts(data):
+                    while len(part):
+                        written = os.write(fd, part)
+                        part = part[written:]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if exclusive:
+                try:
+                    os.link(tmp, path)  # fails with EEXIST: an atomic create-if-absent, also on NFS v3+
+                finally:
+                    os.unlink(tmp)
+            else:
+                os.rename(tmp, path)
+            if self.fsync:
+                dfd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if exc.errno == errno.EEXIST and exclusive:
+                raise BackendError("Object %s already exists in %s." % (name, self.root)) from None
+            raise self._error("write", name, exc) from None
+
+    def get(self, name):
+        path = self._path(name)
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise NotFoundInBackendError("Object %s does not exist in %s." % (name, self.root)) from None
+        except OSError as exc:
+            raise self._error("read", name, exc) from None
+
+    def exists(self, name):
+        return os.path.exists(self._path(name))
+
+    def delete(self, name):
+        try:
+            os.unlink(self._path(name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error("delete", name, exc) from None
+
+    def _walk(self, prefix, temporary):
+        directory = os.path.join(self.root, *[p for p in prefix.split("/") if p])
+        stack = [(directory, prefix)]
+        while stack:
+            path, rel = stack.pop()
+            try:
+                entries = list(os.scandir(path))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._error("list", rel or "/", exc) from None
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        stack.append((entry.path, rel + entry.name + "/"))
+                    continue
+                if entry.name.startswith(".") != temporary:
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield ObjectInfo(rel + entry.name, stat.st_size, stat.st_mtime)
+
+    def list(self, prefix=""):
+        return list(self._walk(prefix, temporary=False))
+
+    def list_temporary(self, prefix=""):
+        return [info for info in self._walk(prefix, temporary=True) if ".tmp-" in info.name]
+
+    def delete_temporary(self, name):
+        directory, _, base = name.rpartition("/")
+        try:
+            os.unlink(os.path.join(self.root, *directory.split("/"), base) if directory else os.path.join(self.root, base))
+        except FileNotFoundError:
+            pass
+
+
+class BackendWrapper(Backend):
+    """Base of wrappers: forwards everything to ``inner``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.location = inner.location
+        self.parallel_listing = inner.parallel_listing
+
+    def _call(self, method, *args, **kwargs):
+        return getattr(self.inner, method)(*args, **kwargs)
+
+    def put(self, name, data, exclusive=False):
+        return self._call("put", name, data, exclusive=exclusive)
+
+    def get(self, name):
+        return self._call("get", name)
+
+    def exists(self, name):
+        return self._call("exists", name)
+
+    def delete(self, name):
+        return self._call("delete", name)
+
+    def list(self, prefix=""):
+        return self._call("list", prefix)
+
+    def list_temporary(self, prefix=""):
+        return self._call("list_temporary", prefix)
+
+    def delete_temporary(self, name):
+        return self._call("delete_temporary", name)
+
+    def close(self):
+        return self.inner.close()
+
+
+class RetryingBackend(BackendWrapper):
+    """Retries calls that fail with a transient BackendError: exponential backoff with full jitter.
+
+    Thread-safe. NotFoundInBackendError and non-transient errors pass through at once.
+    """
+
+    def __init__(self, inner, attempts=5, base_delay=0.5, max_delay=20.0, sleep=time.sleep):
+        super().__init__(inner)
+        self.attempts = max(1, attempts)
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+
+    def _call(self, method, *args, **kwargs):
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return getattr(self.inner, method)(*args, **kwargs)
+            except NotFoundInBackendError:
+                raise
+            except BackendError as exc:
+                if not exc.transient or attempt == self.attempts:
+                    raise
+                self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1))))
+        raise BackendError("unreachable")  # pragma: no cover
+
+
+class ConcurrencyLimitedBackend(BackendWrapper):
+    """Bounds the number of simultaneous backend calls with a semaphore. Thread-safe."""
+
+    def __init__(self, inner, max_concurrency=8):
+        super().__init__(inner)
+        self.max_concurrency = max(1, max_concurrency)
+        self._semaphore = threading.BoundedSemaphore(self.max_concurrency)
+
+    def _call(self, method, *args, **kwargs):
+        with self._semaphore:
+            return getattr(self.inner, method)(*args, **kwargs)
+
+
+def open_backend(spec, endpoint_url=None, region=None, access_key=None, secret_key=None, session_token=None,
+                 object_lock_days=None, object_lock_mode="GOVERNANCE", max_concurrency=8, retries=5, verify_tls=True,
+                 fsync=True):
+    """Build a backend from ``"/path"`` / ``"file:///path"`` or ``"s3://bucket/prefix"``, wrapped in retry and limit.
+
+    S3 credentials default to boto3's usual chain (environment, profile, instance role) when not given.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ConfigurationError("The repository location must be a path or an s3://bucket/prefix URL, got %r." % (spec,))
+    if spec.startswith("s3://"):
+        from .s3 import S3Backend
+
+        bucket, _, prefix = spec[5:].partition("/")
+        inner = S3Backend(bucket, prefix=prefix, endpoint_url=endpoint_url, region=region, access_key=access_key,
+                          secret_key=secret_key, session_token=session_token, object_lock_days=object_lock_days,
+                          object_lock_mode=object_lock_mode, max_pool_connections=max_concurrency + 2, verify_tls=verify_tls)
+    elif "://" in spec and not spec.startswith("file://"):
+        raise ConfigurationError("Unsupported repository URL scheme in %r: use a path or s3://bucket/prefix." % spec.split("://")[0])
+    else:
+        if object_lock_days:
+            raise ConfigurationError("object_lock_days applies to S3 repositories only, not to %s." % spec)
+        inner = LocalBackend(spec[7:] if spec.startswith("file://") else spec, fsync=fsync)
+    # the limit sits inside the retry so a call sleeping before its next attempt does not hold a slot
+    return RetryingBackend(ConcurrencyLimitedBackend(inner, max_concurrency=max_concurrency), attempts=retries)

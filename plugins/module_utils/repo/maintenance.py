@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prune, garbage collection and validation (format sections 9.1, 10, 11).
+
+Memory: GC and validation hold sets of chunk ids (not whole indexes): each index is loaded, reduced to the ids
+it references and dropped; validation reloads indexes a second time only when it must locate damage.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import BlockvaultError, CorruptionError, NotFoundInBackendError, RepositoryError
+from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime
+from .locks import EXCLUSIVE, SHARED
+from .retention import apply_policy, check_policy
+from .session import list_chunk_ids
+
+_DELETE_BATCH = 256
+
+
+def prune(repository, policy, vm=None, dry_run=True, lock_wait=None):
+    """Apply a retention policy per VM (``vm``: one VM key, or every VM). Removes manifests+indexes, not chunks.
+
+    Returns {"dry_run", "keep": [{"id", "vm_tag", "created", "reasons"}], "remove": [ids]}; run gc afterwards
+    to free space. Takes a shared lock (compatible with backups; see the spec) unless ``dry_run``.
+    """
+    check_policy(policy)
+    groups = {}
+    for point in repository.list_restore_points(vm):
+        groups.setdefault(point.vm_tag, []).append(point)
+    keep, remove = [], []
+    for points in groups.values():
+        kept, removed = apply_policy(points, policy)
+        keep.extend({"id": p.id, "vm_tag": p.vm_tag, "created": isotime(p.created), "reasons": reasons} for p, reasons in kept)
+        remove.extend(p.id for p in removed)
+    result = {"dry_run": dry_run, "keep": sorted(keep, key=lambda k: k["id"]), "remove": sorted(remove)}
+    if not dry_run and remove:
+        with repository.locks.acquire(SHARED, "prune", wait=lock_wait):
+            for rp_id in result["remove"]:
+                repository._delete_restore_point_locked(rp_id)
+    return result
+
+
+def _list_with_sizes(backend, prefix):
+    if backend.parallel_listing and prefix == "chunks/":
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return [i for listing in pool.map(backend.list, ["chunks/%02x/" % n for n in range(256)]) for i in listing]
+    return backend.list(prefix)
+
+
+def _referenced_chunks(repository, rp_ids, on_error):
+    """Set of storage ids referenced by the restore points ``rp_ids``; ``on_error(rp_id, disk, exc)`` for failures."""
+    codec = repository.codec
+    referenced = set()
+    for rp_id in rp_ids:
+        try:
+            manifest = repository.load_manifest(rp_id)
+        except BlockvaultError as exc:
+            on_error(rp_id, None, exc)
+            continue
+        for disk in manifest["disks"]:
+            try:
+                index = repository.load_disk_index(rp_id, disk["key"])
+                if index.blocksum() != disk["sha256"]:
+                    raise CorruptionError("The checksum of disk %s of %s computed from its index differs from the manifest's." % (
+                        disk["key"], rp_id), object_name=disk["index"])
+            except BlockvaultError as exc:
+                on_error(rp_id, disk["key"], exc)
+                continue
+            referenced.update(codec.storage_id(digest) for digest in index.referenced())
+    return referenced
+
+
+def gc(repository, dry_run=False, lock_wait=None):
+    """Remove unreferenced chunks, orphan indexes and old temporary files under the exclusive lock."""
+    backend = repository.backend
+    settings = repository.lock_settings
+    with repository.locks.acquire(EXCLUSIVE, "gc", wait=lock_wait) as lock:
+        stale_locks = [] if dry_run else repository.locks.remove_stale()
+        rp_ids = [p.id for p in repository.list_restore_points()]
+        failures = []
+        referenced = _referenced_chunks(repository, rp_ids, lambda rp, disk, exc: failures.append((rp, disk, exc)))
+        if failures:
+            rp_id, disk, exc = failures[0]
+            raise RepositoryError("GC stopped without deleting anything: restore point %s%s cannot be read (%s); %d problem(s) in all." % (
+                rp_id, " disk %s" % disk if disk else "", exc.message, len(failures)),
+                hint="Run validate, and delete or repair the damaged restore points before GC.")
+        stored = {}
+        for info in _list_with_sizes(backend, "chunks/"):
+            chunk_id = chunk_id_from_name(info.name)
+            if chunk_id is not None:
+                stored[chunk_id] = info.size
+        garbage = [chunk_id for chunk_id in stored if chunk_id not in referenced]
+        live = set(rp_ids)
+        orphan_indexes = [info.name for info in backend.list(INDEXES_PREFIX) if info.name.split("/")[1] not in live]
+        now = time.time()
+        temporaries = [info.name for prefix in ("chunks/", INDEXES_PREFIX, MANIFESTS_PREFIX)
+                       for info in backend.list_temporary(prefix) if now - info.mtime > settings.stale_after]
+        report = {"dry_run": dry_run, "restore_points": len(rp_ids), "chunks_stored": len(stored), "chunks_referenced": len(referenced),
+                  "chunks_missing": len(referenced - set(stored)), "chunks_removed": len(garbage),
+                  "bytes_removed": sum(stored[c] for c in garbage), "indexes_removed": len(orphan_indexes),
+                  "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks}
+        if dry_run:
+            return report
+        names = [chunk_name(c) for c in garbage] + orphan_indexes
+        with ThreadPoolExecutor(max_workers=8 if backend.parallel_listing else 2) as pool:
+            for start in range(0, len(names), _DELETE_BATCH):
+                lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)
+                list(pool.map(backend.delete, names[start:start + _DELETE_BATCH]))
+        for name in temporaries:
+            backend.delete_temporary(name)
+        return report
+
+
+def _ranges(positions, index):
+    """Merge chunk positions into [start, end) byte ranges."""
+    ranges = []
+    for position in sorted(positions):
+        start = position * index.chunk_size
+        end = start + index.chunk_length(position)
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+    return ranges
+
+
+def _check_chunk(repository, storage_id):
+    """None when the chunk reads, authenticates and hashes to its id; else the problem text."""
+    try:
+        plain = repository.read_chunk(storage_id)
+    except NotFoundInBackendError:
+        return "missing"
+    except BlockvaultError as exc:
+        return exc.message
+    if repository.encrypted and not repository.codec.verify_digest(storage_id, plain):
+        return "its content does not hash to its id"
+    return None
+
+
+def validate(repository, level="quick", restore_point=None, workers=2):
+    """Check restore points (all, or ``restore_point``); returns a report dict, ``ok`` False when anything is damaged.
+
+    quick: manifests, schema, indexes, checksums from indexes, every referenced chunk exists.
+    full: also every referenced chunk read, authenticated, decompressed and hashed.
+    Each damaged chunk is reported with every restore point, disk and byte range it affects.
+    """
+    if level not in ("quick", "full"):
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError("validate level must be 'quick' or 'full', got %r." % (level,))
+    rp_ids = [restore_point] if restore_point else [p.id for p in repository.list_restore_points()]
+    errors = []
+
+    def on_error(rp_id, disk, exc):
+        errors.append({"restore_point": rp_id, "disk": disk, "object": getattr(exc, "object_name", None),
+                       "error_class": type(exc).__name__, "error": exc.message})
+
+    referenced = _referenced_chunks(repository, rp_ids, on_error)
+    stored = list_chunk_ids(repository.backend)
+    problems = {chunk_id: "missing" for chunk_id in referenced if chunk_id not in stored}
+    checked = 0
+    if level == "full":
+        candidates = [chunk_id for chunk_id in referenced if chunk_id not in problems]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for chunk_id, problem in zip(candidates, pool.map(lambda c: _check_chunk(repository, c), candidates)):
+                checked += 1
+                if problem:
+                    problems[chunk_id] = problem
+    damaged = []
+    if problems:
+        affects = {chunk_id: [] for chunk_id in problems}
+        codec = repository.codec
+        for rp_id in rp_ids:
+            try:
+                manifest = repository.load_manifest(rp_id)
+            except BlockvaultError:
+                continue
+            for disk in manifest["disks"]:
+                try:
+                    index = repository.load_disk_index(rp_id, disk["key"])
+                except BlockvaultError:
+                    continue
+                positions = {}
+                for position, digest in enumerate(index):
+                    if digest != ZERO_SENTINEL:
+                        storage_id = codec.storage_id(digest)
+                        if storage_id in problems:
+                            positions.setdefault(storage_id, []).append(position)
+                for storage_id, found in positions.items():
+                    affects[storage_id].append({"restore_point": rp_id, "vm": manifest["vm"]["key"], "vm_name": manifest["vm"]["name"],
+                                                "disk": disk["key"], "ranges": _ranges(found, index)})
+        damaged = [{"chunk": chunk_id.hex(), "object": chunk_name(chunk_id), "problem": problem, "affects": affects[chunk_id]}
+                   for chunk_id, problem in sorted(problems.items())]
+    return {"level": level, "ok": not errors and not damaged, "restore_points": len(rp_ids), "chunks_referenced": len(referenced),
+            "chunks_read": checked, "chunks_unreferenced": len(stored - referenced) if not restore_point else None,
+            "errors": errors, "damaged_chunks": damaged}

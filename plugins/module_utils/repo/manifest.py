@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Manifest validation and encoding (format section 7)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..errors import CorruptionError, MissingDependencyError, RepositoryFormatError
+from .format import FORMAT_VERSION, canonical_json
+from .manifest_schema import MANIFEST_SCHEMA
+
+try:
+    import jsonschema
+    HAS_JSONSCHEMA = True
+except ImportError:  # pragma: no cover
+    HAS_JSONSCHEMA = False
+
+_VALIDATOR = []
+
+
+def _validator():
+    if not HAS_JSONSCHEMA:
+        raise MissingDependencyError("Checking restore point manifests needs the jsonschema Python library (pip install jsonschema).",
+                                     library="jsonschema")
+    if not _VALIDATOR:
+        cls = jsonschema.validators.validator_for(MANIFEST_SCHEMA)
+        _VALIDATOR.append(cls(MANIFEST_SCHEMA))
+    return _VALIDATOR[0]
+
+
+def validate_manifest(manifest, what):
+    """Raise CorruptionError naming ``what`` and the first schema violations when ``manifest`` is invalid."""
+    errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        details = "; ".join("%s: %s" % ("/".join(str(p) for p in err.absolute_path) or "(top)", err.message[:200]) for err in errors[:5])
+        raise CorruptionError("%s does not match the manifest schema: %s." % (what[:1].upper() + what[1:], details), object_name=what)
+
+
+def encode_manifest(name, manifest, keys):
+    body = canonical_json(manifest)
+    if keys is not None:
+        return keys.seal(name, body)
+    wrapper = {"format": "blockvault-manifest", "version": FORMAT_VERSION, "sha256": hashlib.sha256(body).hexdigest(),
+               "manifest": manifest}
+    return json.dumps(wrapper, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def decode_manifest(name, blob, keys):
+    """The verified, schema-checked manifest dict of object ``name``."""
+    try:
+        if keys is not None:
+            manifest = json.loads(keys.unseal(name, blob))
+        else:
+            wrapper = json.loads(blob)
+            if not isinstance(wrapper, dict) or wrapper.get("format") != "blockvault-manifest":
+                raise CorruptionError("Manifest %s is not a blockvault manifest." % name, object_name=name)
+            if wrapper.get("version") != FORMAT_VERSION:
+                raise RepositoryFormatError("Manifest %s has format version %r; upgrade blockvault." % (name, wrapper.get("version")))
+            manifest = wrapper.get("manifest")
+            if hashlib.sha256(canonical_json(manifest)).hexdigest() != wrapper.get("sha256"):
+                raise CorruptionError("Manifest %s fails its checksum: it is damaged." % name, object_name=name)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptionError("Manifest %s is not valid JSON: it is damaged." % name, object_name=name) from None
+    if isinstance(manifest, dict) and manifest.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise RepositoryFormatError("Manifest %s has format version %r; upgrade blockvault." % (name, manifest.get("format_version")))
+    validate_manifest(manifest, "manifest %s" % name)
+    if name.rpartition("/")[2] != manifest["id"]:
+        raise CorruptionError("Manifest %s holds restore point %s: it was moved or swapped." % (name, manifest["id"]), object_name=name)
+    return manifest

@@ -1,0 +1,357 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Repository: create, open, keys, restore points, readers; maintenance delegates to maintenance.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+from collections import namedtuple
+
+from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
+                      RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
+from . import crypto
+from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
+                     check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
+from .locks import SHARED, LockManager, LockSettings
+from .manifest import decode_manifest, encode_manifest
+from .reader import DiskReader
+from .session import BackupSession, list_chunk_ids
+
+RestorePoint = namedtuple("RestorePoint", "id created vm_tag")
+RestorePoint.__doc__ = "A restore point as listed from object names: id, created (UTC datetime), vm_tag (16 hex)."
+
+
+class Repository:
+    """An opened repository. Build with ``Repository.create`` or ``Repository.open``.
+
+    Thread-safety: every public method may be called from several threads; the manifest cache is guarded.
+    Sessions, readers and maintenance operations take the locks the protocol requires themselves.
+    ``lock_settings`` (LockSettings) may be adjusted before use.
+    """
+
+    def __init__(self, backend, config, keys=None, opened_key_id=None, compression_level=None):
+        self.backend = backend
+        self.config = config
+        self.keys = keys
+        self.opened_key_id = opened_key_id
+        self.id = config["id"]
+        self.chunk_size = config["chunk_size"]
+        self.encrypted = keys is not None
+        level = compression_level if compression_level is not None else config["compression"]["level"]
+        self.codec = crypto.ChunkCodec(self.chunk_size, level=level, keys=keys)
+        self.lock_settings = LockSettings()
+        self.locks = LockManager(backend, self.id, self.lock_settings)
+        self._manifests = {}
+        self._cache_lock = threading.Lock()
+
+    @property
+    def location(self):
+        return self.backend.location
+
+    # -- create and open ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, backend, chunk_size=DEFAULT_CHUNK_SIZE, compression_level=3, encryption=True, passphrase=None, key_file=None,
+               _allow_small_chunks=False):
+        """Initialise a new repository in ``backend``; RepositoryExistsError if one is there already."""
+        check_chunk_size(chunk_size, allow_small=_allow_small_chunks)
+        if not isinstance(compression_level, int) or not 1 <= compression_level <= 22:
+            raise ConfigurationError("compression_level must be an integer from 1 to 22, got %r." % (compression_level,))
+        if encryption and passphrase is None and key_file is None:
+            raise ConfigurationError("An encrypted repository needs a passphrase or a key_file (or encryption=False).")
+        if not encryption and (passphrase is not None or key_file is not None):
+            raise ConfigurationError("A passphrase or key_file was given but encryption=False; drop them or enable encryption.")
+        if passphrase is not None and not passphrase:
+            raise ConfigurationError("The passphrase must not be empty.")
+        crypto.require_zstd()
+        key_file_content = crypto.read_key_file(key_file) if key_file is not None else None
+        if backend.exists(CONFIG_NAME):
+            raise RepositoryExistsError("A repository already exists at %s." % backend.location,
+                                        hint="Open it instead, or choose an empty location.")
+        repository_id = secrets.token_hex(16)
+        config = {"format": "blockvault-repository", "version": FORMAT_VERSION, "id": repository_id, "created": isotime(),
+                  "chunk_size": chunk_size, "compression": {"algorithm": "zstd", "level": compression_level},
+                  "encryption": None, "mac": None}
+        keys = None
+        key_objects = []
+        if encryption:
+            crypto.require_crypto()
+            master = secrets.token_bytes(32)
+            keys = crypto.RepositoryKeys(master, repository_id)
+            config["encryption"] = {"algorithm": "aes-256-gcm", "chunk_id": "hmac-sha256", "key_derivation": "hkdf-sha256"}
+            config["mac"] = keys.config_mac(config)
+            if passphrase is not None:
+                key_objects.append(crypto.make_key_object(master, repository_id, passphrase=passphrase))
+            if key_file_content is not None:
+                key_objects.append(crypto.make_key_object(master, repository_id, key_file_content=key_file_content))
+        for key_object in key_objects:  # keys before config: a visible config always has a key
+            backend.put(KEYS_PREFIX + key_object["id"], json.dumps(key_object, indent=1).encode("utf-8"))
+        try:
+            backend.put(CONFIG_NAME, json.dumps(config, indent=1).encode("utf-8"), exclusive=True)
+        except BackendError as exc:
+            if backend.exists(CONFIG_NAME):
+                raise RepositoryExistsError("A repository was created at %s by someone else meanwhile." % backend.location) from exc
+            raise
+        return cls(backend, config, keys, key_objects[0]["id"] if key_objects else None)
+
+    @classmethod
+    def open(cls, backend, passphrase=None, key_file=None, compression_level=None):
+        """Open an existing repository; WrongKeyError when the passphrase/key file opens none of its keys."""
+        try:
+            raw = backend.get(CONFIG_NAME)
+        except NotFoundInBackendError:
+            raise RepositoryNotFoundError("No blockvault repository at %s (no config object)." % backend.location,
+                                          hint="Check the location, or create the repository first.") from None
+        try:
+            config = json.loads(raw)
+            if config.get("format") != "blockvault-repository":
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise CorruptionError("The config object at %s is not a blockvault repository configuration." % backend.location,
+                                  object_name=CONFIG_NAME) from None
+        if config.get("version") != FORMAT_VERSION:
+            raise RepositoryFormatError("The repository at %s has format version %r; this blockvault supports version %d: upgrade it." % (
+                backend.location, config.get("version"), FORMAT_VERSION))
+        check_chunk_size(config.get("chunk_size"), allow_small=True)
+        if not config.get("encryption"):
+            return cls(backend, config, None, None, compression_level)
+        if passphrase is None and key_file is None:
+            raise ConfigurationError("The repository at %s is encrypted: give its passphrase or key_file." % backend.location)
+        key_file_content = crypto.read_key_file(key_file) if key_file is not None else None
+        tried = 0
+        for key_object in cls._key_objects(backend):
+            if key_object.get("type") != ("passphrase" if passphrase is not None else "keyfile"):
+                continue
+            tried += 1
+            master = crypto.unwrap_key_object(key_object, config["id"], passphrase=passphrase, key_file_content=key_file_content)
+            if master is not None:
+                keys = crypto.RepositoryKeys(master, config["id"])
+                if keys.config_mac(config) != config.get("mac"):
+                    raise CorruptionError("The config object at %s fails authentication: it was altered." % backend.location,
+                                          object_name=CONFIG_NAME)
+                return cls(backend, config, keys, key_object["id"], compression_level)
+        raise crypto.wrong_key_error(backend.location, passphrase, key_file, tried)
+
+    @staticmethod
+    def _key_objects(backend):
+        objects = []
+        for info in backend.list(KEYS_PREFIX):
+            try:
+                key_object = json.loads(backend.get(info.name))
+            except (NotFoundInBackendError, ValueError):
+                continue
+            if isinstance(key_object, dict) and info.name == KEYS_PREFIX + str(key_object.get("id")):
+                objects.append(key_object)
+        return objects
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def _require_encrypted(self):
+        if not self.encrypted:
+            raise ConfigurationError("The repository at %s is not encrypted: it has no keys." % self.location)
+
+    def list_keys(self):
+        """[{id, type, created, label, current}] of the key objects (no secret material)."""
+        self._require_encrypted()
+        return [{"id": k["id"], "type": k.get("type"), "created": k.get("created"), "label": k.get("label", ""),
+                 "current": k["id"] == self.opened_key_id} for k in self._key_objects(self.backend)]
+
+    def _add_key(self, passphrase=None, key_file_content=None, label=None):
+        key_object = crypto.make_key_object(self.keys.master_key, self.id, passphrase=passphrase, key_file_content=key_file_content, label=label)
+        self.backend.put(KEYS_PREFIX + key_object["id"], json.dumps(key_object, indent=1).encode("utf-8"))
+        return key_object["id"]
+
+    def add_passphrase(self, passphrase, label=None):
+        """Add a passphrase key (data is not rewritten); returns the new key id."""
+        self._require_encrypted()
+        if not passphrase:
+            raise ConfigurationError("The new passphrase must not be empty.")
+        return self._add_key(passphrase=passphrase, label=label)
+
+    def add_key_file(self, key_file, label=None):
+        """Add a key-file key (any file of at least 32 bytes; see crypto.generate_key_file); returns the key id."""
+        self._require_encrypted()
+        return self._add_key(key_file_content=crypto.read_key_file(key_file), label=label)
+
+    def change_passphrase(self, new_passphrase, key_id=None):
+        """Replace passphrase key ``key_id`` (default: the one this repository was opened with) by a new passphrase."""
+        self._require_encrypted()
+        key_id = key_id or self.opened_key_id
+        old = [k for k in self._key_objects(self.backend) if k["id"] == key_id]
+        if not old or old[0].get("type") != "passphrase":
+            raise ConfigurationError("Key %s is not a passphrase key of this repository; give key_id of one (see list_keys)." % key_id)
+        new_id = self.add_passphrase(new_passphrase, label=old[0].get("label"))
+        self.backend.delete(KEYS_PREFIX + key_id)
+        if key_id == self.opened_key_id:
+            self.opened_key_id = new_id
+        return new_id
+
+    def remove_key(self, key_id):
+        """Delete key ``key_id``; the last key cannot be removed."""
+        self._require_encrypted()
+        ids = [k["id"] for k in self._key_objects(self.backend)]
+        if key_id not in ids:
+            raise ConfigurationError("The repository has no key %r (see list_keys)." % (key_id,))
+        if len(ids) == 1:
+            raise ConfigurationError("Key %s is the last key of the repository; add another one before removing it." % key_id)
+        self.backend.delete(KEYS_PREFIX + key_id)
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def vm_tag(self, vm_key):
+        if not vm_key or not isinstance(vm_key, str):
+            raise ConfigurationError("A VM key (stable id such as the instance UUID) is required, got %r." % (vm_key,))
+        return self.keys.vm_tag(vm_key) if self.keys is not None else crypto.plain_vm_tag(vm_key)
+
+    def chunk_object_name(self, storage_id):
+        return chunk_name(storage_id)
+
+    def encode_index(self, name, index):
+        plain = index.to_bytes()
+        return self.keys.seal(name, plain) if self.keys is not None else plain
+
+    def encode_manifest(self, name, manifest):
+        return encode_manifest(name, manifest, self.keys)
+
+    def remember_manifest(self, manifest):
+        with self._cache_lock:
+            self._manifests[manifest["id"]] = manifest
+
+    def read_chunk(self, storage_id):
+        """The verified plaintext of chunk ``storage_id`` (NotFoundInBackendError when missing)."""
+        name = chunk_name(storage_id)
+        return self.codec.decode(storage_id, self.backend.get(name), name)
+
+    # -- restore points ----------------------------------------------------------------------
+
+    def begin_backup(self, vm_key, run_id, lock_wait=None):
+        """A BackupSession under a shared lock (context manager; aborts on exception)."""
+        tag = self.vm_tag(vm_key)
+        if not run_id or not isinstance(run_id, str):
+            raise ConfigurationError("begin_backup needs a run_id string, got %r." % (run_id,))
+        lock = self.locks.acquire(SHARED, "backup of %s" % tag, wait=lock_wait)
+        try:
+            known = list_chunk_ids(self.backend)  # after the lock: valid until the lock is released (section 9)
+            return BackupSession(self, vm_key, run_id, lock, known)
+        except BaseException:
+            lock.release()
+            raise
+
+    def list_restore_points(self, vm=None):
+        """RestorePoint tuples, oldest first, from one listing (no manifest read); ``vm`` = a VM key to filter on."""
+        tag = self.vm_tag(vm) if vm is not None else None
+        points = []
+        for info in self.backend.list(MANIFESTS_PREFIX):
+            rp_id = info.name[len(MANIFESTS_PREFIX):]
+            if not is_restore_point_id(rp_id):
+                continue
+            created, rp_tag = parse_restore_point_id(rp_id)
+            if tag is None or rp_tag == tag:
+                points.append(RestorePoint(rp_id, created, rp_tag))
+        return sorted(points)
+
+    def find_restore_point(self, vm, run_id):
+        """The id of ``vm``'s restore point made by ``run_id``, or None."""
+        for point in reversed(self.list_restore_points(vm)):
+            if self.load_manifest(point.id).get("run_id") == run_id:
+                return point.id
+        return None
+
+    def load_manifest(self, rp_id):
+        """The verified manifest dict of a restore point (cached: manifests are immutable)."""
+        parse_restore_point_id(rp_id)
+        with self._cache_lock:
+            cached = self._manifests.get(rp_id)
+        if cached is not None:
+            return cached
+        name = manifest_name(rp_id)
+        try:
+            blob = self.backend.get(name)
+        except NotFoundInBackendError:
+            raise RepositoryError("Restore point %s does not exist in %s." % (rp_id, self.location),
+                                  hint="List the restore points to pick an existing one.") from None
+        manifest = decode_manifest(name, blob, self.keys)
+        self.remember_manifest(manifest)
+        return manifest
+
+    def _disk_entry(self, manifest, disk_key):
+        for disk in manifest["disks"]:
+            if disk["key"] == str(disk_key):
+                return disk
+        raise ConfigurationError("Restore point %s has no disk %r (it has %s)." % (
+            manifest["id"], disk_key, ", ".join(d["key"] for d in manifest["disks"]) or "none"))
+
+    def load_disk_index(self, rp_id, disk_key):
+        """The verified DiskIndex of a disk of a restore point (checked against the manifest)."""
+        disk_key = check_disk_key(disk_key)
+        manifest = self.load_manifest(rp_id)
+        disk = self._disk_entry(manifest, disk_key)
+        name = index_name(rp_id, disk_key)
+        if disk["index"] != name:
+            raise CorruptionError("Manifest %s names index %s for disk %s, expected %s." % (rp_id, disk["index"], disk_key, name),
+                                  object_name=manifest_name(rp_id))
+        try:
+            blob = self.backend.get(name)
+        except NotFoundInBackendError:
+            raise CorruptionError("Index %s of restore point %s is missing." % (name, rp_id), object_name=name, disk=disk_key) from None
+        if hashlib.sha256(blob).hexdigest() != disk["index_sha256"]:
+            raise CorruptionError("Index %s does not match the checksum its manifest records: it is damaged." % name,
+                                  object_name=name, disk=disk_key)
+        index = DiskIndex.from_bytes(self.keys.unseal(name, blob) if self.keys is not None else blob, name)
+        if index.capacity != disk["capacity"] or index.chunk_size != manifest["chunk_size"]:
+            raise CorruptionError("Index %s disagrees with its manifest on capacity or chunk size." % name, object_name=name)
+        return index
+
+    def open_disk_reader(self, rp_id, disk_key, cache_chunks=2):
+        """A DiskReader for random access by byte offset to one disk of one restore point."""
+        return DiskReader(self, self.load_disk_index(rp_id, disk_key), "%s disk %s" % (rp_id, disk_key), cache_chunks)
+
+    def delete_restore_point(self, rp_id, lock_wait=None):
+        """Remove a restore point (manifest first, then its indexes) under a shared lock; chunks go at the next GC."""
+        parse_restore_point_id(rp_id)
+        with self.locks.acquire(SHARED, "delete %s" % rp_id, wait=lock_wait):
+            self._delete_restore_point_locked(rp_id)
+
+    def _delete_restore_point_locked(self, rp_id):
+        self.backend.delete(manifest_name(rp_id))
+        with self._cache_lock:
+            self._manifests.pop(rp_id, None)
+        for info in self.backend.list("indexes/%s/" % rp_id):
+            self.backend.delete(info.name)
+
+    # -- maintenance (maintenance.py) --------------------------------------------------------
+
+    def prune(self, policy, vm=None, dry_run=True, lock_wait=None):
+        from .maintenance import prune
+
+        return prune(self, policy, vm=vm, dry_run=dry_run, lock_wait=lock_wait)
+
+    def gc(self, dry_run=False, lock_wait=None):
+        from .maintenance import gc
+
+        return gc(self, dry_run=dry_run, lock_wait=lock_wait)
+
+    def validate(self, level="quick", restore_point=None, workers=2):
+        from .maintenance import validate
+
+        return validate(self, level=level, restore_point=restore_point, workers=workers)
+
+    def list_locks(self):
+        return [dict(lock) for lock in self.locks.list_locks()]
+
+    def break_lock(self, lock_id):
+        """Remove a lock left by a dead process on another host (as restic unlock); use with care."""
+        self.backend.delete("locks/%s" % lock_id)
+
+    def close(self):
+        self.backend.close()
+
+    def __repr__(self):
+        return "<Repository %s at %s>" % (self.id, self.location)
+
+
+__all__ = ["Repository", "RestorePoint"]

@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The S3 backend (boto3): one PUT per object, paginated listings, optional Object Lock retention."""
+
+from __future__ import annotations
+
+import datetime
+
+from ..errors import BackendError, ConfigurationError, MissingDependencyError, NotFoundInBackendError
+from .backend import Backend, ObjectInfo, check_name
+
+try:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - exercised only without boto3
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR = _exc
+
+_NOT_FOUND = ("NoSuchKey", "404", "NotFound")
+_TRANSIENT = ("RequestTimeout", "RequestTimeoutException", "SlowDown", "Throttling", "ThrottlingException",
+              "InternalError", "ServiceUnavailable", "503", "500", "502", "504")
+# Prefixes written with retention when Object Lock is on: the backup data. Locks, keys and config stay mutable.
+_RETAINED_PREFIXES = ("chunks/", "indexes/", "manifests/")
+
+
+class S3Backend(Backend):
+    """Objects as ``<prefix>/<name>`` in an S3 bucket (AWS or any S3-compatible store).
+
+    Thread-safe: one boto3 client shared by all threads (boto3 clients are thread-safe); the connection pool
+    holds ``max_pool_connections``. Listing is strongly consistent on AWS S3 and on compatible stores that
+    promise it (the lock protocol relies on it). With ``object_lock_days`` the bucket must have Object Lock
+    enabled; chunks, indexes and manifests get a retention of that many days in ``object_lock_mode``.
+    """
+
+    parallel_listing = True
+
+    def __init__(self, bucket, prefix="", endpoint_url=None, region=None, access_key=None, secret_key=None,
+                 session_token=None, object_lock_days=None, object_lock_mode="GOVERNANCE", max_pool_connections=10,
+                 verify_tls=True):
+        if not HAS_BOTO3:
+            raise MissingDependencyError("The S3 repository backend needs the boto3 Python library; install it on the "
+                                         "host that runs the backup (pip install boto3).", library="boto3")
+        if not bucket:
+            raise ConfigurationError("The S3 repository URL needs a bucket: s3://BUCKET/PREFIX.")
+        if object_lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise ConfigurationError("object_lock_mode must be GOVERNANCE or COMPLIANCE, got %r." % (object_lock_mode,))
+        if object_lock_days is not None and int(object_lock_days) < 1:
+            raise ConfigurationError("object_lock_days must be a positive number of days, got %r." % (object_lock_days,))
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.location = "s3://%s/%s" % (bucket, self.prefix)
+        self.object_lock_days = int(object_lock_days) if object_lock_days else None
+        self.object_lock_mode = object_lock_mode
+        config = botocore.config.Config(max_pool_connections=max_pool_connections, retries={"max_attempts": 2, "mode": "standard"},
+                                        connect_timeout=20, read_timeout=120)
+        session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                                        aws_session_token=session_token, region_name=region)
+        self.client = session.client("s3", endpoint_url=endpoint_url, config=config, verify=verify_tls)
+
+    def _key(self, name):
+        return self.prefix + check_name(name)
+
+    def _error(self, action, name, exc):
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _NOT_FOUND or status == 404 and code != "NoSuchBucket":
+                return NotFoundInBackendError("Object %s does not exist in %s." % (name, self.location))
+            hint = ""
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                hint = " Check the S3 credentials and the bucket policy."
+            elif code == "NoSuchBucket":
+                hint = " Create the bucket first or fix its name."
+            transient = code in _TRANSIENT or (status is not None and status >= 500)
+            return BackendError("S3 could not %s %s in %s: %s (%s).%s" % (action, name, self.location, code, status, hint),
+                                transient=transient)
+        if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError,
+                            botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)):
+            return BackendError("S3 could not %s %s in %s: connection failed (%s)." % (action, name, self.location, type(exc).__name__),
+                                transient=True)
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return BackendError("No S3 credentials found for %s: give access_key/secret_key or configure the AWS chain." % self.location)
+        return BackendError("S3 could not %s %s in %s: %s." % (action, name, self.location, type(exc).__name__))
+
+    def put(self, name, data, exclusive=False):
+        if isinstance(data, (list, tuple)):
+            data = b"".join(data)
+        kwargs = {"Bucket": self.bucket, "Key": self._key(name), "Body": bytes(data) if not isinstance(data, bytes) else data}
+        if exclusive:
+            kwargs["IfNoneMatch"] = "*"
+        if self.object_lock_days and name.startswith(_RETAINED_PREFIXES):
+            kwargs["ObjectLockMode"] = self.object_lock_mode
+            kwargs["ObjectLockRetainUntilDate"] = (datetime.datetime.now(datetime.timezone.utc)
+                                                   + datetime.timedelta(days=self.object_lock_days))
+        try:
+            self.client.put_object(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if exclusive and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise BackendError("Object %s already exists in %s." % (name, self.location)) from None
+            raise self._error("write", name, exc) from None
+        except Exception as exc:  # botocore raises many unrelated classes for transport failures
+            raise self._error("write", name, exc) from None
+
+    def get(self, name):
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        except Exception as exc:
+            raise self._error("read", name, exc) from None
+
+    def exists(self, name):
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+            return True
+        except Exception as exc:
+            error = self._error("check", name, exc)
+            if isinstance(error, NotFoundInBackendError):
+                return False
+            raise error from None
+
+    def delete(self, name):
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except Exception as exc:
+            error = self._error("delete", name, exc)
+            if not isinstance(error, NotFoundInBackendError):
+                raise error from None
+
+    def list(self, prefix=""):
+        result = []
+        full_prefix = self.prefix + prefix
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                for item in page.get("Contents", ()):
+                    name = item["Key"][len(self.prefix):]
+                    result.append(ObjectInfo(name, item["Size"], item["LastModified"].timestamp()))
+        except Exception as exc:
+            raise self._error("list", prefix or "/", exc) from None
+        return result
+
+    def close(self):
+        try:
+            self.client.close()
+        except Exception:  # closing is best effort
+            pass

@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A backup write session: chunks -> disk indexes -> manifest, under a shared lock (format section 9)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .. import blockhash
+from ..errors import BackendError, BlockvaultError, ConfigurationError, CorruptionError, RepositoryError
+from .format import (CHUNKS_PREFIX, ZERO_SENTINEL, DiskIndex, check_disk_key, chunk_id_from_name, index_name, isotime,
+                     manifest_name, new_restore_point_id)
+from .manifest import validate_manifest
+
+
+def list_chunk_ids(backend):
+    """Every stored chunk id (a set of 32-byte values) from listings: 1 request per 1000 chunks on S3.
+
+    Remote backends list the 256 ``chunks/xx/`` prefixes in parallel.
+    """
+    if backend.parallel_listing:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            listings = pool.map(backend.list, ["%s%02x/" % (CHUNKS_PREFIX, i) for i in range(256)])
+            infos = [info for listing in listings for info in listing]
+    else:
+        infos = backend.list(CHUNKS_PREFIX)
+    ids = set()
+    for info in infos:
+        chunk_id = chunk_id_from_name(info.name)
+        if chunk_id is not None:
+            ids.add(chunk_id)
+    return ids
+
+
+class BackupSession:
+    """One backup of one VM into the repository; use as a context manager (abort on exception).
+
+    Contract: ``put_chunk`` every new chunk, then ``add_disk_index`` for every disk (its chunks must all have
+    been put or been present), then ``commit`` once. Leaving the ``with`` block without commit aborts: no
+    restore point appears; the chunks stay and the next session reuses them.
+
+    Thread-safety: ``has_chunk`` and ``put_chunk`` may be called from many threads at once (the stored-id set
+    is read lock-free; encoding and upload happen outside any lock, so two threads compress, encrypt and
+    upload in parallel). ``add_disk_index``, ``commit`` and ``abort`` are called by the owning thread.
+    Memory: the set of stored chunk ids (about 100 bytes per chunk: 25 MiB for 1 TiB of unique 4 MiB chunks)
+    plus one encoded chunk per calling thread.
+    """
+
+    def __init__(self, repository, vm_key, run_id, lock, known_ids):
+        self.repository = repository
+        self.vm_key = vm_key
+        self.run_id = run_id
+        self.started = isotime()
+        self.restore_point_id = new_restore_point_id(repository.vm_tag(vm_key))
+        self._lock = lock
+        self._codec = repository.codec
+        self._known = known_ids
+        self._inflight = {}
+        self._mutex = threading.Lock()
+        self._disks = {}
+        self._state = "open"
+        self.chunks_stored = 0
+        self.bytes_stored = 0
+        self.bytes_new = 0
+        self.chunks_deduplicated = 0
+
+    # -- chunks ------------------------------------------------------------------------------
+
+    def _check_open(self):
+        if self._state != "open":
+            raise RepositoryError("This backup session is %s; start a new one with begin_backup." % self._state)
+
+    def has_chunk(self, digest):
+        """True when a chunk with this SHA-256 is stored (or is the zero sentinel). No backend request."""
+        if digest == ZERO_SENTINEL:
+            return True
+        return self._codec.storage_id(digest) in self._known
+
+    def put_chunk(self, digest, data):
+        """Store a chunk (``digest`` = SHA-256 of ``data``, trusted); returns the bytes stored, 0 when deduplicated.
+
+        An all-zero chunk is never stored. If another thread is storing the same chunk, waits for it.
+        """
+        self._check_open()
+        length = len(memoryview(data).cast("B"))
+        if not 0 < length <= self._codec.chunk_size:
+            raise ConfigurationError("A chunk holds 1 to %d bytes, got %d." % (self._codec.chunk_size, length))
+        if digest == ZERO_SENTINEL or digest == blockhash.zero_block_digest(length):
+            return 0
+        storage_id = self._codec.storage_id(digest)
+        with self._mutex:
+            if storage_id in self._known:
+                self.chunks_deduplicated += 1
+                return 0
+            event = self._inflight.get(storage_id)
+            owner = event is None
+            if owner:
+                event = self._inflight[storage_id] = threading.Event()
+        if not owner:
+            event.wait()
+            if storage_id not in self._known:
+                raise RepositoryError("Storing chunk %s failed in another thread of this backup." % digest.hex())
+            return 0
+        try:
+            parts = self._codec.encode(storage_id, data)
+            size = sum(len(part) for part in parts)
+            self.repository.backend.put(self.repository.chunk_object_name(storage_id), parts)
+            with self._mutex:
+                self._known.add(storage_id)
+                self.chunks_stored += 1
+                self.bytes_stored += size
+                self.bytes_new += length
+            return size
+        finally:
+            with self._mutex:
+                del self._inflight[storage_id]
+            event.set()
+
+    # -- indexes and manifest ----------------------------------------------------------------
+
+    def previous_index(self, rp_id, disk_key):
+        """The DiskIndex of a disk of an earlier restore point (a copy to modify and add), for carrying chunks over."""
+        return self.repository.load_disk_index(rp_id, disk_key).copy()
+
+    def add_disk_index(self, disk_key, index):
+        """Write the index of one disk (atomic) after checking every chunk it names is stored. Returns the object name."""
+        self._check_open()
+        disk_key = check_disk_key(disk_key)
+        if not isinstance(index, DiskIndex) or index.chunk_size != self._codec.chunk_size:
+            raise ConfigurationError("add_disk_index needs a DiskIndex with the repository chunk size %d." % self._codec.chunk_size)
+        if disk_key in self._disks:
+            raise ConfigurationError("Disk %s already has an index in this backup." % disk_key)
+        missing = 0
+        first_missing = None
+        for position, digest in enumerate(index):
+            if digest != ZERO_SENTINEL and self._codec.storage_id(digest) not in self._known:
+                missing += 1
+                first_missing = position if first_missing is None else first_missing
+        if missing:
+            raise CorruptionError("The index of disk %s names %d chunk(s) that are not stored (first at byte %d); the repository "
+                                  "may have lost data or the backup did not store them." % (disk_key, missing,
+                                                                                          first_missing * index.chunk_size),
+                                  disk=disk_key, hint="Run validate, then a full backup of this disk.")
+        name = index_name(self.restore_point_id, disk_key)
+        blob = self.repository.encode_index(name, index)
+        self.repository.backend.put(name, blob)
+        self._disks[disk_key] = {"index": name, "index_sha256": hashlib.sha256(blob).hexdigest(), "capacity": index.capacity,
+                                 "sha256": index.blocksum()}
+        return name
+
+    def commit(self, manifest):
+        """Complete the manifest, validate it against the schema, check the lock, write it: the restore point exists.
+
+        Fills ``format_version``, ``id``, ``created``, ``chunk_size``, ``run_id`` and per disk ``index``,
+        ``index_sha256``, ``sha256``, ``sha256_block_size`` (a given ``sha256`` must match the index).
+        Returns the restore point id.
+        """
+        self._check_open()
+        manifest = copy.deepcopy(manifest)
+        vm = manifest.get("vm") or {}
+        if vm.get("key") != self.vm_key:
+            raise ConfigurationError("The manifest's vm.key %r differs from the session's vm_key %r." % (vm.get("key"), self.vm_key))
+        if manifest.setdefault("run_id", self.run_id) != self.run_id:
+            raise ConfigurationError("The manifest's run_id %r differs from the session's %r." % (manifest["run_id"], self.run_id))
+        manifest.update(format_version=1, id=self.restore_point_id, chunk_size=self._codec.chunk_size)
+        manifest.setdefault("created", self.started)
+        manifest.setdefault("started", self.started)
+        manifest.setdefault("finished", isotime())
+        manifest.setdefault("stats", {})
+        disks = manifest.get("disks") or []
+        keys = [str(disk.get("key")) for disk in disks]
+        if sorted(keys) != sorted(self._disks) or len(set(keys)) != len(keys):
+            raise ConfigurationError("The manifest lists disks %s but indexes were added for %s." % (sorted(keys), sorted(self._disks)))
+        for disk in disks:
+            disk["key"] = str(disk["key"])
+            written = self._disks[disk["key"]]
+            if disk.get("capacity", written["capacity"]) != written["capacity"]:
+                raise ConfigurationError("Disk %s: manifest capacity %r differs from its index's %d." % (
+                    disk["key"], disk.get("capacity"), written["capacity"]))
+            if disk.get("sha256") not in (None, written["sha256"]):
+                raise CorruptionError("Disk %s: the checksum computed during the backup differs from the one of its index." % disk["key"],
+                                      disk=disk["key"])
+            disk.update(index=written["index"], index_sha256=written["index_sha256"], sha256=written["sha256"],
+                        sha256_block_size=self._codec.chunk_size, capacity=written["capacity"])
+        validate_manifest(manifest, "the new manifest")
+        self._lock.ensure_valid()
+        name = manifest_name(self.restore_point_id)
+        self.repository.backend.put(name, self.repository.encode_manifest(name, manifest))
+        self._state = "committed"
+        self.repository.remember_manifest(manifest)
+        self._release()
+        return self.restore_point_id
+
+    def abort(self):
+        """End without a restore point; indexes already written are removed (best effort), chunks stay for reuse."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        try:
+            for written in self._disks.values():
+                self.repository.backend.delete(written["index"])
+        except BackendError:
+            pass  # orphan indexes are removed by GC
+        self._release()
+
+    def _release(self):
+        try:
+            self._lock.release()
+        except BackendError:
+            pass  # the lock becomes stale and is ignored, then removed by GC
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if self._state == "open":
+            self.abort()
+        if isinstance(exc, BlockvaultError):
+            exc.with_context(vm=self.vm_key, run_id=self.run_id)
+        return False
