@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import pathlib
+import shutil
 import signal
 import ssl
 import subprocess
@@ -57,9 +58,12 @@ def _pid_alive(pid):
         return False
     except PermissionError:
         return True
-    try:  # a zombie (exited, not yet reaped by its parent) counts as gone
+    try:  # a zombie (exited, not yet reaped by its parent) counts as gone, and so does a reused pid
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"blockvault-vcsim" in cmdline.read()
     except OSError:
         return False
 
@@ -76,11 +80,13 @@ class Lab:
     # -- lifecycle -----------------------------------------------------------------------------------------
     @classmethod
     def start(cls, directory, port=0, vm1_disk0=None, vm1_disk1=None, vm2_disk0=None, page_limit=None, seed=None,
-              user=None, password=None, binary=None, timeout=DEFAULT_START_TIMEOUT, detach=False):
+              user=None, password=None, binary=None, timeout=DEFAULT_START_TIMEOUT, detach=False, reuse=False):
         """Spawn the simulator on 127.0.0.1:port with its state in directory; return once lab.json is written.
 
         Sizes are bytes or strings like "64M"/"1G". detach=True starts it in its own session so that it outlives
-        this process (the CLI does this); stop it with Lab.attach(directory).stop().
+        this process (the CLI does this); stop it with Lab.attach(directory).stop(). reuse=True returns the lab
+        already running in directory instead of failing. Files of a lab that died without cleaning up (lab.json of
+        a dead pid) are removed first.
         """
         directory = pathlib.Path(directory).resolve()
         binary = pathlib.Path(binary) if binary else binary_path()
@@ -89,7 +95,12 @@ class Lab:
         directory.mkdir(parents=True, exist_ok=True)
         lab_json = directory / "lab.json"
         if lab_json.exists():
-            raise LabError(f"{lab_json} exists: a lab already runs in {directory} (stop it first)")
+            existing = cls.attach(directory)
+            if existing.running():
+                if reuse:
+                    return existing
+                raise LabError(f"a lab already runs in {directory} (pid {existing.pid}): stop it first")
+            cls._remove_stale(directory)
         args = [str(binary), "--dir", str(directory), "--port", str(int(port))]
         for flag, value in (("--vm1-disk0", vm1_disk0), ("--vm1-disk1", vm1_disk1), ("--vm2-disk0", vm2_disk0),
                             ("--cbt-page-limit", page_limit), ("--seed", seed), ("--user", user),
@@ -115,6 +126,15 @@ class Lab:
                 raise LabError(f"the simulator was not ready after {timeout:.0f} s; its log ({log_path}):\n"
                                f"{_log_tail(log_path)}")
             time.sleep(0.05)
+
+    @staticmethod
+    def _remove_stale(directory):
+        """Remove what a simulator killed without cleanup left in directory (it refuses to start over them)."""
+        for name in ("lab.json", "lab.json.tmp", "ca.pem", "ca.pem.tmp", LOG_NAME):
+            (directory / name).unlink(missing_ok=True)
+        datastores = directory / "datastores"
+        if datastores.is_dir():
+            shutil.rmtree(datastores)
 
     @classmethod
     def attach(cls, directory):

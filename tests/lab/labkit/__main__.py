@@ -40,13 +40,14 @@ def main(argv=None):
             began = time.monotonic()
             lab = Lab.start(directory, port=args.port, vm1_disk0=args.vm1_disk0, vm1_disk1=args.vm1_disk1,
                             vm2_disk0=args.vm2_disk0, page_limit=args.cbt_page_limit, seed=args.seed,
-                            timeout=args.timeout, detach=True)
+                            timeout=args.timeout, detach=True, reuse=True)
             lines = [f"export {k}={shlex.quote(v)}" for k, v in lab.env().items()]
             tmp = env_file.with_suffix(".tmp")
             tmp.write_text("\n".join(lines) + "\n")
             tmp.chmod(0o600)
             tmp.replace(env_file)
-            print(f"lab ready at {lab.info['url']} in {time.monotonic() - began:.1f} s (pid {lab.pid}); "
+            state = "already running" if lab.process is None else "ready"
+            print(f"lab {state} at {lab.info['url']} in {time.monotonic() - began:.1f} s (pid {lab.pid}); "
                   f"run: . {env_file}")
         else:
             if not (directory / "lab.json").exists():

@@ -223,3 +223,24 @@ def test_missing_binary_is_a_clear_error(tmp_path):
     with pytest.raises(LabError, match=r"not found or not executable: run `make build-lab` first"):
         Lab.start(tmp_path / "x", binary=tmp_path / "no-such-binary")
     assert binary_path().name == "blockvault-vcsim"
+
+
+def test_labkit_start_reuses_a_running_lab_and_replaces_a_dead_one(tmp_path):
+    running = start_private(tmp_path, "again")
+    try:
+        with pytest.raises(LabError, match=r"a lab already runs in .* \(pid \d+\): stop it first"):
+            start_private(tmp_path, "again")
+        reused = start_private(tmp_path, "again", reuse=True)
+        assert (reused.pid, reused.process) == (running.pid, None)
+    finally:
+        running.process.kill()  # dies without cleaning up, like after kill -9
+        running.process.wait()
+    assert (tmp_path / "again" / "lab.json").exists()
+    fresh = start_private(tmp_path, "again")
+    try:
+        assert fresh.pid != running.pid
+        assert fresh.info["datastores"] != running.info["datastores"]
+        assert os.listdir(tmp_path / "again" / "datastores") == [os.path.basename(fresh.info["datastores"]["LocalDS_0"])]
+    finally:
+        fresh.stop()
+    assert sorted(os.listdir(tmp_path / "again")) == []

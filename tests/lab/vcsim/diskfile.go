@@ -136,9 +136,31 @@ func readCBTLocked(flat string) (uint64, []extent, error) {
 	return epoch, recs, nil
 }
 
+// cbtStateLocked returns the epoch and record count of F.cbt from its header and size (epoch 0: no log).
+// Caller holds a lock on F.
+func cbtStateLocked(flat string) (uint64, int64, error) {
+	f, err := os.Open(cbtPath(flat))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	header := make([]byte, cbtHeaderLen)
+	if _, err := io.ReadFull(f, header); err != nil || string(header[:8]) != cbtMagic {
+		return 0, 0, fmt.Errorf("%s: not a LABCBT01 change log", cbtPath(flat))
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	return binary.LittleEndian.Uint64(header[8:]), (st.Size() - cbtHeaderLen) / cbtRecordLen, nil
+}
+
 // currentChangeIDLocked returns "epoch/count" of F.cbt, creating the log when missing. Caller holds LOCK_EX.
 func currentChangeIDLocked(flat string) (string, uint64, error) {
-	epoch, recs, err := readCBTLocked(flat)
+	epoch, count, err := cbtStateLocked(flat)
 	if err != nil {
 		return "", 0, err
 	}
@@ -147,7 +169,7 @@ func currentChangeIDLocked(flat string) (string, uint64, error) {
 			return "", 0, err
 		}
 	}
-	return changeIDText(epoch, int64(len(recs))), epoch, nil
+	return changeIDText(epoch, count), epoch, nil
 }
 
 func appendCBTLocked(flat string, off, length int64) error {
