@@ -36,7 +36,7 @@ def session_cookie_value(cookie):
     """The vmware_soap_session value from a raw cookie ('vmware_soap_session="52.."; Path=/; ...') or the value."""
     text = str(cookie).strip()
     match = re.search(r"vmware_soap_session=([^;]*)", text)
-    return (match.group(1) if match else text.split(";")[0]).strip()
+    return (match.group(1) if match else text.split(";", maxsplit=1)[0]).strip()
 
 
 def _check_modes(modes):

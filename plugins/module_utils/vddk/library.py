@@ -127,7 +127,7 @@ def load_library(libdir):
         return ctypes.CDLL(path, mode=os.RTLD_NOW), path
     except OSError as first:
         reason = str(first)
-    if "cannot open shared object file" in reason and os.path.basename(path) not in reason.split(":")[0]:
+    if "cannot open shared object file" in reason and os.path.basename(path) not in reason.split(":", maxsplit=1)[0]:
         _preload_bundled(os.path.dirname(path))
         try:
             return ctypes.CDLL(path, mode=os.RTLD_NOW), path

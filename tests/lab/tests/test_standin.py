@@ -208,7 +208,7 @@ def test_wrong_thumbprint_fails_at_open(lab, vddk, morefs, caplog):
     with connect(lab, vddk, morefs["lab-vm1"], thumbprint="AB" * 20) as conn:
         with pytest.raises(VddkError) as info:
             conn.open_disk(path)
-    assert type(info.value) is VddkError
+    assert info.value.__class__ is VddkError
     assert (info.value.code, info.value.function) == (1, "VixDiskLib_Open")
     assert "thumbprint" in str(info.value)
     assert any("has the SHA-1 thumbprint %s, expected %s" % (lab.info["thumbprint"], ":".join(["AB"] * 20))
@@ -419,7 +419,7 @@ def test_injected_write_failure_changes_nothing(lab, vddk, morefs, monkeypatch):
     with open(target["flat"], "rb") as flat:
         flat.seek(4096)
         assert flat.read(4096) == old
-    assert [r for r in cbt_records(target["flat"])[records_before:]] == [(0, 4096), (8192, 4096)]
+    assert cbt_records(target["flat"])[records_before:] == [(0, 4096), (8192, 4096)]
 
 
 def test_failure_rate_is_reproducible_with_a_seed(lab, vddk, morefs, monkeypatch):

@@ -83,7 +83,7 @@ def test_async_reads_and_writes_call_back_then_wait(lab, vddk, vm2, monkeypatch)
             raw = disk._handle
             payload = (ctypes.c_uint8 * 1024).from_buffer_copy(b"\x5a" * 1024)
             assert vddk.fn("WriteAsync")(raw, 4, 2, payload, callback, 1) == S.VIX_ASYNC
-            buffers = [(ctypes.c_uint8 * 1024)() for _ in range(3)]
+            buffers = [(ctypes.c_uint8 * 1024)() for number in range(3)]
             for number, buf in enumerate(buffers):
                 assert vddk.fn("ReadAsync")(raw, 4, 2, buf, callback, 10 + number) == S.VIX_ASYNC
             assert vddk.fn("Wait")(raw) == 0

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import connection, library, structs
+
 pytestmark = pytest.mark.lab
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -26,13 +28,7 @@ VIOLATION = "LABVDDK RULE VIOLATION: "
 
 # -- the scenarios (run in the subprocess) -----------------------------------------------------------------------
 
-def _modules():
-    from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import (  # noqa: E501 pylint: disable=import-outside-toplevel
-        connection, disk, library, structs)
-    return library, connection, disk, structs
-
-
-def _connect(lib, connection, read_only=True, **kwargs):
+def _connect(lib, read_only=True, **kwargs):
     env = os.environ
     return connection.Connection(lib, env["VMWARE_HOST"], env["STANDIN_VM"], env["VDDK_THUMBPRINT"],
                                  user=env["VMWARE_USER"], password=env["VMWARE_PASSWORD"],
@@ -52,7 +48,7 @@ def _run_threads(target, count):
             codes.append(0)
         except Exception as exc:  # pylint: disable=broad-except
             codes.append(getattr(exc, "code", -1))
-    threads = [threading.Thread(target=run) for _ in range(count)]
+    threads = [threading.Thread(target=run) for number in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -61,7 +57,6 @@ def _run_threads(target, count):
 
 
 def scenario_before_init():
-    library, _, _, structs = _modules()
     cdll, path = library.load_library(os.environ["VDDK_LIBDIR"])
     library._declare(cdll, path)
     handle = ctypes.c_void_p()
@@ -69,31 +64,27 @@ def scenario_before_init():
 
 
 def scenario_init_twice():
-    library, _, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
     bridge = library._STATE["bridge"]
     _result(lib.cdll.VixDiskLib_InitEx(6, 5, bridge.log, bridge.warn, bridge.panic, None, None))
 
 
 def scenario_null_log():
-    library, _, _, structs = _modules()
     cdll, path = library.load_library(os.environ["VDDK_LIBDIR"])
     library._declare(cdll, path)
     _result(cdll.VixDiskLib_InitEx(6, 5, structs.LogFunc(), structs.LogFunc(), structs.LogFunc(), None, None))
 
 
 def scenario_serial_overlap():
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
     connection.SERIAL_LOCK = contextlib.nullcontext()        # the product bug: ConnectEx unserialized
-    codes = _run_threads(lambda: _connect(lib, connection), 2)
+    codes = _run_threads(lambda: _connect(lib), 2)
     _result(max(codes))
 
 
 def scenario_handle_overlap():
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
-    conn = _connect(lib, connection)
+    conn = _connect(lib)
     disk = conn.open_disk(os.environ["STANDIN_DISK"])
     disk._io_lock = contextlib.nullcontext()                 # the product bug: one handle shared by two threads
     codes = _run_threads(lambda: disk.read_into(0, bytearray(65536)), 2)
@@ -102,9 +93,8 @@ def scenario_handle_overlap():
 
 
 def scenario_close_async_pending():
-    library, connection, _, structs = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
-    conn = _connect(lib, connection)
+    conn = _connect(lib)
     disk = conn.open_disk(os.environ["STANDIN_DISK"])
     callback = structs.CompletionFunc(lambda data, err: time.sleep(1.0))
     buf = (ctypes.c_uint8 * 512)()
@@ -117,9 +107,8 @@ def scenario_close_async_pending():
 
 
 def scenario_disconnect_with_open_handle():
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
-    conn = _connect(lib, connection)
+    conn = _connect(lib)
     conn.open_disk(os.environ["STANDIN_DISK"])
     with library.SERIAL_LOCK:
         _result(lib.fn("Disconnect")(conn.raw_handle()))
@@ -127,9 +116,8 @@ def scenario_disconnect_with_open_handle():
 
 
 def scenario_closed_handle():
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
-    conn = _connect(lib, connection)
+    conn = _connect(lib)
     disk = conn.open_disk(os.environ["STANDIN_DISK"])
     stale = disk._handle
     disk.close()
@@ -138,45 +126,41 @@ def scenario_closed_handle():
 
 
 def scenario_fork_after_init():
-    library, _, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
     pid = os.fork()
     if pid == 0:
         _result(lib.fn("ConnectEx")(None, b"\1", None, None, None))
         os._exit(0)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     print("CHILD_SIGNAL %d" % (os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0), flush=True)
 
 
 def scenario_concurrent_workers_ok():
     """Positive control: 4 workers, each with its own connection and handle, as the product runs them."""
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
 
     def worker():
-        with _connect(lib, connection) as conn, conn.open_disk(os.environ["STANDIN_DISK"]) as disk:
+        with _connect(lib) as conn, conn.open_disk(os.environ["STANDIN_DISK"]) as disk:
             buf = bytearray(65536)
             for i in range(4):
                 disk.read_into(i * 65536, buf)
     codes = _run_threads(worker, 4)
-    shared = _connect(lib, connection).open_disk(os.environ["STANDIN_DISK"])
+    shared = _connect(lib).open_disk(os.environ["STANDIN_DISK"])
     codes += _run_threads(lambda: shared.read_into(0, bytearray(4096)), 3)     # shared handle: the lock serializes
     shared.connection.close()
     _result(max(codes))
 
 
 def scenario_noqab():
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"] + "-noqab")
-    with _connect(lib, connection) as conn, conn.open_disk(os.environ["STANDIN_DISK"]) as disk:
+    with _connect(lib) as conn, conn.open_disk(os.environ["STANDIN_DISK"]) as disk:
         print("EXTENTS %r %r" % (disk.allocated_extents(), disk.can_query_allocation), flush=True)
     _result(0)
 
 
 def scenario_stats_at_exit():
-    library, connection, _, _ = _modules()
     lib = library.initialize(os.environ["VDDK_LIBDIR"])
-    conn = _connect(lib, connection)
+    conn = _connect(lib)
     disk = conn.open_disk(os.environ["STANDIN_DISK"])
     disk.read_into(0, bytearray(8192))
     disk.read_into(8192, bytearray(512))

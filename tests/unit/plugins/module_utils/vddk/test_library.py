@@ -97,7 +97,7 @@ def vddk_with_dependency(tmp_path):
 
 
 def test_bundled_dependency_missing(vddk_with_dependency):
-    libdir, _ = vddk_with_dependency
+    libdir = vddk_with_dependency[0]
     with pytest.raises(VddkLoadError) as info:
         library.load_library(str(libdir))
     text = str(info.value)

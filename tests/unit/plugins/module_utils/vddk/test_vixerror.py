@@ -10,7 +10,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import vix
 def test_transient_codes(code):
     assert V.is_transient(code)
     err = V.error_for(code, "text", "VixDiskLib_Read", "[ds] a.vmdk")
-    assert type(err) is VddkTransientError
+    assert err.__class__ is VddkTransientError
     assert err.code == code
 
 
@@ -26,7 +26,7 @@ def test_permanent_codes(code):
 ])
 def test_permanent_classes(code, cls):
     err = V.error_for(code, "some text", "VixDiskLib_Open", "[ds] vm/vm.vmdk")
-    assert type(err) is cls
+    assert err.__class__ is cls
     assert isinstance(err, VddkError) and isinstance(err, BlockvaultError)
     assert not isinstance(err, VddkTransientError)
 
