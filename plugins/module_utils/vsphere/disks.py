@@ -56,6 +56,16 @@ class DiskInfo:
     uuid: str = None
     change_id: str = None
     backing_type: str = None
+    compatibility_mode: str = None
+
+    @property
+    def skip_reason(self):
+        """Why a snapshot-based backup cannot read this disk consistently (None when it can)."""
+        if self.disk_mode and self.disk_mode.startswith("independent"):
+            return "the disk is %s: snapshots do not include independent disks" % self.disk_mode
+        if self.compatibility_mode == "physicalMode":
+            return "the disk is a physical-mode RDM: vSphere cannot snapshot it"
+        return None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -159,5 +169,6 @@ def list_disks(source):
             uuid=getattr(backing, "uuid", None) or None,
             change_id=getattr(backing, "changeId", None) or None,
             backing_type=getattr(type(backing), "_wsdlName", type(backing).__name__),
+            compatibility_mode=getattr(backing, "compatibilityMode", None) or None,
         ))
     return disks

@@ -25,7 +25,7 @@ from ._pyvmomi import fault_message, fault_name, is_fault, moref_id, object_prop
 __all__ = [
     "ObjectNotFoundError", "AmbiguousObjectError", "retrieve_properties", "find_vm", "find_datacenter", "find_folder",
     "find_datastore", "find_resource_pool", "find_network", "find_host", "inventory_path", "datacenter_of",
-    "unescape_name", "find_vm_by_spec",
+    "unescape_name", "find_vm_by_spec", "list_vms",
 ]
 
 #: objects per RetrievePropertiesEx page (vCenter may return fewer)
@@ -166,6 +166,21 @@ def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, m
     if bios_uuid or instance_uuid:
         return _find_vm_by_uuid(session, bios_uuid or instance_uuid, bool(instance_uuid), datacenter, what, where)
     return _find_vm_by_moref(session, moref, what)
+
+
+def list_vms(session, datacenter=None):
+    """Every VM (templates included) as ``{name, moref, bios_uuid, instance_uuid, power_state, template}``, sorted by name.
+
+    One property-collector pass (paged), for listings and for matching restore points to VMs.
+    """
+    require_pyvmomi()
+    paths = ["name", "config.uuid", "config.instanceUuid", "config.template", "runtime.powerState"]
+    rows = retrieve_properties(session, vim.VirtualMachine, paths, container=datacenter)
+    vms = [{"name": unescape_name(props.get("name", "")), "moref": moref_id(obj), "bios_uuid": props.get("config.uuid"),
+            "instance_uuid": props.get("config.instanceUuid"), "template": bool(props.get("config.template")),
+            "power_state": str(props["runtime.powerState"]) if props.get("runtime.powerState") is not None else None}
+           for obj, props in rows]
+    return sorted(vms, key=lambda vm: (vm["name"], vm["moref"] or ""))
 
 
 #: keys find_vm_by_spec accepts, and the find_vm selector each one means

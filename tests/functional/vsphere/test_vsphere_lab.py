@@ -108,6 +108,12 @@ def test_unknown_vm_is_vm_not_found(vs, selector, text):
         inventory.find_vm(vs, **selector)
 
 
+def test_list_vms(vs, vm1):
+    listed = {vm["name"]: vm for vm in inventory.list_vms(vs)}
+    assert listed["lab-vm1"]["moref"] == vm1._moId and listed["lab-vm1"]["bios_uuid"] == vm1.config.uuid
+    assert "lab-vm2" in listed
+
+
 def test_find_vm_by_spec(vs, vm1):
     assert inventory.find_vm_by_spec(vs, {"uuid": vm1.config.uuid})._moId == vm1._moId
     assert inventory.find_vm_by_spec(vs, {"moid": vm1._moId, "datacenter": "DC0"})._moId == vm1._moId

@@ -73,6 +73,16 @@ def test_datastore_from_backing_object_when_file_name_has_no_brackets():
     assert datastore_name_of(SimpleNamespace(fileName="", datastore=None)) is None
 
 
+def test_skip_reason_for_independent_disks_and_physical_rdms():
+    disks = list_disks(devices())
+    assert disks[0].skip_reason is None
+    assert disks[1].skip_reason == "the disk is independent_persistent: snapshots do not include independent disks"
+    rdm = make_disk(2009, 1000, 5, "[ds] web/rdm.vmdk", capacity_bytes=512, backing_class=dev.VirtualDisk.RawDiskMappingVer1BackingInfo,
+                    diskMode="persistent", compatibilityMode="physicalMode")
+    physical = list_disks([dev.ParaVirtualSCSIController(key=1000, busNumber=0), rdm])[0]
+    assert (physical.compatibility_mode, physical.skip_reason) == ("physicalMode", "the disk is a physical-mode RDM: vSphere cannot snapshot it")
+
+
 def test_dict_round_trip():
     disk = list_disks(devices())[0]
     assert DiskInfo.from_dict(disk.to_dict()) == disk

@@ -197,3 +197,15 @@ def test_datastore_not_found_and_ambiguous():
     with pytest.raises(AmbiguousObjectError) as caught:
         inventory.find_datastore(session, "ds1")
     assert caught.value.matches == ["DC0/ds1 (datastore-1)", "DC1/ds1 (datastore-2)"]
+
+
+def test_list_vms_one_pass_sorted():
+    rows = [(node("web", VM_FOLDER, "vm-2"), {"name": "web", "config.uuid": "b2", "config.instanceUuid": "i2", "config.template": False,
+                                              "runtime.powerState": "poweredOn"}, None),
+            (node("a%2fb", VM_FOLDER, "vm-1"), {"name": "a%2fb", "config.uuid": "b1", "config.instanceUuid": "i1", "config.template": True,
+                                                "runtime.powerState": "poweredOff"}, None)]
+    session = FakeSession(rows, page=1)
+    assert inventory.list_vms(session) == [
+        {"name": "a/b", "moref": "vm-1", "bios_uuid": "b1", "instance_uuid": "i1", "template": True, "power_state": "poweredOff"},
+        {"name": "web", "moref": "vm-2", "bios_uuid": "b2", "instance_uuid": "i2", "template": False, "power_state": "poweredOn"}]
+    assert session.collector.calls[0][3] == ["name", "config.uuid", "config.instanceUuid", "config.template", "runtime.powerState"]
