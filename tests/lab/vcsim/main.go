@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -353,7 +354,18 @@ func (l *lab) createLabVMs() error {
 // stop closes the server, removes the model's datastores and the files this process created.
 func (l *lab) stop() {
 	if l.server != nil {
-		l.server.Close()
+		// Close waits for every request; a client's WaitForUpdates long poll would hold it forever.
+		closed := make(chan struct{})
+		go func() {
+			l.server.CloseClientConnections()
+			l.server.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			fmt.Fprintln(os.Stderr, "blockvault-vcsim: requests still running after 5 s; exiting anyway")
+		}
 	}
 	if l.model != nil && !l.cfg.keepDatastores {
 		l.model.Remove()
