@@ -39,7 +39,7 @@ _MAX_PAGES = 1 << 20
 
 @dataclasses.dataclass(frozen=True)
 class ChangedArea:
-    """A byte range [start, start + length) of a disk."""
+    """A byte range [start, start + length) of a disk. Immutable; thread-safe."""
 
     start: int
     length: int
@@ -51,7 +51,10 @@ class ChangedArea:
 
 @dataclasses.dataclass(frozen=True)
 class CbtStatus:
-    """``enabled``: CBT is on (usable for the NEXT snapshot if ``enabled_now``); ``reason`` says why it is off."""
+    """``enabled``: CBT is on (usable for the NEXT snapshot if ``enabled_now``); ``reason`` says why it is off.
+
+    Immutable; thread-safe.
+    """
 
     enabled: bool
     enabled_now: bool = False

@@ -45,7 +45,7 @@ _IDE_DEFAULT_KEYS = {0: 200, 1: 201}
 
 @dataclasses.dataclass(frozen=True)
 class CreatedVM:
-    """A VM made by create_vm: ``disks`` maps each captured disk key to the new VM's DiskInfo."""
+    """A VM made by create_vm: ``disks`` maps each captured disk key to the new VM's DiskInfo. Immutable; thread-safe."""
 
     vm: object
     moref: str

@@ -29,7 +29,10 @@ _DATASTORE_IN_PATH = re.compile(r"^\[([^\]]+)\]")
 
 @dataclasses.dataclass(frozen=True)
 class ControllerInfo:
-    """A storage controller: ``type`` is pvscsi, lsilogic, lsilogicsas, buslogic, sata, ide, nvme (or 'scsi'/'other')."""
+    """A storage controller: ``type`` is pvscsi, lsilogic, lsilogicsas, buslogic, sata, ide, nvme (or 'scsi'/'other').
+
+    Immutable value; thread-safe.
+    """
 
     key: int
     type: str
@@ -42,7 +45,10 @@ class ControllerInfo:
 
 @dataclasses.dataclass(frozen=True)
 class DiskInfo:
-    """One virtual disk. ``capacity`` is in bytes; ``change_id`` is None when CBT has not stamped one."""
+    """One virtual disk. ``capacity`` is in bytes; ``change_id`` is None when CBT has not stamped one.
+
+    Immutable value (JSON via to_dict/from_dict); thread-safe.
+    """
 
     key: int
     label: str

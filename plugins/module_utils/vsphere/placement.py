@@ -24,7 +24,10 @@ __all__ = ["Placement", "resolve_placement"]
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
-    """Inventory objects for CreateVM_Task: ``folder.CreateVM_Task(config, pool=resource_pool, host=host)``."""
+    """Inventory objects for CreateVM_Task: ``folder.CreateVM_Task(config, pool=resource_pool, host=host)``.
+
+    Immutable; thread-safe.
+    """
 
     datacenter: object
     folder: object

@@ -274,7 +274,8 @@ class VSphereSession:
             return VSphereError("TLS handshake with vCenter %s failed (%s): check that the port speaks HTTPS." % (
                 endpoint, self._scrub(str(exc))))
         if isinstance(exc, socket.gaierror):
-            return VSphereError("Cannot resolve vCenter host name %s (%s): check hostname." % (self.host, exc.strerror or exc))
+            return VSphereError("Cannot connect to vCenter %s: the host name does not resolve (%s). Check hostname." % (
+                endpoint, exc.strerror or exc))
         if isinstance(exc, ConnectionRefusedError):
             return VSphereError("Cannot connect to vCenter %s: connection refused. Check hostname and port." % endpoint)
         if isinstance(exc, (socket.timeout, TimeoutError)):

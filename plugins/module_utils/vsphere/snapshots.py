@@ -39,7 +39,7 @@ SNAPSHOT_PREFIX = "blockvault-"
 
 @dataclasses.dataclass(frozen=True)
 class SnapshotEntry:
-    """One snapshot of a VM's tree: ``path`` is the names from the root to it, joined with '/'."""
+    """One snapshot of a VM's tree: ``path`` is the names from the root to it, joined with '/'. Immutable; thread-safe."""
 
     name: str
     moref: str
@@ -52,7 +52,10 @@ class SnapshotEntry:
 
 @dataclasses.dataclass(frozen=True)
 class BackupSnapshot:
-    """The snapshot a backup reads from. ``quiesce_error`` says why a quiesced snapshot could not be taken."""
+    """The snapshot a backup reads from. ``quiesce_error`` says why a quiesced snapshot could not be taken.
+
+    ``snapshot`` is the vim.vm.Snapshot, ``moref`` its id for VDDK's ConnectEx. Immutable; thread-safe.
+    """
 
     snapshot: object
     moref: str

@@ -123,7 +123,7 @@ def test_certificate_failure_wrapped_by_pyvmomi_is_recognised():
     (ConnectionRefusedError(111, "Connection refused"),
      "Cannot connect to vCenter vc.example.com:8443: connection refused. Check hostname and port."),
     (socket.gaierror(-2, "Name or service not known"),
-     "Cannot resolve vCenter host name vc.example.com (Name or service not known): check hostname."),
+     "Cannot connect to vCenter vc.example.com:8443: the host name does not resolve (Name or service not known). Check hostname."),
     (socket.timeout("timed out"),
      "Cannot connect to vCenter vc.example.com:8443: timed out after 120s. Check hostname, port and firewalls."),
     (Exception("vc.example.com:8443 is down or is not a VIM server"),
