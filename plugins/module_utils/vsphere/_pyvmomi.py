@@ -51,7 +51,8 @@ def fault_message(fault):
             if text:
                 break
     if not text:
-        text = str(fault) or fault_name(fault)
+        # str() of a pyVmomi fault without a message is a dump of all its fields: use its type name then
+        text = fault_name(fault) if hasattr(type(fault), "_wsdlName") else (str(fault) or fault_name(fault))
     return redact(" ".join(str(text).split()))
 
 
