@@ -85,7 +85,9 @@ class Connection:
         self.user = user
         self._buffers = {}          # name -> ctypes string buffer, alive as long as VDDK may read them
         self._alloc_ptr = None      # params allocated by VixDiskLib_AllocateConnectParams, when used
-        self._params = self._build_params(user, password, session_cookie, session_key, nfc_host_port)
+        self._params = None
+        self._closed = False
+        self._fields = self._prepare_fields(user, password, session_cookie, session_key, nfc_host_port)
         self._handle = None
         self._disks = set()
         self._lock = threading.Lock()
@@ -105,44 +107,65 @@ class Connection:
         self._buffers[name] = buf
         return ctypes.cast(buf, ctypes.c_char_p)
 
-    def _build_params(self, user, password, session_cookie, session_key, nfc_host_port):
+    def _prepare_fields(self, user, password, session_cookie, session_key, nfc_host_port):
+        """The parameter values as C strings owned by this object (copied into the structure on demand)."""
+        fields = {
+            "vmxSpec": self._cstr("vmxSpec", "moref=%s" % self.vm_moref),
+            "serverName": self._cstr("serverName", self.server),
+            "thumbPrint": self._cstr("thumbPrint", self.thumbprint),
+            "port": self.port,
+            "nfcHostPort": int(nfc_host_port or 0),
+            "specType": S.SPEC_VMX,
+        }
+        if session_cookie is not None:
+            fields["credType"] = S.CRED_SESSIONID
+            fields["creds.sessionId"] = (self._cstr("cookie", session_cookie_value(session_cookie)),
+                                         self._cstr("sessionUser", user), self._cstr("key", session_key))
+        else:
+            fields["credType"] = S.CRED_UID
+            fields["creds.uid"] = (self._cstr("userName", user), self._cstr("password", password))
+        return fields
+
+    def _ensure_params(self):
+        """The VixDiskLibConnectParams structure, allocated and filled on first use (freed by _free_params)."""
+        if self._closed:
+            raise ConfigurationError("This VDDK connection was closed; create a new one.")
+        if self._params is not None:
+            return self._params
         lib = self.library
+        params = None
         if lib.has("AllocateConnectParams"):
             # VDDK >= 6.7 sizes the structure itself (it may grow beyond the 128 bytes we know)
             self._alloc_ptr = lib.fn("AllocateConnectParams")()
-            params = self._alloc_ptr.contents if self._alloc_ptr else S.ConnectParams()
-        else:
+            params = self._alloc_ptr.contents if self._alloc_ptr else None
+        if params is None:
             params = S.ConnectParams()
-        params.vmxSpec = self._cstr("vmxSpec", "moref=%s" % self.vm_moref)
-        params.serverName = self._cstr("serverName", self.server)
-        params.thumbPrint = self._cstr("thumbPrint", self.thumbprint)
-        params.port = self.port
-        params.nfcHostPort = int(nfc_host_port or 0)
-        params.specType = S.SPEC_VMX
-        if session_cookie is not None:
-            params.credType = S.CRED_SESSIONID
-            params.creds.sessionId.cookie = self._cstr("cookie", session_cookie_value(session_cookie))
-            params.creds.sessionId.userName = self._cstr("sessionUser", user)
-            params.creds.sessionId.key = self._cstr("key", session_key)
+        fields = self._fields
+        for name in ("vmxSpec", "serverName", "thumbPrint", "port", "nfcHostPort", "specType", "credType"):
+            setattr(params, name, fields[name])
+        if "creds.sessionId" in fields:
+            (params.creds.sessionId.cookie, params.creds.sessionId.userName,
+             params.creds.sessionId.key) = fields["creds.sessionId"]
         else:
-            params.credType = S.CRED_UID
-            params.creds.uid.userName = self._cstr("userName", user)
-            params.creds.uid.password = self._cstr("password", password)
+            params.creds.uid.userName, params.creds.uid.password = fields["creds.uid"]
+        self._params = params
         return params
 
     def _params_ptr(self):
-        return self._alloc_ptr if self._alloc_ptr else ctypes.pointer(self._params)
+        params = self._ensure_params()
+        return self._alloc_ptr if self._alloc_ptr else ctypes.pointer(params)
+
+    def _free_params(self):
+        alloc, self._alloc_ptr, self._params = self._alloc_ptr, None, None
+        if alloc:
+            with SERIAL_LOCK:
+                self.library.fn("FreeConnectParams")(alloc)
 
     def _wipe(self):
         for name in ("password", "cookie", "key"):
             buf = self._buffers.get(name)
             if buf is not None:
                 ctypes.memset(buf, 0, ctypes.sizeof(buf))
-        if self._alloc_ptr:
-            with SERIAL_LOCK:
-                self.library.fn("FreeConnectParams")(self._alloc_ptr)
-            self._alloc_ptr = None
-            self._params = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -151,16 +174,17 @@ class Connection:
         with self._lock:
             if self._handle is not None:
                 return self
-            if self._params is None:
-                raise ConfigurationError("This VDDK connection was closed; create a new one.")
+            params = self._params_ptr()
             self.library.check_process()
             handle = ctypes.c_void_p()
             snapshot = self.snapshot_moref.encode() if self.snapshot_moref else None
             LOGGER.debug("VDDK ConnectEx to %s:%d for %s (snapshot %s, modes %s)", self.server, self.port,
                          self.vm_moref, self.snapshot_moref, self.transport_modes)
             with SERIAL_LOCK:
-                err = self.library.fn("ConnectEx")(self._params_ptr(), b"\1" if self.read_only else b"\0", snapshot,
+                err = self.library.fn("ConnectEx")(params, b"\1" if self.read_only else b"\0", snapshot,
                                                    self.transport_modes.encode(), ctypes.byref(handle))
+            if err:
+                self._free_params()         # nothing leaks when a failed Connection is dropped without close()
             self.library.check(err, "ConnectEx", "%s:%d, %s%s" % (self.server, self.port, self.vm_moref,
                                                                   ", " + self.snapshot_moref if self.snapshot_moref else ""))
             self._handle = handle
@@ -205,8 +229,9 @@ class Connection:
                     err = self.library.fn("Disconnect")(handle)
                 self.library.check(err, "Disconnect", self.server)
         finally:
-            if handle is not None or self._params is not None:
-                self._wipe()
+            self._closed = True
+            self._free_params()
+            self._wipe()
 
     def __enter__(self):
         return self.connect()
@@ -217,11 +242,14 @@ class Connection:
     # -- process-level helpers that use the same parameters ------------------------------------------------------
 
     def _params_call(self, name, *args):
-        if self._params is None:
-            raise ConfigurationError("This VDDK connection was closed; create a new one.")
         self.library.check_process()
-        with SERIAL_LOCK:
-            return self.library.fn(name)(self._params_ptr(), *args)
+        params = self._params_ptr()
+        try:
+            with SERIAL_LOCK:
+                return self.library.fn(name)(params, *args)
+        finally:
+            if self._handle is None:
+                self._free_params()         # not connected: nothing to keep (and nothing leaks if never closed)
 
     def prepare_for_access(self, identity):
         """VixDiskLib_PrepareForAccess (blocks Storage vMotion of the VM during a backup). False when unsupported."""

@@ -124,10 +124,13 @@ static VixError check_init(const char *fn)
     return VIX_OK;
 }
 
+static atomic_long latency_us;      /* a copy of cfg.latency_us readable without the lock */
+
 static void latency(void)
 {
-    if (cfg.latency_us > 0)
-        usleep((useconds_t)cfg.latency_us);
+    long us = atomic_load(&latency_us);
+    if (us > 0)
+        usleep((useconds_t)us);
 }
 
 /* Enter the group of calls VDDK forbids to run concurrently; on a violation nothing is entered. */
@@ -266,6 +269,7 @@ static void load_config(void)
         atomic_store(&stat_bytes_written, 0);
     }
     cfg = c;
+    atomic_store(&latency_us, c.latency_us);
     atomic_store(&call_count[KIND_READ], 0);
     atomic_store(&call_count[KIND_WRITE], 0);
     pthread_mutex_unlock(&g.mu);
@@ -273,12 +277,15 @@ static void load_config(void)
 
 static void write_stats(void)
 {
-    char tmp[4200];
+    char path[4096], tmp[4200];
     FILE *f;
 
-    if (!cfg.stats_path[0])
+    pthread_mutex_lock(&g.mu);
+    snprintf(path, sizeof path, "%s", cfg.stats_path);
+    pthread_mutex_unlock(&g.mu);
+    if (!path[0])
         return;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", cfg.stats_path, (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     f = fopen(tmp, "we");
     if (!f)
         return;
@@ -286,7 +293,7 @@ static void write_stats(void)
             (unsigned long long)atomic_load(&stat_reads), (unsigned long long)atomic_load(&stat_bytes_read),
             (unsigned long long)atomic_load(&stat_writes), (unsigned long long)atomic_load(&stat_bytes_written));
     if (fclose(f) == 0)
-        rename(tmp, cfg.stats_path);
+        rename(tmp, path);
     else
         unlink(tmp);
 }
@@ -302,19 +309,24 @@ static uint64_t splitmix64(uint64_t x)
 /* The injected failure code for this Read/Write call, or VIX_OK. */
 static VixError injected_fault(int kind)
 {
+    pthread_mutex_lock(&g.mu);
     unsigned long long n = atomic_fetch_add(&call_count[kind], 1) + 1;
     long long nth = cfg.fail_nth[kind], times = cfg.fail_times[kind];
+    double rate = cfg.fail_rate[kind];
+    unsigned long long seed = cfg.seed;
+    unsigned code = cfg.fail_code;
+    pthread_mutex_unlock(&g.mu);
     int fail = nth > 0 && n >= (unsigned long long)nth && (times <= 0 || n < (unsigned long long)(nth + times));
 
-    if (!fail && cfg.fail_rate[kind] > 0) {
-        uint64_t x = splitmix64(cfg.seed ^ ((uint64_t)(kind + 1) << 56) ^ splitmix64(n));
-        fail = (double)(x >> 11) * 0x1.0p-53 < cfg.fail_rate[kind];
+    if (!fail && rate > 0) {
+        uint64_t x = splitmix64(seed ^ ((uint64_t)(kind + 1) << 56) ^ splitmix64(n));
+        fail = (double)(x >> 11) * 0x1.0p-53 < rate;
     }
     if (!fail)
         return VIX_OK;
     lab_warn("VixDiskLib: injected failure of %s call %llu with error %u\n", kind == KIND_READ ? "read" : "write", n,
-             cfg.fail_code);
-    return cfg.fail_code;
+             code);
+    return code;
 }
 
 /* -- async worker ---------------------------------------------------------------------------------------------- */

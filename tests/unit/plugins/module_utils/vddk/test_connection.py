@@ -41,7 +41,7 @@ def test_session_cookie_value(raw, value):
 def test_uid_params_and_no_secret_in_repr():
     conn = C.Connection(NoLibrary(), "vc.example", "vm-57", TP, user="backup@vsphere.local", password="S3cret!",
                         snapshot_moref="snapshot-70", port=8443)
-    p = conn._params
+    p = conn._ensure_params()
     assert isinstance(p, S.ConnectParams)
     assert (p.vmxSpec, p.serverName, p.thumbPrint) == (b"moref=vm-57", b"vc.example", TP.encode())
     assert (p.credType, p.port, p.nfcHostPort, p.specType) == (S.CRED_UID, 8443, 902, S.SPEC_VMX)
@@ -57,11 +57,14 @@ def test_close_wipes_secrets():
     conn.close()
     assert buf.raw == b"\0" * ctypes.sizeof(buf)
     assert conn._buffers["userName"].value == b"u"
+    with pytest.raises(ConfigurationError) as info:
+        conn.connect()
+    assert str(info.value) == "This VDDK connection was closed; create a new one."
 
 
 def test_session_params():
     conn = C.Connection(NoLibrary(), "vc", "vm-1", TP, user="u", session_cookie="vmware_soap_session=abc; HttpOnly")
-    p = conn._params
+    p = conn._ensure_params()
     assert p.credType == S.CRED_SESSIONID
     assert (p.creds.sessionId.cookie, p.creds.sessionId.userName, p.creds.sessionId.key) == (b"abc", b"u", None)
 
