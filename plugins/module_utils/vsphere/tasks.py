@@ -9,17 +9,19 @@ and turns the outcome into a result or a typed error:
 
 - state ``error``  -> TaskError(fault=<vSphere fault type name>, message with the localized text)
 - no end in time   -> TaskTimeoutError (the task is asked to cancel when vSphere says it can be)
+- polling fails on the network more than a few times in a row -> VSphereError (single drops are retried)
 
 ``what`` is a short phrase ("create snapshot blockvault-r1 of VM web01") used in messages.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import time
 
-from ..errors import TaskError, TaskTimeoutError
+from ..errors import TaskError, TaskTimeoutError, VSphereError
 from ._pyvmomi import fault_message, fault_name, object_properties
 
 __all__ = ["wait_for_task", "DEFAULT_TASK_TIMEOUT"]
@@ -50,19 +52,32 @@ def _sleep_plan(initial_delay, max_delay, jitter, rng):
 
 
 def wait_for_task(task, timeout=DEFAULT_TASK_TIMEOUT, what="vSphere task", progress=None, initial_delay=0.1, max_delay=2.0,
-                  jitter=0.5, sleep=time.sleep, clock=time.monotonic, rng=random.random):
+                  jitter=0.5, sleep=time.sleep, clock=time.monotonic, rng=random.random, max_poll_errors=3):
     """Wait until ``task`` ends; return ``task.info.result``.
 
     ``progress(percent)`` is called with each new integer percentage vSphere reports.
     ``timeout`` is in seconds (None = wait forever). ``sleep``/``clock``/``rng`` are injectable
-    for tests. Raises TaskError or TaskTimeoutError; errors reading the task propagate.
+    for tests. Raises TaskError or TaskTimeoutError. Up to ``max_poll_errors`` consecutive network
+    errors while polling are retried; more raise VSphereError. vSphere faults while polling propagate.
     Thread-safe: keeps no state outside the call.
     """
     deadline = None if timeout is None else clock() + timeout
     delays = _sleep_plan(initial_delay, max_delay, jitter, rng)
     last_progress = None
+    poll_errors = 0
     while True:
-        info = _TaskInfo(object_properties(task, _TASK_INFO_PATHS))
+        try:
+            info = _TaskInfo(object_properties(task, _TASK_INFO_PATHS))
+            poll_errors = 0
+        except (OSError, http.client.HTTPException) as exc:
+            # the task goes on in vCenter: a dropped connection is no reason to lose track of it
+            poll_errors += 1
+            if poll_errors > max_poll_errors:
+                raise VSphereError("Lost contact with vCenter while waiting for %s (task %s): %s." % (what, _task_id(task), exc),
+                                   hint="Check the task in the vSphere client; the next run cleans up what it left.") from exc
+            log.warning("polling %s (task %s) failed (%s); trying again", what, _task_id(task), exc)
+            sleep(next(delays))
+            continue
         state = str(info.state)
         if state == "success":
             if progress is not None and last_progress != 100:

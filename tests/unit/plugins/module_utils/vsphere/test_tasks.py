@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 from pyVmomi import vim
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import TaskError, TaskTimeoutError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import TaskError, TaskTimeoutError, VSphereError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.tasks import wait_for_task
 
 
@@ -24,7 +24,10 @@ class FakeTask:
     @property
     def info(self):
         self.reads += 1
-        return self._infos.pop(0) if len(self._infos) > 1 else self._infos[0]
+        item = self._infos.pop(0) if len(self._infos) > 1 else self._infos[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
 
     def CancelTask(self):
         self.cancelled = True
@@ -109,3 +112,23 @@ def test_already_finished_task_needs_no_sleep():
     clock = FakeClock()
     assert run(FakeTask(info("success", result=None)), clock) is None
     assert clock.sleeps == []
+
+
+def test_a_few_dropped_connections_while_polling_are_retried():
+    task = FakeTask(info("running"), ConnectionResetError(104, "reset"), ConnectionResetError(104, "reset"), info("success", result=5))
+    assert run(task, FakeClock(), rng=lambda: 0.0) == 5
+
+
+def test_too_many_dropped_connections_raise_a_vsphere_error():
+    task = FakeTask(ConnectionResetError(104, "Connection reset by peer"))
+    clock = FakeClock()
+    with pytest.raises(VSphereError) as caught:
+        run(task, clock, what="remove snapshot blockvault-r1", max_poll_errors=2, rng=lambda: 0.0)
+    assert str(caught.value).startswith("Lost contact with vCenter while waiting for remove snapshot blockvault-r1 (task task-7)")
+    assert task.reads == 3
+
+
+def test_vsphere_faults_while_polling_propagate():
+    task = FakeTask(vim.fault.NotAuthenticated(msg="session gone"))
+    with pytest.raises(vim.fault.NotAuthenticated):
+        run(task, FakeClock())
