@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Options to reach vCenter (or an ESXi host); mirrors vsphere_argument_spec() in module_utils/_module.py."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r"""
+options:
+  hostname:
+    description:
+      - Name or address of the vCenter Server (or ESXi host) that manages the VM.
+      - Needed whenever the module talks to vSphere; when not given, the value of the environment variable
+        E(VMWARE_HOST) is used.
+    type: str
+  port:
+    description:
+      - HTTPS port of O(hostname).
+      - When not given, the environment variable E(VMWARE_PORT) is used, then V(443).
+    type: int
+    default: 443
+  username:
+    description:
+      - vSphere user, for example V(backup@vsphere.local). It needs the privileges listed in the collection's README.
+      - When not given, the environment variable E(VMWARE_USER) is used.
+    type: str
+  password:
+    description:
+      - Password of O(username).
+      - When not given, the environment variable E(VMWARE_PASSWORD) is used.
+    type: str
+  validate_certs:
+    description:
+      - Verify the TLS certificate of O(hostname) (against O(ca_bundle) or the system CA store).
+      - The SHA-1 thumbprint handed to VDDK is taken from this verified connection unless O(vddk_thumbprint) is given.
+      - Set to V(false) only in labs; when not given, the environment variable E(VMWARE_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
+  ca_bundle:
+    description:
+      - Path of a PEM file with the CA certificates that sign the certificate of O(hostname).
+      - When not given, the system CA store is used.
+    type: path
+"""

@@ -1,0 +1,230 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one helper the Ansible modules share (private to the collection: the leading ``_``).
+
+It holds the shared argument specs (mirrored one to one by plugins/doc_fragments/{vsphere,vddk,repository}.py),
+builds the ``ops.settings`` values from the parameters, runs an operation and turns its outcome into the module
+result. ``BlockvaultModule.run`` is the only place in the collection that calls ``exit_json`` or ``fail_json``:
+operations return plain dicts or raise ``errors.BlockvaultError`` subclasses, and this module translates both.
+
+Nothing here imports a third-party library; the engine guards its own imports and raises
+MissingDependencyError, which becomes the usual missing_required_lib failure.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.common.parameters import remove_values
+
+from .errors import BlockvaultError, MissingDependencyError, ValidationFailedError, redact
+from .ops.settings import RepositorySettings, VddkSettings, VSphereSettings
+
+__all__ = [
+    "BlockvaultModule", "vsphere_argument_spec", "vddk_argument_spec", "repository_argument_spec",
+    "PASSPHRASE_ENV", "disk_reference",
+]
+
+#: environment variable read for the repository passphrase when neither passphrase nor key_file is given
+PASSPHRASE_ENV = "BLOCKVAULT_PASSPHRASE"
+
+MIB = 1024 * 1024
+
+
+def vsphere_argument_spec():
+    """Options to reach vCenter; documented by the blockvault.vsphere.vsphere doc fragment."""
+    return dict(
+        hostname=dict(type="str", fallback=(env_fallback, ["VMWARE_HOST"])),
+        port=dict(type="int", default=443, fallback=(env_fallback, ["VMWARE_PORT"])),
+        username=dict(type="str", fallback=(env_fallback, ["VMWARE_USER"])),
+        password=dict(type="str", no_log=True, fallback=(env_fallback, ["VMWARE_PASSWORD"])),
+        validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
+        ca_bundle=dict(type="path"),
+    )
+
+
+def vddk_argument_spec():
+    """Options that locate VDDK; documented by the blockvault.vsphere.vddk doc fragment."""
+    return dict(
+        vddk_libdir=dict(type="path"),
+        vddk_thumbprint=dict(type="str"),
+        transports=dict(type="str", default="nbdssl:nbd"),
+        vddk_config_file=dict(type="path"),
+    )
+
+
+def repository_argument_spec():
+    """Options that locate and open a repository; documented by the blockvault.vsphere.repository doc fragment.
+
+    The passphrase has no spec-level env fallback on purpose: an explicit key_file must win over a
+    BLOCKVAULT_PASSPHRASE left in the environment, so BlockvaultModule.repository_settings reads it.
+    """
+    return dict(
+        repository=dict(type="str"),
+        s3_endpoint_url=dict(type="str", fallback=(env_fallback, ["AWS_ENDPOINT_URL"])),
+        region=dict(type="str", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
+        aws_access_key=dict(type="str", no_log=False, fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
+        aws_secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
+        aws_session_token=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN"])),
+        s3_validate_certs=dict(type="bool", default=True),
+        object_lock_days=dict(type="int"),
+        passphrase=dict(type="str", no_log=True),
+        key_file=dict(type="path", no_log=False),
+    )
+
+
+def disk_reference(value):
+    """A disk named by the user: a device key (2000, "2000") becomes an int, a label ("Hard disk 1") stays a str."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+class BlockvaultModule(object):
+    """A wrapper around AnsibleModule (not a subclass) for every module of the collection.
+
+    Contract: construct it in main() with the module's own argument spec and the shared specs it needs
+    (``vsphere``, ``vddk``, ``repository`` flags); then call ``run(operation)`` once. ``operation`` takes
+    this wrapper and returns the result dict; it builds settings with ``vsphere_settings()``,
+    ``vddk_settings()`` and ``repository_settings()`` (their ConfigurationError becomes a failure like any
+    other engine error). ``run`` never returns. One instance per module run; not thread-safe (nor needs be).
+    """
+
+    def __init__(self, argument_spec, vsphere=False, vddk=False, repository=True, mutually_exclusive=None,
+                 required_one_of=None, required_if=None, required_together=None, supports_check_mode=True):
+        spec = {}
+        mutually_exclusive = list(mutually_exclusive or [])
+        if vsphere:
+            spec.update(vsphere_argument_spec())
+        if vddk:
+            spec.update(vddk_argument_spec())
+        if repository:
+            spec.update(repository_argument_spec())
+            mutually_exclusive.append(["passphrase", "key_file"])
+        shadowed = sorted(set(spec) & set(argument_spec))
+        if shadowed:
+            raise ValueError("module options %s shadow shared options" % ", ".join(shadowed))
+        spec.update(argument_spec)
+        # Built outside any try block: validate-modules captures the spec by making this call raise.
+        self.module = AnsibleModule(
+            argument_spec=spec,
+            supports_check_mode=supports_check_mode,
+            mutually_exclusive=mutually_exclusive,
+            required_one_of=required_one_of or [],
+            required_if=required_if or [],
+            required_together=required_together or [],
+        )
+
+    @property
+    def params(self):
+        return self.module.params
+
+    @property
+    def check_mode(self):
+        return bool(self.module.check_mode)
+
+    @property
+    def diff_mode(self):
+        return bool(self.module._diff)
+
+    # -- settings ---------------------------------------------------------------------------------------------
+
+    def vsphere_settings(self, optional=False):
+        """VSphereSettings from the vSphere options; None when ``optional`` and no hostname is given."""
+        params = self.params
+        if optional and not params.get("hostname"):
+            return None
+        return VSphereSettings(
+            host=params["hostname"],
+            username=params["username"],
+            password=params["password"] or "",
+            port=params["port"],
+            validate_certs=params["validate_certs"],
+            ca_bundle=params["ca_bundle"],
+        )
+
+    def vddk_settings(self, optional=False):
+        """VddkSettings from the VDDK options; None when ``optional`` and no vddk_libdir is given."""
+        params = self.params
+        if optional and not params.get("vddk_libdir"):
+            return None
+        return VddkSettings(
+            libdir=params["vddk_libdir"],
+            thumbprint=params["vddk_thumbprint"],
+            transports=params["transports"],
+            config_file=params["vddk_config_file"],
+        )
+
+    def repository_settings(self):
+        """RepositorySettings from the repository options (the passphrase may come from BLOCKVAULT_PASSPHRASE)."""
+        params = self.params
+        passphrase = params["passphrase"]
+        if passphrase is None and not params["key_file"]:
+            passphrase = os.environ.get(PASSPHRASE_ENV) or None
+            if passphrase:
+                # a value AnsibleModule did not see as a parameter: mask it in every output like the others
+                self.module.no_log_values.add(passphrase)
+        return RepositorySettings(
+            location=params["repository"],
+            passphrase=passphrase,
+            key_file=params["key_file"],
+            s3_endpoint_url=params["s3_endpoint_url"],
+            region=params["region"],
+            access_key=params["aws_access_key"],
+            secret_key=params["aws_secret_key"],
+            session_token=params["aws_session_token"],
+            object_lock_days=params["object_lock_days"],
+            validate_certs=params["s3_validate_certs"],
+        )
+
+    # -- running and reporting --------------------------------------------------------------------------------
+
+    def run(self, operation):
+        """Run ``operation(self)`` and exit with its result, or fail with the error translated. Never returns."""
+        try:
+            result = operation(self)
+        except MissingDependencyError as err:
+            failure = err.to_dict()
+            if err.library:
+                failure["msg"] = "%s %s" % (missing_required_lib(err.library), failure["msg"])
+            self._fail(failure, traceback.format_exc())
+        except ValidationFailedError as err:
+            failure = err.to_dict()
+            if isinstance(err.report, dict):
+                for key in ("ok", "checked", "damaged"):
+                    if key in err.report:
+                        failure[key] = err.report[key]
+            self._fail(failure, traceback.format_exc())
+        except BlockvaultError as err:
+            self._fail(err.to_dict(), traceback.format_exc())
+        except Exception as err:  # pylint: disable=broad-except
+            # Not an error the engine raised on purpose: a bug. Still report it with the same fields.
+            self._fail({
+                "msg": "Unexpected error %s: %s. This is a bug in blockvault.vsphere: please report it with the "
+                       "traceback (run with -vvv)." % (type(err).__name__, redact(str(err))),
+                "error_class": type(err).__name__,
+                "phase": None, "vm": None, "disk": None, "run_id": None,
+            }, traceback.format_exc())
+        self._exit(result)
+
+    def _scrub(self, value):
+        # AnsibleModule masks no_log values on output too; this also covers our unit tests and future refactors.
+        return remove_values(value, self.module.no_log_values)
+
+    def _exit(self, result):
+        result = dict(result or {})
+        result["changed"] = bool(result.get("changed", False))
+        self.module.exit_json(**self._scrub(result))
+
+    def _fail(self, failure, formatted_traceback):
+        failure = self._scrub(dict(failure))
+        msg = failure.pop("msg")
+        failure.pop("failed", None)
+        failure.setdefault("changed", False)
+        self.module.fail_json(msg=msg, exception=self._scrub(formatted_traceback), **failure)

@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: backup_prune
+short_description: Remove restore points by a retention policy and reclaim their space
+version_added: 0.1.0
+description:
+  - Keeps, per VM, the restore points the policy selects and removes the others. The policy is the union of the
+    O(keep_last), O(keep_hourly), O(keep_daily), O(keep_weekly), O(keep_monthly) and O(keep_yearly) rules, read
+    like restic's C(forget) (C(keep_daily=7) keeps the newest restore point of each of the last 7 days that have one).
+  - With O(gc=true) (the default), chunks no restore point uses any more are then deleted.
+  - A policy that would remove every restore point (no rule that keeps at least one) is refused.
+  - In check mode and diff mode the result lists what would be removed.
+author:
+  - blockvault.vsphere contributors (@blockvault)
+requirements:
+  - python >= 3.11
+  - cryptography
+  - zstandard
+  - boto3 (for V(s3://) repositories)
+extends_documentation_fragment:
+  - blockvault.vsphere.repository
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Lists what would be removed and how much garbage collection would reclaim, without removing anything.
+  diff_mode:
+    support: full
+    details: The ids of the restore points before and after.
+  platform:
+    platforms: posix
+  action_group:
+    membership:
+      - blockvault.vsphere.vsphere
+options:
+  keep_last:
+    description:
+      - Keep the newest N restore points.
+    type: int
+  keep_hourly:
+    description:
+      - Keep the newest restore point of each of the last N hours that have one.
+    type: int
+  keep_daily:
+    description:
+      - Keep the newest restore point of each of the last N days that have one (UTC days).
+    type: int
+  keep_weekly:
+    description:
+      - Keep the newest restore point of each of the last N ISO weeks that have one.
+    type: int
+  keep_monthly:
+    description:
+      - Keep the newest restore point of each of the last N months that have one.
+    type: int
+  keep_yearly:
+    description:
+      - Keep the newest restore point of each of the last N years that have one.
+    type: int
+  vm:
+    description:
+      - Apply the policy to the restore points of the VM with this name only. By default it applies to every VM.
+    type: str
+  gc:
+    description:
+      - Delete the chunks that no restore point uses any more after removing restore points.
+      - Set to V(false) to only remove restore points now and collect garbage in a later, quieter run.
+    type: bool
+    default: true
+seealso:
+  - module: blockvault.vsphere.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Keep 7 daily, 4 weekly and 12 monthly restore points of every VM
+  blockvault.vsphere.backup_prune:
+    repository: /srv/backups/vsphere
+    passphrase: "{{ repository_passphrase }}"
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 12
+
+- name: Show what keeping the last 3 restore points of web01 would remove
+  blockvault.vsphere.backup_prune:
+    repository: /srv/backups/vsphere
+    vm: web01
+    keep_last: 3
+  check_mode: true
+  diff: true
+  register: would_go
+"""
+
+RETURN = r"""
+removed:
+  description: The restore points removed (or that would be removed, in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Id of the restore point.
+      type: str
+      sample: 20261101T083000Z-1a2b
+    vm:
+      description: Name of the VM.
+      type: str
+      sample: web01
+    created:
+      description: When the restore point was taken, UTC ISO-8601.
+      type: str
+      sample: "2026-11-01T08:30:02Z"
+kept:
+  description: The restore points kept, in the same form as RV(removed).
+  returned: always
+  type: list
+  elements: dict
+gc:
+  description: What garbage collection deleted (or would delete). Empty when O(gc=false).
+  returned: always
+  type: dict
+  contains:
+    chunks_deleted:
+      description: Chunks deleted.
+      type: int
+      sample: 1200
+    bytes_freed:
+      description: Bytes freed in the repository.
+      type: int
+      sample: 2516582400
+diff:
+  description: Ids of the restore points in scope before and after the prune.
+  returned: diff mode
+  type: dict
+  sample: {"before": {"restore_points": ["rp1", "rp2", "rp3"]}, "after": {"restore_points": ["rp3"]}}
+"""
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import prune as ops_prune
+
+KEEP_OPTIONS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+def _policy(params):
+    policy = dict((name, params[name]) for name in KEEP_OPTIONS if params[name] is not None)
+    negative = [name for name, count in policy.items() if count < 0]
+    if negative:
+        raise ConfigurationError("%s must be 0 or more." % ", ".join(negative))
+    if not any(policy.values()):
+        raise ConfigurationError("The retention policy keeps nothing and would remove every restore point: set at least one of "
+                                 "%s to 1 or more." % ", ".join(KEEP_OPTIONS))
+    return policy
+
+
+def _ids(points):
+    return sorted(str(point.get("id")) if isinstance(point, dict) else str(point) for point in points or [])
+
+
+def prune(bv):
+    params = bv.params
+    policy = _policy(params)
+    result = dict(ops_prune.prune(bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode))
+    result.pop("diff", None)
+    if bv.diff_mode:
+        kept = _ids(result.get("kept"))
+        result["diff"] = {
+            "before": {"restore_points": sorted(kept + _ids(result.get("removed")))},
+            "after": {"restore_points": kept},
+        }
+    return result
+
+
+def main():
+    argument_spec = dict((name, dict(type="int", no_log=False)) for name in KEEP_OPTIONS)
+    argument_spec.update(
+        vm=dict(type="str"),
+        gc=dict(type="bool", default=True),
+    )
+    bv = BlockvaultModule(argument_spec, required_one_of=[list(KEEP_OPTIONS)])
+    bv.run(prune)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: backup_repository
+short_description: Create a backup repository, add a passphrase or key file to it, or show its settings
+version_added: 0.1.0
+description:
+  - With O(state=present), creates the repository at O(repository) when there is none. An existing repository with
+    the same settings is left as it is (RV(changed=false)); one whose immutable settings (chunk size, encryption,
+    compression level) differ from those given makes the task fail, naming the difference.
+  - With O(state=present), O(new_passphrase) or O(new_key_file) adds a way to open the repository's key, which
+    O(passphrase) or O(key_file) must open first. Adding one that already opens it changes nothing.
+  - With O(state=info), returns the repository's settings and changes nothing.
+  - The repository format is documented in the collection's C(docs/repository-format.md).
+author:
+  - blockvault.vsphere contributors (@blockvault)
+requirements:
+  - python >= 3.11
+  - cryptography
+  - zstandard
+  - boto3 (for V(s3://) repositories)
+extends_documentation_fragment:
+  - blockvault.vsphere.repository
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the repository would be created or a key added, without writing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    membership:
+      - blockvault.vsphere.vsphere
+options:
+  state:
+    description:
+      - V(present) creates the repository if needed and adds O(new_passphrase) or O(new_key_file).
+      - V(info) only reads the repository's settings.
+    type: str
+    choices: [present, info]
+    default: present
+  chunk_size:
+    description:
+      - Size in bytes of the chunks disks are cut into, a power of two. Applies when the repository is created;
+        for an existing repository it is compared with its setting when given.
+      - When not given, a new repository gets 4194304 (4 MiB).
+    type: int
+  encryption:
+    description:
+      - Encrypt chunks and metadata (AES-256-GCM; the key is wrapped by O(passphrase) or O(key_file)). Applies when
+        the repository is created; for an existing repository it is compared with its setting.
+    type: bool
+    default: true
+  compression_level:
+    description:
+      - zstd compression level of new chunks. Applies when the repository is created; for an existing repository
+        it is compared with its setting when given.
+      - When not given, a new repository gets level 3.
+    type: int
+  new_passphrase:
+    description:
+      - A passphrase to add to the repository's key slots. O(state=present) only.
+    type: str
+  new_key_file:
+    description:
+      - Path of a key file to add to the repository's key slots. O(state=present) only.
+    type: path
+seealso:
+  - module: blockvault.vsphere.vm_backup
+  - module: blockvault.vsphere.backup_prune
+"""
+
+EXAMPLES = r"""
+- name: Create an encrypted repository on an NFS mount
+  blockvault.vsphere.backup_repository:
+    repository: /mnt/backups/vsphere
+    passphrase: "{{ repository_passphrase }}"
+
+- name: Create a repository in S3 with Object Lock and larger chunks
+  blockvault.vsphere.backup_repository:
+    repository: s3://backups/vsphere
+    region: eu-west-1
+    object_lock_days: 30
+    key_file: /etc/blockvault/repository.key
+    chunk_size: 8388608
+
+- name: Add a recovery key file to the repository
+  blockvault.vsphere.backup_repository:
+    repository: /mnt/backups/vsphere
+    passphrase: "{{ repository_passphrase }}"
+    new_key_file: /root/blockvault-recovery.key
+
+- name: Show the repository's settings
+  blockvault.vsphere.backup_repository:
+    repository: /mnt/backups/vsphere
+    state: info
+  register: repo
+"""
+
+RETURN = r"""
+repository:
+  description: The repository's settings (what it would be, in check mode, for a repository not created yet).
+  returned: success
+  type: dict
+  contains:
+    location:
+      description: Where the repository is.
+      type: str
+      sample: /mnt/backups/vsphere
+    id:
+      description: Unique id of the repository.
+      type: str
+      sample: 3b2f0a4c6d8e4f10a1b2c3d4e5f60718
+    format_version:
+      description: Version of the repository format.
+      type: int
+      sample: 1
+    chunk_size:
+      description: Chunk size in bytes.
+      type: int
+      sample: 4194304
+    encryption:
+      description: Whether chunks and metadata are encrypted.
+      type: bool
+      sample: true
+    compression_level:
+      description: zstd compression level of new chunks.
+      type: int
+      sample: 3
+    key_slots:
+      description: Number of passphrases and key files that open the key (never the secrets themselves).
+      type: int
+      sample: 2
+"""
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
+
+
+def manage(bv):
+    params = bv.params
+    repo = bv.repository_settings()
+    if params["state"] == "info":
+        given = [name for name in ("chunk_size", "compression_level", "new_passphrase", "new_key_file") if params[name] is not None]
+        if given:
+            raise ConfigurationError("%s apply to state=present only, not to state=info." % ", ".join(given))
+        shown = ops_repository.show_repository(repo)
+        if isinstance(shown, dict) and isinstance(shown.get("repository"), dict):
+            shown = shown["repository"]
+        return {"changed": False, "repository": shown}
+    if params["new_passphrase"] is not None and not params["new_passphrase"]:
+        raise ConfigurationError("new_passphrase is empty: give a passphrase to add, or leave the option out.")
+    # chunk_size and compression_level are left out when not given, so the operation's defaults apply to a
+    # new repository and an existing one is not compared with a value nobody asked for.
+    optional = dict((name, params[name]) for name in ("chunk_size", "compression_level") if params[name] is not None)
+    return ops_repository.ensure_repository(
+        repo,
+        encryption=params["encryption"],
+        new_passphrase=params["new_passphrase"],
+        new_key_file=params["new_key_file"],
+        check=bv.check_mode,
+        **optional
+    )
+
+
+def main():
+    argument_spec = dict(
+        state=dict(type="str", default="present", choices=["present", "info"]),
+        chunk_size=dict(type="int"),
+        encryption=dict(type="bool", default=True),
+        compression_level=dict(type="int"),
+        new_passphrase=dict(type="str", no_log=True),
+        new_key_file=dict(type="path", no_log=False),
+    )
+    bv = BlockvaultModule(argument_spec)
+    bv.run(manage)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vm_backup
+short_description: Back up one vSphere VM at block level into a restore point
+version_added: 0.1.0
+description:
+  - Takes a snapshot of the VM (quiesced through VMware Tools by default), reads its disks through VDDK and stores
+    them in the repository as one restore point, then removes the snapshot.
+  - Incremental backups read only the blocks that Changed Block Tracking (CBT) reports as changed since the previous
+    restore point of the same disk; unchanged blocks are carried over, so every restore point is a synthetic full.
+    CBT is enabled on the VM when it is off and the VM has no snapshot.
+  - Disks are read in parallel; memory use is bounded by O(memory_budget_mb) whatever the disk sizes.
+  - A restore point becomes visible only when complete. Re-running with the O(run_id) of a complete restore point
+    changes nothing, so the task can be retried safely.
+  - For long backups run the task with C(async) and C(poll=0), give O(status_file), and poll it with
+    M(blockvault.vsphere.backup_info).
+author:
+  - blockvault.vsphere contributors (@blockvault)
+requirements:
+  - python >= 3.11
+  - pyvmomi
+  - cryptography
+  - zstandard
+  - boto3 (for V(s3://) repositories)
+  - VMware VDDK 7 or 8 on the controller (see O(vddk_libdir))
+extends_documentation_fragment:
+  - blockvault.vsphere.vsphere
+  - blockvault.vsphere.vddk
+  - blockvault.vsphere.repository
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Connects and returns the plan (disks, full or incremental and why) without taking a snapshot or writing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    membership:
+      - blockvault.vsphere.vsphere
+options:
+  name:
+    description:
+      - Name of the VM to back up. It must be unique in the inventory; otherwise use O(uuid) or O(moid).
+      - Exactly one of O(name), O(uuid) and O(moid) is required.
+    type: str
+  uuid:
+    description:
+      - BIOS UUID or instance UUID of the VM.
+    type: str
+  moid:
+    description:
+      - Managed object id of the VM, for example V(vm-42).
+    type: str
+  mode:
+    description:
+      - V(auto) backs up each disk incrementally when its previous restore point and CBT allow it, fully otherwise.
+      - V(full) reads every allocated block.
+      - V(incremental) fails for a disk that cannot be backed up incrementally instead of falling back to full.
+    type: str
+    choices: [auto, full, incremental]
+    default: auto
+  quiesce:
+    description:
+      - Quiesce the guest file systems through VMware Tools when taking the snapshot.
+    type: bool
+    default: true
+  allow_crash_consistent:
+    description:
+      - When a quiesced snapshot fails (no VMware Tools, VSS error), take a crash-consistent snapshot instead of failing.
+      - The restore point records which kind of snapshot it comes from.
+    type: bool
+    default: false
+  include_disks:
+    description:
+      - Back up only these disks, each given by label (V(Hard disk 1)) or device key (V(2000)).
+      - Mutually exclusive with O(exclude_disks). By default every disk is backed up.
+    type: list
+    elements: raw
+  exclude_disks:
+    description:
+      - Back up every disk but these, each given by label or device key.
+      - Mutually exclusive with O(include_disks).
+    type: list
+    elements: raw
+  workers:
+    description:
+      - Number of threads that hash, compress, encrypt and store chunks (disks are read by one thread each).
+    type: int
+    default: 4
+  memory_budget_mb:
+    description:
+      - Memory in MiB the data buffers may use; reading pauses when they are full.
+    type: int
+    default: 256
+  run_id:
+    description:
+      - Id of this run, which becomes the id of the restore point and appears in the snapshot name
+        (C(blockvault-RUN_ID)).
+      - When a complete restore point with this id exists, nothing is done and RV(changed) is V(false).
+      - By default a new id is generated and returned in RV(restore_point.id).
+    type: str
+  status_file:
+    description:
+      - Path of a JSON file rewritten atomically with the progress of the run (phase, disk, bytes done and total,
+        throughput, estimated end, last error); read it with M(blockvault.vsphere.backup_info).
+    type: path
+notes:
+  - The user needs the vSphere privileges to take and remove snapshots, enable CBT and open disks for backup.
+  - Snapshots named C(blockvault-*) left by a killed run are removed before the new snapshot is taken.
+seealso:
+  - module: blockvault.vsphere.vm_restore
+  - module: blockvault.vsphere.backup_info
+  - module: blockvault.vsphere.backup_repository
+"""
+
+EXAMPLES = r"""
+- name: Back up a VM to a local repository
+  blockvault.vsphere.vm_backup:
+    hostname: vcenter.example.com
+    username: backup@vsphere.local
+    password: "{{ vcenter_password }}"
+    vddk_libdir: /opt/vmware-vix-disklib-distrib
+    repository: /srv/backups/vsphere
+    passphrase: "{{ repository_passphrase }}"
+    name: web01
+  register: backup
+
+- name: Back up two disks of a VM to S3, crash-consistent if quiescing fails, with progress polling
+  blockvault.vsphere.vm_backup:
+    hostname: vcenter.example.com
+    vddk_libdir: /opt/vmware-vix-disklib-distrib
+    transports: hotadd:nbdssl:nbd
+    repository: s3://backups/vsphere
+    region: eu-west-1
+    key_file: /etc/blockvault/repository.key
+    moid: vm-1042
+    include_disks:
+      - Hard disk 1
+      - 2001
+    allow_crash_consistent: true
+    run_id: "db01-{{ ansible_date_time.iso8601_basic_short }}"
+    status_file: /var/tmp/blockvault-db01.json
+  async: 28800
+  poll: 0
+  register: backup_job
+
+- name: Show what a backup would do
+  blockvault.vsphere.vm_backup:
+    name: web01
+    vddk_libdir: /opt/vmware-vix-disklib-distrib
+    repository: /srv/backups/vsphere
+  check_mode: true
+  register: plan
+"""
+
+RETURN = r"""
+restore_point:
+  description: The restore point written (or found complete, for a repeated O(run_id)).
+  returned: success and not check mode
+  type: dict
+  contains:
+    id:
+      description: Id of the restore point (the run id).
+      type: str
+      sample: 20261126T083000Z-5f2c
+    vm:
+      description: Name of the VM at backup time.
+      type: str
+      sample: web01
+    created:
+      description: When the snapshot was taken, UTC ISO-8601.
+      type: str
+      sample: "2026-11-26T08:30:02Z"
+disks:
+  description: One entry per disk backed up (or planned, in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    key:
+      description: Device key of the disk.
+      type: int
+      sample: 2000
+    label:
+      description: Label of the disk.
+      type: str
+      sample: Hard disk 1
+    mode:
+      description: How the disk was read, V(full) or V(incremental).
+      type: str
+      sample: incremental
+    reason:
+      description: Why this mode was chosen (for example V(no previous restore point), V(CBT reset)).
+      type: str
+      sample: changed blocks since the previous restore point
+    bytes_read:
+      description: Bytes read from the disk.
+      type: int
+      sample: 1073741824
+    bytes_new:
+      description: Bytes of new chunks stored (after deduplication, before compression).
+      type: int
+      sample: 52428800
+    sha256:
+      description: Block-based SHA-256 of the whole disk, checked again at restore and validation.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+bytes_read:
+  description: Bytes read from all disks.
+  returned: success and not check mode
+  type: int
+  sample: 2147483648
+bytes_written:
+  description: Bytes written to the repository (compressed and encrypted).
+  returned: success and not check mode
+  type: int
+  sample: 31457280
+duration:
+  description: Duration of the run in seconds.
+  returned: success and not check mode
+  type: float
+  sample: 84.2
+throughput_mbps:
+  description: Bytes read per second during the run, in MB/s (10^6 bytes).
+  returned: success and not check mode
+  type: float
+  sample: 25.5
+plan:
+  description: What the backup would do, per disk and in total (check mode only).
+  returned: check mode
+  type: dict
+  sample: {"vm": "web01", "snapshot": "quiesced", "disks": 2}
+"""
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule, disk_reference
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
+
+
+def _disk_references(values):
+    if values is None:
+        return None
+    return [disk_reference(value) for value in values]
+
+
+def backup(bv):
+    params = bv.params
+    if params["workers"] < 1:
+        raise ConfigurationError("workers is %d: give 1 or more." % params["workers"])
+    if params["memory_budget_mb"] < 1:
+        raise ConfigurationError("memory_budget_mb is %d: give 1 or more MiB." % params["memory_budget_mb"])
+    vm = dict((key, params[key]) for key in ("name", "uuid", "moid") if params[key])
+    return ops_backup.backup_vm(
+        vsphere=bv.vsphere_settings(),
+        vddk=bv.vddk_settings(),
+        repo=bv.repository_settings(),
+        vm=vm,
+        mode=params["mode"],
+        quiesce=params["quiesce"],
+        allow_crash_consistent=params["allow_crash_consistent"],
+        include_disks=_disk_references(params["include_disks"]),
+        exclude_disks=_disk_references(params["exclude_disks"]),
+        workers=params["workers"],
+        memory_budget=params["memory_budget_mb"] * MIB,
+        run_id=params["run_id"],
+        status_file=params["status_file"],
+        check=bv.check_mode,
+    )
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str"),
+        uuid=dict(type="str"),
+        moid=dict(type="str"),
+        mode=dict(type="str", default="auto", choices=["auto", "full", "incremental"]),
+        quiesce=dict(type="bool", default=True),
+        allow_crash_consistent=dict(type="bool", default=False),
+        include_disks=dict(type="list", elements="raw"),
+        exclude_disks=dict(type="list", elements="raw"),
+        workers=dict(type="int", default=4),
+        memory_budget_mb=dict(type="int", default=256),
+        run_id=dict(type="str"),
+        status_file=dict(type="path"),
+    )
+    bv = BlockvaultModule(
+        argument_spec,
+        vsphere=True,
+        vddk=True,
+        mutually_exclusive=[["name", "uuid", "moid"], ["include_disks", "exclude_disks"]],
+        required_one_of=[["name", "uuid", "moid"]],
+    )
+    bv.run(backup)
+
+
+if __name__ == "__main__":
+    main()
