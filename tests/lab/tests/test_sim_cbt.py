@@ -136,6 +136,9 @@ def test_changed_areas_are_exactly_the_writes_between_two_snapshots(lab, si, lab
         assert final == f"{epoch_of(base)}/{int(base.split('/')[1]) + len(writes)}"
         assert disks_of(vm)[0].backing.changeId == final
         assert changed_areas(vm, second, key0, final) == ([], 1)
+        with pytest.raises(vim.fault.FileFault) as newer:
+            vm.QueryChangedDiskAreas(snapshot=first, deviceKey=key0, startOffset=0, changeId=final)
+        assert "it is newer than the snapshot" in newer.value.msg
 
         flat = lab.disks("lab-vm1")[0]["flat"]
         allocated = allocated_extents(flat)

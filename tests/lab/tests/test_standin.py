@@ -6,8 +6,10 @@ fault injection, statistics and the retry wrapper. Rules and the noqab variant: 
 """
 import hashlib
 import os
+import random
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -492,3 +494,34 @@ def test_retrying_disk_reconnects_through_the_factory(lab, vddk, morefs, monkeyp
         with pytest.raises(VddkError) as failure:
             disk.read_into(0, bytearray(512))
         assert failure.value.code == 1 and disk.retries == 0
+
+
+def test_snapshot_view_stable_while_a_restore_writes_concurrently(lab, vddk, morefs):
+    """The stand-in's own COW writes racing its own snapshot reads (flock on F, one descriptor per handle)."""
+    vm = morefs["lab-vm2"]
+    target = disk_of(lab, "lab-vm2", 0)
+    before = lab.checksum("lab-vm2", 0)
+    failures = []
+    with Snapshot(vm, "standin-race") as snap:
+        stop = threading.Event()
+
+        def restore():
+            rng = random.Random(5)
+            try:
+                with connect(lab, vddk, vm, read_only=False) as conn, conn.open_disk(target["fileName"]) as disk:
+                    while not stop.is_set():
+                        offset = rng.randrange(0, disk.capacity // 512 - 256) * 512
+                        disk.write(offset, rng.randbytes(rng.randrange(1, 256) * 512))
+            except Exception as exc:  # pylint: disable=broad-except
+                failures.append(exc)
+        writer = threading.Thread(target=restore)
+        writer.start()
+        try:
+            with connect(lab, vddk, vm, snapshot_moref=snap.moref) as conn, conn.open_disk(snap.disks[0]) as disk:
+                digests = {read_all(disk, step=256 * 1024) for _round in range(2)}
+        finally:
+            stop.set()
+            writer.join()
+    assert not failures
+    assert digests == {before}
+    assert lab.checksum("lab-vm2", 0) != before

@@ -109,3 +109,39 @@ def test_query_allocated_blocks_arguments(lab, vddk, vm2):
         vddk.fn("FreeBlockList")(blocks)
         assert as_bytes == disk.allocated_extents()
         assert all(o % 65536 == 0 and n % 65536 == 0 for o, n in as_bytes)
+
+
+def test_read_into_many_pipelines_and_reports_the_failure(lab, vddk, vm2, monkeypatch):
+    target = lab.disks("lab-vm2")[0]
+    with open(target["flat"], "rb") as flat:
+        expected = flat.read(4 * MIB)
+    with connect(lab, vddk, vm2) as conn, conn.open_disk(target["fileName"]) as disk:
+        assert disk.can_async
+        got = bytearray(4 * MIB)
+        view = memoryview(got)
+        disk.read_into_many([(number * MIB, view[number * MIB:(number + 1) * MIB]) for number in range(4)])
+        assert bytes(got) == expected
+    monkeypatch.setenv("LABVDDK_FAIL_READ_NTH", "3")
+    monkeypatch.setenv("LABVDDK_FAIL_CODE", "14011")
+    with connect(lab, vddk, vm2) as conn, conn.open_disk(target["fileName"]) as disk:
+        got = bytearray(4 * MIB)
+        view = memoryview(got)
+        with pytest.raises(VddkError) as info:
+            disk.read_into_many([(number * MIB, view[number * MIB:(number + 1) * MIB]) for number in range(4)])
+        assert (info.value.code, info.value.function) == (14011, "VixDiskLib_ReadAsync")
+        assert "offset %d, %d bytes" % (2 * MIB, MIB) in str(info.value)
+        assert got[3 * MIB:] == expected[3 * MIB:] and got[:2 * MIB] == expected[:2 * MIB]
+
+
+def test_write_many_lands_in_order(lab, vddk, vm2):
+    target = lab.disks("lab-vm2")[0]
+    blocks = [(7 * MIB + number * 8192, os.urandom(4096)) for number in range(5)]
+    with connect(lab, vddk, vm2, read_only=False) as conn, conn.open_disk(target["fileName"]) as disk:
+        disk.write_many([(offset, data if number % 2 else bytearray(data)) for number, (offset, data) in enumerate(blocks)])
+    with open(target["flat"], "rb") as flat:
+        for offset, data in blocks:
+            flat.seek(offset)
+            assert flat.read(4096) == data
+    with open(target["flat"] + ".cbt", "rb") as log:
+        tail = log.read()[-16 * 5:]
+    assert [int.from_bytes(tail[pos:pos + 8], "little") for pos in range(0, 80, 16)] == [o for o, _d in blocks]

@@ -105,20 +105,21 @@ func (f *front) queryChangedDiskAreas(w http.ResponseWriter, r *http.Request, re
 			meta, err := readSnapMeta(snapDir(flat, snapName))
 			sEpoch, sCount, ok := parseChangeID(meta.ChangeID)
 			if err != nil || !ok || sEpoch != epoch {
-				f.staleFault(w, q.fileName, req.ChangeId)
+				f.staleFault(w, q.fileName, req.ChangeId, "it is not of the change tracking epoch of snapshot "+
+					snapName+" (change tracking was reset, switched or the disk was resized in between)")
 				return
 			}
 			to = sCount
 		}
-		var stale bool
+		var stale string
 		areas, stale, err = changedExtents(flat, epoch, from, to, req.StartOffset, view.capacity)
 		if err != nil {
 			writeFault(w, fmt.Sprintf("Error caused by file %s: %v", q.fileName, err),
 				fileFaultXML(q.fileName, "vim.hostd.vmsvc.cbt.cannotGetChanges", "Cannot read the change log."))
 			return
 		}
-		if stale {
-			f.staleFault(w, q.fileName, req.ChangeId)
+		if stale != "" {
+			f.staleFault(w, q.fileName, req.ChangeId, stale)
 			return
 		}
 	}
@@ -139,10 +140,9 @@ func (f *front) queryChangedDiskAreas(w http.ResponseWriter, r *http.Request, re
 	_, _ = w.Write([]byte(b.String()))
 }
 
-func (f *front) staleFault(w http.ResponseWriter, fileName, changeID string) {
+func (f *front) staleFault(w http.ResponseWriter, fileName, changeID, why string) {
 	writeFault(w, fmt.Sprintf("Error caused by file %s: vim.hostd.vmsvc.cbt.cannotGetChanges: "+
-		"vim.hostd.vmsvc.cbt.noEpoch: change ID %s is not of the disk's current change tracking epoch "+
-		"(change tracking was reset, switched or the disk was resized)", fileName, changeID),
+		"vim.hostd.vmsvc.cbt.noEpoch: cannot compute changes since change ID %s: %s", fileName, changeID, why),
 		fileFaultXML(fileName, "vim.hostd.vmsvc.cbt.noEpoch",
 			"Cannot compute changes for the disk: the change ID belongs to an older change tracking epoch."))
 }

@@ -121,23 +121,29 @@ func guestWrite(flat string, off int64, p []byte) error {
 }
 
 // changedExtents returns the merged records [from, to) of F.cbt clipped to [lo, hi), after checking that the
-// log is still in epoch (to < 0 means up to the current record). stale is true when the epoch differs or the
-// counts do not fit the log.
-func changedExtents(flat string, epoch uint64, from, to, lo, hi int64) (areas []extent, stale bool, err error) {
+// log is still in epoch (to < 0 means up to the current record). stale explains why no answer is possible: the
+// epoch is not the log's current one, or the counts do not fit the log.
+func changedExtents(flat string, epoch uint64, from, to, lo, hi int64) (areas []extent, stale string, err error) {
 	l, err := lockFlat(flat, false)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	defer l.Close()
 	cur, recs, err := readCBTLocked(flat)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	if to < 0 {
 		to = int64(len(recs))
 	}
-	if cur != epoch || from > to || to > int64(len(recs)) {
-		return nil, true, nil
+	switch {
+	case cur != epoch:
+		return nil, "it is not of the disk's current change tracking epoch (change tracking was reset, " +
+			"switched or the disk was resized)", nil
+	case from > to:
+		return nil, "it is newer than the snapshot", nil
+	case to > int64(len(recs)):
+		return nil, "the change log is shorter than the snapshot's change ID", nil
 	}
-	return mergeExtents(clipExtents(recs[from:to], lo, hi)), false, nil
+	return mergeExtents(clipExtents(recs[from:to], lo, hi)), "", nil
 }
