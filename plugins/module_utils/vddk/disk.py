@@ -46,6 +46,19 @@ def _byte_view(buffer):
     return view
 
 
+def _write_buffer(offset, buffer):
+    """(length, uint8 pointer/array, object to keep alive) for a write of ``buffer``; no copy unless read-only."""
+    if isinstance(buffer, bytes):
+        _check_aligned("write", offset, len(buffer))
+        keep = ctypes.c_char_p(buffer)                 # points into the bytes object: no copy
+        return len(buffer), ctypes.cast(keep, ctypes.POINTER(ctypes.c_uint8)), (keep, buffer)
+    view = _byte_view(buffer)
+    _check_aligned("write", offset, view.nbytes)
+    if view.readonly:
+        return view.nbytes, (ctypes.c_uint8 * view.nbytes).from_buffer_copy(view), view
+    return view.nbytes, (ctypes.c_uint8 * view.nbytes).from_buffer(view), view
+
+
 class DiskHandle:
     """One open disk of a Connection, addressed in bytes (sector-aligned).
 
@@ -125,25 +138,77 @@ class DiskHandle:
         """Write ``buffer`` at ``offset`` (both sector-aligned)."""
         if self.read_only:
             raise ConfigurationError("The VDDK disk %s is open read-only; it cannot be written." % self.path)
-        if isinstance(buffer, bytes):
-            length = len(buffer)
-            _check_aligned("write", offset, length)
-            keep = ctypes.c_char_p(buffer)            # points into the bytes object: no copy
-            cbuf = ctypes.cast(keep, ctypes.POINTER(ctypes.c_uint8))
-        else:
-            view = _byte_view(buffer)
-            length = view.nbytes
-            _check_aligned("write", offset, length)
-            keep = view
-            cbuf = ((ctypes.c_uint8 * length).from_buffer_copy(view) if view.readonly
-                    else (ctypes.c_uint8 * length).from_buffer(view))
-        if length == 0:
-            return 0
+        length, cbuf, keep = _write_buffer(offset, buffer)
+        if length:
+            self._write_raw(offset, length, cbuf)
+        del cbuf, keep
+        return length
+
+    def _write_raw(self, offset, length, cbuf):
         with self._io_lock:
             err = self.library.fn("Write")(self._raw(), offset // S.SECTOR_SIZE, length // S.SECTOR_SIZE, cbuf)
-        del cbuf, keep
         self.library.check(err, "Write", "%s, offset %d, %d bytes" % (self.path, offset, length))
-        return length
+
+    @property
+    def can_async(self):
+        """True when this VDDK has ReadAsync/WriteAsync/Wait (6.5+): read_into_many/write_many then pipeline."""
+        return all(self.library.has(name) for name in ("ReadAsync", "WriteAsync", "Wait"))
+
+    def read_into_many(self, requests):
+        """Read several ``(offset, buffer)`` requests; each buffer is filled in place like ``read_into``.
+
+        With VDDK's async API all requests are queued, then waited for (fewer network round trips); otherwise they
+        run one by one. Raises the first failure once every queued request has completed.
+        """
+        prepared = []
+        for offset, buffer in requests:
+            view = _byte_view(buffer)
+            _check_aligned("read", offset, view.nbytes)
+            if view.readonly:
+                raise ValueError("VDDK read_into_many needs writable buffers.")
+            prepared.append((offset, view))
+        if not self.can_async:
+            for offset, view in prepared:
+                self.read_into(offset, view)
+            return
+        self._run_async("ReadAsync", [(offset, view.nbytes, (ctypes.c_uint8 * view.nbytes).from_buffer(view))
+                                      for offset, view in prepared if view.nbytes])
+
+    def write_many(self, requests):
+        """Write several ``(offset, buffer)`` requests, pipelined with VDDK's async API when it has one."""
+        if self.read_only:
+            raise ConfigurationError("The VDDK disk %s is open read-only; it cannot be written." % self.path)
+        prepared = [(offset,) + _write_buffer(offset, buffer) for offset, buffer in requests]
+        if not self.can_async:
+            for offset, length, cbuf, keep in prepared:
+                if length:
+                    self._write_raw(offset, length, cbuf)
+            return
+        self._run_async("WriteAsync", [(offset, length, cbuf) for offset, length, cbuf, keep in prepared if length])
+        del prepared
+
+    def _run_async(self, function, operations):
+        results = [None] * len(operations)
+
+        def completed(data, err):
+            results[(data or 0) - 1] = err
+        callback = S.CompletionFunc(completed)          # alive until Wait returned: VDDK calls it from its thread
+        submit = self.library.fn(function)
+        with self._io_lock:
+            handle = self._raw()
+            for index, (offset, length, cbuf) in enumerate(operations):
+                err = submit(handle, offset // S.SECTOR_SIZE, length // S.SECTOR_SIZE, cbuf, callback, index + 1)
+                if err != S.VIX_ASYNC:
+                    results[index] = err                 # done at once (VIX_OK) or refused: no callback expected
+                    if err:
+                        break                            # queue no more; report this one after Wait
+            wait_err = self.library.fn("Wait")(handle)
+        self.library.check(wait_err, "Wait", self.path)
+        for index, err in enumerate(results):
+            if err:
+                offset, length = operations[index][:2]
+                self.library.check(err, function, "%s, offset %d, %d bytes" % (self.path, offset, length))
+        del callback
 
     @property
     def can_query_allocation(self):

@@ -79,6 +79,14 @@ class RetryingDisk:
     def write(self, offset, buffer):
         return self._call("write", offset, buffer)
 
+    def read_into_many(self, requests):
+        requests = list(requests)
+        return self._call("read_into_many", requests)
+
+    def write_many(self, requests):
+        requests = list(requests)
+        return self._call("write_many", requests)
+
     def allocated_extents(self, start=0, length=None, chunk_size=65536):
         return self._call("allocated_extents", start, length, chunk_size)
 
