@@ -167,8 +167,9 @@ class VSphereSession:
         if service_instance is None:
             return
         try:
-            if content is not None:
-                content.sessionManager.Logout()
+            if content is None:  # connect() failed after login: still log out
+                content = service_instance.RetrieveContent()
+            content.sessionManager.Logout()
         except Exception as exc:  # the session may already have expired; nothing to clean up then
             log.warning("logout from %s failed: %s", self.endpoint, self._scrub(fault_message(exc)))
         try:

@@ -201,9 +201,16 @@ def test_cbt_reset_makes_old_change_ids_fail_with_a_reason(vm1, labctl, no_lefto
 def test_capture_and_create_a_copy(vs, vm1):
     captured = config.capture_config(vm1)
     assert [d["capacity"] for d in captured["disks"]] == [64 * MIB, 16 * MIB]
+    # the lab VMs have no NIC: give the captured config one on a network the target lacks, mapped to the lab's port group
+    captured["nics"] = [{"key": 4000, "type": "vmxnet3", "label": "Network adapter 1", "network": "Prod LAN", "network_type": "standard",
+                         "mac_address_type": "assigned", "mac_address": "00:50:56:aa:bb:cc", "controller_key": 100, "unit_number": 7,
+                         "start_connected": True}]
     name = "lab-vm1-copy-%s" % uuid.uuid4().hex[:6]
     where = placement.resolve_placement(vs, resource_pool="DC0_C0", default_datastore=captured["disks"][0]["datastore"])
-    created = config.create_vm(vs, captured, {"name": name, "disk_format": "thin"}, where.folder, where.resource_pool, where.datastore)
+    with pytest.raises(ConfigurationError, match="Network 'Prod LAN' .* network_map"):
+        config.create_vm(vs, captured, {"name": name}, where.folder, where.resource_pool, where.datastore)
+    overrides = {"name": name, "disk_format": "thin", "network_map": {"Prod LAN": "DC0_DVPG0"}}
+    created = config.create_vm(vs, captured, overrides, where.folder, where.resource_pool, where.datastore)
     try:
         assert created.name == name and inventory.find_vm(vs, name=name)._moId == created.moref
         assert {key: (d.capacity, d.controller.type, d.controller.bus_number, d.unit_number, d.thin)
@@ -213,6 +220,9 @@ def test_capture_and_create_a_copy(vs, vm1):
         copy = config.capture_config(created.vm)
         assert {k: copy[k] for k in ("num_cpus", "memory_mb", "guest_id", "firmware")} == {
             k: captured[k] for k in ("num_cpus", "memory_mb", "guest_id", "firmware")}
+        assert [(n["type"], n["network"], n["network_type"], n["mac_address_type"]) for n in copy["nics"]] == [
+            ("vmxnet3", "DC0_DVPG0", "distributed", "generated")]
+        assert copy["nics"][0]["mac_address"] != "00:50:56:aa:bb:cc"
         added = config.add_disk(created.vm, created.disks[captured["disks"][0]["key"]].controller.key, 1, 8 * MIB,
                                 datastore_name="LocalDS_0")
         assert (added.capacity, added.unit_number) == (8 * MIB, 1)
