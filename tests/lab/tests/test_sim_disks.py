@@ -139,6 +139,11 @@ def test_add_disk_adds_a_sparse_disk_after_the_others(lab, labctl, restored_vm):
     disks = disks_of(restored_vm)
     assert [(d.key, d.unitNumber) for d in disks] == [(listed[0]["key"], 0), (added["key"], 1)]
 
+    removal = vim.vm.device.VirtualDeviceSpec(operation="remove", fileOperation="destroy", device=disks[1])
+    wait_task(restored_vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[removal])))
+    assert [d["key"] for d in lab.disks("lab-restored")] == [listed[0]["key"]]
+    assert not os.path.exists(added["flat"]) and not os.path.exists(added["flat"] + ".cbt")
+
 
 def test_destroy_deletes_the_vm_files(lab, si, restored_vm):
     flat = lab.disks("lab-restored")[0]["flat"]

@@ -8,6 +8,7 @@ package main
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -122,7 +123,8 @@ func flatBacking(d *types.VirtualDisk) *types.VirtualDiskFlatVer2BackingInfo {
 	return b
 }
 
-// reconcileAll brings every VM's disk files and backings in line with its configuration.
+// reconcileAll brings every VM's disk files and backings in line with its configuration, and removes the change
+// log and snapshot views of flat files that were deleted (a disk removed with fileOperation destroy).
 func (inv *inventory) reconcileAll() {
 	for _, e := range simulator.Map.All("VirtualMachine") {
 		vm, ok := e.(*simulator.VirtualMachine)
@@ -130,6 +132,15 @@ func (inv *inventory) reconcileAll() {
 			continue
 		}
 		simulator.Map.WithLock(vm, func() { inv.reconcileVM(vm) })
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for flat := range inv.disks {
+		if _, err := os.Stat(flat); errors.Is(err, os.ErrNotExist) {
+			_ = os.Remove(cbtPath(flat))
+			_ = os.RemoveAll(snapRoot(flat))
+			delete(inv.disks, flat)
+		}
 	}
 }
 
