@@ -25,7 +25,7 @@ from ._pyvmomi import fault_message, fault_name, is_fault, moref_id, object_prop
 __all__ = [
     "ObjectNotFoundError", "AmbiguousObjectError", "retrieve_properties", "find_vm", "find_datacenter", "find_folder",
     "find_datastore", "find_resource_pool", "find_network", "find_host", "inventory_path", "datacenter_of",
-    "unescape_name", "find_vm_by_spec", "list_vms",
+    "unescape_name", "find_vm_by_spec", "list_vms", "moref_id",
 ]
 
 #: objects per RetrievePropertiesEx page (vCenter may return fewer)
