@@ -32,6 +32,18 @@ def vm2(lab):
         Disconnect(si)
 
 
+@pytest.fixture
+def scratch_disks(lab):
+    """Names of disks a test creates in lab-vm2's directory; their files are removed afterwards."""
+    names = []
+    yield names
+    for name in names:
+        for suffix in (".vmdk", "-flat.vmdk", "-flat.vmdk.cbt"):
+            path = lab.datastore_path() / "lab-vm2" / (name + suffix)
+            if path.exists():
+                path.unlink()
+
+
 @pytest.fixture(autouse=True)
 def clean_knobs(monkeypatch):
     for name in list(os.environ):
@@ -45,7 +57,8 @@ def connect(lab, vddk, vm, **kwargs):
                       port=info["port"], **kwargs)
 
 
-def test_create_makes_a_sparse_disk_with_descriptor(lab, vddk, vm2):
+def test_create_makes_a_sparse_disk_with_descriptor(lab, vddk, vm2, scratch_disks):
+    scratch_disks += ["standin-created", "standin-other"]
     root = lab.datastore_path()
     flat = root / "lab-vm2" / "standin-created-flat.vmdk"
     with connect(lab, vddk, vm2, read_only=False) as conn:
@@ -71,7 +84,8 @@ def test_create_makes_a_sparse_disk_with_descriptor(lab, vddk, vm2):
         assert info.value.code == 4
 
 
-def test_async_reads_and_writes_call_back_then_wait(lab, vddk, vm2, monkeypatch):
+def test_async_reads_and_writes_call_back_then_wait(lab, vddk, vm2, monkeypatch, scratch_disks):
+    scratch_disks.append("standin-async")
     monkeypatch.setenv("LABVDDK_FAIL_READ_NTH", "2")
     monkeypatch.setenv("LABVDDK_FAIL_CODE", "36")
     path = "[LocalDS_0] lab-vm2/standin-async.vmdk"
