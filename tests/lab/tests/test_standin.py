@@ -407,6 +407,16 @@ def test_injected_read_failures(lab, vddk, morefs, monkeypatch, knobs, expected)
         assert outcomes(disk, 6) == expected
 
 
+def test_injected_write_failures_from_the_nth_on(lab, vddk, morefs, monkeypatch):
+    monkeypatch.setenv("LABVDDK_FAIL_WRITE_NTH", "3")
+    monkeypatch.setenv("LABVDDK_FAIL_WRITE_TIMES", "0")
+    monkeypatch.setenv("LABVDDK_FAIL_CODE", "30005")
+    path = disk_of(lab, "lab-vm2", 0)["fileName"]
+    with connect(lab, vddk, morefs["lab-vm2"], read_only=False) as conn, conn.open_disk(path) as disk:
+        assert outcomes(disk, 5, write=True) == [0, 0, 30005, 30005, 30005]
+        assert outcomes(disk, 2) == [0, 0]                     # reads are counted apart
+
+
 def test_injected_write_failure_changes_nothing(lab, vddk, morefs, monkeypatch):
     monkeypatch.setenv("LABVDDK_FAIL_WRITE_NTH", "2")
     monkeypatch.setenv("LABVDDK_FAIL_CODE", "5")
@@ -424,15 +434,15 @@ def test_injected_write_failure_changes_nothing(lab, vddk, morefs, monkeypatch):
     assert cbt_records(target["flat"])[records_before:] == [(0, 4096), (8192, 4096)]
 
 
-def test_failure_rate_is_reproducible_with_a_seed(lab, vddk, morefs, monkeypatch):
-    monkeypatch.setenv("LABVDDK_FAIL_READ_RATE", "0.4")
-    monkeypatch.setenv("LABVDDK_FAIL_SEED", "42")
-    path = disk_of(lab, "lab-vm1", 1)["fileName"]
+@pytest.mark.parametrize("kind", ["READ", "WRITE"])
+def test_failure_rate_is_reproducible_with_a_seed(lab, vddk, morefs, monkeypatch, kind):
+    monkeypatch.setenv("LABVDDK_FAIL_%s_RATE" % kind, "0.4")
+    path = disk_of(lab, "lab-vm2", 0)["fileName"]
     runs = []
     for seed in ("42", "42", "43"):
         monkeypatch.setenv("LABVDDK_FAIL_SEED", seed)
-        with connect(lab, vddk, morefs["lab-vm1"]) as conn, conn.open_disk(path) as disk:
-            runs.append(outcomes(disk, 40))
+        with connect(lab, vddk, morefs["lab-vm2"], read_only=False) as conn, conn.open_disk(path) as disk:
+            runs.append(outcomes(disk, 40, write=kind == "WRITE"))
     assert runs[0] == runs[1]
     assert 0 < runs[0].count(1) < 40
     assert set(runs[0]) == {0, 1}
