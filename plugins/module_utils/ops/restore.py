@@ -1,10 +1,281 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Restore a restore point to a new VM, in place, one disk, or a raw file. (Being wired to the engine.)"""
+"""Restore a restore point: to a new VM, in place, one disk into an existing VM, or one disk to a raw file.
+
+Every target gets the restore point's bytes verified on the way (each chunk against its digest) and the
+disk's blocksum recomputed from what was written, which must equal the one recorded at backup time.
+
+Safety: a new VM's name must be free, an in-place target must be powered off, a file must not exist, unless
+``force`` (which powers off / replaces). A file restore writes ``PATH.partial`` and renames it when complete,
+so a failed restore never leaves a file that looks whole. A new VM whose disks could not be written is
+destroyed again (nothing half-restored is left looking usable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+
+from ..errors import BlockvaultError, ConfigurationError, RestoreRefusedError, VMNotFoundError
+from ..transfer.endpoints import RawFileTarget
+from ..transfer.restore import restore_disk
+from ..vddk import library as vddk_library
+from ..vddk.connection import Connection
+from ..vsphere import config, disks as vm_disks, inventory
+from ..vsphere.placement import resolve_placement
+from ..vsphere.session import VSphereSession
+from ._engine import MIB, new_run_id, open_repository, run_reporting
+from ._vddk_io import VddkTarget, connect_arguments
+
+__all__ = ["restore", "TARGETS", "select_restore_point"]
+
+log = logging.getLogger("blockvault.restore")
+
+TARGETS = ("new_vm", "in_place", "disk", "file")
+PLACEMENT_KEYS = ("datacenter", "folder", "resource_pool", "cluster", "host", "datastore")
+
+
+def _parse_time(value):
+    text = str(value).strip().replace("Z", "+00:00")
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError("before %r is not a time: give ISO-8601, e.g. 2026-11-26T03:00:00Z." % (value,)) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment
+
+
+def select_restore_point(repository, restore_point="latest", vm_name=None, before=None):
+    """The manifest of ``restore_point`` (an id), or of the latest (before ``before``) of the VM named ``vm_name``."""
+    if restore_point and restore_point != "latest":
+        return repository.load_manifest(restore_point)
+    if not vm_name:
+        raise ConfigurationError("restore_point is 'latest': give the name of the backed-up VM too (name).")
+    limit = _parse_time(before) if before else None
+    candidates = []
+    for point in repository.list_restore_points():
+        manifest = repository.load_manifest(point.id)
+        if manifest["vm"]["name"] != vm_name:
+            continue
+        if limit is not None and _parse_time(manifest["created"]) >= limit:
+            continue
+        candidates.append(manifest)
+    if not candidates:
+        raise ConfigurationError("No restore point of VM %s%s in the repository: check the name (backup_info lists them)."
+                                 % (vm_name, " before %s" % before if before else ""))
+    return candidates[-1]
+
+
+def _disk_entry(manifest, disk):
+    for entry in manifest["disks"]:
+        if disk is not None and str(disk) in (entry["key"], entry.get("label")):
+            return entry
+    raise ConfigurationError("Restore point %s has no disk %r; its disks are %s." % (
+        manifest["id"], disk, ", ".join("%s (key %s)" % (e.get("label"), e["key"]) for e in manifest["disks"])))
+
+
+def _restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id, compare=False):
+    index = repository.load_disk_index(manifest["id"], entry["key"])
+
+    def fetch(digest):
+        return repository.read_chunk(repository.codec.storage_id(digest))
+
+    result = restore_disk(index, fetch, target, workers=workers, memory_budget=memory_budget, compare=compare,
+                          progress=progress, disk_key=entry["key"], vm=manifest["vm"]["name"], run_id=run_id)
+    if result.blocksum != entry["sha256"]:
+        raise BlockvaultError("Disk %s restored to data whose SHA-256 %s differs from the recorded %s." % (
+            entry["key"], result.blocksum, entry["sha256"]), phase="restore", disk=entry["key"])
+    return {"key": entry["key"], "label": entry.get("label"), "sha256": result.blocksum, "bytes_written": result.bytes_written,
+            "chunks_written": result.chunks_written, "chunks_unchanged": result.chunks_unchanged}
+
+
+def _restore_file(repository, manifest, disk, path, force, workers, memory_budget, progress, run_id, check):
+    entry = _disk_entry(manifest, disk if disk is not None else manifest["disks"][0]["key"])
+    if not path:
+        raise ConfigurationError("target file needs path: where to write the raw image.")
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not force:
+        raise RestoreRefusedError("%s exists: restoring disk %s there would overwrite it. Choose another path or set force."
+                                  % (path, entry["key"]))
+    diff = {"before": {"path": path, "exists": os.path.exists(path)}, "after": {"path": path, "capacity": entry["capacity"]}}
+    if check:
+        return {"changed": True, "path": path, "disks": [{"key": entry["key"], "sha256": entry["sha256"]}], "diff": diff}
+    partial = path + ".partial"
+    target = RawFileTarget(partial, entry["capacity"], create=True)
+    try:
+        with contextlib.closing(target):
+            written = _restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    return {"changed": True, "path": path, "disks": [written], "diff": diff}
+
+
+def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pairs, known_zeroed, workers, memory_budget,
+                    progress, run_id, compare=False):
+    """Write each (manifest disk entry, target disk file name) pair through one read-write VDDK connection."""
+    results = []
+    with Connection(library, read_only=False, **connect_arguments(session, vddk, vm_moref)) as conn:
+        for entry, file_name in pairs:
+            handle = conn.open_disk(file_name, read_only=False)
+            with contextlib.closing(VddkTarget(handle, known_zeroed)) as target:
+                results.append(_restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id,
+                                            compare=compare))
+    return results
+
+
+def _existing_vm(session, name):
+    try:
+        return inventory.find_vm(session, name=name)
+    except VMNotFoundError:
+        return None
+
+
+def _power_state(vm):
+    return str(vm.runtime.powerState)
+
+
+def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, force, workers, memory_budget, progress,
+                    run_id, check):
+    overrides = dict(overrides or {})
+    power_on = bool(overrides.pop("power_on", False))
+    placement_args = {key: overrides.pop(key) for key in PLACEMENT_KEYS if overrides.get(key)}
+    if "cluster" in placement_args:
+        placement_args.setdefault("resource_pool", placement_args.pop("cluster"))
+    name = new_name or overrides.pop("name", None)
+    if not name:
+        raise ConfigurationError("target new_vm needs new_name: the name of the VM to create.")
+    overrides["name"] = name
+    if "network_mapping" in overrides:
+        overrides["network_map"] = overrides.pop("network_mapping")
+    captured = manifest["vm"]["config"]
+    existing = _existing_vm(session, name)
+    diff = {"before": {"vm": name, "exists": existing is not None},
+            "after": {"vm": name, "num_cpus": overrides.get("num_cpus", captured.get("num_cpus")),
+                      "memory_mb": overrides.get("memory_mb", captured.get("memory_mb")),
+                      "disks": [{"key": d["key"], "capacity": d["capacity"]} for d in manifest["disks"]], "power_on": power_on}}
+    if existing is not None:
+        if not force:
+            raise RestoreRefusedError("A VM named %s exists already: choose another new_name, or set force to replace it." % name)
+        if _power_state(existing) == "poweredOn" and not check:
+            config.power_off(existing)
+    default_datastore = (captured.get("disks") or [{}])[0].get("datastore")
+    placement = resolve_placement(session, default_datastore=default_datastore, **placement_args)
+    if check:
+        return {"changed": True, "vm": {"name": name}, "disks": [{"key": d["key"], "sha256": d["sha256"]} for d in manifest["disks"]],
+                "diff": diff}
+    if existing is not None:
+        config.destroy_vm(existing)
+    backed_up = {d["key"] for d in manifest["disks"]}
+    captured = dict(captured, disks=[d for d in captured.get("disks", []) if str(d["key"]) in backed_up])
+    created = config.create_vm(session, captured, overrides, placement.folder, placement.resource_pool, placement.datastore,
+                               host=placement.host)
+    try:
+        library = vddk_library.initialize(vddk.libdir, vddk.config_file)
+        pairs = [(entry, created.disks[_captured_key(created.disks, entry["key"])].file_name) for entry in manifest["disks"]]
+        written = _write_vm_disks(session, library, vddk, repository, manifest, created.moref, pairs, True, workers,
+                                  memory_budget, progress, run_id)
+        if power_on:
+            config.power_on(created.vm)
+    except BaseException:
+        log.error("restore into new VM %s failed: destroying it so that no half-restored VM is left", name)
+        with contextlib.suppress(Exception):
+            config.destroy_vm(created.vm)
+        raise
+    return {"changed": True, "vm": {"name": name, "moid": created.moref, "powered_on": power_on}, "disks": written, "diff": diff}
+
+
+def _captured_key(mapping, key):
+    for candidate in mapping:
+        if str(candidate) == str(key):
+            return candidate
+    raise ConfigurationError("The new VM has no disk for backed-up disk %s." % key)
+
+
+def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, workers, memory_budget, progress,
+                      run_id, check):
+    backed_up = manifest["vm"]
+    selector = vm_selector or ({"instance_uuid": backed_up["instance_uuid"]} if backed_up.get("instance_uuid") else {"name": backed_up["name"]})
+    vm = inventory.find_vm_by_spec(session, selector)
+    live = {str(d.key): d for d in vm_disks.list_disks(vm)}
+    pairs = []
+    for entry in manifest["disks"]:
+        disk = live.get(entry["key"])
+        if disk is None or disk.capacity != entry["capacity"]:
+            raise RestoreRefusedError("VM %s has no disk %s of %d bytes to roll back: restore to a new VM instead." % (
+                vm.name, entry["key"], entry["capacity"]))
+        pairs.append((entry, disk.file_name))
+    powered_on = _power_state(vm) == "poweredOn"
+    if powered_on and not force:
+        raise RestoreRefusedError("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power "
+                                  "it off first, or set force to have it powered off." % vm.name)
+    diff = {"before": {"vm": vm.name, "power_state": _power_state(vm)},
+            "after": {"vm": vm.name, "disks": [{"key": e["key"], "sha256": e["sha256"]} for e, _ in pairs]}}
+    if check:
+        return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": [{"key": e["key"], "sha256": e["sha256"]}
+                                                                                 for e, _ in pairs], "diff": diff}
+    if powered_on:
+        config.power_off(vm)
+    library = vddk_library.initialize(vddk.libdir, vddk.config_file)
+    written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, pairs, False, workers, memory_budget,
+                              progress, run_id, compare=True)
+    changed = any(d["chunks_written"] for d in written)
+    return {"changed": changed, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff}
+
+
+def _restore_disk_to_vm(session, vddk, repository, manifest, disk, vm_selector, overrides, workers, memory_budget,
+                        progress, run_id, check):
+    entry = _disk_entry(manifest, disk if disk is not None else manifest["disks"][0]["key"])
+    if not vm_selector:
+        raise ConfigurationError("target disk needs the VM that receives the disk (target_vm).")
+    vm = inventory.find_vm_by_spec(session, vm_selector)
+    controller = next(iter(vm_disks.list_controllers(vm).values()), None)
+    if controller is None:
+        raise ConfigurationError("VM %s has no disk controller to attach the restored disk to." % vm.name)
+    used = {d.unit_number for d in vm_disks.list_disks(vm) if d.controller.key == controller.key}
+    unit = next(u for u in range(16) if u != 7 and u not in used)
+    diff = {"before": {"vm": vm.name}, "after": {"vm": vm.name, "new_disk": {"capacity": entry["capacity"], "unit_number": unit}}}
+    if check:
+        return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": [{"key": entry["key"], "sha256": entry["sha256"]}],
+                "diff": diff}
+    new_disk = config.add_disk(vm, controller.key, unit, entry["capacity"], thin=(overrides or {}).get("disk_format") != "thick")
+    library = vddk_library.initialize(vddk.libdir, vddk.config_file)
+    written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, [(entry, new_disk.file_name)], True,
+                              workers, memory_budget, progress, run_id)
+    return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff}
 
 
 def restore(vsphere, vddk, repo, restore_point="latest", vm_name=None, before=None, target="new_vm",
-            new_name=None, disk=None, path=None, overrides=None, force=False, workers=4,
-            status_file=None, check=False):
-    raise NotImplementedError("ops.restore.restore is not wired to the engine yet")
+            new_name=None, disk=None, path=None, overrides=None, force=False, workers=4, memory_budget=256 * MIB,
+            status_file=None, check=False, target_vm=None):
+    """Restore (see the module notes). Returns {changed, restore_point, vm or path, disks: [{key, sha256, ...}], diff}."""
+    if target not in TARGETS:
+        raise ConfigurationError("target %r: use one of %s." % (target, ", ".join(TARGETS)))
+    run_id = new_run_id()
+    repository = open_repository(repo)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(repository.close)
+            manifest = select_restore_point(repository, restore_point, vm_name, before)
+            progress = stack.enter_context(run_reporting(run_id, manifest["vm"]["name"], status_file)) if not check else None
+            common = dict(workers=int(workers), memory_budget=int(memory_budget), progress=progress, run_id=run_id, check=check)
+            if target == "file":
+                result = _restore_file(repository, manifest, disk, path, force, **common)
+            else:
+                session = stack.enter_context(VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint))
+                if target == "new_vm":
+                    result = _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, force, **common)
+                elif target == "in_place":
+                    result = _restore_in_place(session, vddk, repository, manifest, target_vm, force, **common)
+                else:
+                    result = _restore_disk_to_vm(session, vddk, repository, manifest, disk, target_vm, overrides, **common)
+            result["restore_point"] = {"id": manifest["id"], "vm": manifest["vm"]["name"], "created": manifest["created"]}
+            return result
+    except BlockvaultError as exc:
+        raise exc.with_context(run_id=run_id, phase="restore")

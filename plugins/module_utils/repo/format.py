@@ -32,7 +32,7 @@ LOCKS_PREFIX = "locks/"
 _INDEX_HEADER = struct.Struct("<4sHHIQQ")
 _INDEX_MAGIC = b"BVIX"
 _DISK_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_RP_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{16})-([0-9a-f]{8})$")
+_RP_ID_RE = re.compile(r"^(\d{8}T\d{6}\.\d{6}Z)-([0-9a-f]{16})-([0-9a-f]{8})$")
 
 
 def utcnow():
@@ -91,15 +91,15 @@ def manifest_name(rp_id):
 
 
 def new_restore_point_id(vm_tag, moment=None):
-    return "%s-%s-%s" % ((moment or utcnow()).strftime("%Y%m%dT%H%M%SZ"), vm_tag, secrets.token_hex(4))
+    return "%s-%s-%s" % ((moment or utcnow()).strftime("%Y%m%dT%H%M%S.%fZ"), vm_tag, secrets.token_hex(4))
 
 
 def parse_restore_point_id(rp_id):
     """(created datetime, vm tag) of a restore point id; ConfigurationError when it is not one."""
     match = _RP_ID_RE.match(str(rp_id))
     if not match:
-        raise ConfigurationError("%r is not a restore point id (expected YYYYmmddTHHMMSSZ-<16 hex>-<8 hex>)." % (rp_id,))
-    created = datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        raise ConfigurationError("%r is not a restore point id (expected YYYYmmddTHHMMSS.ffffffZ-<16 hex>-<8 hex>)." % (rp_id,))
+    created = datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=datetime.timezone.utc)
     return created, match.group(2)
 
 
@@ -146,6 +146,10 @@ class DiskIndex:
         if not 0 <= index < self.count:
             raise ConfigurationError("Chunk %d is outside a disk index of %d chunks." % (index, self.count))
         return bytes(self.digests[index * DIGEST_SIZE:(index + 1) * DIGEST_SIZE])
+
+    def digest(self, index):
+        """The same as ``get``: the name the transfer layer's index protocol uses."""
+        return self.get(index)
 
     def is_zero(self, index):
         return self.get(index) == ZERO_SENTINEL

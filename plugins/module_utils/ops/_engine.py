@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every operation needs: open the repository, name a run, find the VM, report progress.
+
+Kept in one place so that the operations (backup, restore, validate, prune, info) open
+repositories, name runs and report progress the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import secrets
+
+from ..errors import BlockvaultError, ConfigurationError
+from ..repo import Repository, open_backend
+from ..transfer.progress import RunLogHandler, RunProgress, StatusFile
+
+log = logging.getLogger("blockvault")
+
+MIB = 1024 * 1024
+
+
+def utc_iso(moment=None):
+    moment = moment or datetime.datetime.now(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id():
+    """A run id that sorts by time and is unique without coordination."""
+    return "%s-%s" % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"), secrets.token_hex(4))
+
+
+def backend_for(settings):
+    """The backend (with retries and a concurrency limit) of RepositorySettings ``settings``."""
+    return open_backend(settings.location, endpoint_url=settings.s3_endpoint_url, region=settings.region,
+                        access_key=settings.access_key, secret_key=settings.secret_key,
+                        session_token=settings.session_token, object_lock_days=settings.object_lock_days,
+                        verify_tls=settings.validate_certs)
+
+
+def open_repository(settings):
+    """Open the repository of RepositorySettings ``settings`` (RepositoryNotFoundError, WrongKeyError, ...)."""
+    return Repository.open(backend_for(settings), passphrase=settings.passphrase, key_file=settings.key_file)
+
+
+def default_status_path(run_id):
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "blockvault", "runs", "%s.status.json" % run_id)
+
+
+@contextlib.contextmanager
+def run_reporting(run_id, vm_name, status_file=None, heartbeat=True):
+    """Progress counters, the status file and the run log of one run, as a context manager yielding RunProgress.
+
+    The status file is rewritten atomically while the run goes on and ends as succeeded or failed with the
+    error; the run log (``<status file>.log``) gets every engine log record of the run, secrets redacted.
+    """
+    path = status_file or default_status_path(run_id)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError("status_file %s: cannot create its directory (%s)." % (path, exc.strerror)) from exc
+    progress = RunProgress(run_id=run_id, vm=vm_name)
+    handler = RunLogHandler(path + ".log")
+    engine_log = logging.getLogger("blockvault")
+    package_log = logging.getLogger(__name__.rsplit(".ops.", 1)[0])
+    for logger in (engine_log, package_log):
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+    status = StatusFile(path, progress, heartbeat=heartbeat)
+    try:
+        with status:
+            yield progress
+    except BlockvaultError as exc:
+        log.error("run %s failed: %s (%s)", run_id, exc, exc.error_class)
+        raise
+    except Exception as exc:
+        log.error("run %s failed: %s", run_id, type(exc).__name__)
+        raise
+    finally:
+        for logger in (engine_log, package_log):
+            logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A VDDK disk handle seen as the transfer layer's DiskTarget, and the connection settings of a run.
+
+The transfer layer knows sources and targets, not VDDK; this adapter gives a DiskHandle (or a RetryingDisk)
+the ``zero`` and ``known_zeroed`` a restore target needs. VDDK allows one writer per disk, so the restore
+pipeline shares one adapter between its workers under its lock (the adapter has no ``clone``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("blockvault.vddk")
+
+_ZERO_PIECE = 4 * 1024 * 1024
+
+
+class VddkTarget:
+    """DiskTarget over a VDDK handle. ``known_zeroed``: the disk was just created (thin or zeroed), so zero
+    chunks need no write. Thread-safety: none; the restore pipeline serializes calls on a target without clone.
+    """
+
+    def __init__(self, handle, known_zeroed):
+        self._handle = handle
+        self.capacity = handle.capacity
+        self.known_zeroed = bool(known_zeroed)
+        self._zeros = None
+
+    def write(self, offset, data):
+        self._handle.write(offset, data)
+        return memoryview(data).nbytes
+
+    def read_into(self, offset, buffer):
+        return self._handle.read_into(offset, buffer)
+
+    def zero(self, offset, length):
+        if self._zeros is None:
+            self._zeros = bytes(min(_ZERO_PIECE, max(length, 512)))
+        end = offset + length
+        while offset < end:
+            piece = min(len(self._zeros), end - offset)
+            self._handle.write(offset, memoryview(self._zeros)[:piece])
+            offset += piece
+
+    def flush(self):
+        self._handle.flush()
+
+    def close(self):
+        self._handle.close()
+
+
+def vddk_thumbprint(session, vddk):
+    """The thumbprint VDDK is given: the user's (already compared with the verified certificate by the session),
+    else the one of the verified TLS connection; unverified only when the user turned validate_certs off."""
+    if session.thumbprint_verified or vddk.thumbprint:
+        return vddk.thumbprint or session.thumbprint
+    log.warning("validate_certs is off and no vddk_thumbprint was given: VDDK is told the thumbprint this run saw, unverified")
+    return session.thumbprint
+
+
+def connect_arguments(session, vddk, vm_moref, snapshot_moref=None):
+    """Keyword arguments of vddk.Connection for ``vm_moref`` (through the session's cookie, never the password)."""
+    return dict(server=session.host, port=session.port, vm_moref=vm_moref, thumbprint=vddk_thumbprint(session, vddk),
+                user=session.user, session_cookie=session.session_cookie, snapshot_moref=snapshot_moref,
+                transport_modes=vddk.transports)
