@@ -7,11 +7,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_info
-short_description: List restore points, or show the progress of a backup or restore run
+short_description: Show a repository's settings and restore points, or the progress of a backup or restore run
 version_added: 0.1.0
 description:
-  - Without O(status_file), lists the restore points in the repository (of one VM with O(vm)) with their disks,
-    modes and sizes.
+  - Without O(status_file), returns the repository's settings and lists its restore points (of one VM with O(vm))
+    with their disks, modes and sizes.
   - With O(status_file), reads the status file of a run of M(blockvault.vsphere.vm_backup) or
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
@@ -81,6 +81,39 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+repository:
+  description: The repository's settings, as M(blockvault.vsphere.backup_repository) returns them.
+  returned: when O(status_file) is not given
+  type: dict
+  contains:
+    location:
+      description: Where the repository is.
+      type: str
+      sample: /srv/backups/vsphere
+    id:
+      description: Unique id of the repository.
+      type: str
+      sample: 3b2f0a4c6d8e4f10a1b2c3d4e5f60718
+    format_version:
+      description: Version of the repository format.
+      type: int
+      sample: 1
+    chunk_size:
+      description: Chunk size in bytes.
+      type: int
+      sample: 4194304
+    encryption:
+      description: Whether chunks and metadata are encrypted.
+      type: bool
+      sample: true
+    compression_level:
+      description: zstd compression level of new chunks.
+      type: int
+      sample: 3
+    key_slots:
+      description: Number of passphrases and key files that open the key (never the secrets themselves).
+      type: int
+      sample: 2
 restore_points:
   description: The restore points, oldest first.
   returned: when O(status_file) is not given
@@ -185,16 +218,26 @@ status:
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
+
+
+def _unwrap(value, key):
+    # tolerate an operation that wraps its answer in a one-key dict ({"repository": {...}})
+    if isinstance(value, dict) and key in value:
+        return value[key]
+    return value
 
 
 def info(bv):
     params = bv.params
     if params["status_file"]:
-        return {"changed": False, "status": ops_info.run_status(params["status_file"])}
-    points = ops_info.list_restore_points(bv.repository_settings(), vm=params["vm"])
-    if isinstance(points, dict) and "restore_points" in points:
-        points = points["restore_points"]
-    return {"changed": False, "restore_points": list(points)}
+        return {"changed": False, "status": ops_info.run_status(status_file=params["status_file"])}
+    repo = bv.repository_settings()
+    return {
+        "changed": False,
+        "repository": _unwrap(ops_repository.show_repository(repo=repo), "repository"),
+        "restore_points": list(_unwrap(ops_info.list_restore_points(repo=repo, vm=params["vm"]), "restore_points")),
+    }
 
 
 def main():

@@ -166,7 +166,7 @@ def _ids(points):
 def prune(bv):
     params = bv.params
     policy = _policy(params)
-    result = dict(ops_prune.prune(bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode))
+    result = dict(ops_prune.prune(repo=bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode))
     result.pop("diff", None)
     if bv.diff_mode:
         kept = _ids(result.get("kept"))

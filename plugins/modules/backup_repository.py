@@ -7,15 +7,16 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_repository
-short_description: Create a backup repository, add a passphrase or key file to it, or show its settings
+short_description: Create a backup repository, or add a passphrase or key file to it
 version_added: 0.1.0
 description:
-  - With O(state=present), creates the repository at O(repository) when there is none. An existing repository with
-    the same settings is left as it is (RV(changed=false)); one whose immutable settings (chunk size, encryption,
-    compression level) differ from those given makes the task fail, naming the difference.
-  - With O(state=present), O(new_passphrase) or O(new_key_file) adds a way to open the repository's key, which
-    O(passphrase) or O(key_file) must open first. Adding one that already opens it changes nothing.
-  - With O(state=info), returns the repository's settings and changes nothing.
+  - Creates the repository at O(repository) when there is none. An existing repository with the same settings is
+    left as it is and the task reports no change; one whose immutable settings (chunk size, encryption, compression
+    level) differ from those given makes the task fail, naming the difference.
+  - O(new_passphrase) or O(new_key_file) adds a way to open the repository's key, which O(passphrase) or O(key_file)
+    must open first. Adding one that already opens it changes nothing.
+  - The settings of the repository are returned in RV(repository). To read them without creating anything, use
+    M(blockvault.vsphere.backup_info).
   - The repository format is documented in the collection's C(docs/repository-format.md).
 author:
   - blockvault.vsphere contributors (@blockvault)
@@ -43,9 +44,8 @@ options:
   state:
     description:
       - V(present) creates the repository if needed and adds O(new_passphrase) or O(new_key_file).
-      - V(info) only reads the repository's settings.
     type: str
-    choices: [present, info]
+    choices: [present]
     default: present
   chunk_size:
     description:
@@ -67,15 +67,16 @@ options:
     type: int
   new_passphrase:
     description:
-      - A passphrase to add to the repository's key slots. O(state=present) only.
+      - A passphrase to add to the repository's key slots.
     type: str
   new_key_file:
     description:
-      - Path of a key file to add to the repository's key slots. O(state=present) only.
+      - Path of a key file to add to the repository's key slots.
     type: path
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.backup_prune
+  - module: blockvault.vsphere.backup_info
 """
 
 EXAMPLES = r"""
@@ -98,10 +99,11 @@ EXAMPLES = r"""
     passphrase: "{{ repository_passphrase }}"
     new_key_file: /root/blockvault-recovery.key
 
-- name: Show the repository's settings
+- name: Show whether the repository would be created, and its settings
   blockvault.vsphere.backup_repository:
     repository: /mnt/backups/vsphere
-    state: info
+    passphrase: "{{ repository_passphrase }}"
+  check_mode: true
   register: repo
 """
 
@@ -149,21 +151,13 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repo
 def manage(bv):
     params = bv.params
     repo = bv.repository_settings()
-    if params["state"] == "info":
-        given = [name for name in ("chunk_size", "compression_level", "new_passphrase", "new_key_file") if params[name] is not None]
-        if given:
-            raise ConfigurationError("%s apply to state=present only, not to state=info." % ", ".join(given))
-        shown = ops_repository.show_repository(repo)
-        if isinstance(shown, dict) and isinstance(shown.get("repository"), dict):
-            shown = shown["repository"]
-        return {"changed": False, "repository": shown}
     if params["new_passphrase"] is not None and not params["new_passphrase"]:
         raise ConfigurationError("new_passphrase is empty: give a passphrase to add, or leave the option out.")
     # chunk_size and compression_level are left out when not given, so the operation's defaults apply to a
     # new repository and an existing one is not compared with a value nobody asked for.
     optional = dict((name, params[name]) for name in ("chunk_size", "compression_level") if params[name] is not None)
     return ops_repository.ensure_repository(
-        repo,
+        repo=repo,
         encryption=params["encryption"],
         new_passphrase=params["new_passphrase"],
         new_key_file=params["new_key_file"],
@@ -174,7 +168,7 @@ def manage(bv):
 
 def main():
     argument_spec = dict(
-        state=dict(type="str", default="present", choices=["present", "info"]),
+        state=dict(type="str", default="present", choices=["present"]),
         chunk_size=dict(type="int"),
         encryption=dict(type="bool", default=True),
         compression_level=dict(type="int"),

@@ -105,7 +105,7 @@ options:
     description:
       - Id of this run, which becomes the id of the restore point and appears in the snapshot name
         (C(blockvault-RUN_ID)).
-      - When a complete restore point with this id exists, nothing is done and RV(changed) is V(false).
+      - When a complete restore point with this id exists, nothing is done and the task reports no change.
       - By default a new id is generated and returned in RV(restore_point.id).
     type: str
   status_file:

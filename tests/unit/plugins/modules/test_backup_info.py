@@ -1,0 +1,68 @@
+"""backup_info: repository settings and restore points, or the status of a run."""
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
+from ansible_collections.blockvault.vsphere.plugins.modules import backup_info
+
+POINTS = [{"id": "r1", "vm": "web01", "created": "2026-11-25T08:30:02Z", "consistency": "quiesced", "size": 1073741824,
+           "bytes_new": 1048576, "disks": [{"key": 2000, "label": "Hard disk 1", "capacity": 1073741824, "mode": "full",
+                                            "sha256": "ef" * 32}]}]
+REPOSITORY = {"location": "/srv/repo", "id": "3b2f", "format_version": 1, "chunk_size": 4194304, "encryption": True,
+              "compression_level": 3, "key_slots": 1}
+STATUS = {"run_id": "r2", "state": "running", "phase": "transfer", "disk": "Hard disk 1", "bytes_done": 10, "bytes_total": 40,
+          "throughput_mbps": 1.5, "eta": "2026-11-26T09:12:40Z", "updated": "2026-11-26T09:02:11Z", "last_error": None}
+
+
+@pytest.fixture
+def listing(ops_call):
+    show = ops_call(backup_info.ops_repository, "show_repository", result=REPOSITORY)
+    points = ops_call(backup_info.ops_info, "list_restore_points", result=POINTS)
+    return show, points
+
+
+@pytest.fixture
+def status(ops_call):
+    return ops_call(backup_info.ops_info, "run_status", result=STATUS)
+
+
+def test_lists_restore_points_of_one_vm(run_module, listing, status):
+    show, points = listing
+    outcome, result = run_module(backup_info, dict(repository="/srv/repo", passphrase="repo-pass-1", vm="web01"))
+    assert outcome == "exit"
+    repo = RepositorySettings(location="/srv/repo", passphrase="repo-pass-1")
+    assert show.kwargs == {"repo": repo}
+    assert points.kwargs == {"repo": repo, "vm": "web01"}
+    assert result == {"changed": False, "repository": REPOSITORY, "restore_points": POINTS}
+    assert status.calls == []
+
+
+def test_lists_every_vm_by_default(run_module, listing):
+    run_module(backup_info, dict(repository="/srv/repo"))
+    assert listing[1].kwargs["vm"] is None
+
+
+def test_wrapped_answers_are_unwrapped(run_module, ops_call):
+    ops_call(backup_info.ops_repository, "show_repository", result={"repository": REPOSITORY})
+    ops_call(backup_info.ops_info, "list_restore_points", result={"restore_points": POINTS})
+    _, result = run_module(backup_info, dict(repository="/srv/repo"))
+    assert (result["repository"], result["restore_points"]) == (REPOSITORY, POINTS)
+
+
+def test_status_of_a_run_needs_no_repository(run_module, listing, status, tmp_path):
+    path = str(tmp_path / "status.json")
+    outcome, result = run_module(backup_info, dict(status_file=path))
+    assert outcome == "exit"
+    assert status.kwargs == {"status_file": path}
+    assert result == {"changed": False, "status": STATUS}
+    assert listing[0].calls == [] and listing[1].calls == []
+
+
+def test_check_mode_reads_the_same(run_module, status, tmp_path):
+    outcome, result = run_module(backup_info, dict(status_file=str(tmp_path / "s.json")), check_mode=True)
+    assert outcome == "exit" and result["status"] == STATUS and result["changed"] is False
+
+
+def test_vm_and_status_file_are_mutually_exclusive(run_module, listing, status, tmp_path):
+    outcome, result = run_module(backup_info, dict(repository="/srv/repo", vm="web01", status_file=str(tmp_path / "s.json")))
+    assert outcome == "fail"
+    assert result["msg"] == "parameters are mutually exclusive: vm|status_file"

@@ -1,0 +1,76 @@
+"""backup_repository: create idempotently, add keys, failures of differing settings."""
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
+from ansible_collections.blockvault.vsphere.plugins.modules import backup_repository
+
+REPOSITORY = {"location": "/srv/repo", "id": "3b2f", "format_version": 1, "chunk_size": 4194304, "encryption": True,
+              "compression_level": 3, "key_slots": 1}
+
+
+@pytest.fixture
+def ensure(ops_call):
+    return ops_call(backup_repository.ops_repository, "ensure_repository", result={"changed": True, "repository": REPOSITORY})
+
+
+def test_create_with_defaults(run_module, ensure):
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", passphrase="repo-pass-1"))
+    assert outcome == "exit"
+    # chunk_size and compression_level are left to the operation when not given
+    assert ensure.kwargs == {
+        "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
+        "encryption": True,
+        "new_passphrase": None,
+        "new_key_file": None,
+        "check": False,
+    }
+    assert result == {"changed": True, "repository": REPOSITORY}
+
+
+def test_create_with_every_setting(run_module, ensure):
+    run_module(backup_repository, dict(repository="/srv/repo", chunk_size=1048576, encryption=False, compression_level=9))
+    kwargs = ensure.kwargs
+    assert (kwargs["chunk_size"], kwargs["encryption"], kwargs["compression_level"]) == (1048576, False, 9)
+    assert kwargs["repo"] == RepositorySettings(location="/srv/repo")
+
+
+def test_add_keys(run_module, ensure, key_file, tmp_path):
+    new_key = str(tmp_path / "recovery.key")
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", key_file=key_file,
+                                                          new_passphrase="second-pass-2", new_key_file=new_key))
+    assert outcome == "exit"
+    assert (ensure.kwargs["new_passphrase"], ensure.kwargs["new_key_file"]) == ("second-pass-2", new_key)
+    assert "second-pass-2" not in repr(result)
+
+
+def test_existing_repository_is_not_a_change(run_module, ops_call):
+    ops_call(backup_repository.ops_repository, "ensure_repository", result={"changed": False, "repository": REPOSITORY})
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", passphrase="repo-pass-1"))
+    assert outcome == "exit" and result["changed"] is False
+
+
+def test_differing_settings_fail_clearly(run_module, ops_call):
+    message = "Repository /srv/repo exists with chunk_size 4194304, not 1048576: a repository's chunk size cannot change."
+    ops_call(backup_repository.ops_repository, "ensure_repository", error=errors.RepositoryExistsError(message))
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", chunk_size=1048576))
+    assert outcome == "fail"
+    assert (result["msg"], result["error_class"], result["phase"]) == (message, "RepositoryExistsError", "repository")
+
+
+def test_check_mode(run_module, ensure):
+    run_module(backup_repository, dict(repository="/srv/repo"), check_mode=True)
+    assert ensure.kwargs["check"] is True
+
+
+def test_empty_new_passphrase_is_refused(run_module, ensure):
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", new_passphrase=""))
+    assert outcome == "fail"
+    assert result["msg"] == "new_passphrase is empty: give a passphrase to add, or leave the option out."
+    assert ensure.calls == []
+
+
+def test_state_has_no_info_choice(run_module, ensure):
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", state="info"))
+    assert outcome == "fail"
+    assert result["msg"] == "value of state must be one of: present, got: info"

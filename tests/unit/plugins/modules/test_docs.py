@@ -1,0 +1,111 @@
+"""Documentation of the modules: ansible-doc renders it, it matches the argument specs, secrets are no_log."""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.blockvault.vsphere.plugins.modules import (
+    backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
+)
+
+MODULES = {
+    "backup_info": backup_info, "backup_prune": backup_prune, "backup_repository": backup_repository,
+    "backup_validate": backup_validate, "vm_backup": vm_backup, "vm_restore": vm_restore,
+}
+ROOT = pathlib.Path(__file__).resolve().parents[4]
+ANSIBLE_DOC = pathlib.Path(sys.executable).with_name("ansible-doc")
+SECRETS = {"password", "aws_secret_key", "aws_session_token", "passphrase", "new_passphrase"}
+# validate-modules' heuristic (ansible-test sanity): such names need no_log set one way or the other
+POTENTIAL_SECRET = re.compile(r"(?:pass(?!ive)|secret|token|key)", re.I)
+NOT_SECRET_SUFFIXES = ("_count", "_type", "_alg", "_algorithm", "_timeout", "_name", "_comment", "_bits", "_id",
+                       "_identifier", "_period", "_file", "_filename")
+
+
+class _SpecCaptured(Exception):
+    def __init__(self, kwargs):
+        super().__init__("argument spec captured")
+        self.kwargs = kwargs
+
+
+def _capture_init(self, *args, **kwargs):
+    raise _SpecCaptured(kwargs)
+
+
+def argument_spec_of(module, monkeypatch):
+    """The spec the module hands to AnsibleModule (the way validate-modules reads it)."""
+    monkeypatch.setattr(basic.AnsibleModule, "__init__", _capture_init)
+    with patch_module_args({}):
+        with pytest.raises(_SpecCaptured) as captured:
+            module.main()
+    return captured.value.kwargs
+
+
+def _ansible_doc(*args):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"), ANSIBLE_NOCOLOR="1")
+    names = ["blockvault.vsphere.%s" % name for name in sorted(MODULES)]
+    return subprocess.run([str(ANSIBLE_DOC), "-t", "module"] + list(args) + names, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def docs():
+    done = _ansible_doc("--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_ansible_doc_renders_every_module():
+    done = _ansible_doc()
+    assert done.returncode == 0, done.stderr
+    assert "ERROR" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+    for name in MODULES:
+        assert "> MODULE blockvault.vsphere.%s " % name in done.stdout
+    assert done.stdout.count("EXAMPLES:") == len(MODULES)
+    assert done.stdout.count("RETURN VALUES:") == len(MODULES)
+
+
+def _compare(path, documented, specified, problems):
+    if set(documented) != set(specified):
+        problems.append("%s: documented %s, specified %s" % (path, sorted(set(documented) - set(specified)),
+                                                              sorted(set(specified) - set(documented))))
+    for name in sorted(set(documented) & set(specified)):
+        doc, spec = documented[name], specified[name]
+        for field, fallback in (("type", "str"), ("default", None), ("required", False), ("choices", None), ("elements", None)):
+            if doc.get(field, fallback) != spec.get(field, fallback):
+                problems.append("%s.%s: %s documented %r, specified %r" % (path, name, field, doc.get(field, fallback),
+                                                                           spec.get(field, fallback)))
+        if doc.get("suboptions") or spec.get("options"):
+            _compare("%s.%s" % (path, name), doc.get("suboptions") or {}, spec.get("options") or {}, problems)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_documentation_matches_the_argument_spec(name, docs, monkeypatch):
+    doc = docs["blockvault.vsphere.%s" % name]
+    spec = argument_spec_of(MODULES[name], monkeypatch)["argument_spec"]
+    problems = []
+    _compare(name, doc["doc"]["options"], spec, problems)
+    assert problems == []
+    assert doc["examples"].strip() and doc["return"]
+    assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_secrets_are_no_log_and_key_like_options_say_so(name, monkeypatch):
+    spec = argument_spec_of(MODULES[name], monkeypatch)["argument_spec"]
+    secret = set(option for option, definition in spec.items() if definition.get("no_log"))
+    assert secret == SECRETS & set(spec)
+    for option, definition in spec.items():
+        if POTENTIAL_SECRET.search(option) and not option.endswith(NOT_SECRET_SUFFIXES):
+            assert "no_log" in definition, "%s.%s needs an explicit no_log" % (name, option)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_supports_check_mode(name, monkeypatch):
+    assert argument_spec_of(MODULES[name], monkeypatch)["supports_check_mode"] is True

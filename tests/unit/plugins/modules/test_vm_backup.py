@@ -1,0 +1,116 @@
+"""vm_backup: options to ops.backup.backup_vm, check mode, results passed through."""
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
+    RepositorySettings, VddkSettings, VSphereSettings,
+)
+from ansible_collections.blockvault.vsphere.plugins.modules import vm_backup
+
+RESULT = {
+    "changed": True,
+    "restore_point": {"id": "20261126T083000Z-5f2c", "vm": "web01", "created": "2026-11-26T08:30:02Z"},
+    "disks": [{"key": 2000, "label": "Hard disk 1", "mode": "incremental", "reason": "changed blocks since r0",
+               "bytes_read": 1048576, "bytes_new": 65536, "sha256": "ab" * 32}],
+    "bytes_read": 1048576, "bytes_written": 40000, "duration": 2.5, "throughput_mbps": 0.42,
+}
+
+
+@pytest.fixture
+def args(vddk_dir):
+    return dict(hostname="vc.example.com", username="backup@vsphere.local", password="vc-pass-1", vddk_libdir=vddk_dir,
+                repository="/srv/repo", passphrase="repo-pass-1")
+
+
+@pytest.fixture
+def backup_vm(ops_call):
+    return ops_call(vm_backup.ops_backup, "backup_vm", result=RESULT)
+
+
+def test_defaults_reach_the_operation_exactly(run_module, backup_vm, args, vddk_dir):
+    outcome, result = run_module(vm_backup, dict(args, name="web01"))
+    assert outcome == "exit"
+    assert backup_vm.kwargs == {
+        "vsphere": VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1"),
+        "vddk": VddkSettings(libdir=vddk_dir, transports="nbdssl:nbd"),
+        "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
+        "vm": {"name": "web01"},
+        "mode": "auto",
+        "quiesce": True,
+        "allow_crash_consistent": False,
+        "include_disks": None,
+        "exclude_disks": None,
+        "workers": 4,
+        "memory_budget": 256 * 1024 * 1024,
+        "run_id": None,
+        "status_file": None,
+        "check": False,
+    }
+    assert result == RESULT
+
+
+def test_every_option_reaches_the_operation(run_module, backup_vm, args, tmp_path):
+    status = str(tmp_path / "status.json")
+    run_module(vm_backup, dict(args, moid="vm-42", mode="incremental", quiesce=False, allow_crash_consistent=True,
+                               include_disks=["Hard disk 1", "2001", 2002], workers=8, memory_budget_mb=64,
+                               run_id="run-1", status_file=status))
+    kwargs = backup_vm.kwargs
+    assert kwargs["vm"] == {"moid": "vm-42"}
+    assert (kwargs["mode"], kwargs["quiesce"], kwargs["allow_crash_consistent"]) == ("incremental", False, True)
+    assert kwargs["include_disks"] == ["Hard disk 1", 2001, 2002]
+    assert (kwargs["workers"], kwargs["memory_budget"], kwargs["run_id"], kwargs["status_file"]) == (8, 64 * 1048576, "run-1", status)
+
+
+def test_vm_by_uuid_and_excluded_disks(run_module, backup_vm, args):
+    run_module(vm_backup, dict(args, uuid="4211-abcd", exclude_disks=[2001]))
+    assert backup_vm.kwargs["vm"] == {"uuid": "4211-abcd"}
+    assert backup_vm.kwargs["exclude_disks"] == [2001] and backup_vm.kwargs["include_disks"] is None
+
+
+def test_check_mode_asks_for_the_plan(run_module, ops_call, args):
+    plan = {"changed": True, "plan": {"vm": "web01", "disks": 1}, "disks": [{"key": 2000, "mode": "full", "reason": "no previous restore point"}]}
+    call = ops_call(vm_backup.ops_backup, "backup_vm", result=plan)
+    outcome, result = run_module(vm_backup, dict(args, name="web01"), check_mode=True)
+    assert outcome == "exit" and call.kwargs["check"] is True
+    assert result == plan
+
+
+def test_repeated_run_id_is_not_a_change(run_module, ops_call, args):
+    ops_call(vm_backup.ops_backup, "backup_vm", result=dict(RESULT, changed=False))
+    outcome, result = run_module(vm_backup, dict(args, name="web01", run_id="20261126T083000Z-5f2c"))
+    assert outcome == "exit" and result["changed"] is False
+
+
+def test_one_vm_identifier_is_required(run_module, backup_vm, args):
+    outcome, result = run_module(vm_backup, args)
+    assert outcome == "fail"
+    assert result["msg"] == "one of the following is required: name, uuid, moid"
+    assert backup_vm.calls == []
+
+
+def test_vm_identifiers_are_mutually_exclusive(run_module, backup_vm, args):
+    outcome, result = run_module(vm_backup, dict(args, name="web01", moid="vm-42"))
+    assert outcome == "fail"
+    assert result["msg"] == "parameters are mutually exclusive: name|uuid|moid"
+
+
+def test_include_and_exclude_are_mutually_exclusive(run_module, backup_vm, args):
+    outcome, result = run_module(vm_backup, dict(args, name="web01", include_disks=[2000], exclude_disks=[2001]))
+    assert outcome == "fail"
+    assert result["msg"] == "parameters are mutually exclusive: include_disks|exclude_disks"
+
+
+def test_mode_choices(run_module, backup_vm, args):
+    outcome, result = run_module(vm_backup, dict(args, name="web01", mode="differential"))
+    assert outcome == "fail"
+    assert result["msg"].startswith("value of mode must be one of: auto, full, incremental, got: differential")
+
+
+@pytest.mark.parametrize("option, message", [
+    ("workers", "workers is 0: give 1 or more."),
+    ("memory_budget_mb", "memory_budget_mb is 0: give 1 or more MiB."),
+])
+def test_counts_must_be_positive(run_module, backup_vm, args, option, message):
+    outcome, result = run_module(vm_backup, dict(args, name="web01", **{option: 0}))
+    assert outcome == "fail"
+    assert (result["msg"], result["error_class"]) == (message, "ConfigurationError")
+    assert backup_vm.calls == []

@@ -1,0 +1,128 @@
+"""vm_restore: restore point selection, targets, overrides, check and diff mode."""
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
+    RepositorySettings, VddkSettings, VSphereSettings,
+)
+from ansible_collections.blockvault.vsphere.plugins.modules import vm_restore
+
+RESULT = {
+    "changed": True,
+    "vm": {"name": "web01-restored", "moid": "vm-77"},
+    "disks": [{"key": 2000, "sha256": "cd" * 32, "bytes_written": 4194304}],
+    "diff": {"before": {"vm": None}, "after": {"vm": "web01-restored", "power_state": "poweredOff"}},
+}
+DEFAULT_OVERRIDES = {"folder": None, "datastore": None, "cluster": None, "resource_pool": None, "network_mapping": None,
+                     "disk_format": "same", "power_on": False}
+
+
+@pytest.fixture
+def args(vddk_dir):
+    return dict(hostname="vc.example.com", username="restore@vsphere.local", password="vc-pass-1", vddk_libdir=vddk_dir,
+                repository="/srv/repo", passphrase="repo-pass-1")
+
+
+@pytest.fixture
+def restore(ops_call):
+    return ops_call(vm_restore.ops_restore, "restore", result=RESULT)
+
+
+def test_latest_to_a_new_vm_reaches_the_operation_exactly(run_module, restore, args, vddk_dir):
+    outcome, result = run_module(vm_restore, dict(args, name="web01", new_name="web01-restored"))
+    assert outcome == "exit"
+    assert restore.kwargs == {
+        "vsphere": VSphereSettings(host="vc.example.com", username="restore@vsphere.local", password="vc-pass-1"),
+        "vddk": VddkSettings(libdir=vddk_dir),
+        "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
+        "restore_point": "latest",
+        "vm_name": "web01",
+        "before": None,
+        "target": "new_vm",
+        "new_name": "web01-restored",
+        "disk": None,
+        "path": None,
+        "overrides": DEFAULT_OVERRIDES,
+        "force": False,
+        "workers": 4,
+        "status_file": None,
+        "check": False,
+    }
+    assert result == {"changed": True, "vm": RESULT["vm"], "disks": RESULT["disks"]}
+
+
+def test_overrides_are_passed_with_defaults_filled(run_module, restore, args):
+    overrides = {"datastore": "ds2", "network_mapping": {"VM Network": "Isolated"}, "disk_format": "thin", "power_on": True}
+    run_module(vm_restore, dict(args, name="web01", new_name="copy", overrides=overrides))
+    assert restore.kwargs["overrides"] == dict(DEFAULT_OVERRIDES, **overrides)
+
+
+def test_unknown_override_is_refused(run_module, restore, args):
+    outcome, result = run_module(vm_restore, dict(args, name="web01", new_name="copy", overrides={"memory_mb": 4096}))
+    assert outcome == "fail" and "memory_mb" in result["msg"]
+    assert restore.calls == []
+
+
+def test_restore_point_by_id_in_place_with_force(run_module, restore, args):
+    run_module(vm_restore, dict(args, restore_point="r42", target="in_place", force=True))
+    kwargs = restore.kwargs
+    assert (kwargs["restore_point"], kwargs["vm_name"], kwargs["target"], kwargs["force"]) == ("r42", None, "in_place", True)
+
+
+def test_latest_before_a_time(run_module, restore, args):
+    run_module(vm_restore, dict(args, name="web01", before="2026-11-26T00:00:00Z", target="disk", disk="2001"))
+    kwargs = restore.kwargs
+    assert (kwargs["before"], kwargs["target"], kwargs["disk"]) == ("2026-11-26T00:00:00Z", "disk", 2001)
+
+
+def test_before_needs_latest(run_module, restore, args):
+    outcome, result = run_module(vm_restore, dict(args, restore_point="r42", before="2026-11-26T00:00:00Z", new_name="x"))
+    assert outcome == "fail"
+    assert result["msg"] == "before applies to restore_point=latest only, not to restore point r42."
+    assert restore.calls == []
+
+
+def test_file_target_needs_neither_vsphere_nor_vddk(run_module, restore, tmp_path):
+    path = str(tmp_path / "disk.raw")
+    outcome, _ = run_module(vm_restore, dict(repository="/srv/repo", restore_point="r42", target="file", disk="Hard disk 2", path=path))
+    assert outcome == "exit"
+    kwargs = restore.kwargs
+    assert (kwargs["vsphere"], kwargs["vddk"], kwargs["path"], kwargs["disk"]) == (None, None, path, "Hard disk 2")
+
+
+def test_vm_targets_need_vsphere(run_module, restore, vddk_dir):
+    outcome, result = run_module(vm_restore, dict(repository="/srv/repo", vddk_libdir=vddk_dir, name="web01", new_name="copy"))
+    assert outcome == "fail"
+    assert result["msg"] == "hostname is empty: give the vCenter host name (or set VMWARE_HOST)."
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"new_name": "copy"}, "restore_point is latest but all of the following are missing: name"),
+    ({"name": "web01"}, "target is new_vm but all of the following are missing: new_name"),
+    ({"name": "web01", "target": "disk"}, "target is disk but all of the following are missing: disk"),
+    ({"name": "web01", "target": "file"}, "target is file but all of the following are missing: path"),
+])
+def test_required_if(run_module, restore, args, extra, message):
+    outcome, result = run_module(vm_restore, dict(args, **extra))
+    assert outcome == "fail"
+    assert result["msg"] == message
+
+
+def test_diff_only_in_diff_mode(run_module, restore, args):
+    _, plain = run_module(vm_restore, dict(args, name="web01", new_name="copy"))
+    _, with_diff = run_module(vm_restore, dict(args, name="web01", new_name="copy"), diff=True)
+    assert "diff" not in plain
+    assert with_diff["diff"] == RESULT["diff"]
+
+
+def test_check_mode(run_module, restore, args):
+    outcome, _ = run_module(vm_restore, dict(args, name="web01", new_name="copy"), check_mode=True)
+    assert outcome == "exit" and restore.kwargs["check"] is True
+
+
+def test_refused_restore_is_a_failure_with_context(run_module, ops_call, args):
+    ops_call(vm_restore.ops_restore, "restore",
+             error=errors.RestoreRefusedError("VM web01 is powered on: set force to power it off and overwrite it.", vm="web01"))
+    outcome, result = run_module(vm_restore, dict(args, name="web01", target="in_place"))
+    assert outcome == "fail"
+    assert (result["error_class"], result["phase"], result["vm"]) == ("RestoreRefusedError", "restore", "web01")
