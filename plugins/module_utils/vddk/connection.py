@@ -236,8 +236,14 @@ class Connection:
     def __enter__(self):
         return self.connect()
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_error:      # keep the error that is already on its way up
+            LOGGER.warning("closing the VDDK connection to %s after an error failed too: %s", self.server, close_error)
 
     # -- process-level helpers that use the same parameters ------------------------------------------------------
 

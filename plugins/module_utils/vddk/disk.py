@@ -10,7 +10,7 @@ import threading
 
 from ..errors import ConfigurationError
 from . import structs as S
-from .library import SERIAL_LOCK
+from .library import LOGGER, SERIAL_LOCK
 
 __all__ = ["DiskHandle", "DiskInfo", "create_disk"]
 
@@ -281,8 +281,14 @@ class DiskHandle:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_error:      # keep the error that is already on its way up
+            LOGGER.warning("closing the VDDK disk %s after an error failed too: %s", self.path, close_error)
 
 
 def _clip_merge(extents, start, end):

@@ -122,3 +122,40 @@ def test_write_buffers_are_passed_without_copy():
 
 def test_clip_merge():
     assert D._clip_merge([(0, 10), (10, 5), (30, 10), (5, 2)], 3, 35) == [(3, 12), (30, 5)]
+
+
+class ClosingLibrary(FakeLibrary):
+    """Close fails with VIX_E_HOST_CONNECTION_LOST, as on a broken connection."""
+
+    def fn(self, name):
+        assert name == "Close"
+        return lambda handle: 36
+
+    def check(self, err, function, context=None):
+        if err:
+            raise D.ConfigurationError("%s failed with %d" % (function, err))
+
+
+class ForgettingConnection:
+    def __init__(self):
+        self.forgotten = []
+
+    def _forget(self, disk):
+        self.forgotten.append(disk)
+
+
+def test_close_error_does_not_hide_the_error_in_flight():
+    handle = make_handle(MIB, library=ClosingLibrary())
+    handle.connection = ForgettingConnection()
+    handle._own_connection = False
+    with pytest.raises(KeyError):
+        with handle:
+            raise KeyError("the original failure")
+    assert handle.connection.forgotten == [handle]
+    again = make_handle(MIB, library=ClosingLibrary())
+    again.connection = ForgettingConnection()
+    again._own_connection = False
+    with pytest.raises(ConfigurationError) as info:
+        with again:
+            pass
+    assert str(info.value) == "Close failed with 36"
