@@ -1,12 +1,47 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read-only views: restore points per VM, and the status of a running or finished run. (Being wired.)"""
+"""Read-only views: restore points per VM, and the status of a running or finished run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..errors import ConfigurationError
+from ..transfer.progress import read_status
+from ._engine import open_repository
+
+__all__ = ["list_restore_points", "run_status", "summarize"]
+
+
+def summarize(manifest):
+    """One restore point as the modules return it: no chunk lists, integers for bytes, UTC ISO-8601 times."""
+    stats = manifest.get("stats", {})
+    return {"id": manifest["id"], "vm": manifest["vm"]["name"], "vm_key": manifest["vm"]["key"], "run_id": manifest["run_id"],
+            "created": manifest["created"], "backup_mode": manifest["backup_mode"],
+            "bytes_read": stats.get("bytes_read", 0), "bytes_written": stats.get("bytes_written", 0),
+            "disks": [{"key": d["key"], "label": d.get("label"), "capacity": d["capacity"], "mode": d["mode"],
+                       "reason": d.get("reason"), "bytes_new": d.get("bytes_new", 0), "sha256": d["sha256"]}
+                      for d in manifest["disks"]]}
 
 
 def list_restore_points(repo, vm=None):
-    raise NotImplementedError("ops.info.list_restore_points is not wired to the repository layer yet")
+    """{vms: {name: [restore point summaries, oldest first]}, count}; ``vm`` filters on the VM's name."""
+    with contextlib.closing(open_repository(repo)) as repository:
+        vms = {}
+        for point in repository.list_restore_points():
+            manifest = repository.load_manifest(point.id)
+            if vm and manifest["vm"]["name"] != vm:
+                continue
+            vms.setdefault(manifest["vm"]["name"], []).append(summarize(manifest))
+    return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values())}
 
 
 def run_status(status_file):
-    raise NotImplementedError("ops.info.run_status is not wired to the transfer layer yet")
+    """The status document of a run (state running|succeeded|failed, phase, bytes, MB/s, ETA, last error)."""
+    if not status_file:
+        raise ConfigurationError("status_file is empty: give the status file the backup or restore run writes.")
+    if not os.path.exists(status_file):
+        raise ConfigurationError("status_file %s does not exist (yet): the run writes it when it starts." % status_file)
+    return {"changed": False, "status": read_status(status_file)}

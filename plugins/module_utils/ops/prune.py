@@ -1,8 +1,49 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Retention: forget restore points by policy, then collect garbage. (Being wired to the repository layer.)"""
+"""Retention: forget restore points by policy (per VM, as restic's forget), then collect garbage."""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..errors import ConfigurationError
+from ._engine import open_repository
+
+__all__ = ["prune"]
+
+
+def _vm_key_for_name(repository, name):
+    keys = {repository.load_manifest(p.id)["vm"]["key"] for p in repository.list_restore_points()
+            if repository.load_manifest(p.id)["vm"]["name"] == name}
+    if not keys:
+        raise ConfigurationError("No restore point of a VM named %s in the repository (backup_info lists the VMs)." % name)
+    if len(keys) > 1:
+        raise ConfigurationError("Several VMs named %s have restore points; they are pruned together only per VM: "
+                                 "prune without vm, or rename." % name)
+    return keys.pop()
 
 
 def prune(repo, policy, vm=None, gc=True, check=False):
-    raise NotImplementedError("ops.prune.prune is not wired to the repository layer yet")
+    """Apply ``policy`` (keep_last, keep_hourly, ... keep_yearly) per VM; then GC unless ``gc`` is false.
+
+    Check mode reports what would go (and what GC would free) without removing anything.
+    Returns {changed, removed: [{id, vm, created}], kept: [{id, vm, created, reasons}], gc}.
+    """
+    with contextlib.closing(open_repository(repo)) as repository:
+        vm_key = _vm_key_for_name(repository, vm) if vm else None
+        report = repository.prune(policy, vm=vm_key, dry_run=True)
+
+        def described(rp_id):
+            manifest = repository.load_manifest(rp_id)
+            return {"id": rp_id, "vm": manifest["vm"]["name"], "created": manifest["created"]}
+
+        removed = [described(rp_id) for rp_id in report["remove"]]
+        kept = [dict(described(entry["id"]), reasons=entry["reasons"]) for entry in report["keep"]]
+        if not check and removed:
+            repository.prune(policy, vm=vm_key, dry_run=False)
+        gc_report = repository.gc(dry_run=check) if gc and (removed or not check) else None
+        freed = bool(gc_report and not check and gc_report.get("chunks_removed"))
+    diff = {"before": {"restore_points": sorted(r["id"] for r in removed + kept)},
+            "after": {"restore_points": sorted(k["id"] for k in kept)}}
+    return {"changed": bool(removed) or freed, "removed": removed, "kept": kept, "gc": gc_report, "diff": diff}
