@@ -97,7 +97,7 @@ class DiskBackupResult:
     index: object = dataclasses.field(default=None, repr=False)
 
     def as_dict(self):
-        return {name: value for name, value in dataclasses.asdict(self).items() if name != "index"}
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "index"}
 
 
 def plan_backup(source, chunk_size, changed=None, previous=None):

@@ -94,7 +94,8 @@ class FakeSession:
     or 0 when present; ``fail_put_at`` makes the N-th put (1-based) raise ``fail_with``; ``gate`` (an Event)
     makes every put wait for it."""
 
-    def __init__(self, present=(), fail_put_at=None, fail_with=None, gate=None):
+    def __init__(self, present=(), fail_put_at=None, fail_with=None, gate=None, fail_after=None):
+        self.fail_after = fail_after
         self.chunks = {bytes(d): None for d in present}
         self.lock = threading.Lock()
         self.puts = []
@@ -115,8 +116,12 @@ class FakeSession:
         with self.lock:
             self.puts.append(digest)
             self.data_types.add(type(data).__name__)
-            if self.fail_put_at is not None and len(self.puts) == self.fail_put_at:
-                raise self.fail_with
+            failing = self.fail_put_at is not None and len(self.puts) == self.fail_put_at
+        if failing:
+            if self.fail_after is not None and not self.fail_after.wait(30):
+                raise AssertionError("fail_after never happened")
+            raise self.fail_with
+        with self.lock:
             if digest in self.chunks:
                 return 0
             plain = bytes(data)
@@ -135,8 +140,10 @@ class CountingSource:
     ``fail_read_at``: the N-th read (1-based) raises ``fail_with``. ``gate``: reads wait for this Event.
     """
 
-    def __init__(self, inner, fail_read_at=None, fail_with=None, gate=None):
+    def __init__(self, inner, fail_read_at=None, fail_with=None, gate=None, fail_after=None, barrier=None):
         self.inner = inner
+        self.fail_after = fail_after
+        self.barrier = barrier
         self.capacity = inner.capacity
         self.reads = []
         self.threads = set()
@@ -147,12 +154,16 @@ class CountingSource:
         self.reading = threading.Event()
 
     def read_into(self, offset, buffer):
-        self.threads.add(threading.get_ident())
+        self.threads.add(threading.current_thread().name)
         self.reads.append((offset, len(memoryview(buffer))))
         self.reading.set()
+        if self.barrier is not None and len(self.reads) == 1:
+            self.barrier.wait(30)          # every source of the barrier is being read at the same time
         if self.gate is not None and not self.gate.wait(30):
             raise AssertionError("test gate never opened")
         if self.fail_read_at is not None and len(self.reads) == self.fail_read_at:
+            if self.fail_after is not None and not self.fail_after.wait(30):
+                raise AssertionError("fail_after never happened")
             raise self.fail_with
         return self.inner.read_into(offset, buffer)
 
