@@ -38,7 +38,8 @@ A digest is the plain SHA-256 of a chunk's plaintext (32 bytes); the all-zero va
 
 from __future__ import annotations
 
-from .backend import ConcurrencyLimitedBackend, LocalBackend, RetryingBackend, open_backend
+from .backend import ConcurrencyLimitedBackend, LocalBackend, RetryingBackend
+from .factory import open_backend
 from .crypto import generate_key_file
 from .format import DEFAULT_CHUNK_SIZE, ZERO_SENTINEL, DiskIndex
 from .locks import LockSettings

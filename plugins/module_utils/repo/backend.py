@@ -18,7 +18,7 @@ import threading
 import time
 from collections import namedtuple
 
-from ..errors import BackendError, ConfigurationError, NotFoundInBackendError
+from ..errors import BackendError, NotFoundInBackendError
 
 ObjectInfo = namedtuple("ObjectInfo", "name size mtime")
 ObjectInfo.__doc__ = "A listed object: name relative to the repository root, size in bytes, modification time (epoch s)."
@@ -46,8 +46,8 @@ class Backend:
       parts (concatenated; lets callers avoid a copy). ``exclusive``: fail with BackendError if it exists.
     * ``get(name) -> bytes``: NotFoundInBackendError if absent.
     * ``exists(name) -> bool``; ``delete(name)`` (absent is not an error);
-    * ``list(prefix) -> iterable of ObjectInfo`` for names starting with ``prefix`` (``prefix`` ends with
-      ``/`` or is empty); temporary objects are not listed.
+    * ``list(prefix, limit=None) -> list of ObjectInfo`` for names starting with ``prefix`` (``prefix`` ends
+      with ``/`` or is empty), at most ``limit`` of them (in name order on S3); temporary objects are not listed.
     * ``list_temporary(prefix)`` and ``delete_temporary(name)``: leftovers of interrupted writes (local only).
     * ``location``: a human-readable place for messages (no secrets); ``parallel_listing``: list prefixes in
       parallel (remote stores); ``close()``.
@@ -68,7 +68,7 @@ class Backend:
     def delete(self, name):
         raise NotImplementedError
 
-    def list(self, prefix=""):
+    def list(self, prefix="", limit=None):
         raise NotImplementedError
 
     def list_temporary(self, prefix=""):
@@ -196,8 +196,9 @@ class LocalBackend(Backend):
                     continue
                 yield ObjectInfo(rel + entry.name, stat.st_size, stat.st_mtime)
 
-    def list(self, prefix=""):
-        return list(self._walk(prefix, temporary=False))
+    def list(self, prefix="", limit=None):
+        found = list(self._walk(prefix, temporary=False))
+        return found if limit is None else sorted(found)[:limit]
 
     def list_temporary(self, prefix=""):
         return [info for info in self._walk(prefix, temporary=True) if ".tmp-" in info.name]
@@ -233,8 +234,8 @@ class BackendWrapper(Backend):
     def delete(self, name):
         return self._call("delete", name)
 
-    def list(self, prefix=""):
-        return self._call("list", prefix)
+    def list(self, prefix="", limit=None):
+        return self._call("list", prefix, limit=limit)
 
     def list_temporary(self, prefix=""):
         return self._call("list_temporary", prefix)
@@ -283,29 +284,3 @@ class ConcurrencyLimitedBackend(BackendWrapper):
     def _call(self, method, *args, **kwargs):
         with self._semaphore:
             return getattr(self.inner, method)(*args, **kwargs)
-
-
-def open_backend(spec, endpoint_url=None, region=None, access_key=None, secret_key=None, session_token=None,
-                 object_lock_days=None, object_lock_mode="GOVERNANCE", max_concurrency=8, retries=5, verify_tls=True,
-                 fsync=True):
-    """Build a backend from ``"/path"`` / ``"file:///path"`` or ``"s3://bucket/prefix"``, wrapped in retry and limit.
-
-    S3 credentials default to boto3's usual chain (environment, profile, instance role) when not given.
-    """
-    if not isinstance(spec, str) or not spec:
-        raise ConfigurationError("The repository location must be a path or an s3://bucket/prefix URL, got %r." % (spec,))
-    if spec.startswith("s3://"):
-        from .s3 import S3Backend
-
-        bucket, _, prefix = spec[5:].partition("/")
-        inner = S3Backend(bucket, prefix=prefix, endpoint_url=endpoint_url, region=region, access_key=access_key,
-                          secret_key=secret_key, session_token=session_token, object_lock_days=object_lock_days,
-                          object_lock_mode=object_lock_mode, max_pool_connections=max_concurrency + 2, verify_tls=verify_tls)
-    elif "://" in spec and not spec.startswith("file://"):
-        raise ConfigurationError("Unsupported repository URL scheme in %r: use a path or s3://bucket/prefix." % spec.split("://")[0])
-    else:
-        if object_lock_days:
-            raise ConfigurationError("object_lock_days applies to S3 repositories only, not to %s." % spec)
-        inner = LocalBackend(spec[7:] if spec.startswith("file://") else spec, fsync=fsync)
-    # the limit sits inside the retry so a call sleeping before its next attempt does not hold a slot
-    return RetryingBackend(ConcurrencyLimitedBackend(inner, max_concurrency=max_concurrency), attempts=retries)

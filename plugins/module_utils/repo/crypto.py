@@ -16,8 +16,8 @@ import os
 import secrets
 import threading
 
-from ..errors import CorruptionError, MissingDependencyError, RepositoryFormatError, WrongKeyError
-from .format import FORMAT_VERSION, isotime
+from ..errors import ConfigurationError, CorruptionError, MissingDependencyError, RepositoryFormatError, WrongKeyError
+from .format import FORMAT_VERSION, canonical_json, isotime
 
 try:
     import zstandard
@@ -90,8 +90,6 @@ class RepositoryKeys:
         return hmac.new(self.id_key, ("blockvault/v1/vm/" + vm_key).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
     def config_mac(self, config):
-        from .format import canonical_json
-
         body = {k: v for k, v in config.items() if k != "mac"}
         return hmac.new(self.config_key, canonical_json(body), hashlib.sha256).hexdigest()
 
@@ -129,12 +127,8 @@ def read_key_file(path):
         with open(path, "rb") as handle:
             content = handle.read(1 << 20)
     except OSError as exc:
-        from ..errors import ConfigurationError
-
         raise ConfigurationError("Cannot read the key file %s: %s." % (path, exc.strerror or exc)) from None
     if len(content) < 32:
-        from ..errors import ConfigurationError
-
         raise ConfigurationError("The key file %s is too short (%d bytes; at least 32 needed)." % (path, len(content)))
     return content
 

@@ -9,6 +9,7 @@ docs/repository-format.md section 9.1.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import random
@@ -37,8 +38,6 @@ class LockSettings:
 
 
 def _parse_time(text):
-    import datetime
-
     try:
         return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
     except (TypeError, ValueError):

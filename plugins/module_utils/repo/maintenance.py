@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import BlockvaultError, CorruptionError, NotFoundInBackendError, RepositoryError
+from ..errors import BlockvaultError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError
 from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime
 from .locks import EXCLUSIVE, SHARED
 from .retention import apply_policy, check_policy
-from .session import list_chunk_ids
+from .session import list_chunk_ids, list_chunk_infos
 
 _DELETE_BATCH = 256
 
@@ -42,13 +42,6 @@ def prune(repository, policy, vm=None, dry_run=True, lock_wait=None):
             for rp_id in result["remove"]:
                 repository._delete_restore_point_locked(rp_id)
     return result
-
-
-def _list_with_sizes(backend, prefix):
-    if backend.parallel_listing and prefix == "chunks/":
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            return [i for listing in pool.map(backend.list, ["chunks/%02x/" % n for n in range(256)]) for i in listing]
-    return backend.list(prefix)
 
 
 def _referenced_chunks(repository, rp_ids, on_error):
@@ -89,7 +82,7 @@ def gc(repository, dry_run=False, lock_wait=None):
                 rp_id, " disk %s" % disk if disk else "", exc.message, len(failures)),
                 hint="Run validate, and delete or repair the damaged restore points before GC.")
         stored = {}
-        for info in _list_with_sizes(backend, "chunks/"):
+        for info in list_chunk_infos(backend):
             chunk_id = chunk_id_from_name(info.name)
             if chunk_id is not None:
                 stored[chunk_id] = info.size
@@ -149,8 +142,6 @@ def validate(repository, level="quick", restore_point=None, workers=2):
     Each damaged chunk is reported with every restore point, disk and byte range it affects.
     """
     if level not in ("quick", "full"):
-        from ..errors import ConfigurationError
-
         raise ConfigurationError("validate level must be 'quick' or 'full', got %r." % (level,))
     rp_ids = [restore_point] if restore_point else [p.id for p in repository.list_restore_points()]
     errors = []

@@ -24,7 +24,7 @@ MANIFEST_SCHEMA = {
                  "chunk_size", "disks", "stats"],
     "properties": {
         "format_version": {"const": 1},
-        "id": {"type": "string", "pattern": r"^\d{8}T\d{6}Z-[0-9a-f]{16}-[0-9a-f]{8}$"},
+        "id": {"type": "string", "pattern": r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{16}-[0-9a-f]{8}$"},
         "run_id": {"type": "string", "minLength": 1, "maxLength": 200},
         "vm": {
             "type": "object",
@@ -85,7 +85,7 @@ MANIFEST_SCHEMA = {
                     "bytes_new": _NON_NEG,
                     "sha256": _HEX64,
                     "sha256_block_size": {"type": "integer", "minimum": 4096},
-                    "index": {"type": "string", "pattern": r"^indexes/\d{8}T\d{6}Z-[0-9a-f]{16}-[0-9a-f]{8}/[A-Za-z0-9_.-]{1,64}$"},
+                    "index": {"type": "string", "pattern": r"^indexes/\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{16}-[0-9a-f]{8}/[A-Za-z0-9_.-]{1,64}$"},
                     "index_sha256": _HEX64,
                 },
             },

@@ -13,7 +13,7 @@ from collections import namedtuple
 
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
                       RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
-from . import crypto
+from . import crypto, maintenance
 from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
@@ -326,19 +326,13 @@ class Repository:
     # -- maintenance (maintenance.py) --------------------------------------------------------
 
     def prune(self, policy, vm=None, dry_run=True, lock_wait=None):
-        from .maintenance import prune
-
-        return prune(self, policy, vm=vm, dry_run=dry_run, lock_wait=lock_wait)
+        return maintenance.prune(self, policy, vm=vm, dry_run=dry_run, lock_wait=lock_wait)
 
     def gc(self, dry_run=False, lock_wait=None):
-        from .maintenance import gc
-
-        return gc(self, dry_run=dry_run, lock_wait=lock_wait)
+        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait)
 
     def validate(self, level="quick", restore_point=None, workers=2):
-        from .maintenance import validate
-
-        return validate(self, level=level, restore_point=restore_point, workers=workers)
+        return maintenance.validate(self, level=level, restore_point=restore_point, workers=workers)
 
     def list_locks(self):
         return [dict(lock) for lock in self.locks.list_locks()]

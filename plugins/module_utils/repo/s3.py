@@ -65,6 +65,8 @@ class S3Backend(Backend):
         return self.prefix + check_name(name)
 
     def _error(self, action, name, exc):
+        if isinstance(exc, BackendError):
+            return exc
         if isinstance(exc, botocore.exceptions.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -130,12 +132,13 @@ class S3Backend(Backend):
             if not isinstance(error, NotFoundInBackendError):
                 raise error from None
 
-    def list(self, prefix=""):
+    def list(self, prefix="", limit=None):
         result = []
         full_prefix = self.prefix + prefix
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            pagination = {"MaxItems": limit} if limit else {}
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, PaginationConfig=pagination):
                 for item in page.get("Contents", ()):
                     name = item["Key"][len(self.prefix):]
                     result.append(ObjectInfo(name, item["Size"], item["LastModified"].timestamp()))

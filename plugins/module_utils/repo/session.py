@@ -12,24 +12,31 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import blockhash
 from ..errors import BackendError, BlockvaultError, ConfigurationError, CorruptionError, RepositoryError
-from .format import (CHUNKS_PREFIX, ZERO_SENTINEL, DiskIndex, check_disk_key, chunk_id_from_name, index_name, isotime,
+from .format import (CHUNKS_PREFIX, ZERO_SENTINEL, DiskIndex, check_disk_key, chunk_id_from_name, index_name, isotime, utcnow,
                      manifest_name, new_restore_point_id)
 from .manifest import validate_manifest
 
 
-def list_chunk_ids(backend):
-    """Every stored chunk id (a set of 32-byte values) from listings: 1 request per 1000 chunks on S3.
+def list_chunk_infos(backend):
+    """Every stored chunk object (ObjectInfo list) from listings: 1 request per 1000 chunks on S3.
 
-    Remote backends list the 256 ``chunks/xx/`` prefixes in parallel.
+    Remote backends first ask for one page; a repository with more chunks is listed by its 256 ``chunks/xx/``
+    prefixes in parallel.
     """
-    if backend.parallel_listing:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            listings = pool.map(backend.list, ["%s%02x/" % (CHUNKS_PREFIX, i) for i in range(256)])
-            infos = [info for listing in listings for info in listing]
-    else:
-        infos = backend.list(CHUNKS_PREFIX)
+    if not backend.parallel_listing:
+        return backend.list(CHUNKS_PREFIX)
+    first = backend.list(CHUNKS_PREFIX, limit=1000)
+    if len(first) < 1000:
+        return first
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        listings = pool.map(backend.list, ["%s%02x/" % (CHUNKS_PREFIX, i) for i in range(256)])
+        return [info for listing in listings for info in listing]
+
+
+def list_chunk_ids(backend):
+    """Every stored chunk id, as a set of 32-byte values (see list_chunk_infos)."""
     ids = set()
-    for info in infos:
+    for info in list_chunk_infos(backend):
         chunk_id = chunk_id_from_name(info.name)
         if chunk_id is not None:
             ids.add(chunk_id)
@@ -54,8 +61,9 @@ class BackupSession:
         self.repository = repository
         self.vm_key = vm_key
         self.run_id = run_id
-        self.started = isotime()
-        self.restore_point_id = new_restore_point_id(repository.vm_tag(vm_key))
+        now = utcnow()
+        self.started = isotime(now)
+        self.restore_point_id = new_restore_point_id(repository.vm_tag(vm_key), now)
         self._lock = lock
         self._codec = repository.codec
         self._known = known_ids
