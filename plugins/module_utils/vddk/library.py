@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import glob
 import logging
 import os
+import re
 import threading
 
 from ..errors import VddkError, VddkLoadError, redact
@@ -102,22 +102,38 @@ def find_library(libdir):
         hint="Pass the directory of an extracted VDDK 6.7 to 9 (the one that contains lib64/libvixDiskLib.so.N).")
 
 
-def _preload_bundled(libdir_of_lib):
-    """Load the libraries VDDK bundles next to libvixDiskLib with RTLD_GLOBAL, so its own dependencies resolve."""
-    pending = [p for p in sorted(glob.glob(os.path.join(libdir_of_lib, "*.so*")))
-               if not os.path.basename(p).startswith("libvixDiskLib") and os.path.isfile(p)]
-    loaded = []
-    progress = True
-    while pending and progress:            # bundled libraries depend on each other: retry until no progress
-        progress = False
-        for path in list(pending):
+def _missing_dependency(reason):
+    """The file name dlopen could not find ('libfoo.so.1: cannot open shared object file: ...'), or None."""
+    match = re.match(r"^(.*?): cannot open shared object file", reason)
+    return os.path.basename(match.group(1)) if match else None
+
+
+def _load_with_bundled(path, reason):
+    """Load ``path`` after preloading, RTLD_GLOBAL, exactly the missing libraries VDDK bundles next to it.
+
+    Follows the chain of missing dependencies (a bundled library may miss another one); gives up when a missing
+    library is not in the directory. Returns (CDLL or None, last dlopen error).
+    """
+    libdir = os.path.dirname(path)
+    stack = [path]
+    for _attempt in range(64):
+        missing = _missing_dependency(reason)
+        candidate = os.path.join(libdir, missing) if missing else None
+        if not candidate or candidate in stack or not os.path.isfile(candidate):
+            return None, reason
+        stack.append(candidate)
+        while stack:
+            target = stack[-1]
+            mode = os.RTLD_NOW if target == path else os.RTLD_NOW | os.RTLD_GLOBAL
             try:
-                loaded.append(ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_GLOBAL))
-            except OSError:
-                continue
-            pending.remove(path)
-            progress = True
-    return loaded
+                cdll = ctypes.CDLL(target, mode=mode)
+            except OSError as exc:
+                reason = str(exc)
+                break
+            stack.pop()
+            if target == path:
+                return cdll, None
+    return None, reason
 
 
 def load_library(libdir):
@@ -127,16 +143,16 @@ def load_library(libdir):
         return ctypes.CDLL(path, mode=os.RTLD_NOW), path
     except OSError as first:
         reason = str(first)
-    if "cannot open shared object file" in reason and os.path.basename(path) not in reason.split(":", maxsplit=1)[0]:
-        _preload_bundled(os.path.dirname(path))
-        try:
-            return ctypes.CDLL(path, mode=os.RTLD_NOW), path
-        except OSError as second:
-            reason = str(second)
+    missing = _missing_dependency(reason)
+    if missing and missing != os.path.basename(path):
+        cdll, reason = _load_with_bundled(path, reason)
+        if cdll is not None:
+            return cdll, path
         raise VddkLoadError(
             "Cannot load %s: a library it needs is missing (%s)." % (path, reason),
-            hint="VDDK bundles its own libraries in %s; extract the whole VDDK tarball there, and install the "
-                 "system libraries the VDDK release notes list." % os.path.dirname(path))
+            hint="VDDK bundles its own libraries in %s; extract the whole VDDK tarball there (or start with "
+                 "LD_LIBRARY_PATH=%s), and install the system libraries the VDDK release notes list."
+                 % (os.path.dirname(path), os.path.dirname(path)))
     raise VddkLoadError("Cannot load %s: %s." % (path, reason),
                         hint="Check that it is an x86_64 VDDK 6.7 to 9 library and that the file is complete.")
 

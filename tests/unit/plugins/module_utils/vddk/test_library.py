@@ -114,6 +114,26 @@ def test_bundled_dependency_preloaded_from_the_same_directory(vddk_with_dependen
     assert cdll.VixDiskLib_Answer() == 42
 
 
+def test_chain_of_bundled_dependencies(tmp_path):
+    """libvixDiskLib -> libbvfirst -> libbvsecond, both bundled in lib64/: preloaded in dependency order."""
+    build = tmp_path / "build"
+    lib64 = tmp_path / "vddk" / "lib64"
+    build.mkdir()
+    lib64.mkdir(parents=True)
+    compile_so("int second(void) { return 2; }\n", build / "libbvsecond.so.1", "-Wl,-soname,libbvsecond.so.1")
+    compile_so("int second(void);\nint first(void) { return 10 * second(); }\n", build / "libbvfirst.so.1",
+               "-Wl,-soname,libbvfirst.so.1", "-L%s" % build, "-l:libbvsecond.so.1")
+    compile_so("int first(void);\nint VixDiskLib_Answer(void) { return first() + 1; }\n", lib64 / "libvixDiskLib.so.8",
+               "-L%s" % build, "-l:libbvfirst.so.1")
+    shutil.copy(build / "libbvfirst.so.1", lib64)
+    with pytest.raises(VddkLoadError) as info:
+        library.load_library(str(tmp_path / "vddk"))
+    assert "a library it needs is missing (libbvsecond.so.1: cannot open shared object file" in str(info.value)
+    shutil.copy(build / "libbvsecond.so.1", lib64)
+    cdll = library.load_library(str(tmp_path / "vddk"))[0]
+    assert cdll.VixDiskLib_Answer() == 21
+
+
 def test_required_missing_symbols_are_named(vddk_with_dependency):
     libdir, bundled = vddk_with_dependency
     shutil.copy(bundled, libdir / "lib64" / "libbvbundled.so.1")
