@@ -3,7 +3,12 @@ argument checks. In-process, against the running lab, through the production lib
 the wrapper has no method).
 """
 import ctypes
+import http.server
 import os
+import ssl
+import subprocess
+import threading
+import urllib.parse
 
 import pytest
 
@@ -159,3 +164,59 @@ def test_write_many_lands_in_order(lab, vddk, vm2):
     with open(target["flat"] + ".cbt", "rb") as log:
         tail = log.read()[-16 * 5:]
     assert [int.from_bytes(tail[pos:pos + 8], "little") for pos in range(0, 80, 16)] == [o for o, _d in blocks]
+
+
+class _FakeLabHandler(http.server.BaseHTTPRequestHandler):
+    """/lab/vddk answering with the datastore of the real lab plus optional `disk` lines (and a 500 for vm-500)."""
+
+    answer = ""
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        status = 500 if query.get("vm") == ["vm-500"] else 200
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(self.answer.encode() if status == 200 else b"broken")
+
+
+@pytest.fixture
+def fake_lab(lab, tmp_path):
+    """A throwaway HTTPS /lab/vddk (own certificate) over the real lab's datastore directory."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    fingerprint = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "cert.pem"), "-noout", "-fingerprint",
+                                  "-sha1"], check=True, capture_output=True, text=True).stdout.strip().split("=")[1]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeLabHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _FakeLabHandler.answer = "datastore LocalDS_0 %s\n" % lab.datastore_path()
+    yield server.server_address[1], fingerprint
+    server.shutdown()
+    server.server_close()
+
+
+def test_disk_lines_restrict_open_to_the_vms_disks(lab, vddk, fake_lab):
+    port, thumbprint = fake_lab
+    vm2_disk = lab.disks("lab-vm2")[0]["fileName"]
+    vm1_disk = lab.disks("lab-vm1")[1]["fileName"]
+
+    def open_fake(path, vm="vm-2"):
+        with Connection(vddk, "127.0.0.1", vm, thumbprint, user="u", password="p", port=port) as conn:
+            with conn.open_disk(path) as disk:
+                return disk.capacity
+    assert open_fake(vm1_disk) == 16 * MIB                 # no disk lines: any disk of a known datastore
+    _FakeLabHandler.answer += "disk %s\n" % vm2_disk
+    assert open_fake(vm2_disk) == 16 * MIB
+    with pytest.raises(vixerror.VddkNotFoundError) as info:
+        open_fake(vm1_disk)
+    assert info.value.code == 4
+    with pytest.raises(VddkError) as info:
+        open_fake(vm2_disk, vm="vm-500")
+    assert info.value.code == 1 and info.value.function == "VixDiskLib_ConnectEx"

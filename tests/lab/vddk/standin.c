@@ -604,6 +604,8 @@ static VixError lab_lookup(const VixDiskLibConnectParams *params, const char *vm
                 conn->datastores[conn->num_datastores].name = strdup(name);
                 conn->datastores[conn->num_datastores].path = strdup(line + consumed);
                 conn->num_datastores++;
+            } else if (strncmp(line, "disk [", 6) == 0 && conn->num_disks < MAX_DATASTORES) {
+                conn->disks[conn->num_disks++] = strdup(line + 5);
             }
         }
     }
@@ -636,6 +638,8 @@ static void free_conn(VixDiskLibConnection c)
         free(c->datastores[i].name);
         free(c->datastores[i].path);
     }
+    for (int i = 0; i < c->num_disks; i++)
+        free(c->disks[i]);
     free(c->server);
     free(c->vm_moref);
     free(c->snapshot_ref);
@@ -849,6 +853,16 @@ static VixError open_locked(VixDiskLibConnection c, const char *path, uint32_t f
         lab_warn("VixDiskLib: Cannot use mode %s to access %s: Cannot mount using this method. (%s)\n",
                  c->requested_modes, path, "the lab offers nbdssl and nbd only");
         return VIX_E_FILE_ACCESS_ERROR;
+    }
+    if (c->num_disks > 0) {
+        int known = 0;
+        for (int i = 0; i < c->num_disks && !known; i++)
+            known = strcmp(c->disks[i], path) == 0;
+        if (!known) {
+            lab_warn("VixDiskLib: %s is not a disk of VM %s%s%s\n", path, c->vm_moref,
+                     c->snapshot_ref ? " in snapshot " : "", c->snapshot_ref ? c->snapshot_ref : "");
+            return VIX_E_FILE_NOT_FOUND;
+        }
     }
     VixDiskLibHandle h = calloc(1, sizeof *h);
     if (!h)

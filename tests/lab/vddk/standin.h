@@ -33,6 +33,8 @@ struct VixDiskLibConnectParam {
     int thumbprint_mismatch;      /* real VDDK reports this as VIX_E_FAIL at Open time */
     int num_datastores;
     struct lab_datastore datastores[MAX_DATASTORES];
+    int num_disks;                /* optional "disk [DS] path" lines: when given, Open accepts only these */
+    char *disks[MAX_DATASTORES];
     atomic_int open_handles;
 };
 
