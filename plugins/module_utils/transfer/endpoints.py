@@ -76,8 +76,8 @@ def _writable_view(buffer):
 
 def _check_range(what, offset, length, capacity):
     if offset < 0 or length < 0 or offset + length > capacity:
-        raise TransferError("%s of %d bytes at offset %d is outside the disk (capacity %d)." % (what, length, offset,
-                                                                                                  capacity))
+        raise TransferError("%s of %d bytes at offset %d is outside the disk (capacity %d)."
+                            % (what, length, offset, capacity))
 
 
 def file_data_extents(fd, start, end):

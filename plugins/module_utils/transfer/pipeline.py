@@ -293,7 +293,7 @@ class _BackupRun:
                     thread.join()
             raise
         finally:
-            for _ in workers:
+            for thread in workers:        # one stop marker per worker
                 self.tasks.put(None)
             for thread in workers:
                 if thread in started:

@@ -166,8 +166,9 @@ def plan_disk(capacity, chunk_size, allocated=None, changed=None, previous=None)
     if chunk_size <= 0 or capacity < 0:
         raise ValueError("capacity must be >= 0 and chunk_size > 0 (got %r, %r)" % (capacity, chunk_size))
     count = (capacity + chunk_size - 1) // chunk_size
-    allocated_ranges = None if allocated is None else list(_chunk_ranges(normalize_extents(allocated, capacity),
-                                                                          chunk_size))
+    allocated_ranges = None
+    if allocated is not None:
+        allocated_ranges = list(_chunk_ranges(normalize_extents(allocated, capacity), chunk_size))
     if changed is None:
         if allocated_ranges is None:
             return DiskPlan(capacity, chunk_size, bytes([_CODE[READ]]) * count, "full")

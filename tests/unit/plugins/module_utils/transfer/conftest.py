@@ -14,10 +14,10 @@ import threading
 import pytest
 
 
-
 def _blockhash():
     from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
     return blockhash
+
 
 ZERO_SENTINEL = bytes(32)
 KIB = 1024
@@ -176,7 +176,7 @@ class CountingSource:
 
     @property
     def bytes_read(self):
-        return sum(n for _, n in self.reads)
+        return sum(length for offset, length in self.reads)
 
 
 class CountingTarget:

@@ -1,5 +1,4 @@
 """Progress counters, the atomic JSON status file and the redacting run log."""
-import json
 import logging
 import os
 import re
@@ -129,7 +128,7 @@ def test_heartbeat_rewrites_the_file_while_nothing_moves(tmp_path):
     status = StatusFile(path, make_progress(Clock()), interval=0.01, heartbeat=True)
     with status:
         done = threading.Event()
-        for _ in range(3000):
+        for attempt in range(3000):
             if status.writes >= 4:
                 done.set()
                 break
