@@ -136,4 +136,3 @@ def file_blocksum(path, block_size, capacity=None, workers=2):
             if not has_data[index]:
                 digest.set_zero(index)
         return digest.hexdigest()
-

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """labctl: the lab operator's tool (run with `. .lab/env` sourced; stdlib + pyvmomi).
 
   labctl write     --vm NAME --disk N --offset BYTES --length BYTES [--seed S]   guest write of seeded bytes

@@ -20,10 +20,6 @@ _THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){19}$")
 _TRANSPORTS = ("file", "san", "hotadd", "nbdssl", "nbd")
 
 
-def _secret_field():
-    return dataclasses.field(default=None, repr=False)
-
-
 @dataclasses.dataclass(frozen=True)
 class VSphereSettings:
     """How to reach vCenter (or an ESXi host). TLS verification is on unless ``validate_certs`` is False."""
@@ -86,13 +82,13 @@ class RepositorySettings:
     """
 
     location: str
-    passphrase: str = _secret_field()
+    passphrase: str = dataclasses.field(default=None, repr=False)
     key_file: str = None
     s3_endpoint_url: str = None
     region: str = None
     access_key: str = None
-    secret_key: str = _secret_field()
-    session_token: str = _secret_field()
+    secret_key: str = dataclasses.field(default=None, repr=False)
+    session_token: str = dataclasses.field(default=None, repr=False)
     object_lock_days: int = None
     validate_certs: bool = True
 

@@ -23,7 +23,7 @@ import urllib.request
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEFAULT_BINARY = REPO_ROOT / "build" / "vcsim" / "blockvault-vcsim"
 VDDK_LIBDIR = REPO_ROOT / "build" / "vddk"
-LABCTL = REPO_ROOT / "tests" / "lab" / "labctl"
+LABCTL = REPO_ROOT / "tests" / "lab" / "labctl.py"   # tests/lab/labctl is its shell launcher
 LOG_NAME = "vcsim.log"
 DEFAULT_START_TIMEOUT = 90.0
 
