@@ -11,6 +11,7 @@ pipeline shares one adapter between its workers under its lock (the adapter has 
 from __future__ import annotations
 
 import logging
+import threading
 
 log = logging.getLogger("blockvault.vddk")
 
@@ -65,3 +66,42 @@ def connect_arguments(session, vddk, vm_moref, snapshot_moref=None):
     return dict(server=session.host, port=session.port, vm_moref=vm_moref, thumbprint=vddk_thumbprint(session, vddk),
                 user=session.user, session_cookie=session.session_cookie, snapshot_moref=snapshot_moref,
                 transport_modes=vddk.transports)
+
+
+class SessionKeepalive:
+    """Context manager: a daemon thread calls ``session.keepalive()`` every ``interval`` seconds while VDDK works.
+
+    VDDK connects with the vCenter session's cookie; a transfer longer than vCenter's idle timeout (30 minutes by
+    default) would otherwise lose the session and with it every reconnect of a retried VDDK call. A failed keepalive
+    is logged, not raised: the transfer's own calls report the real error. ``calls`` counts successful keepalives.
+    Thread-safety: start and stop from one thread; the counter is only written by the keepalive thread.
+    """
+
+    interval = 240.0
+
+    def __init__(self, session, describe="", interval=None):
+        self._session = session
+        self._describe = describe
+        if interval is not None:
+            self.interval = interval
+        self._stop = threading.Event()
+        self._thread = None
+        self.calls = 0
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                self._session.keepalive()
+                self.calls += 1
+            except Exception as exc:  # logged only: see the class docstring
+                log.warning("keeping the vCenter session alive during the transfer of %s failed: %s", self._describe, exc)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, name="bv-keepalive", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        return False

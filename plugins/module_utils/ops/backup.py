@@ -22,8 +22,9 @@ import contextlib
 import logging
 import time
 
-from ..errors import BlockvaultError, ConfigurationError
+from ..errors import BlockvaultError, ConfigurationError, LockError
 from ..repo import DiskIndex
+from ..repo.locks import describe as describe_lock
 from ..transfer.pipeline import BackupDisk, backup_disks, plan_backup
 from ..vddk import library as vddk_library
 from ..vddk.connection import Connection
@@ -31,7 +32,7 @@ from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere import cbt, config, disks as vm_disks, inventory, snapshots
 from ..vsphere.session import VSphereSession
 from ._engine import MIB, new_run_id, open_repository, run_reporting, utc_iso
-from ._vddk_io import connect_arguments
+from ._vddk_io import SessionKeepalive, connect_arguments
 
 __all__ = ["backup_vm", "MODES"]
 
@@ -87,6 +88,24 @@ def _full_reason(disk, previous, previous_disk, cbt_status, mode):
     if not previous_disk.get("change_id"):
         return "the previous restore point stored no change id for the disk"
     return None
+
+
+def _refuse_concurrent_backup(repository, vm_key, vm_label):
+    """LockError when another live (not stale) backup lock of this VM exists besides this run's own.
+
+    Two backups of one VM at once would each take the other's snapshot for an orphan of a killed run and
+    remove it. Called after this run's lock is written, so of two runs starting together at least one sees
+    the other (both may refuse; neither removes the other's snapshot).
+    """
+    purpose = "backup of %s" % repository.vm_tag(vm_key)
+    live = [lock for lock in repository.list_locks() if lock.get("purpose") == purpose and not lock.get("stale")]
+    if len(live) > 1:
+        others = sorted(live, key=lambda lock: str(lock.get("created")))
+        raise LockError("Another backup of VM %s is running (%d live backup locks of this VM in the repository at %s; "
+                        "the oldest: %s): two backups of one VM at once would remove each other's snapshot."
+                        % (vm_label, len(live), repository.location, describe_lock(others[0])),
+                        hint="Wait for it to finish. If its process is gone on another host, remove its lock with "
+                             "break_lock once it is stale.")
 
 
 def _previous_manifest(repository, vm_key):
@@ -160,19 +179,22 @@ def _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesc
     started = time.monotonic()
     started_iso = utc_iso()
     vm_label = captured["name"]
+    # the repository lock first, then the check for another backup of this VM, then the orphan cleanup: a
+    # snapshot of a run that is still going is never taken for an orphan (write-then-check, as the locks do)
+    backup = stack.enter_context(repository.begin_backup(vm_key, run_id))
+    _refuse_concurrent_backup(repository, vm_key, vm_label)
     progress.set_phase("snapshot")
     snapshots.remove_orphan_snapshots(vm_obj, live_run_ids=[run_id], vm_name=vm_label)
     cbt_status = cbt.ensure_cbt(vm_obj, vm_name=vm_label)
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
     snap = stack.enter_context(snapshots.backup_snapshot(vm_obj, run_id, quiesce=quiesce,
                                                          allow_crash_consistent=allow_crash_consistent, vm_name=vm_label))
-    snap_disks, _ = _select_disks(vm_disks.list_disks(snap.snapshot), include_disks, exclude_disks)
+    snap_disks = _select_disks(vm_disks.list_disks(snap.snapshot), include_disks, exclude_disks)[0]
     connect = connect_arguments(session, vddk, vm_obj._moId, snapshot_moref=snap.moref)
     access = Connection(library, read_only=True, **connect)
     stack.callback(access.close)
     if access.prepare_for_access(ACCESS_IDENTITY):
         stack.callback(access.end_access, ACCESS_IDENTITY)
-    backup = stack.enter_context(repository.begin_backup(vm_key, run_id))
     previous_disks = {d["key"]: d for d in previous["disks"]} if previous else {}
     chunk_size = repository.chunk_size
     items, decisions = [], {}
@@ -204,6 +226,7 @@ def _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesc
         items.append(BackupDisk(key=key, source=source, plan=plan, index=DiskIndex(disk.capacity, chunk_size),
                                 previous=previous_index))
     progress.set_phase("transfer")
+    stack.enter_context(SessionKeepalive(session, describe=vm_label))
     results = backup_disks(backup, items, workers=int(workers), memory_budget=int(memory_budget), progress=progress,
                            vm=vm_label, run_id=run_id)
     progress.set_phase("commit")

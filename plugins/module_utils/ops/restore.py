@@ -28,7 +28,7 @@ from ..vsphere import config, disks as vm_disks, inventory
 from ..vsphere.placement import resolve_placement
 from ..vsphere.session import VSphereSession
 from ._engine import MIB, new_run_id, open_repository, run_reporting
-from ._vddk_io import VddkTarget, connect_arguments
+from ._vddk_io import SessionKeepalive, VddkTarget, connect_arguments
 
 __all__ = ["restore", "TARGETS", "select_restore_point"]
 
@@ -90,7 +90,8 @@ def _restore_one(repository, manifest, entry, target, workers, memory_budget, pr
         raise BlockvaultError("Disk %s restored to data whose SHA-256 %s differs from the recorded %s." % (
             entry["key"], result.blocksum, entry["sha256"]), phase="restore", disk=entry["key"])
     return {"key": entry["key"], "label": entry.get("label"), "sha256": result.blocksum, "bytes_written": result.bytes_written,
-            "chunks_written": result.chunks_written, "chunks_unchanged": result.chunks_unchanged}
+            "chunks_written": result.chunks_written, "chunks_zeroed": result.chunks_zeroed, "bytes_zeroed": result.bytes_zeroed,
+            "chunks_unchanged": result.chunks_unchanged}
 
 
 def _restore_file(repository, manifest, disk, path, force, workers, memory_budget, progress, run_id, check):
@@ -121,7 +122,8 @@ def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pair
                     progress, run_id, compare=False):
     """Write each (manifest disk entry, target disk file name) pair through one read-write VDDK connection."""
     results = []
-    with Connection(library, read_only=False, **connect_arguments(session, vddk, vm_moref)) as conn:
+    with SessionKeepalive(session, describe="VM %s" % vm_moref), \
+            Connection(library, read_only=False, **connect_arguments(session, vddk, vm_moref)) as conn:
         for entry, file_name in pairs:
             handle = conn.open_disk(file_name, read_only=False)
             with contextlib.closing(VddkTarget(handle, known_zeroed)) as target:
@@ -225,7 +227,8 @@ def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, w
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
     written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, pairs, False, workers, memory_budget,
                               progress, run_id, compare=True)
-    changed = any(d["chunks_written"] for d in written)
+    # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
+    changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
     return {"changed": changed, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff}
 
 
