@@ -121,7 +121,7 @@ lab-tests: install build-lab
 
 .PHONY: functional
 functional: install build-lab
-	$(PY) -m pytest -q tests/functional
+	$(PY) -m pytest -q tests/functional tests/real
 
 .PHONY: clean
 clean: lab-stop
