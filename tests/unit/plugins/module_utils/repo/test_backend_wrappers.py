@@ -1,0 +1,111 @@
+"""The retry and concurrency-limit wrappers, and put_chunk's parallelism (no lock held while encoding or uploading)."""
+import hashlib
+import threading
+
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, NotFoundInBackendError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import (ConcurrencyLimitedBackend, LocalBackend, Repository,
+                                                                               RetryingBackend)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import MIB, random_disk
+
+
+class FlakyBackend(BackendWrapper):
+    """Fails the first ``failures`` calls of get with the given error."""
+
+    def __init__(self, inner, failures, error):
+        super().__init__(inner)
+        self.failures = failures
+        self.error = error
+        self.attempts = 0
+
+    def get(self, name):
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise self.error
+        return self.inner.get(name)
+
+
+def test_retry_transient_errors_with_backoff(tmp_path):
+    local = LocalBackend(str(tmp_path))
+    local.put("config", b"x")
+    sleeps = []
+    flaky = FlakyBackend(local, 3, BackendError("S3 could not read config: SlowDown (503).", transient=True))
+    assert RetryingBackend(flaky, attempts=5, base_delay=0.5, max_delay=1.0, sleep=sleeps.append).get("config") == b"x"
+    assert flaky.attempts == 4 and len(sleeps) == 3
+    assert all(0 <= delay <= bound for delay, bound in zip(sleeps, (0.5, 1.0, 1.0)))
+    flaky = FlakyBackend(local, 10, BackendError("down", transient=True))
+    with pytest.raises(BackendError, match="down"):
+        RetryingBackend(flaky, attempts=3, sleep=sleeps.append).get("config")
+    assert flaky.attempts == 3
+
+
+@pytest.mark.parametrize("error", [BackendError("Access denied.", transient=False), NotFoundInBackendError("gone")])
+def test_no_retry_of_permanent_errors(tmp_path, error):
+    flaky = FlakyBackend(LocalBackend(str(tmp_path)), 1, error)
+    with pytest.raises(type(error)):
+        RetryingBackend(flaky, attempts=5, sleep=lambda s: None).get("config")
+    assert flaky.attempts == 1
+
+
+class GateBackend(BackendWrapper):
+    """Records the peak number of concurrent puts; each put waits at ``barrier`` when one is set."""
+
+    def __init__(self, inner, barrier=None):
+        super().__init__(inner)
+        self.barrier = barrier
+        self.active = 0
+        self.peak = 0
+        self._mutex = threading.Lock()
+
+    def put(self, name, data, exclusive=False):
+        with self._mutex:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            if self.barrier is not None and name.startswith("chunks/"):
+                self.barrier.wait()
+            return self.inner.put(name, data, exclusive=exclusive)
+        finally:
+            with self._mutex:
+                self.active -= 1
+
+
+def test_concurrency_limit(tmp_path):
+    gate = GateBackend(LocalBackend(str(tmp_path), fsync=False))
+    limited = ConcurrencyLimitedBackend(gate, max_concurrency=2)
+    threads = [threading.Thread(target=limited.put, args=("chunks/00/%d" % i, b"x" * 100000)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= gate.peak <= 2 and len(limited.list("chunks/")) == 16
+
+
+def test_put_chunk_uploads_from_two_threads_at_once(tmp_path):
+    """Two put_chunk calls must be inside the backend's put at the same time (a barrier of 2 would break otherwise)."""
+    gate = GateBackend(LocalBackend(str(tmp_path), fsync=False), threading.Barrier(2, timeout=20))
+    Repository.create(gate, chunk_size=MIB, encryption=True, passphrase="p")
+    repo = Repository.open(gate, passphrase="p")
+    chunks = [bytes(random_disk(MIB, seed)) for seed in (1, 2)]
+    with repo.begin_backup(vm_key="vm", run_id="r") as session:
+        results = []
+        threads = [threading.Thread(target=lambda c=c: results.append(session.put_chunk(hashlib.sha256(c).digest(), c))) for c in chunks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 2 and all(r > MIB for r in results)
+        # the same new chunk from two threads is stored once: the second caller waits for the first
+        gate.barrier = None
+        same = bytes(random_disk(MIB, 3))
+        digest = hashlib.sha256(same).digest()
+        outcome = []
+        threads = [threading.Thread(target=lambda: outcome.append(session.put_chunk(digest, same))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcome)[0] == 0 and sorted(outcome)[1] > MIB
+    assert gate.peak >= 2
