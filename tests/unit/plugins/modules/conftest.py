@@ -55,6 +55,12 @@ def _fail_json(self, msg, **kwargs):
     raise AnsibleFailJson(kwargs)
 
 
+@pytest.fixture
+def module_args():
+    """The context manager that exposes module args to AnsibleModule (ansible-core's own, or the fallback)."""
+    return patch_module_args
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     for name in ENV_READ_BY_MODULES:

@@ -44,7 +44,7 @@ def test_lists_every_vm_by_default(run_module, listing):
 def test_wrapped_answers_are_unwrapped(run_module, ops_call):
     ops_call(backup_info.ops_repository, "show_repository", result={"repository": REPOSITORY})
     ops_call(backup_info.ops_info, "list_restore_points", result={"restore_points": POINTS})
-    _, result = run_module(backup_info, dict(repository="/srv/repo"))
+    result = run_module(backup_info, dict(repository="/srv/repo"))[1]
     assert (result["repository"], result["restore_points"]) == (REPOSITORY, POINTS)
 
 

@@ -62,11 +62,11 @@ def test_check_and_diff_mode_list_what_would_go(run_module, prune):
 
 def test_no_diff_outside_diff_mode(run_module, ops_call):
     ops_call(backup_prune.ops_prune, "prune", result=dict(RESULT, diff={"ignored": True}))
-    _, result = run_module(backup_prune, dict(repository="/srv/repo", keep_last=1))
+    result = run_module(backup_prune, dict(repository="/srv/repo", keep_last=1))[1]
     assert "diff" not in result
 
 
 def test_nothing_to_remove_is_not_a_change(run_module, ops_call):
     ops_call(backup_prune.ops_prune, "prune", result={"changed": False, "removed": [], "kept": RESULT["kept"], "gc": {}})
-    _, result = run_module(backup_prune, dict(repository="/srv/repo", keep_last=5))
+    result = run_module(backup_prune, dict(repository="/srv/repo", keep_last=5))[1]
     assert result["changed"] is False

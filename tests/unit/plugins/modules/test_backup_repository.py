@@ -37,8 +37,8 @@ def test_create_with_every_setting(run_module, ensure):
 
 def test_add_keys(run_module, ensure, key_file, tmp_path):
     new_key = str(tmp_path / "recovery.key")
-    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", key_file=key_file,
-                                                          new_passphrase="second-pass-2", new_key_file=new_key))
+    args = dict(repository="/srv/repo", key_file=key_file, new_passphrase="second-pass-2", new_key_file=new_key)
+    outcome, result = run_module(backup_repository, args)
     assert outcome == "exit"
     assert (ensure.kwargs["new_passphrase"], ensure.kwargs["new_key_file"]) == ("second-pass-2", new_key)
     assert "second-pass-2" not in repr(result)

@@ -69,13 +69,13 @@ def test_validation_error_from_the_operation_fails_by_default(run_module, ops_ca
 
 def test_never_changed_even_if_the_operation_says_so(run_module, ops_call):
     ops_call(backup_validate.ops_validate, "validate", result=dict(GOOD, changed=True))
-    _, result = run_module(backup_validate, dict(repository="/srv/repo"))
+    result = run_module(backup_validate, dict(repository="/srv/repo"))[1]
     assert result["changed"] is False
 
 
 def test_check_mode(run_module, ops_call):
     call = ops_call(backup_validate.ops_validate, "validate", result=GOOD)
-    outcome, _ = run_module(backup_validate, dict(repository="/srv/repo"), check_mode=True)
+    outcome = run_module(backup_validate, dict(repository="/srv/repo"), check_mode=True)[0]
     assert outcome == "exit" and call.kwargs["check"] is True
 
 

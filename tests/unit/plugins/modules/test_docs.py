@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.blockvault.vsphere.plugins.modules import (
     backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
@@ -38,10 +37,10 @@ def _capture_init(self, *args, **kwargs):
     raise _SpecCaptured(kwargs)
 
 
-def argument_spec_of(module, monkeypatch):
+def argument_spec_of(module, monkeypatch, module_args):
     """The spec the module hands to AnsibleModule (the way validate-modules reads it)."""
     monkeypatch.setattr(basic.AnsibleModule, "__init__", _capture_init)
-    with patch_module_args({}):
+    with module_args({}):
         with pytest.raises(_SpecCaptured) as captured:
             module.main()
     return captured.value.kwargs
@@ -73,8 +72,9 @@ def test_ansible_doc_renders_every_module():
 
 def _compare(path, documented, specified, problems):
     if set(documented) != set(specified):
-        problems.append("%s: documented %s, specified %s" % (path, sorted(set(documented) - set(specified)),
-                                                              sorted(set(specified) - set(documented))))
+        only_documented = sorted(set(documented) - set(specified))
+        only_specified = sorted(set(specified) - set(documented))
+        problems.append("%s: documented only %s, specified only %s" % (path, only_documented, only_specified))
     for name in sorted(set(documented) & set(specified)):
         doc, spec = documented[name], specified[name]
         for field, fallback in (("type", "str"), ("default", None), ("required", False), ("choices", None), ("elements", None)):
@@ -86,9 +86,9 @@ def _compare(path, documented, specified, problems):
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_documentation_matches_the_argument_spec(name, docs, monkeypatch):
+def test_documentation_matches_the_argument_spec(name, docs, monkeypatch, module_args):
     doc = docs["blockvault.vsphere.%s" % name]
-    spec = argument_spec_of(MODULES[name], monkeypatch)["argument_spec"]
+    spec = argument_spec_of(MODULES[name], monkeypatch, module_args)["argument_spec"]
     problems = []
     _compare(name, doc["doc"]["options"], spec, problems)
     assert problems == []
@@ -97,8 +97,8 @@ def test_documentation_matches_the_argument_spec(name, docs, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_secrets_are_no_log_and_key_like_options_say_so(name, monkeypatch):
-    spec = argument_spec_of(MODULES[name], monkeypatch)["argument_spec"]
+def test_secrets_are_no_log_and_key_like_options_say_so(name, monkeypatch, module_args):
+    spec = argument_spec_of(MODULES[name], monkeypatch, module_args)["argument_spec"]
     secret = set(option for option, definition in spec.items() if definition.get("no_log"))
     assert secret == SECRETS & set(spec)
     for option, definition in spec.items():
@@ -107,5 +107,5 @@ def test_secrets_are_no_log_and_key_like_options_say_so(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
-def test_every_module_supports_check_mode(name, monkeypatch):
-    assert argument_spec_of(MODULES[name], monkeypatch)["supports_check_mode"] is True
+def test_every_module_supports_check_mode(name, monkeypatch, module_args):
+    assert argument_spec_of(MODULES[name], monkeypatch, module_args)["supports_check_mode"] is True

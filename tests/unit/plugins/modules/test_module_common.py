@@ -6,7 +6,6 @@ import sys
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import disk_reference
@@ -43,11 +42,11 @@ def test_settings_from_options(run_module, ops_call, vddk_dir, tmp_path):
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
     thumbprint = ":".join(["AB"] * 20)
-    outcome, _ = run_module(vm_backup, backup_args(
+    outcome = run_module(vm_backup, backup_args(
         vddk_dir, port=8443, validate_certs=False, ca_bundle=str(ca), vddk_thumbprint=thumbprint,
         transports="hotadd:nbd", repository="s3://bucket/prefix", s3_endpoint_url="https://minio:9000",
         region="eu-west-1", aws_access_key="AKIA1", aws_secret_key="sk", aws_session_token="st",
-        object_lock_days=7, s3_validate_certs=False, passphrase="repo-pass-1"))
+        object_lock_days=7, s3_validate_certs=False, passphrase="repo-pass-1"))[0]
     assert outcome == "exit"
     kwargs = call.kwargs
     assert kwargs["vsphere"] == VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1",
@@ -70,7 +69,7 @@ def test_vsphere_and_aws_environment_fallbacks(run_module, ops_call, vddk_dir, m
     monkeypatch.setenv("AWS_REGION", "env-region")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://env-endpoint")
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
-    outcome, _ = run_module(vm_backup, dict(vddk_libdir=vddk_dir, repository="s3://b/p", name="web01"))
+    outcome = run_module(vm_backup, dict(vddk_libdir=vddk_dir, repository="s3://b/p", name="web01"))[0]
     assert outcome == "exit"
     assert call.kwargs["vsphere"] == VSphereSettings(host="env-vc", username="env-user", password="env-pw", port=9443,
                                                      validate_certs=False, ca_bundle=None)
@@ -113,7 +112,7 @@ def test_passphrase_from_environment_when_no_key_given(run_module, listing, monk
 def test_explicit_key_file_wins_over_environment_passphrase(run_module, listing, monkeypatch, key_file):
     monkeypatch.setenv("BLOCKVAULT_PASSPHRASE", "env-passphrase")
     call = listing
-    outcome, _ = run_module(backup_info, dict(repository="/srv/repo", key_file=key_file))
+    outcome = run_module(backup_info, dict(repository="/srv/repo", key_file=key_file))[0]
     assert outcome == "exit"
     assert (call.kwargs["repo"].passphrase, call.kwargs["repo"].key_file) == (None, key_file)
 
@@ -241,13 +240,13 @@ def test_environment_passphrase_is_masked_too(run_module, ops_call, monkeypatch)
     _assert_no_secret(result)
 
 
-def test_real_module_output_holds_no_secret(ops_call, vddk_dir, monkeypatch):
+def test_real_module_output_holds_no_secret(ops_call, vddk_dir, monkeypatch, module_args):
     """The whole path without patched exit/fail: the JSON a controller would receive."""
     ops_call(vm_backup.ops_backup, "backup_vm",
              error=errors.SnapshotError("Snapshot failed for password %s." % SECRETS["password"], vm="web01"))
     stdout = io.StringIO()
     monkeypatch.setattr(sys, "stdout", stdout)
-    with patch_module_args(_secret_args(vddk_dir)):
+    with module_args(_secret_args(vddk_dir)):
         with pytest.raises(SystemExit) as exited:
             vm_backup.main()
     assert exited.value.code == 1
@@ -267,11 +266,9 @@ def test_secrets_are_not_in_the_settings_repr(run_module, ops_call, vddk_dir):
 def test_traceback_of_a_failure_is_scrubbed(run_module, ops_call, vddk_dir):
     def explode():
         raise ValueError("bad token " + SECRETS["aws_session_token"])
-    try:
+    with pytest.raises(ValueError) as raised:
         explode()
-    except ValueError as err:
-        error = err
-    ops_call(vm_backup.ops_backup, "backup_vm", error=error)
+    ops_call(vm_backup.ops_backup, "backup_vm", error=raised.value)
     outcome, result = run_module(vm_backup, _secret_args(vddk_dir))
     assert outcome == "fail" and "explode" in result["exception"]
     _assert_no_secret(result)

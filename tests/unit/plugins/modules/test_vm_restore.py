@@ -84,7 +84,7 @@ def test_before_needs_latest(run_module, restore, args):
 
 def test_file_target_needs_neither_vsphere_nor_vddk(run_module, restore, tmp_path):
     path = str(tmp_path / "disk.raw")
-    outcome, _ = run_module(vm_restore, dict(repository="/srv/repo", restore_point="r42", target="file", disk="Hard disk 2", path=path))
+    outcome = run_module(vm_restore, dict(repository="/srv/repo", restore_point="r42", target="file", disk="Hard disk 2", path=path))[0]
     assert outcome == "exit"
     kwargs = restore.kwargs
     assert (kwargs["vsphere"], kwargs["vddk"], kwargs["path"], kwargs["disk"]) == (None, None, path, "Hard disk 2")
@@ -109,14 +109,14 @@ def test_required_if(run_module, restore, args, extra, message):
 
 
 def test_diff_only_in_diff_mode(run_module, restore, args):
-    _, plain = run_module(vm_restore, dict(args, name="web01", new_name="copy"))
-    _, with_diff = run_module(vm_restore, dict(args, name="web01", new_name="copy"), diff=True)
+    plain = run_module(vm_restore, dict(args, name="web01", new_name="copy"))[1]
+    with_diff = run_module(vm_restore, dict(args, name="web01", new_name="copy"), diff=True)[1]
     assert "diff" not in plain
     assert with_diff["diff"] == RESULT["diff"]
 
 
 def test_check_mode(run_module, restore, args):
-    outcome, _ = run_module(vm_restore, dict(args, name="web01", new_name="copy"), check_mode=True)
+    outcome = run_module(vm_restore, dict(args, name="web01", new_name="copy"), check_mode=True)[0]
     assert outcome == "exit" and restore.kwargs["check"] is True
 
 
