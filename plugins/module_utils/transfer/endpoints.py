@@ -28,7 +28,7 @@ from typing import Optional, Protocol, runtime_checkable
 from ..errors import TransferError
 
 __all__ = ["DiskSource", "DiskTarget", "RawFileSource", "RawFileTarget", "MemorySource", "MemoryTarget",
-           "file_data_extents"]
+           "HandleTarget", "file_data_extents"]
 
 _ZERO_STEP = 8 * 1024 * 1024
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -245,7 +245,7 @@ class RawFileTarget:
         _check_range("Zeroing", offset, length, self.capacity)
         if length == 0 or _punch_hole(self._fd, offset, length):
             return
-        zeros = bytes(min(length, _ZERO_STEP))
+        zeros = _zero_buffer(min(length, _ZERO_STEP))
         end = offset + length
         while offset < end:
             step = min(len(zeros), end - offset)
@@ -275,6 +275,69 @@ class RawFileTarget:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class HandleTarget:
+    """A DiskTarget over a writable disk handle that has ``capacity``, ``write``, ``flush``, ``close`` (and
+    ``read_into`` for compare mode), such as a VDDK DiskHandle opened read-write.
+
+    ``zero`` uses the handle's own ``zero`` when it has one, else writes zeros from one shared read-only buffer
+    in steps of at most 8 MiB (VDDK has no zeroing call). ``known_zeroed``: the caller knows the disk reads as
+    zeros (a freshly created thin disk). ``opener``: a callable returning a new handle on the same disk; with
+    it, ``clone()`` gives each restore worker its own handle; without it the target has no ``clone`` and the
+    restore shares this one under a lock. Thread-safety: that of the handle (one thread at a time).
+    """
+
+    def __init__(self, handle, known_zeroed=False, opener=None):
+        self.handle = handle
+        self.capacity = handle.capacity
+        self.known_zeroed = bool(known_zeroed)
+        self._opener = opener
+        if opener is not None:
+            self.clone = self._clone
+
+    def __repr__(self):
+        return "HandleTarget(%r)" % (self.handle,)
+
+    def write(self, offset, data):
+        return self.handle.write(offset, data)
+
+    def read_into(self, offset, buffer):
+        return self.handle.read_into(offset, buffer)
+
+    def zero(self, offset, length):
+        _check_range("Zeroing", offset, length, self.capacity)
+        own_zero = getattr(self.handle, "zero", None)
+        if own_zero is not None:
+            own_zero(offset, length)
+            return
+        zeros = _zero_buffer(min(length, _ZERO_STEP))
+        end = offset + length
+        while offset < end:
+            step = min(len(zeros), end - offset)
+            self.handle.write(offset, zeros if step == len(zeros) else memoryview(zeros)[:step])
+            offset += step
+
+    def flush(self):
+        self.handle.flush()
+
+    def _clone(self):
+        return HandleTarget(self._opener(), self.known_zeroed, self._opener)
+
+    def close(self):
+        self.handle.close()
+
+
+_zero_buffers = {}
+
+
+def _zero_buffer(length):
+    """A shared read-only zero buffer of at least ``length`` bytes (at most 8 MiB are ever allocated)."""
+    size = _ZERO_STEP if length > 1024 * 1024 else 1024 * 1024
+    buf = _zero_buffers.get(size)
+    if buf is None:
+        buf = _zero_buffers.setdefault(size, bytes(size))
+    return buf
 
 
 class MemorySource:

@@ -11,7 +11,8 @@ Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
   up to one buffer (8 MiB by default) with ``read_into`` straight into it, and queues one task per chunk, a
   memoryview slice of the buffer (zero copy);
 - **one shared pool of ``workers`` threads** processes chunk tasks from all disks as they come, overlapping
-  with the reads: zero check (``blockhash.is_zero``), SHA-256, ``session.has_chunk``, ``session.put_chunk``
+  with the reads: zero check (``buffers.is_zero``: ``blockhash.is_zero`` at memcmp speed), SHA-256,
+  ``session.has_chunk``, ``session.put_chunk``
   (which compresses, encrypts and stores), then records the digest in the disk's new index. A digest being
   stored by another worker of this run is not stored twice. The buffer returns to the pool when its last
   chunk is done.
@@ -44,9 +45,8 @@ import queue
 import threading
 import time
 
-from ..blockhash import is_zero
 from ..errors import BlockvaultError, CancelledError, TransferError
-from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, BufferRef, read_buffer_layout
+from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, BufferRef, is_zero, read_buffer_layout
 from .plan import CARRY, ZERO, plan_disk
 
 __all__ = ["BackupDisk", "DiskBackupResult", "backup_disks", "plan_backup", "wrap_error"]

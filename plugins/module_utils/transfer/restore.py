@@ -33,9 +33,9 @@ import logging
 import threading
 import time
 
-from ..blockhash import DiskDigest, is_zero
+from ..blockhash import DiskDigest
 from ..errors import CancelledError, ConfigurationError, CorruptionError, TransferError
-from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool
+from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, is_zero
 from .pipeline import wrap_error
 
 __all__ = ["RestoreResult", "restore_disk"]

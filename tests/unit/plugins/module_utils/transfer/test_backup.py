@@ -1,5 +1,6 @@
 """The backup pipeline against an in-memory session: digests, zero/dedup/carry counts, exact reads, failures,
 cancellation and the memory bound."""
+import array
 import hashlib
 import os
 import threading
@@ -9,6 +10,7 @@ import pytest
 from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     BackendError, CancelledError, ConfigurationError, TransferError, VddkError)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.buffers import is_zero as fast_is_zero
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.buffers import read_buffer_layout
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import MemorySource, RawFileSource
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import (
@@ -258,3 +260,10 @@ def test_invalid_arguments_still_close_the_sources(fakes):
     with pytest.raises(ValueError, match="disk keys must be unique"):
         backup_disks(fakes.FakeSession(), disks)
     assert (first.closed, second.closed) == (1, 1)
+
+
+@pytest.mark.parametrize("buf", [b"", bytes(C), bytes(C - 1) + b"\x01", b"\x01" + bytes(C - 1), bytearray(100),
+                                 memoryview(bytes(C))[C // 2:], array.array("I", [0, 0, 0]), array.array("I", [0, 1 << 31])])
+def test_fast_zero_check_answers_like_blockhash(buf):
+    assert fast_is_zero(buf) == blockhash.is_zero(buf)
+    assert fast_is_zero(buf) == (bytes(memoryview(buf).cast("B")) == bytes(memoryview(buf).nbytes))

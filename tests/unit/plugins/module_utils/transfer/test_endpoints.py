@@ -5,7 +5,7 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import TransferError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import (
-    DiskSource, DiskTarget, MemorySource, MemoryTarget, RawFileSource, RawFileTarget)
+    DiskSource, DiskTarget, HandleTarget, MemorySource, MemoryTarget, RawFileSource, RawFileTarget)
 
 CHUNK = 64 * 1024
 
@@ -148,3 +148,68 @@ def test_memory_source_and_target():
     assert bytes(target.data[10:15]) == b"h\0\0lo"
     with pytest.raises(TransferError):
         target.zero(1000, 25)
+
+
+class FakeHandle:
+    """A VDDK-like handle: capacity, write, read_into, flush, close; records its calls."""
+
+    def __init__(self, capacity, calls):
+        self.capacity = capacity
+        self.data = bytearray(capacity)
+        self.calls = calls
+
+    def write(self, offset, data):
+        view = memoryview(data)
+        self.calls.append(("write", offset, view.nbytes))
+        self.data[offset:offset + view.nbytes] = view
+        return view.nbytes
+
+    def read_into(self, offset, buffer):
+        view = memoryview(buffer)
+        view[:] = self.data[offset:offset + view.nbytes]
+        return view.nbytes
+
+    def flush(self):
+        self.calls.append(("flush",))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_handle_target_zeroes_by_writing_in_steps_of_at_most_8_mib():
+    mib = 1 << 20
+    calls = []
+    handle = FakeHandle(20 * mib, calls)
+    handle.data[:] = b"\x01" * (20 * mib)
+    target = HandleTarget(handle)
+    assert isinstance(target, DiskTarget) and not hasattr(target, "clone") and target.known_zeroed is False
+    target.zero(512, 17 * mib)
+    assert calls == [("write", 512, 8 * mib), ("write", 512 + 8 * mib, 8 * mib), ("write", 512 + 16 * mib, mib)]
+    assert bytes(handle.data[:512]) == b"\x01" * 512
+    assert handle.data[512:512 + 17 * mib] == bytes(17 * mib)
+    assert bytes(handle.data[512 + 17 * mib:]) == b"\x01" * (3 * mib - 512)
+    del calls[:]
+    target.zero(0, 4096)
+    assert calls == [("write", 0, 4096)]
+    with pytest.raises(TransferError, match="Zeroing of 2 bytes at offset"):
+        target.zero(20 * mib - 1, 2)
+
+
+def test_handle_target_clones_through_the_opener_and_uses_a_native_zero():
+    calls = []
+    opened = []
+
+    def opener():
+        handle = FakeHandle(4096, calls)
+        handle.zero = lambda offset, length: calls.append(("zero", offset, length))
+        opened.append(handle)
+        return handle
+
+    target = HandleTarget(opener(), known_zeroed=True, opener=opener)
+    clone = target.clone()
+    assert clone.known_zeroed is True and clone.handle is opened[1] and len(opened) == 2
+    clone.zero(0, 1024)
+    clone.write(1024, b"abc")
+    clone.flush()
+    clone.close()
+    assert calls == [("zero", 0, 1024), ("write", 1024, 3), ("flush",), ("close",)]
