@@ -1,0 +1,107 @@
+"""Restores into VMs: a new VM and an in-place rollback give byte-identical disks; the rollback writes only the
+chunks that differ; both refuse to overwrite (an existing name, a powered-on VM) unless forced."""
+import uuid
+
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import RestoreRefusedError
+
+from opslab import CHUNK, MIB  # pylint: disable=import-error
+
+pytestmark = pytest.mark.lab
+
+
+def vm_moid(env, name):
+    with env.session() as session:
+        from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory  # pylint: disable=import-outside-toplevel
+        return inventory.find_vm(session, name=name)._moId
+
+
+def first_zero_chunk(env, rp_id, disk_key):
+    repository = env.repository()
+    try:
+        index = repository.load_disk_index(rp_id, disk_key)
+        return next(i for i in range(index.count) if index.digest(i) == bytes(32))
+    finally:
+        repository.close()
+
+
+def test_restore_to_a_new_vm_is_byte_identical_and_refuses_an_existing_name(env):
+    backup = env.backup("lab-vm1")
+    live = env.checksums("lab-vm1")
+    rp_id = backup["restore_point"]["id"]
+    name = "restored-%s" % uuid.uuid4().hex[:8]
+    try:
+        restored = env.restore(rp_id, target="new_vm", new_name=name)
+        assert restored["changed"] is True and restored["vm"]["name"] == name and restored["vm"]["powered_on"] is False
+        assert env.checksums(name) == live
+        assert [(d["key"], d["sha256"]) for d in restored["disks"]] == [(d["key"], d["sha256"]) for d in backup["disks"]]
+        assert env.power_state(name) == "poweredOff"
+        moid = restored["vm"]["moid"]
+
+        with pytest.raises(RestoreRefusedError) as refused:
+            env.restore(rp_id, target="new_vm", new_name=name)
+        assert str(refused.value) == ("A VM named %s exists already: choose another new_name, or set force to replace it." % name)
+        assert vm_moid(env, name) == moid
+
+        env.write(name, 0, 0, 8192, seed=3)
+        forced = env.restore(rp_id, target="new_vm", new_name=name, force=True)
+        assert forced["changed"] is True and forced["vm"]["moid"] != moid
+        assert env.checksums(name) == live
+    finally:
+        env.destroy(name)
+
+
+def test_in_place_rollback_writes_only_the_differing_chunks(env, scratch_vm):
+    backup = env.backup(scratch_vm)
+    live = env.checksums(scratch_vm)
+    rp_id = backup["restore_point"]["id"]
+    keys = [d["key"] for d in backup["disks"]]
+    zero_chunk = first_zero_chunk(env, rp_id, keys[0])
+    env.write(scratch_vm, 0, 3 * MIB + 4096, 4096, seed=21)               # data chunk 3 changes
+    env.write(scratch_vm, 0, zero_chunk * CHUNK + 512, 8192, seed=22)      # a chunk of zeros gets data
+    assert env.checksums(scratch_vm)[0] != live[0]
+    assert env.power_state(scratch_vm) == "poweredOff"
+
+    stats = env.new_stats()
+    rolled_back = env.restore(rp_id, target="in_place")
+    assert rolled_back["changed"] is True
+    assert [(d["key"], d["chunks_written"], d["chunks_zeroed"], d["bytes_written"]) for d in rolled_back["disks"]] == [
+        (keys[0], 1, 1, CHUNK), (keys[1], 0, 0, 0)]
+    assert [d["sha256"] for d in rolled_back["disks"]] == [d["sha256"] for d in backup["disks"]]
+    counted = env.read_stats(stats)
+    assert (counted["writes"], counted["bytes_written"]) == (2, 2 * CHUNK)
+    assert env.checksums(scratch_vm) == live
+
+    again = env.restore(rp_id, target="in_place")
+    assert again["changed"] is False
+    assert [(d["chunks_written"], d["chunks_zeroed"]) for d in again["disks"]] == [(0, 0), (0, 0)]
+    assert env.checksums(scratch_vm) == live
+
+
+def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
+    backup = env.backup(scratch_vm)
+    live = env.checksums(scratch_vm)
+    rp_id = backup["restore_point"]["id"]
+    env.power(scratch_vm, True)
+    env.write(scratch_vm, 1, 0, 4096, seed=31)
+    dirty = env.checksums(scratch_vm)
+    assert dirty != live
+
+    stats = env.new_stats()
+    with pytest.raises(RestoreRefusedError) as refused:
+        env.restore(rp_id, target="in_place")
+    assert str(refused.value) == ("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power it "
+                                  "off first, or set force to have it powered off." % scratch_vm)
+    assert refused.value.phase == "restore"
+    assert not stats.exists()            # no VDDK connection was even made
+    assert env.checksums(scratch_vm) == dirty and env.power_state(scratch_vm) == "poweredOn"
+
+    forced = env.restore(rp_id, target="in_place", force=True)
+    assert forced["changed"] is True
+    second = backup["disks"][1]["key"]
+    was_zero = first_zero_chunk(env, rp_id, second) == 0       # chunk 0 held zeros at backup time: zeroed, else written
+    assert [(d["key"], d["chunks_written"], d["chunks_zeroed"]) for d in forced["disks"]] == [
+        (backup["disks"][0]["key"], 0, 0), (second, 0 if was_zero else 1, 1 if was_zero else 0)]
+    assert env.power_state(scratch_vm) == "poweredOff"
+    assert env.checksums(scratch_vm) == live
