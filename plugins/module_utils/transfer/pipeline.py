@@ -316,6 +316,18 @@ class _BackupRun:
         return results
 
 
+def _check_disk(disk):
+    plan = disk.plan
+    if (disk.index.capacity, disk.index.chunk_size) != (plan.capacity, plan.chunk_size):
+        raise ValueError("disk %s: the new index (capacity %d, chunk size %d) does not match the plan (%d, %d)"
+                         % (disk.key, disk.index.capacity, disk.index.chunk_size, plan.capacity, plan.chunk_size))
+    if disk.source.capacity != plan.capacity:
+        raise ValueError("disk %s: the source holds %d bytes, the plan %d" % (disk.key, disk.source.capacity,
+                                                                           plan.capacity))
+    if plan.chunks_carried and disk.previous is None:
+        raise ValueError("disk %s: the plan carries chunks over but no previous index was given" % disk.key)
+
+
 def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET, cancel=None, progress=None,
                  vm=None, run_id=None, buffer_pool=None):
     """Back up ``disks`` (BackupDisk list) into ``session`` in parallel; return {disk key: DiskBackupResult}.
@@ -331,6 +343,8 @@ def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET,
             raise ValueError("workers must be at least 1")
         if len({disk.key for disk in disks}) != len(disks):
             raise ValueError("disk keys must be unique")
+        for disk in disks:
+            _check_disk(disk)
         chunk_sizes = {disk.plan.chunk_size for disk in disks}
         if len(chunk_sizes) > 1:
             raise ValueError("every disk of one backup uses the repository's chunk size")

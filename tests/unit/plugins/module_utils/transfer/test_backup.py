@@ -262,6 +262,30 @@ def test_invalid_arguments_still_close_the_sources(fakes):
     assert (first.closed, second.closed) == (1, 1)
 
 
+def test_an_incremental_plan_without_its_previous_index_is_refused(fakes):
+    source = fakes.CountingSource(MemorySource(bytes(2 * C)))
+    plan = plan_disk(2 * C, C, changed=[(0, 1)], previous=fakes.FakeDiskIndex(2 * C, C))
+    with pytest.raises(ValueError, match="disk a: the plan carries chunks over but no previous index was given"):
+        backup_disks(fakes.FakeSession(), [BackupDisk("a", source, plan, fakes.FakeDiskIndex(2 * C, C))])
+    with pytest.raises(ValueError, match=r"disk b: the new index \(capacity 65536, chunk size 65536\) does not match"):
+        backup_disks(fakes.FakeSession(), [BackupDisk("b", source, plan_disk(2 * C, C), fakes.FakeDiskIndex(C, C))])
+    assert source.closed == 2 and source.reads == []
+
+
+def test_only_the_first_error_is_raised_and_no_pipeline_thread_survives(fakes):
+    pool = fakes.instrumented_pool(2 * C, 8)
+    second = _other_disk_waiting_for_the_cancel(fakes, pool)
+    second.fail_read_at, second.fail_with = 1, VddkError("second failure")   # fails after the first one
+    first = fakes.CountingSource(MemorySource(fakes.make_data("rrrr")), fail_read_at=1,
+                                 fail_with=VddkError("first failure"), fail_after=second.reading)
+    with pytest.raises(VddkError, match="^first failure$") as info:
+        backup_disks(fakes.FakeSession(), [disk(fakes, "one", first), disk(fakes, "two", second)], workers=3,
+                     buffer_pool=pool)
+    assert info.value.disk == "one"
+    assert (first.closed, second.closed) == (1, 1)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("bv-")] == []
+
+
 @pytest.mark.parametrize("buf", [b"", bytes(C), bytes(C - 1) + b"\x01", b"\x01" + bytes(C - 1), bytearray(100),
                                  memoryview(bytes(C))[C // 2:], array.array("I", [0, 0, 0]), array.array("I", [0, 1 << 31])])
 def test_fast_zero_check_answers_like_blockhash(buf):

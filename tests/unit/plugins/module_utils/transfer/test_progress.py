@@ -110,7 +110,7 @@ def test_status_file_always_parses_while_it_is_rewritten(tmp_path):
     for thread in threads:
         thread.start()
     try:
-        for n in range(60):
+        for n in range(40):
             progress.add_disk("d%d" % (n % 7), 1000 + n)       # documents of varying length
             progress.advance("d%d" % (n % 7), n)
             status.write()
@@ -120,7 +120,7 @@ def test_status_file_always_parses_while_it_is_rewritten(tmp_path):
             thread.join()
     assert problems == []
     assert all(seen and seen == sorted(seen) for seen in reads)   # whole documents, in order
-    assert read_status(path)["bytes_done"] == sum(range(60))
+    assert read_status(path)["bytes_done"] == sum(range(40))
 
 
 def test_heartbeat_rewrites_the_file_while_nothing_moves(tmp_path):
