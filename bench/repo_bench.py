@@ -174,8 +174,11 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
 
             ingest_seconds = _parallel(threads, count, ingest)
             session.add_disk_index("2000", index)
-            rp_id = session.commit({"vm": {"key": "bench-vm", "name": "bench", "config": {}}, "backup_mode": "full",
-                                    "disks": [{"key": "2000", "capacity": count * CHUNK, "mode": "full"}]})
+            disk = {"key": "2000", "label": "Hard disk 1", "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0},
+                    "unit_number": 0, "capacity": count * CHUNK, "file_name": "[ds] bench/bench.vmdk", "uuid": None, "change_id": None,
+                    "mode": "full", "reason": "benchmark", "bytes_read": count * CHUNK, "bytes_new": session.bytes_stored}
+            rp_id = session.commit({"vm": {"key": "bench-vm", "name": "bench", "moref": None, "uuid": None, "instance_uuid": None,
+                                           "config": {}}, "backup_mode": "full", "disks": [disk], "stats": {}})
         stored = sum(info.size for info in backend.list("chunks/"))
         reader = repo.open_disk_reader(rp_id, "2000", cache_chunks=0)
 

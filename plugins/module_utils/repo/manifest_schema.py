@@ -29,7 +29,7 @@ MANIFEST_SCHEMA = {
         "vm": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["key", "name", "config"],
+            "required": ["key", "name", "moref", "uuid", "instance_uuid", "config"],
             "properties": {
                 "key": {"type": "string", "minLength": 1, "maxLength": 200},
                 "name": {"type": "string"},
@@ -61,7 +61,8 @@ MANIFEST_SCHEMA = {
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["key", "capacity", "mode", "sha256", "sha256_block_size", "index", "index_sha256"],
+                "required": ["key", "label", "controller", "unit_number", "capacity", "file_name", "uuid", "change_id", "mode", "reason",
+                             "bytes_read", "bytes_new", "sha256", "sha256_block_size", "index", "index_sha256"],
                 "properties": {
                     "key": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
                     "label": _OPT_STR,

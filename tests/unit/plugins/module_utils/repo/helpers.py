@@ -110,6 +110,22 @@ def backup(repo, vm_key, disks, run_id=None, previous=None, changed=None, thread
     return rp_id, stored
 
 
+def disk_entry(disk_key, capacity, mode="full"):
+    """A manifest disk entry as the engine fills it (the repository adds index, index_sha256, sha256, block size)."""
+    return {"key": disk_key, "label": "Hard disk %s" % disk_key, "capacity": capacity,
+            "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0}, "unit_number": 0,
+            "file_name": "[ds1] vm/%s.vmdk" % disk_key, "uuid": "6000c29" + disk_key, "change_id": None,
+            "mode": mode, "reason": "test", "bytes_read": capacity, "bytes_new": 0}
+
+
+def manifest_for(vm_key, disks, backup_mode="full"):
+    """A complete manifest for ``disks`` {disk_key: capacity}."""
+    return {"vm": {"key": vm_key, "name": "vm " + vm_key, "moref": "vm-42", "uuid": None, "instance_uuid": vm_key,
+                   "config": {"guest_id": "otherGuest64", "firmware": "efi", "num_cpus": 2, "memory_mb": 2048,
+                              "controllers": [], "nics": [], "annotation": "tést"}},
+            "backup_mode": backup_mode, "disks": [disk_entry(k, c) for k, c in disks.items()], "stats": {}}
+
+
 def read_disk(repo, rp_id, disk_key):
     reader = repo.open_disk_reader(rp_id, disk_key)
     return reader.read(0, reader.capacity)

@@ -11,7 +11,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import ZERO_SENTINEL, chunk_name
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
-    MIB, PASSPHRASE, CountingBackend, backup, make_repo, random_disk, read_disk, reopen, structured_disk)
+    MIB, PASSPHRASE, CountingBackend, backup, make_repo, manifest_for, random_disk, read_disk, reopen, structured_disk)
 
 ENCRYPTION = pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plain"])
 
@@ -205,10 +205,9 @@ def test_manifest_schema_and_consistency_checked_at_commit(backend):
         index = DiskIndex(MIB, MIB)
         session.add_disk_index("2000", index)
         with pytest.raises(ConfigurationError, match="lists disks"):
-            session.commit({"vm": {"key": "vm-a", "name": "a", "config": {}}, "backup_mode": "full", "disks": []})
+            session.commit(manifest_for("vm-a", {}))
         with pytest.raises(CorruptionError, match="does not match the manifest schema: .*backup_mode"):
-            session.commit({"vm": {"key": "vm-a", "name": "a", "config": {}}, "backup_mode": "weird",
-                            "disks": [{"key": "2000", "capacity": MIB, "mode": "full"}]})
+            session.commit(manifest_for("vm-a", {"2000": MIB}, backup_mode="weird"))
         with pytest.raises(CorruptionError, match="names 1 chunk"):
             bad = DiskIndex(MIB, MIB)
             bad.set(0, hashlib.sha256(b"never stored").digest())
@@ -292,8 +291,7 @@ def test_gc_waits_for_writers_and_never_removes_their_chunks(backend):
             other.gc()
         assert len(backend.list("chunks/")) == 3
         session.add_disk_index("2000", index)
-        rp_id = session.commit({"vm": {"key": "vm-a", "name": "a", "config": {}}, "backup_mode": "full",
-                                "disks": [{"key": "2000", "capacity": len(data), "mode": "full"}]})
+        rp_id = session.commit(manifest_for("vm-a", {"2000": len(data)}))
     report = reopen(repo).gc()
     assert report["chunks_removed"] == 0 and report["chunks_referenced"] == 3
     assert read_disk(repo, rp_id, "2000") == bytes(data)
@@ -332,8 +330,7 @@ def test_lost_lock_stops_commit(backend):
             session.add_disk_index("2000", DiskIndex(MIB, MIB))
             for lock in repo.list_locks():
                 repo.break_lock(lock["id"])  # as a GC on another host judging it stale would
-            session.commit({"vm": {"key": "vm-a", "name": "a", "config": {}}, "backup_mode": "full",
-                            "disks": [{"key": "2000", "capacity": MIB, "mode": "full"}]})
+            session.commit(manifest_for("vm-a", {"2000": MIB}))
     assert repo.list_restore_points() == []
 
 
