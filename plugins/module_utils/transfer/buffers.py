@@ -85,6 +85,16 @@ class BufferPool:
             buf = self._free.pop() if self._free else None
         return buf if buf is not None else bytearray(self.size)
 
+    def try_acquire(self):
+        """A buffer if one is free right now, else None (never waits)."""
+        with self._cond:
+            if self.in_use >= self.count:
+                return None
+            self.in_use += 1
+            self.peak_in_use = max(self.peak_in_use, self.in_use)
+            buf = self._free.pop() if self._free else None
+        return buf if buf is not None else bytearray(self.size)
+
     def release(self, buf):
         with self._cond:
             self.in_use -= 1

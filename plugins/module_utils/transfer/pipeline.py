@@ -9,7 +9,8 @@ Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
   records the chunks that need no read (ZERO -> zero sentinel, CARRY -> the previous index's digest), then
   walks the plan's read requests: takes a buffer from the shared BufferPool (waits when none is free), reads
   up to one buffer (8 MiB by default) with ``read_into`` straight into it, and queues one task per chunk, a
-  memoryview slice of the buffer (zero copy);
+  memoryview slice of the buffer (zero copy). A source with ``read_into_many`` (VDDK's pipelined async reads)
+  gets up to ``read_batch`` requests per call, into buffers that are free at that moment;
 - **one shared pool of ``workers`` threads** processes chunk tasks from all disks as they come, overlapping
   with the reads: zero check (``buffers.is_zero``: ``blockhash.is_zero`` at memcmp speed), SHA-256,
   ``session.has_chunk``, ``session.put_chunk``
@@ -122,8 +123,9 @@ class _DiskState:
 
 
 class _BackupRun:
-    def __init__(self, session, disks, workers, pool, cancel, progress, vm, run_id):
+    def __init__(self, session, disks, workers, pool, cancel, progress, vm, run_id, read_batch):
         self.session = session
+        self.read_batch = read_batch
         self.states = [_DiskState(disk) for disk in disks]
         self.workers = workers
         self.pool = pool
@@ -157,36 +159,59 @@ class _BackupRun:
 
     def read_disk(self, state):
         source = state.disk.source
+        read_many = getattr(source, "read_into_many", None) if self.read_batch > 1 else None
         try:
             state.started = time.monotonic()
             self.record_unread(state)
-            chunk_size = state.plan.chunk_size
-            for offset, length in state.plan.read_requests(self.pool.size):
-                if self.cancelled():
-                    break
+            requests = state.plan.read_requests(self.pool.size)
+            pending = next(requests, None)
+            while pending is not None and not self.cancelled():
                 buf = self.pool.acquire(self.cancelled)
                 if buf is None:
                     break
-                view = memoryview(buf)[:length]
-                try:
-                    source.read_into(offset, view)
-                except BaseException as exc:
-                    self.pool.release(buf)
-                    self.fail(state, exc, "Reading %d bytes at offset %d" % (length, offset))
+                batch = [(pending, buf)]
+                pending = next(requests, None)
+                # more requests in one call only with buffers free right now: waiting for a buffer while holding
+                # others could starve the other readers
+                while read_many is not None and pending is not None and len(batch) < self.read_batch:
+                    extra = self.pool.try_acquire()
+                    if extra is None:
+                        break
+                    batch.append((pending, extra))
+                    pending = next(requests, None)
+                if not self.read_batch_into(state, source, read_many, batch):
                     break
-                chunks = (length + chunk_size - 1) // chunk_size
-                with state.lock:
-                    state.result.bytes_read += length
-                ref = BufferRef(self.pool, buf, chunks)
-                first = offset // chunk_size
-                for j in range(chunks):
-                    self.tasks.put((state, first + j, view[j * chunk_size:min((j + 1) * chunk_size, length)], ref))
         except BaseException as exc:     # a bug or an index error: still stop the run cleanly
             self.fail(state, exc, "Reading")
         finally:
             self.close_source(state)
             with state.lock:
                 state.finished = max(state.finished or 0.0, time.monotonic())
+
+    def read_batch_into(self, state, source, read_many, batch):
+        """Read the (request, buffer) pairs of ``batch`` and queue their chunks; False after a failure."""
+        views = [(offset, memoryview(buf)[:length]) for (offset, length), buf in batch]
+        try:
+            if len(views) == 1:
+                source.read_into(*views[0])
+            else:
+                read_many(views)
+        except BaseException as exc:
+            for _, buf in batch:
+                self.pool.release(buf)
+            (offset, length), last = batch[0][0], batch[-1][0]
+            self.fail(state, exc, "Reading %d bytes at offset %d" % (last[0] + last[1] - offset, offset))
+            return False
+        chunk_size = state.plan.chunk_size
+        for ((offset, length), buf), (_, view) in zip(batch, views):
+            chunks = (length + chunk_size - 1) // chunk_size
+            with state.lock:
+                state.result.bytes_read += length
+            ref = BufferRef(self.pool, buf, chunks)
+            first = offset // chunk_size
+            for j in range(chunks):
+                self.tasks.put((state, first + j, view[j * chunk_size:min((j + 1) * chunk_size, length)], ref))
+        return True
 
     def record_unread(self, state):
         """ZERO and CARRY chunks: recorded in the index without reading."""
@@ -329,13 +354,15 @@ def _check_disk(disk):
 
 
 def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET, cancel=None, progress=None,
-                 vm=None, run_id=None, buffer_pool=None):
+                 vm=None, run_id=None, buffer_pool=None, read_batch=4):
     """Back up ``disks`` (BackupDisk list) into ``session`` in parallel; return {disk key: DiskBackupResult}.
 
     ``workers``: threads hashing and storing chunks, shared by all disks. ``memory_budget``: bytes of chunk
     data in flight (see ``read_buffer_layout``); ``buffer_pool`` replaces the pool built from it (tests).
     ``progress``: an object with ``add_disk(key, total)`` and ``advance(key, nbytes)`` (progress.RunProgress);
-    ``cancel``: a threading.Event that stops the run. Raises the first error (see the module docstring).
+    ``cancel``: a threading.Event that stops the run. ``read_batch``: read requests a reader may pass in one
+    ``read_into_many`` call when its source has one (VDDK's async reads: fewer round trips), using only buffers
+    free at that moment. Raises the first error (see the module docstring).
     """
     disks = list(disks)
     try:
@@ -360,4 +387,4 @@ def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET,
             except Exception as exc:
                 log.warning("Closing the source of disk %s failed: %s", disk.key, exc)
         raise
-    return _BackupRun(session, disks, workers, buffer_pool, cancel, progress, vm, run_id).run()
+    return _BackupRun(session, disks, workers, buffer_pool, cancel, progress, vm, run_id, max(1, read_batch)).run()

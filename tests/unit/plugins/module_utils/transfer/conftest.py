@@ -179,6 +179,24 @@ class CountingSource:
         return sum(length for offset, length in self.reads)
 
 
+class BatchingSource(CountingSource):
+    """A CountingSource with VDDK's ``read_into_many``: records each call's requests as one batch."""
+
+    def __init__(self, inner, fail_batch_at=None, fail_with=None):
+        super().__init__(inner)
+        self.batches = []
+        self.fail_batch_at = fail_batch_at
+        self.batch_error = fail_with
+
+    def read_into_many(self, requests):
+        requests = list(requests)
+        self.batches.append([(offset, len(memoryview(buffer))) for offset, buffer in requests])
+        if self.fail_batch_at is not None and len(self.batches) == self.fail_batch_at:
+            raise self.batch_error
+        for offset, buffer in requests:
+            self.inner.read_into(offset, buffer)
+
+
 class CountingTarget:
     """Wraps a target: every clone is a CountingTarget too; writes and zeros of all clones land in shared logs."""
 
@@ -247,6 +265,14 @@ def instrumented_pool(size, count):
 
         def acquire(self, cancelled=None):
             buf = super().acquire(cancelled)
+            if buf is not None:
+                self.acquired += 1
+                if self.in_use > self.count:
+                    raise AssertionError("more buffers in flight than the pool holds")
+            return buf
+
+        def try_acquire(self):
+            buf = super().try_acquire()
             if buf is not None:
                 self.acquired += 1
                 if self.in_use > self.count:

@@ -291,3 +291,44 @@ def test_only_the_first_error_is_raised_and_no_pipeline_thread_survives(fakes):
 def test_fast_zero_check_answers_like_blockhash(buf):
     assert fast_is_zero(buf) == blockhash.is_zero(buf)
     assert fast_is_zero(buf) == (bytes(memoryview(buf).cast("B")) == bytes(memoryview(buf).nbytes))
+
+
+def test_a_source_with_read_into_many_gets_batches_of_requests_into_free_buffers(fakes):
+    data = fakes.make_data("r" * 16)
+    source = fakes.BatchingSource(MemorySource(data))
+    pool = fakes.instrumented_pool(2 * C, 8)
+    result = backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], workers=2, buffer_pool=pool,
+                          read_batch=4)["a"]
+    assert source.batches == [[(i * 2 * C, 2 * C) for i in range(4)], [(i * 2 * C, 2 * C) for i in range(4, 8)]]
+    assert source.reads == []
+    assert digests(result.index) == digests(fakes.index_of(data, C))
+    assert pool.peak_in_use <= 8 and pool.in_use == 0
+
+
+def test_batches_never_exceed_the_free_buffers(fakes):
+    data = fakes.make_data("r" * 16, seed=4)
+    source = fakes.BatchingSource(MemorySource(data))
+    pool = fakes.instrumented_pool(2 * C, 2)
+    result = backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], workers=2, buffer_pool=pool,
+                          read_batch=4)["a"]
+    single = [[request] for request in source.reads]        # batches of one go through read_into
+    batches = sorted(source.batches + single)
+    assert max(len(batch) for batch in batches) <= 2
+    assert sorted(request for batch in batches for request in batch) == [(i * 2 * C, 2 * C) for i in range(8)]
+    assert digests(result.index) == digests(fakes.index_of(data, C))
+
+
+def test_read_batch_one_never_uses_read_into_many(fakes):
+    source = fakes.BatchingSource(MemorySource(fakes.make_data("rrrr")))
+    backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], buffer_pool=fakes.instrumented_pool(C, 4),
+                 read_batch=1)
+    assert source.batches == [] and source.reads == [(i * C, C) for i in range(4)]
+
+
+def test_a_failing_batch_releases_all_its_buffers_and_names_the_whole_range(fakes):
+    source = fakes.BatchingSource(MemorySource(fakes.make_data("r" * 8)), fail_batch_at=1,
+                                  fail_with=OSError(5, "Input/output error"))
+    pool = fakes.instrumented_pool(2 * C, 8)
+    with pytest.raises(TransferError, match=r"^Reading 524288 bytes at offset 0 of disk a failed: Input/output error"):
+        backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], buffer_pool=pool, read_batch=4)
+    assert pool.in_use == 0 and source.closed == 1
