@@ -16,7 +16,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import back
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, crypto, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory, snapshots
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
@@ -45,6 +45,8 @@ class Env:
                                        port=int(info["port"]), ca_bundle=info["ca_bundle"])
         self.vddk = VddkSettings(libdir=lab.env()["VDDK_LIBDIR"], thumbprint=info["thumbprint"])
         self.repo = RepositorySettings(location=str(tmp_path / "repo"), passphrase=PASSPHRASE)
+        # a cheap scrypt cost for the key (stored in the key object, so every open of this repository is cheap too)
+        monkeypatch.setattr(crypto, "SCRYPT_PARAMS", {"n": 1 << 10, "r": 8, "p": 1})
         Repository.create(open_backend(self.repo.location), chunk_size=CHUNK, passphrase=PASSPHRASE).close()
         self.stats_path = tmp_path / "vddk-stats"
         self._stats_runs = 0
