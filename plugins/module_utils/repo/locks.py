@@ -130,7 +130,8 @@ class HeldLock:
 
     ``ensure_valid()`` (called before a manifest write or a GC deletion batch) refreshes the lock now and
     raises LockError if the lock object vanished (someone judged it stale) or the last successful refresh is
-    older than half the stale time. Thread-safe.
+    older than half the stale time. Once lost, a lock is never rewritten: rewriting a lock that another host
+    may already have judged stale would let both sides proceed. Thread-safe.
     """
 
     def __init__(self, manager, kind, purpose):
@@ -165,6 +166,10 @@ class HeldLock:
             if self.lost:
                 return False
             started = time.monotonic()
+            if started - (self.last_refresh or 0) > self.manager.settings.stale_after / 2:
+                # others may already judge this lock stale (and GC may have started): never resurrect it
+                self.lost = True
+                return False
             if not self.manager.backend.exists(self.name):
                 self.lost = True
                 return False
@@ -181,7 +186,7 @@ class HeldLock:
         if self.lost or age > self.manager.settings.stale_after / 2:
             raise LockError("The %s lock for %s on %s was lost (%s); stopping before writing anything that depends on it." % (
                 self.kind, self.purpose, self.manager.backend.location,
-                "removed by another host as stale" if self.lost else "not refreshed for %ds" % int(age)),
+                "not refreshed in time or removed by another host as stale" if self.lost else "not refreshed for %ds" % int(age)),
                 hint="Check the connection to the repository and the clocks of the hosts, then run the operation again.")
 
     def start_heartbeat(self):

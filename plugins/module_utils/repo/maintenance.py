@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BlockvaultError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError
-from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime
+from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime, manifest_name
 from .locks import EXCLUSIVE, SHARED
 from .retention import apply_policy, check_policy
 from .session import list_chunk_ids, list_chunk_infos
@@ -143,10 +143,18 @@ def validate(repository, level="quick", restore_point=None, workers=2):
     """
     if level not in ("quick", "full"):
         raise ConfigurationError("validate level must be 'quick' or 'full', got %r." % (level,))
+    # a shared lock: GC cannot remove chunks while they are being checked (prune may still remove restore points)
+    with repository.locks.acquire(SHARED, "validate"):
+        return _validate_locked(repository, level, restore_point, workers)
+
+
+def _validate_locked(repository, level, restore_point, workers):
     rp_ids = [restore_point] if restore_point else [p.id for p in repository.list_restore_points()]
     errors = []
 
     def on_error(rp_id, disk, exc):
+        if rp_id != restore_point and not repository.backend.exists(manifest_name(rp_id)):
+            return  # pruned while we were checking: not damage
         errors.append({"restore_point": rp_id, "disk": disk, "object": getattr(exc, "object_name", None),
                        "error_class": type(exc).__name__, "error": exc.message})
 

@@ -31,12 +31,18 @@ def _validator():
     return _VALIDATOR[0]
 
 
-def validate_manifest(manifest, what):
-    """Raise CorruptionError naming ``what`` and the first schema violations when ``manifest`` is invalid."""
+def validate_manifest(manifest, what, error_class=CorruptionError):
+    """Raise ``error_class`` naming ``what`` and the first schema violations when ``manifest`` is invalid.
+
+    CorruptionError for a stored manifest; the write session passes ConfigurationError (the caller's input).
+    """
     errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(e.absolute_path))
     if errors:
         details = "; ".join("%s: %s" % ("/".join(str(p) for p in err.absolute_path) or "(top)", err.message[:200]) for err in errors[:5])
-        raise CorruptionError("%s does not match the manifest schema: %s." % (what[:1].upper() + what[1:], details), object_name=what)
+        message = "%s does not match the manifest schema: %s." % (what[:1].upper() + what[1:], details)
+        if error_class is CorruptionError:
+            raise CorruptionError(message, object_name=what)
+        raise error_class(message)
 
 
 def encode_manifest(name, manifest, keys):

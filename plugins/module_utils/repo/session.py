@@ -194,7 +194,7 @@ class BackupSession:
                                       disk=disk["key"])
             disk.update(index=written["index"], index_sha256=written["index_sha256"], sha256=written["sha256"],
                         sha256_block_size=self._codec.chunk_size, capacity=written["capacity"])
-        validate_manifest(manifest, "the new manifest")
+        validate_manifest(manifest, "the new manifest", ConfigurationError)
         self._lock.ensure_valid()
         name = manifest_name(self.restore_point_id)
         self.repository.backend.put(name, self.repository.encode_manifest(name, manifest))

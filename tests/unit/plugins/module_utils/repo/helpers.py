@@ -1,12 +1,10 @@
 """Helpers of the repository tests: repositories with fast locks, disk generators, a backup driver, crash injection."""
 import hashlib
-import os
 import threading
-import time
 import uuid
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, crypto, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
 
 MIB = 1 << 20

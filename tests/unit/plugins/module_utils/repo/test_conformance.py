@@ -206,7 +206,7 @@ def test_manifest_schema_and_consistency_checked_at_commit(backend):
         session.add_disk_index("2000", index)
         with pytest.raises(ConfigurationError, match="lists disks"):
             session.commit(manifest_for("vm-a", {}))
-        with pytest.raises(CorruptionError, match="does not match the manifest schema: .*backup_mode"):
+        with pytest.raises(ConfigurationError, match="does not match the manifest schema: backup_mode: 'weird' is not one of"):
             session.commit(manifest_for("vm-a", {"2000": MIB}, backup_mode="weird"))
         with pytest.raises(CorruptionError, match="names 1 chunk"):
             bad = DiskIndex(MIB, MIB)
@@ -347,3 +347,30 @@ def test_prune_keeps_policy_and_dry_run(backend):
     with pytest.raises(ConfigurationError, match="keeps nothing"):
         repo.prune({}, dry_run=False)
     assert repo.gc()["chunks_removed"] == 2
+
+
+def test_stalled_heartbeat_never_resurrects_a_lock(backend):
+    repo = make_repo(backend)
+    with pytest.raises(LockError, match="was lost"):
+        with repo.begin_backup(vm_key="vm-a", run_id="r") as session:
+            held = session._lock
+            before = backend.get(held.name)
+            held.last_refresh -= repo.lock_settings.stale_after  # as if the process had been paused that long
+            assert held.refresh() is False and backend.get(held.name) == before
+            session.add_disk_index("2000", DiskIndex(MIB, MIB))
+            session.commit(manifest_for("vm-a", {"2000": MIB}))
+    assert repo.list_restore_points() == [] and backend.list("locks/") == []
+
+
+def test_validate_waits_for_gc_and_gc_for_validate(backend):
+    repo = make_repo(backend)
+    backup(repo, "vm-a", {"2000": random_disk(MIB, 1)})
+    with repo.locks.acquire("exclusive", "gc", wait=0):
+        with pytest.raises(LockError, match="cannot take a shared lock for validate .* exclusive lock for gc"):
+            _validate_with_wait(repo)
+
+
+def _validate_with_wait(repo):
+    other = reopen(repo)
+    other.lock_settings.backup_wait = 0.2
+    return other.validate("quick")

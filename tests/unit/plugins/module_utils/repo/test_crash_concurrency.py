@@ -1,5 +1,4 @@
 """Crash safety (a failing write at every step; kill -9) and concurrent writers with prune and GC, on both backends."""
-import hashlib
 import os
 import pathlib
 import signal
@@ -7,8 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-
-import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, LockError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository
