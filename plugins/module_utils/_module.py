@@ -77,13 +77,11 @@ def repository_argument_spec():
 
 
 def disk_reference(value):
-    """A disk named by the user: a device key (2000, "2000") becomes an int, a label ("Hard disk 1") stays a str."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    return int(text) if text.isdigit() else text
+    """A disk named by the user, as the engine matches it: a label ("Hard disk 1") or a device key as a string
+    ("2000"; YAML may have made it the int 2000)."""
+    if value is None:
+        return None
+    return str(value).strip()
 
 
 class BlockvaultModule(object):
@@ -197,7 +195,7 @@ class BlockvaultModule(object):
         except ValidationFailedError as err:
             failure = err.to_dict()
             if isinstance(err.report, dict):
-                for key in ("ok", "checked", "damaged"):
+                for key in ("ok", "level", "checked", "damaged", "errors"):
                     if key in err.report:
                         failure[key] = err.report[key]
             self._fail(failure, traceback.format_exc())

@@ -10,8 +10,8 @@ module: backup_info
 short_description: Show a repository's settings and restore points, or the progress of a backup or restore run
 version_added: 0.1.0
 description:
-  - Without O(status_file), returns the repository's settings and lists its restore points (of one VM with O(vm))
-    with their disks, modes and sizes.
+  - Without O(status_file), returns the repository's settings and lists its restore points per VM (of one VM with
+    O(vm)) with their disks, modes and sizes.
   - With O(status_file), reads the status file of a run of M(blockvault.vsphere.vm_backup) or
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
@@ -85,92 +85,43 @@ repository:
   description: The repository's settings, as M(blockvault.vsphere.backup_repository) returns them.
   returned: when O(status_file) is not given
   type: dict
-  contains:
-    location:
-      description: Where the repository is.
-      type: str
-      sample: /srv/backups/vsphere
-    id:
-      description: Unique id of the repository.
-      type: str
-      sample: 3b2f0a4c6d8e4f10a1b2c3d4e5f60718
-    format_version:
-      description: Version of the repository format.
-      type: int
-      sample: 1
-    chunk_size:
-      description: Chunk size in bytes.
-      type: int
-      sample: 4194304
-    encryption:
-      description: Whether chunks and metadata are encrypted.
-      type: bool
-      sample: true
-    compression_level:
-      description: zstd compression level of new chunks.
-      type: int
-      sample: 3
-    key_slots:
-      description: Number of passphrases and key files that open the key (never the secrets themselves).
-      type: int
-      sample: 2
-restore_points:
-  description: The restore points, oldest first.
+  sample: {"location": "/srv/backups/vsphere", "id": "3b2f0a4c6d8e4f10a1b2c3d4e5f60718", "format_version": 1,
+           "chunk_size": 4194304, "encryption": true, "compression_level": 3, "created": "2026-11-20T10:00:00Z",
+           "key_slots": [{"id": "k1", "type": "passphrase", "label": "", "created": "2026-11-20T10:00:00Z"}]}
+vms:
+  description:
+    - The restore points per VM, as a mapping from VM name to its restore points, oldest first.
+    - Each restore point has C(id), C(vm) (name), C(vm_key) (the repository's key of the VM), C(run_id),
+      C(created) (UTC ISO-8601), C(backup_mode) (V(full), V(incremental) or V(auto) when its disks differ),
+      C(bytes_read), C(bytes_written), and C(disks), each with C(key), C(label), C(capacity) (bytes),
+      C(mode), C(reason), C(bytes_new) and C(sha256).
   returned: when O(status_file) is not given
-  type: list
-  elements: dict
-  contains:
-    id:
-      description: Id of the restore point (the run id).
-      type: str
-      sample: 20261126T083000Z-5f2c
-    vm:
-      description: Name of the VM at backup time.
-      type: str
-      sample: web01
-    created:
-      description: When the snapshot was taken, UTC ISO-8601.
-      type: str
-      sample: "2026-11-26T08:30:02Z"
-    consistency:
-      description: V(quiesced) or V(crash-consistent).
-      type: str
-      sample: quiesced
-    size:
-      description: Sum of the capacities of the disks, in bytes.
-      type: int
-      sample: 107374182400
-    bytes_new:
-      description: Bytes of new chunks this restore point added to the repository.
-      type: int
-      sample: 52428800
-    disks:
-      description: The disks of the restore point.
-      type: list
-      elements: dict
-      contains:
-        key:
-          description: Device key.
-          type: int
-          sample: 2000
-        label:
-          description: Label.
-          type: str
-          sample: Hard disk 1
-        capacity:
-          description: Capacity in bytes.
-          type: int
-          sample: 53687091200
-        mode:
-          description: V(full) or V(incremental).
-          type: str
-          sample: incremental
-        sha256:
-          description: Block-based SHA-256 of the disk.
-          type: str
-          sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+  type: dict
+  sample:
+    web01:
+      - id: 20261126T083127Z-5f2c
+        vm: web01
+        vm_key: 4211c2f0-9d1c-7e55-0f2b-3c8a1d2e4f60
+        run_id: 20261126T083000Z-5f2c
+        created: "2026-11-26T08:31:27Z"
+        backup_mode: incremental
+        bytes_read: 52428800
+        bytes_written: 10485760
+        disks:
+          - key: "2000"
+            label: Hard disk 1
+            capacity: 17179869184
+            mode: incremental
+            reason: changed areas since 20261125T083127Z-1a2b
+            bytes_new: 20971520
+            sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+count:
+  description: Number of restore points listed.
+  returned: when O(status_file) is not given
+  type: int
+  sample: 14
 status:
-  description: The run's status as last written by the run.
+  description: The run's status document as last written by the run.
   returned: when O(status_file) is given
   type: dict
   contains:
@@ -178,41 +129,50 @@ status:
       description: Id of the run.
       type: str
       sample: 20261126T083000Z-5f2c
+    vm:
+      description: Name of the VM.
+      type: str
+      sample: db01
     state:
       description: V(running), V(succeeded) or V(failed).
       type: str
       sample: running
     phase:
-      description: What the run is doing (for example V(snapshot), V(transfer), V(commit)).
+      description: What the run is doing (for example V(snapshot), V(transfer), V(cleanup)).
       type: str
       sample: transfer
-    disk:
-      description: Label of the disk being transferred, when one is.
+    started:
+      description: When the run started, UTC ISO-8601.
       type: str
-      sample: Hard disk 2
+      sample: "2026-11-26T08:30:00Z"
+    updated:
+      description: When the file was last written, UTC ISO-8601.
+      type: str
+      sample: "2026-11-26T09:02:11Z"
     bytes_done:
       description: Bytes transferred so far.
       type: int
       sample: 1073741824
     bytes_total:
-      description: Bytes to transfer in all.
+      description: Bytes to transfer in all (known per disk once its plan is made).
       type: int
       sample: 4294967296
-    throughput_mbps:
-      description: Current throughput in MB/s (10^6 bytes).
+    mb_per_s:
+      description: Average throughput since the start, in MB/s (10^6 bytes).
       type: float
       sample: 112.5
-    eta:
-      description: Estimated end, UTC ISO-8601.
-      type: str
-      sample: "2026-11-26T09:12:40Z"
-    updated:
-      description: When the file was written, UTC ISO-8601.
-      type: str
-      sample: "2026-11-26T09:02:11Z"
+    eta_seconds:
+      description: Estimated seconds to the end of the transfer, null until known.
+      type: int
+      sample: 1932
+    disks:
+      description: Progress per disk, each with C(key), C(phase), C(bytes_done) and C(bytes_total).
+      type: list
+      elements: dict
+      sample: [{"key": "2000", "phase": "transfer", "bytes_done": 1073741824, "bytes_total": 4294967296}]
     last_error:
-      description: Message of the last error, if any.
-      type: str
+      description: The last error, with C(message) (never a secret nor a traceback) and C(class); null if none.
+      type: dict
       sample: null
 """
 
@@ -221,22 +181,17 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
 
 
-def _unwrap(value, key):
-    # tolerate an operation that wraps its answer in a one-key dict ({"repository": {...}})
-    if isinstance(value, dict) and key in value:
-        return value[key]
-    return value
-
-
 def info(bv):
     params = bv.params
     if params["status_file"]:
-        return {"changed": False, "status": ops_info.run_status(status_file=params["status_file"])}
+        return {"changed": False, "status": ops_info.run_status(status_file=params["status_file"])["status"]}
     repo = bv.repository_settings()
+    listing = ops_info.list_restore_points(repo=repo, vm=params["vm"])
     return {
         "changed": False,
-        "repository": _unwrap(ops_repository.show_repository(repo=repo), "repository"),
-        "restore_points": list(_unwrap(ops_info.list_restore_points(repo=repo, vm=params["vm"]), "restore_points")),
+        "repository": ops_repository.show_repository(repo=repo)["repository"],
+        "vms": listing["vms"],
+        "count": listing["count"],
     }
 
 

@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Keeps, per VM, the restore points the policy selects and removes the others. The policy is the union of the
     O(keep_last), O(keep_hourly), O(keep_daily), O(keep_weekly), O(keep_monthly) and O(keep_yearly) rules, read
-    like restic's C(forget) (C(keep_daily=7) keeps the newest restore point of each of the last 7 days that have one).
+    like restic's C(forget) (C(keep_daily=7) keeps the newest restore point of each of the last 7 days that have one,
+    in UTC). A count of V(-1) keeps all the restore points the rule selects.
   - With O(gc=true) (the default), chunks no restore point uses any more are then deleted.
   - A policy that would remove every restore point (no rule that keeps at least one) is refused.
   - In check mode and diff mode the result lists what would be removed.
@@ -50,7 +51,7 @@ options:
     type: int
   keep_daily:
     description:
-      - Keep the newest restore point of each of the last N days that have one (UTC days).
+      - Keep the newest restore point of each of the last N days that have one.
     type: int
   keep_weekly:
     description:
@@ -100,14 +101,14 @@ EXAMPLES = r"""
 RETURN = r"""
 removed:
   description: The restore points removed (or that would be removed, in check mode).
-  returned: always
+  returned: success
   type: list
   elements: dict
   contains:
     id:
       description: Id of the restore point.
       type: str
-      sample: 20261101T083000Z-1a2b
+      sample: 20261101T083127Z-1a2b
     vm:
       description: Name of the VM.
       type: str
@@ -115,25 +116,43 @@ removed:
     created:
       description: When the restore point was taken, UTC ISO-8601.
       type: str
-      sample: "2026-11-01T08:30:02Z"
+      sample: "2026-11-01T08:31:27Z"
 kept:
-  description: The restore points kept, in the same form as RV(removed).
-  returned: always
+  description: The restore points kept, in the same form as RV(removed), each with C(reasons), the rules that keep it.
+  returned: success
   type: list
   elements: dict
+  sample: [{"id": "20261126T083127Z-5f2c", "vm": "web01", "created": "2026-11-26T08:31:27Z", "reasons": ["last", "daily"]}]
 gc:
-  description: What garbage collection deleted (or would delete). Empty when O(gc=false).
-  returned: always
+  description: What garbage collection removed (or would remove, in check mode). Empty when O(gc=false), or in check
+    mode when no restore point would be removed.
+  returned: success
   type: dict
   contains:
-    chunks_deleted:
-      description: Chunks deleted.
+    dry_run:
+      description: Whether this was a check-mode count.
+      type: bool
+      sample: false
+    chunks_removed:
+      description: Chunks no restore point uses any more, deleted.
       type: int
       sample: 1200
-    bytes_freed:
-      description: Bytes freed in the repository.
+    bytes_removed:
+      description: Bytes those chunks took in the repository.
       type: int
       sample: 2516582400
+    chunks_stored:
+      description: Chunks in the repository before the collection.
+      type: int
+      sample: 51200
+    chunks_referenced:
+      description: Chunks the remaining restore points use.
+      type: int
+      sample: 50000
+    indexes_removed:
+      description: Disk indexes of removed restore points deleted.
+      type: int
+      sample: 2
 diff:
   description: Ids of the restore points in scope before and after the prune.
   returned: diff mode
@@ -142,38 +161,20 @@ diff:
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import prune as ops_prune
 
 KEEP_OPTIONS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
-def _policy(params):
-    policy = dict((name, params[name]) for name in KEEP_OPTIONS if params[name] is not None)
-    negative = [name for name, count in policy.items() if count < 0]
-    if negative:
-        raise ConfigurationError("%s must be 0 or more." % ", ".join(negative))
-    if not any(policy.values()):
-        raise ConfigurationError("The retention policy keeps nothing and would remove every restore point: set at least one of "
-                                 "%s to 1 or more." % ", ".join(KEEP_OPTIONS))
-    return policy
-
-
-def _ids(points):
-    return sorted(str(point.get("id")) if isinstance(point, dict) else str(point) for point in points or [])
-
-
 def prune(bv):
     params = bv.params
-    policy = _policy(params)
+    # the engine checks the policy (counts >= -1, at least one rule that keeps something)
+    policy = dict((name, params[name]) for name in KEEP_OPTIONS if params[name] is not None)
     result = dict(ops_prune.prune(repo=bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode))
-    result.pop("diff", None)
-    if bv.diff_mode:
-        kept = _ids(result.get("kept"))
-        result["diff"] = {
-            "before": {"restore_points": sorted(kept + _ids(result.get("removed")))},
-            "after": {"restore_points": kept},
-        }
+    diff = result.pop("diff", None)
+    if bv.diff_mode and diff:
+        result["diff"] = diff
+    result["gc"] = result.get("gc") or {}
     return result
 
 

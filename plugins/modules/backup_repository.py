@@ -49,21 +49,21 @@ options:
     default: present
   chunk_size:
     description:
-      - Size in bytes of the chunks disks are cut into, a power of two. Applies when the repository is created;
-        for an existing repository it is compared with its setting when given.
-      - When not given, a new repository gets 4194304 (4 MiB).
+      - Size in bytes of the chunks disks are cut into. Applies when the repository is created; for an existing
+        repository, when given, it must equal the repository's.
+      - When not given, a new repository gets 4194304 (4 MiB) and an existing one keeps its own.
     type: int
   encryption:
     description:
       - Encrypt chunks and metadata (AES-256-GCM; the key is wrapped by O(passphrase) or O(key_file)). Applies when
-        the repository is created; for an existing repository it is compared with its setting.
+        the repository is created; for an existing repository it must equal the repository's.
     type: bool
     default: true
   compression_level:
     description:
-      - zstd compression level of new chunks. Applies when the repository is created; for an existing repository
-        it is compared with its setting when given.
-      - When not given, a new repository gets level 3.
+      - zstd compression level of the chunks. Applies when the repository is created; for an existing repository,
+        when given, it must equal the repository's.
+      - When not given, a new repository gets level 3 and an existing one keeps its own.
     type: int
   new_passphrase:
     description:
@@ -108,8 +108,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+created:
+  description: Whether the repository was created by this task (would be, in check mode).
+  returned: success
+  type: bool
+  sample: false
+keys_added:
+  description: What was added to the key slots, V(passphrase) and/or V(key_file).
+  returned: success
+  type: list
+  elements: str
+  sample: [key_file]
 repository:
-  description: The repository's settings (what it would be, in check mode, for a repository not created yet).
+  description: The repository's settings (in check mode, for a repository still to create, only location, chunk_size,
+    encryption and compression_level).
   returned: success
   type: dict
   contains:
@@ -134,18 +146,41 @@ repository:
       type: bool
       sample: true
     compression_level:
-      description: zstd compression level of new chunks.
+      description: zstd compression level of the chunks.
       type: int
       sample: 3
+    created:
+      description: When the repository was created, UTC ISO-8601.
+      type: str
+      sample: "2026-11-20T10:00:00Z"
     key_slots:
-      description: Number of passphrases and key files that open the key (never the secrets themselves).
-      type: int
-      sample: 2
+      description: The passphrases and key files that open the key, each with C(id), C(type) (V(passphrase) or
+        V(key_file)), C(label) and C(created); never the secrets themselves.
+      type: list
+      elements: dict
+      sample: [{"id": "k1", "type": "passphrase", "label": "", "created": "2026-11-20T10:00:00Z"}]
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, RepositoryNotFoundError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
+
+FIXED_AT_CREATION = ("chunk_size", "compression_level")
+
+
+def _settings_to_ensure(repo, params):
+    """chunk_size and compression_level as asked; when not asked, an existing repository's own (so that it is not
+    compared with a default nobody asked for), or nothing for a new one (so that the operation's defaults apply)."""
+    asked = dict((name, params[name]) for name in FIXED_AT_CREATION if params[name] is not None)
+    if len(asked) < len(FIXED_AT_CREATION):
+        try:
+            existing = ops_repository.show_repository(repo=repo)["repository"]
+        except RepositoryNotFoundError:
+            existing = {}
+        for name in FIXED_AT_CREATION:
+            if name not in asked and existing.get(name) is not None:
+                asked[name] = existing[name]
+    return asked
 
 
 def manage(bv):
@@ -153,16 +188,13 @@ def manage(bv):
     repo = bv.repository_settings()
     if params["new_passphrase"] is not None and not params["new_passphrase"]:
         raise ConfigurationError("new_passphrase is empty: give a passphrase to add, or leave the option out.")
-    # chunk_size and compression_level are left out when not given, so the operation's defaults apply to a
-    # new repository and an existing one is not compared with a value nobody asked for.
-    optional = dict((name, params[name]) for name in ("chunk_size", "compression_level") if params[name] is not None)
     return ops_repository.ensure_repository(
         repo=repo,
         encryption=params["encryption"],
         new_passphrase=params["new_passphrase"],
         new_key_file=params["new_key_file"],
         check=bv.check_mode,
-        **optional
+        **_settings_to_ensure(repo, params)
     )
 
 

@@ -11,13 +11,12 @@ short_description: Check that restore points can be restored
 version_added: 0.1.0
 description:
   - Checks one restore point (O(restore_point)), the restore points of one VM (O(vm)) or the whole repository.
-  - O(level=quick) checks that the manifests and indexes are intact and that every chunk they name exists.
-  - O(level=full) also reads, authenticates and decompresses every chunk and recomputes each disk's block-based
-    SHA-256.
-  - O(level=restore) performs a test restore of each disk (to raw images in O(scratch_path), removed afterwards)
-    and compares the SHA-256 of what was written with the one recorded at backup.
-  - Never changes the repository. With O(on_damage=fail) (the default) the task fails when damage is found, and the
-    failure carries RV(damaged); with O(on_damage=report) it succeeds with RV(ok=false).
+  - O(level=quick) checks the manifests, their schema and the disk indexes, and that every chunk they name exists.
+  - O(level=full) also reads, authenticates and decompresses every chunk and checks that it hashes to its id.
+  - O(level=restore) does what V(full) does, then restores each disk to a scratch file and compares its block-based
+    SHA-256 with the one recorded at backup. The scratch files are deleted as soon as they are checked.
+  - Never changes the repository. With O(on_damage=fail) (the default) the task fails when anything is damaged, and
+    the failure carries RV(damaged) and RV(errors); with O(on_damage=report) it succeeds with RV(ok=false).
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -26,15 +25,14 @@ requirements:
   - zstandard
   - boto3 (for V(s3://) repositories)
 extends_documentation_fragment:
-  - blockvault.vsphere.vsphere
-  - blockvault.vsphere.vddk
   - blockvault.vsphere.repository
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full
-    details: Validation only reads, so it runs the same in check mode.
+    details: Validation only reads (the test restores of O(level=restore) go to scratch files), so it runs the same
+      in check mode.
   diff_mode:
     support: none
   platform:
@@ -51,27 +49,35 @@ options:
     default: quick
   restore_point:
     description:
-      - Id of the one restore point to check. Mutually exclusive with O(vm).
+      - Id of the one restore point to check, or V(latest) for the newest restore point of the VM O(vm).
     type: str
   vm:
     description:
-      - Name of the VM whose restore points to check. Mutually exclusive with O(restore_point).
+      - Name of the VM whose restore points to check (all of them, or the newest with O(restore_point=latest)).
       - When neither O(restore_point) nor O(vm) is given, every restore point in the repository is checked.
     type: str
   scratch_path:
     description:
-      - Directory for the test restore of O(level=restore); it needs room for the largest disk checked.
-      - When not given, a temporary directory is used.
+      - Directory for the scratch files of O(level=restore); it needs room for the largest disk checked (the files
+        are sparse where the disk is).
+      - When not given, the system's temporary directory is used.
     type: path
+  workers:
+    description:
+      - Number of threads that read and check chunks.
+    type: int
+    default: 2
+  memory_budget_mb:
+    description:
+      - Memory in MiB the test restores of O(level=restore) may use for buffers.
+    type: int
+    default: 256
   on_damage:
     description:
-      - V(fail) makes the task fail when damage is found; V(report) returns RV(ok=false) and the damage instead.
+      - V(fail) makes the task fail when anything is damaged; V(report) returns RV(ok=false) and the damage instead.
     type: str
     choices: [fail, report]
     default: fail
-notes:
-  - The vSphere and VDDK options are optional here; O(level=restore) restores to raw images and needs neither. They
-    are passed to the validation when O(hostname) (respectively O(vddk_libdir)) is given.
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.backup_info
@@ -92,90 +98,124 @@ EXAMPLES = r"""
     on_damage: report
   register: check
 
-- name: Test restore of the restore point just written
+- name: Test restore of the newest restore point of web01
   blockvault.vsphere.backup_validate:
     repository: /srv/backups/vsphere
-    restore_point: "{{ backup.restore_point.id }}"
+    vm: web01
+    restore_point: latest
     level: restore
     scratch_path: /var/tmp/blockvault-scratch
 """
 
 RETURN = r"""
 ok:
-  description: Whether everything checked is intact.
-  returned: always
+  description: Whether everything checked is intact (no damaged chunk, no error).
+  returned: success, and in the failure of O(on_damage=fail)
   type: bool
   sample: true
+level:
+  description: The level checked.
+  returned: success
+  type: str
+  sample: full
 checked:
-  description: What was checked, as counts.
-  returned: always
+  description: What was checked.
+  returned: success, and in the failure of O(on_damage=fail)
   type: dict
   contains:
     restore_points:
       description: Restore points checked.
       type: int
       sample: 14
-    disks:
-      description: Disks checked.
-      type: int
-      sample: 28
-    chunks:
-      description: Chunks checked.
+    chunks_referenced:
+      description: Distinct chunks the restore points checked refer to.
       type: int
       sample: 51200
-    bytes:
-      description: Bytes of disk data checked (logical size).
+    chunks_read:
+      description: Chunks read and verified (0 at O(level=quick)).
       type: int
-      sample: 214748364800
+      sample: 51200
+    test_restores:
+      description: One entry per disk restored to a scratch file, with C(restore_point), C(disk), C(ok), and
+        C(sha256) or C(error).
+      returned: when O(level=restore)
+      type: list
+      elements: dict
+      sample: [{"restore_point": "20261126T083127Z-5f2c", "disk": "2000", "ok": true, "sha256": "9f86d0..."}]
 damaged:
-  description: One entry per damaged disk of a restore point. Empty when RV(ok) is V(true).
-  returned: always
+  description: One entry per damaged chunk, with the restore points, disks and byte ranges it affects. Empty when
+    nothing is damaged.
+  returned: success, and in the failure of O(on_damage=fail)
   type: list
   elements: dict
   contains:
-    restore_point:
-      description: Id of the restore point.
+    chunk:
+      description: Id of the chunk (hex).
       type: str
-      sample: 20261126T083000Z-5f2c
-    vm:
-      description: Name of the VM.
+      sample: 5a1c9e...
+    object:
+      description: Name of the chunk's object in the repository.
       type: str
-      sample: web01
-    disk:
-      description: Device key of the disk.
-      type: int
-      sample: 2000
-    ranges:
-      description: Damaged byte ranges of the disk, each a list of offset and length.
+      sample: chunks/5a/5a1c9e...
+    problem:
+      description: What is wrong with it (V(missing), or why it does not read or verify).
+      type: str
+      sample: missing
+    affects:
+      description: Each restore point disk that uses the chunk, with C(restore_point), C(vm) (the repository's VM key),
+        C(vm_name), C(disk) and C(ranges), the damaged byte ranges of the disk as [start, end) pairs.
       type: list
-      elements: list
-      sample: [[8388608, 4194304]]
+      elements: dict
+      sample: [{"restore_point": "20261126T083127Z-5f2c", "vm": "4211c2f0-9d1c", "vm_name": "web01", "disk": "2000",
+                "ranges": [[8388608, 12582912]]}]
+errors:
+  description: Objects that could not be read or checked (a manifest, an index, a test restore), each with
+    C(restore_point), C(disk), C(error_class) and C(error).
+  returned: success, and in the failure of O(on_damage=fail)
+  type: list
+  elements: dict
+  sample: []
 """
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ValidationFailedError
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, ValidationFailedError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import validate as ops_validate
 
 
+def _affected_restore_points(result):
+    points = set()
+    for item in (result.get("damaged") or []) + (result.get("errors") or []):
+        if item.get("restore_point"):
+            points.add(str(item["restore_point"]))
+        for affected in item.get("affects") or []:
+            points.add(str(affected["restore_point"]))
+    return sorted(points)
+
+
 def _damage_message(result):
-    damaged = result.get("damaged") or []
-    points = sorted(set(str(item.get("restore_point")) for item in damaged if isinstance(item, dict)))
-    return ("Validation found damage in %d disk(s) of %d restore point(s): %s. See 'damaged' for the ranges; "
-            "restore from another restore point and run a new full backup." % (len(damaged), len(points), ", ".join(points) or "unknown"))
+    points = _affected_restore_points(result)
+    return ("Validation found %d damaged chunk(s) and %d error(s), affecting restore point(s) %s. See 'damaged' and "
+            "'errors'; restore from an intact restore point, and take a new full backup (mode=full) of the VMs affected."
+            % (len(result.get("damaged") or []), len(result.get("errors") or []), ", ".join(points) or "(none named)"))
 
 
 def validate(bv):
     params = bv.params
+    for option in ("workers", "memory_budget_mb"):
+        if params[option] < 1:
+            raise ConfigurationError("%s is %d: give 1 or more." % (option, params[option]))
+    if params["restore_point"] == "latest" and not params["vm"]:
+        raise ConfigurationError("restore_point=latest needs vm: the name of the VM whose newest restore point to check.")
     try:
         result = dict(ops_validate.validate(
             repo=bv.repository_settings(),
             level=params["level"],
             restore_point=params["restore_point"],
             vm=params["vm"],
-            vsphere=bv.vsphere_settings(optional=True),
-            vddk=bv.vddk_settings(optional=True),
             scratch_path=params["scratch_path"],
             check=bv.check_mode,
+            workers=params["workers"],
+            memory_budget=params["memory_budget_mb"] * MIB,
         ))
     except ValidationFailedError as err:
         if params["on_damage"] == "fail" or not isinstance(err.report, dict):
@@ -193,9 +233,11 @@ def main():
         restore_point=dict(type="str"),
         vm=dict(type="str"),
         scratch_path=dict(type="path"),
+        workers=dict(type="int", default=2),
+        memory_budget_mb=dict(type="int", default=256),
         on_damage=dict(type="str", default="fail", choices=["fail", "report"]),
     )
-    bv = BlockvaultModule(argument_spec, vsphere=True, vddk=True, mutually_exclusive=[["restore_point", "vm"]])
+    bv = BlockvaultModule(argument_spec)
     bv.run(validate)
 
 

@@ -54,7 +54,7 @@ options:
     type: str
   uuid:
     description:
-      - BIOS UUID or instance UUID of the VM.
+      - BIOS UUID of the VM (C(config.uuid)).
     type: str
   moid:
     description:
@@ -82,7 +82,8 @@ options:
   include_disks:
     description:
       - Back up only these disks, each given by label (V(Hard disk 1)) or device key (V(2000)).
-      - Mutually exclusive with O(exclude_disks). By default every disk is backed up.
+      - Mutually exclusive with O(exclude_disks). By default every disk is backed up, except independent disks and
+        physical-mode RDMs, which snapshots do not cover (they are listed in RV(skipped_disks)).
     type: list
     elements: raw
   exclude_disks:
@@ -103,10 +104,10 @@ options:
     default: 256
   run_id:
     description:
-      - Id of this run, which becomes the id of the restore point and appears in the snapshot name
-        (C(blockvault-RUN_ID)).
-      - When a complete restore point with this id exists, nothing is done and the task reports no change.
-      - By default a new id is generated and returned in RV(restore_point.id).
+      - Id of this run, recorded in the restore point and in the name of the backup snapshot (C(blockvault-RUN_ID)).
+      - When the repository holds a complete restore point of this VM from a run with this id, nothing is done and
+        the task reports no change, so a retried task does not back up twice.
+      - By default a new id is generated and returned in RV(run_id).
     type: str
   status_file:
     description:
@@ -163,13 +164,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+run_id:
+  description: Id of the run (the one given in O(run_id), or the one generated).
+  returned: success
+  type: str
+  sample: 20261126T083000Z-5f2c
 restore_point:
   description: The restore point written (or found complete, for a repeated O(run_id)).
-  returned: success and not check mode
+  returned: success, not in check mode
   type: dict
   contains:
     id:
-      description: Id of the restore point (the run id).
+      description: Id of the restore point.
       type: str
       sample: 20261126T083000Z-5f2c
     vm:
@@ -177,19 +183,19 @@ restore_point:
       type: str
       sample: web01
     created:
-      description: When the snapshot was taken, UTC ISO-8601.
+      description: When the restore point was committed, UTC ISO-8601.
       type: str
-      sample: "2026-11-26T08:30:02Z"
+      sample: "2026-11-26T08:31:27Z"
 disks:
-  description: One entry per disk backed up (or planned, in check mode).
-  returned: always
+  description: One entry per disk backed up.
+  returned: success, not in check mode
   type: list
   elements: dict
   contains:
     key:
       description: Device key of the disk.
-      type: int
-      sample: 2000
+      type: str
+      sample: "2000"
     label:
       description: Label of the disk.
       type: str
@@ -199,15 +205,15 @@ disks:
       type: str
       sample: incremental
     reason:
-      description: Why this mode was chosen (for example V(no previous restore point), V(CBT reset)).
+      description: Why this mode was chosen.
       type: str
-      sample: changed blocks since the previous restore point
+      sample: changed areas since 20261125T083000Z-1a2b
     bytes_read:
       description: Bytes read from the disk.
       type: int
       sample: 1073741824
     bytes_new:
-      description: Bytes of new chunks stored (after deduplication, before compression).
+      description: Bytes of chunks the repository did not hold yet (after deduplication, before compression).
       type: int
       sample: 52428800
     sha256:
@@ -216,29 +222,58 @@ disks:
       sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 bytes_read:
   description: Bytes read from all disks.
-  returned: success and not check mode
+  returned: success, not in check mode
   type: int
   sample: 2147483648
 bytes_written:
   description: Bytes written to the repository (compressed and encrypted).
-  returned: success and not check mode
+  returned: success, not in check mode
   type: int
   sample: 31457280
 duration:
   description: Duration of the run in seconds.
-  returned: success and not check mode
+  returned: success, not in check mode
   type: float
   sample: 84.2
 throughput_mbps:
   description: Bytes read per second during the run, in MB/s (10^6 bytes).
-  returned: success and not check mode
+  returned: success, not in check mode
   type: float
   sample: 25.5
+quiesced:
+  description: Whether the snapshot was quiesced (V(false) for a crash-consistent restore point).
+  returned: success, when a backup ran
+  type: bool
+  sample: true
+skipped_disks:
+  description: Disks not backed up, as a mapping from label to the reason.
+  returned: success, when a backup ran
+  type: dict
+  sample: {"Hard disk 3": "in exclude_disks"}
+vm:
+  description: Name of the VM (check mode).
+  returned: check mode
+  type: str
+  sample: web01
 plan:
-  description: What the backup would do, per disk and in total (check mode only).
+  description: What the backup would do.
   returned: check mode
   type: dict
-  sample: {"vm": "web01", "snapshot": "quiesced", "disks": 2}
+  contains:
+    disks:
+      description: The disks that would be backed up, each with key, label, capacity (bytes), mode and reason.
+      type: list
+      elements: dict
+      sample: [{"key": "2000", "label": "Hard disk 1", "capacity": 17179869184, "mode": "full",
+                "reason": "this is the VM's first restore point"}]
+    skipped:
+      description: Disks that would not be backed up, as a mapping from label to the reason.
+      type: dict
+      sample: {}
+    previous_restore_point:
+      description: Id of the restore point an incremental backup would build on, or null.
+      type: str
+      sample: 20261125T083000Z-1a2b
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule, disk_reference

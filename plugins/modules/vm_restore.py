@@ -12,12 +12,14 @@ version_added: 0.1.0
 description:
   - Restores a restore point written by M(blockvault.vsphere.vm_backup). Every restore point is a synthetic full,
     so a restore never replays a chain.
-  - V(new_vm) creates a new VM from the configuration captured at backup time and writes its disks.
-  - V(in_place) writes the disks of the restore point over the disks of the original VM.
-  - V(disk) writes one disk of the restore point over the same disk of the original VM.
-  - V(file) writes one disk as a raw image file on the controller; it does not need vSphere nor VDDK.
+  - O(target=new_vm) creates a new VM named O(new_name) from the configuration captured at backup time, writes its
+    disks, and removes the VM again if anything fails, so that no half-restored VM is left.
+  - O(target=in_place) rolls the disks of an existing VM (by default the backed-up VM itself) back to the restore
+    point; only the chunks that differ are written.
+  - O(target=disk) adds one disk of the restore point as a new disk to the VM O(target_vm).
+  - O(target=file) writes one disk as a raw image file on the controller; it needs neither vSphere nor VDDK.
   - The block-based SHA-256 of each disk written is checked against the one recorded at backup.
-  - Nothing is overwritten without O(force) (a powered-on VM, an existing VM name, an existing file).
+  - Nothing is overwritten without O(force) (a powered-on VM, an existing VM named O(new_name), an existing O(path)).
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -36,10 +38,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Resolves the restore point and checks the target, then returns what would be restored without writing.
+    details: Resolves the restore point, the target and the placement, and refuses what would be refused, without writing.
   diff_mode:
     support: full
-    details: Returns the target's state before and after (VM name, placement, disks, power state).
+    details: Returns the target before and after (VM name, existence, power state, disks; or the file).
   platform:
     platforms: posix
   action_group:
@@ -49,7 +51,7 @@ options:
   restore_point:
     description:
       - Id of the restore point to restore, or V(latest) for the newest restore point of the VM named O(name)
-        (optionally the newest one created before O(before)).
+        (the newest one created before O(before), when given).
     type: str
     default: latest
   name:
@@ -58,8 +60,8 @@ options:
     type: str
   before:
     description:
-      - With O(restore_point=latest), choose the newest restore point created strictly before this time
-        (ISO-8601, UTC when no offset is given, for example V(2026-11-25T22:00:00Z)).
+      - With O(restore_point=latest), choose the newest restore point created strictly before this time,
+        ISO-8601 (for example V(2026-11-25T22:00:00Z); UTC when no offset is given).
     type: str
   target:
     description:
@@ -71,10 +73,28 @@ options:
     description:
       - Name of the VM to create. Required with O(target=new_vm).
     type: str
+  target_vm:
+    description:
+      - The existing VM to restore to. Required with O(target=disk).
+      - With O(target=in_place) it defaults to the backed-up VM (found by its instance UUID, else by its name).
+    type: dict
+    suboptions:
+      name:
+        description:
+          - Name of the VM (it must be unique).
+        type: str
+      uuid:
+        description:
+          - BIOS UUID of the VM.
+        type: str
+      moid:
+        description:
+          - Managed object id of the VM, for example V(vm-42).
+        type: str
   disk:
     description:
-      - The disk of the restore point to restore, by label (V(Hard disk 1)) or device key (V(2000)).
-      - Required with O(target=disk). With O(target=file) it may be omitted when the restore point holds one disk.
+      - The disk of the restore point to restore with O(target=disk) or O(target=file), by label (V(Hard disk 1))
+        or device key (V(2000)). Defaults to the first disk of the restore point.
     type: raw
   path:
     description:
@@ -82,44 +102,55 @@ options:
     type: path
   overrides:
     description:
-      - Changes to the captured VM configuration, for O(target=new_vm) (and O(overrides.power_on) for every VM target).
+      - Changes to the captured configuration and placement of the VM, for O(target=new_vm).
+        O(target=disk) uses O(overrides.disk_format) only.
     type: dict
     suboptions:
+      datacenter:
+        description:
+          - Datacenter of the new VM. Needed only when vCenter has several.
+        type: str
       folder:
         description:
-          - VM folder for the new VM (inventory path or name); default the original folder.
-        type: str
-      datastore:
-        description:
-          - Datastore for the new VM's files and disks; default the original datastore.
+          - VM folder for the new VM (name or inventory path); default the datacenter's root VM folder.
         type: str
       cluster:
         description:
-          - Cluster to place the new VM in; default the original cluster.
+          - Cluster (or standalone host) whose root resource pool receives the new VM. Needed when the datacenter has
+            several clusters or hosts and O(overrides.resource_pool) is not given.
         type: str
       resource_pool:
         description:
-          - Resource pool for the new VM; default the root pool of O(overrides.cluster) or the original pool.
+          - Resource pool for the new VM (takes precedence over O(overrides.cluster)).
+        type: str
+      host:
+        description:
+          - ESXi host to run the new VM on.
+        type: str
+      datastore:
+        description:
+          - Datastore for the new VM's files and disks; default the datastore of the backed-up VM's first disk.
         type: str
       network_mapping:
         description:
-          - Network names to replace, as a mapping from the network in the backup to the network to connect to.
+          - Networks to replace, as a mapping from the network name at backup time to the network to connect to.
         type: dict
       disk_format:
         description:
-          - Provisioning of the disks created, V(thin), V(thick) (lazy zeroed) or V(same) as at backup.
+          - Provisioning of the disks created, V(same) as at backup, V(thin), V(thick) (lazy zeroed) or
+            V(eagerzeroedthick).
         type: str
-        choices: [thin, thick, same]
+        choices: [same, thin, thick, eagerzeroedthick]
         default: same
       power_on:
         description:
-          - Power the VM on after the restore.
+          - Power the new VM on after the restore.
         type: bool
         default: false
   force:
     description:
-      - Allow the restore to overwrite, that is to power off and overwrite a VM or disk in place, to replace an
-        existing VM named O(new_name), or to replace an existing O(path).
+      - Allow the restore to replace or overwrite, that is to power off and roll back a running VM in place, to power
+        off and replace an existing VM named O(new_name), or to replace an existing O(path).
     type: bool
     default: false
   workers:
@@ -127,6 +158,11 @@ options:
       - Number of threads that fetch, decrypt and decompress chunks.
     type: int
     default: 4
+  memory_budget_mb:
+    description:
+      - Memory in MiB the data buffers may use.
+    type: int
+    default: 256
   status_file:
     description:
       - Path of a JSON file rewritten atomically with the progress of the run; read it with
@@ -151,13 +187,14 @@ EXAMPLES = r"""
     name: web01
     new_name: web01-restored
     overrides:
+      cluster: cluster-b
       datastore: ds-fast-02
       network_mapping:
         VM Network: Isolated Restore
       disk_format: thin
       power_on: true
 
-- name: Roll web01 back in place to the state of last night
+- name: Roll web01 back in place to its last restore point of yesterday
   blockvault.vsphere.vm_restore:
     vddk_libdir: /opt/vmware-vix-disklib-distrib
     repository: /srv/backups/vsphere
@@ -167,20 +204,47 @@ EXAMPLES = r"""
     force: true
   diff: true
 
-- name: Extract one disk of a given restore point as a raw image (no vSphere needed)
+- name: Attach the data disk of a restore point to a helper VM to pick files from it
+  blockvault.vsphere.vm_restore:
+    vddk_libdir: /opt/vmware-vix-disklib-distrib
+    repository: /srv/backups/vsphere
+    restore_point: 20261126T083000Z-5f2c
+    target: disk
+    disk: Hard disk 2
+    target_vm:
+      name: file-recovery-helper
+
+- name: Extract one disk as a raw image (no vSphere needed)
   blockvault.vsphere.vm_restore:
     repository: s3://backups/vsphere
     key_file: /etc/blockvault/repository.key
     restore_point: 20261126T083000Z-5f2c
     target: file
-    disk: Hard disk 2
+    disk: "2001"
     path: /var/tmp/web01-disk2.raw
 """
 
 RETURN = r"""
+restore_point:
+  description: The restore point restored.
+  returned: success
+  type: dict
+  contains:
+    id:
+      description: Id of the restore point.
+      type: str
+      sample: 20261126T083000Z-5f2c
+    vm:
+      description: Name of the backed-up VM.
+      type: str
+      sample: web01
+    created:
+      description: When the restore point was taken, UTC ISO-8601.
+      type: str
+      sample: "2026-11-26T08:30:02Z"
 vm:
-  description: The VM restored to (created, or the original one). Not returned for O(target=file).
-  returned: success and O(target) is not V(file)
+  description: The VM restored to.
+  returned: success, when O(target) is not V(file)
   type: dict
   contains:
     name:
@@ -188,28 +252,57 @@ vm:
       type: str
       sample: web01-restored
     moid:
-      description: Managed object id of the VM.
+      description: Managed object id of the VM (not known in check mode for a VM still to create).
       type: str
       sample: vm-1077
-  sample: {"name": "web01-restored", "moid": "vm-1077"}
+    powered_on:
+      description: Whether the new VM was powered on (O(target=new_vm) only).
+      type: bool
+      sample: true
+path:
+  description: Absolute path of the raw image written.
+  returned: success, when O(target=file)
+  type: str
+  sample: /var/tmp/web01-disk2.raw
 disks:
-  description: One entry per disk written (or that would be written, in check mode).
-  returned: always
+  description: One entry per disk written (or that would be written, in check mode, with RV(disks[].key) and
+    RV(disks[].sha256) only).
+  returned: success
   type: list
   elements: dict
   contains:
     key:
       description: Device key of the disk in the restore point.
-      type: int
-      sample: 2000
+      type: str
+      sample: "2000"
+    label:
+      description: Label of the disk in the restore point.
+      type: str
+      sample: Hard disk 1
     sha256:
       description: Block-based SHA-256 of the disk as written; equal to the one recorded at backup.
       type: str
       sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     bytes_written:
-      description: Bytes written to the disk (zero ranges of thin disks are skipped).
+      description: Bytes written to the disk.
       type: int
       sample: 1073741824
+    bytes_zeroed:
+      description: Bytes of ranges zeroed (data where the restore point has zeros).
+      type: int
+      sample: 0
+    chunks_written:
+      description: Chunks written.
+      type: int
+      sample: 256
+    chunks_zeroed:
+      description: Chunks zeroed.
+      type: int
+      sample: 0
+    chunks_unchanged:
+      description: Chunks already equal to the restore point and left alone (O(target=in_place)).
+      type: int
+      sample: 0
 diff:
   description: The target before and after the restore.
   returned: diff mode
@@ -223,17 +316,29 @@ diff:
       type: dict
 """
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule, disk_reference
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
+
+
+def _target_vm(value):
+    if not value:
+        return None
+    return dict((key, value[key]) for key in ("name", "uuid", "moid") if value.get(key))
+
+
+def _overrides(value):
+    # only what the user set: the engine refuses keys it does not know and takes unset placement as "default"
+    return dict((key, item) for key, item in (value or {}).items() if item is not None)
 
 
 def restore(bv):
     params = bv.params
     if params["before"] and params["restore_point"] != "latest":
         raise ConfigurationError("before applies to restore_point=latest only, not to restore point %s." % params["restore_point"])
-    if params["workers"] < 1:
-        raise ConfigurationError("workers is %d: give 1 or more." % params["workers"])
+    for option in ("workers", "memory_budget_mb"):
+        if params[option] < 1:
+            raise ConfigurationError("%s is %d: give 1 or more." % (option, params[option]))
     needs_vsphere = params["target"] != "file"
     result = dict(ops_restore.restore(
         vsphere=bv.vsphere_settings(optional=not needs_vsphere),
@@ -246,11 +351,13 @@ def restore(bv):
         new_name=params["new_name"],
         disk=disk_reference(params["disk"]),
         path=params["path"],
-        overrides=dict(params["overrides"] or {}),
+        overrides=_overrides(params["overrides"]),
         force=params["force"],
         workers=params["workers"],
+        memory_budget=params["memory_budget_mb"] * MIB,
         status_file=params["status_file"],
         check=bv.check_mode,
+        target_vm=_target_vm(params["target_vm"]),
     ))
     diff = result.pop("diff", None)
     if bv.diff_mode and diff:
@@ -265,23 +372,32 @@ def main():
         before=dict(type="str"),
         target=dict(type="str", default="new_vm", choices=["new_vm", "in_place", "disk", "file"]),
         new_name=dict(type="str"),
+        target_vm=dict(
+            type="dict",
+            options=dict(name=dict(type="str"), uuid=dict(type="str"), moid=dict(type="str")),
+            mutually_exclusive=[["name", "uuid", "moid"]],
+            required_one_of=[["name", "uuid", "moid"]],
+        ),
         disk=dict(type="raw"),
         path=dict(type="path"),
         overrides=dict(
             type="dict",
             apply_defaults=True,
             options=dict(
+                datacenter=dict(type="str"),
                 folder=dict(type="str"),
-                datastore=dict(type="str"),
                 cluster=dict(type="str"),
                 resource_pool=dict(type="str"),
+                host=dict(type="str"),
+                datastore=dict(type="str"),
                 network_mapping=dict(type="dict"),
-                disk_format=dict(type="str", default="same", choices=["thin", "thick", "same"]),
+                disk_format=dict(type="str", default="same", choices=["same", "thin", "thick", "eagerzeroedthick"]),
                 power_on=dict(type="bool", default=False),
             ),
         ),
         force=dict(type="bool", default=False),
         workers=dict(type="int", default=4),
+        memory_budget_mb=dict(type="int", default=256),
         status_file=dict(type="path"),
     )
     bv = BlockvaultModule(
@@ -291,7 +407,7 @@ def main():
         required_if=[
             ["restore_point", "latest", ["name"]],
             ["target", "new_vm", ["new_name"]],
-            ["target", "disk", ["disk"]],
+            ["target", "disk", ["target_vm"]],
             ["target", "file", ["path"]],
         ],
     )

@@ -1,28 +1,31 @@
-"""backup_info: repository settings and restore points, or the status of a run."""
+"""backup_info: repository settings and restore points per VM, or the status of a run."""
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
 from ansible_collections.blockvault.vsphere.plugins.modules import backup_info
 
-POINTS = [{"id": "r1", "vm": "web01", "created": "2026-11-25T08:30:02Z", "consistency": "quiesced", "size": 1073741824,
-           "bytes_new": 1048576, "disks": [{"key": 2000, "label": "Hard disk 1", "capacity": 1073741824, "mode": "full",
-                                            "sha256": "ef" * 32}]}]
+POINT = {"id": "r1", "vm": "web01", "vm_key": "4211", "run_id": "run-1", "created": "2026-11-25T08:30:02Z", "backup_mode": "full",
+         "bytes_read": 1048576, "bytes_written": 40000,
+         "disks": [{"key": "2000", "label": "Hard disk 1", "capacity": 1073741824, "mode": "full", "reason": "first",
+                    "bytes_new": 1048576, "sha256": "ef" * 32}]}
+LISTING = {"changed": False, "vms": {"web01": [POINT]}, "count": 1}
 REPOSITORY = {"location": "/srv/repo", "id": "3b2f", "format_version": 1, "chunk_size": 4194304, "encryption": True,
-              "compression_level": 3, "key_slots": 1}
-STATUS = {"run_id": "r2", "state": "running", "phase": "transfer", "disk": "Hard disk 1", "bytes_done": 10, "bytes_total": 40,
-          "throughput_mbps": 1.5, "eta": "2026-11-26T09:12:40Z", "updated": "2026-11-26T09:02:11Z", "last_error": None}
+              "compression_level": 3, "created": "2026-11-20T10:00:00Z", "key_slots": []}
+STATUS = {"format": "blockvault-status", "version": 1, "run_id": "r2", "vm": "web01", "state": "running", "phase": "transfer",
+          "started": "2026-11-26T08:30:00Z", "updated": "2026-11-26T09:02:11Z", "bytes_done": 10, "bytes_total": 40,
+          "mb_per_s": 1.5, "eta_seconds": 20, "disks": [], "last_error": None}
 
 
 @pytest.fixture
 def listing(ops_call):
-    show = ops_call(backup_info.ops_repository, "show_repository", result=REPOSITORY)
-    points = ops_call(backup_info.ops_info, "list_restore_points", result=POINTS)
+    show = ops_call(backup_info.ops_repository, "show_repository", result={"changed": False, "repository": REPOSITORY})
+    points = ops_call(backup_info.ops_info, "list_restore_points", result=LISTING)
     return show, points
 
 
 @pytest.fixture
 def status(ops_call):
-    return ops_call(backup_info.ops_info, "run_status", result=STATUS)
+    return ops_call(backup_info.ops_info, "run_status", result={"changed": False, "status": STATUS})
 
 
 def test_lists_restore_points_of_one_vm(run_module, listing, status):
@@ -32,20 +35,13 @@ def test_lists_restore_points_of_one_vm(run_module, listing, status):
     repo = RepositorySettings(location="/srv/repo", passphrase="repo-pass-1")
     assert show.kwargs == {"repo": repo}
     assert points.kwargs == {"repo": repo, "vm": "web01"}
-    assert result == {"changed": False, "repository": REPOSITORY, "restore_points": POINTS}
+    assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1}
     assert status.calls == []
 
 
 def test_lists_every_vm_by_default(run_module, listing):
     run_module(backup_info, dict(repository="/srv/repo"))
     assert listing[1].kwargs["vm"] is None
-
-
-def test_wrapped_answers_are_unwrapped(run_module, ops_call):
-    ops_call(backup_info.ops_repository, "show_repository", result={"repository": REPOSITORY})
-    ops_call(backup_info.ops_info, "list_restore_points", result={"restore_points": POINTS})
-    result = run_module(backup_info, dict(repository="/srv/repo"))[1]
-    assert (result["repository"], result["restore_points"]) == (REPOSITORY, POINTS)
 
 
 def test_status_of_a_run_needs_no_repository(run_module, listing, status, tmp_path):

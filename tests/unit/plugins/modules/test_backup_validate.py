@@ -2,16 +2,16 @@
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
-    RepositorySettings, VddkSettings, VSphereSettings,
-)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
 from ansible_collections.blockvault.vsphere.plugins.modules import backup_validate
 
-CHECKED = {"restore_points": 2, "disks": 3, "chunks": 40, "bytes": 167772160}
-GOOD = {"changed": False, "ok": True, "checked": CHECKED, "damaged": []}
-DAMAGED = [{"restore_point": "r1", "vm": "web01", "disk": 2000, "ranges": [[8388608, 4194304]]},
-           {"restore_point": "r2", "vm": "web01", "disk": 2000, "ranges": [[8388608, 4194304]]}]
-BAD = {"changed": False, "ok": False, "checked": CHECKED, "damaged": DAMAGED}
+CHECKED = {"restore_points": 2, "chunks_referenced": 40, "chunks_read": 40}
+GOOD = {"changed": False, "ok": True, "level": "full", "checked": CHECKED, "damaged": [], "errors": []}
+DAMAGED = [{"chunk": "5a1c", "object": "chunks/5a/5a1c", "problem": "missing",
+            "affects": [{"restore_point": "r1", "vm": "k1", "vm_name": "web01", "disk": "2000", "ranges": [[8388608, 12582912]]},
+                        {"restore_point": "r2", "vm": "k1", "vm_name": "web01", "disk": "2000", "ranges": [[8388608, 12582912]]}]}]
+ERRORS = [{"restore_point": "r3", "disk": None, "object": "manifests/r3", "error_class": "CorruptionError", "error": "bad tag"}]
+BAD = {"changed": False, "ok": False, "level": "full", "checked": CHECKED, "damaged": DAMAGED, "errors": ERRORS}
 
 
 def test_quick_check_of_the_whole_repository(run_module, ops_call):
@@ -19,29 +19,38 @@ def test_quick_check_of_the_whole_repository(run_module, ops_call):
     outcome, result = run_module(backup_validate, dict(repository="/srv/repo", passphrase="repo-pass-1"))
     assert outcome == "exit"
     assert call.kwargs == {"repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"), "level": "quick",
-                           "restore_point": None, "vm": None, "vsphere": None, "vddk": None, "scratch_path": None, "check": False}
+                           "restore_point": None, "vm": None, "scratch_path": None, "check": False, "workers": 2,
+                           "memory_budget": 256 * 1024 * 1024}
     assert result == GOOD
 
 
-def test_restore_level_with_vsphere_and_scratch(run_module, ops_call, vddk_dir, tmp_path):
+def test_restore_level_of_the_latest_restore_point_of_a_vm(run_module, ops_call, tmp_path):
     call = ops_call(backup_validate.ops_validate, "validate", result=GOOD)
     scratch = str(tmp_path / "scratch")
-    run_module(backup_validate, dict(repository="/srv/repo", level="restore", restore_point="r1", scratch_path=scratch,
-                                     hostname="vc", username="u", password="vc-pass-1", vddk_libdir=vddk_dir))
+    run_module(backup_validate, dict(repository="/srv/repo", level="restore", vm="web01", restore_point="latest",
+                                     scratch_path=scratch, workers=3, memory_budget_mb=32))
     kwargs = call.kwargs
-    assert (kwargs["level"], kwargs["restore_point"], kwargs["scratch_path"]) == ("restore", "r1", scratch)
-    assert kwargs["vsphere"] == VSphereSettings(host="vc", username="u", password="vc-pass-1")
-    assert kwargs["vddk"] == VddkSettings(libdir=vddk_dir)
+    assert (kwargs["level"], kwargs["vm"], kwargs["restore_point"], kwargs["scratch_path"]) == ("restore", "web01", "latest", scratch)
+    assert (kwargs["workers"], kwargs["memory_budget"]) == (3, 32 * 1024 * 1024)
 
 
-def test_damage_fails_the_task_with_the_damaged_restore_points(run_module, ops_call):
+def test_latest_needs_a_vm(run_module, ops_call):
+    call = ops_call(backup_validate.ops_validate, "validate", result=GOOD)
+    outcome, result = run_module(backup_validate, dict(repository="/srv/repo", restore_point="latest"))
+    assert outcome == "fail"
+    assert result["msg"] == "restore_point=latest needs vm: the name of the VM whose newest restore point to check."
+    assert call.calls == []
+
+
+def test_damage_fails_the_task_with_the_damage(run_module, ops_call):
     ops_call(backup_validate.ops_validate, "validate", result=BAD)
     outcome, result = run_module(backup_validate, dict(repository="/srv/repo", vm="web01", level="full"))
     assert outcome == "fail"
-    assert result["msg"] == ("Validation found damage in 2 disk(s) of 2 restore point(s): r1, r2. See 'damaged' for the ranges; "
-                             "restore from another restore point and run a new full backup.")
-    assert (result["error_class"], result["phase"], result["ok"]) == ("ValidationFailedError", "validate", False)
-    assert (result["damaged"], result["checked"], result["changed"]) == (DAMAGED, CHECKED, False)
+    assert result["msg"] == ("Validation found 1 damaged chunk(s) and 1 error(s), affecting restore point(s) r1, r2, r3. See 'damaged' "
+                             "and 'errors'; restore from an intact restore point, and take a new full backup (mode=full) of the VMs "
+                             "affected.")
+    assert (result["error_class"], result["phase"], result["ok"], result["level"]) == ("ValidationFailedError", "validate", False, "full")
+    assert (result["damaged"], result["errors"], result["checked"], result["changed"]) == (DAMAGED, ERRORS, CHECKED, False)
 
 
 def test_damage_is_reported_when_asked(run_module, ops_call):
@@ -79,15 +88,14 @@ def test_check_mode(run_module, ops_call):
     assert outcome == "exit" and call.kwargs["check"] is True
 
 
-def test_restore_point_and_vm_are_mutually_exclusive(run_module, ops_call):
-    ops_call(backup_validate.ops_validate, "validate", result=GOOD)
-    outcome, result = run_module(backup_validate, dict(repository="/srv/repo", vm="web01", restore_point="r1"))
-    assert outcome == "fail"
-    assert result["msg"] == "parameters are mutually exclusive: restore_point|vm"
-
-
 @pytest.mark.parametrize("option, value", [("level", "deep"), ("on_damage", "ignore")])
 def test_choices(run_module, ops_call, option, value):
     ops_call(backup_validate.ops_validate, "validate", result=GOOD)
     outcome, result = run_module(backup_validate, {"repository": "/srv/repo", option: value})
     assert outcome == "fail" and result["msg"].startswith("value of %s must be one of:" % option)
+
+
+def test_no_vsphere_options(run_module, ops_call):
+    ops_call(backup_validate.ops_validate, "validate", result=GOOD)
+    outcome, result = run_module(backup_validate, dict(repository="/srv/repo", hostname="vc"))
+    assert outcome == "fail" and "Unsupported parameters" in result["msg"]

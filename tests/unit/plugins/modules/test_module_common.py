@@ -97,8 +97,8 @@ def test_default_region_is_the_second_fallback(run_module, ops_call, vddk_dir, m
 @pytest.fixture
 def listing(ops_call):
     """backup_info's listing: the repository settings and the restore points; returns the list recorder."""
-    ops_call(backup_info.ops_repository, "show_repository", result={"location": "/srv/repo"})
-    return ops_call(backup_info.ops_info, "list_restore_points", result=[])
+    ops_call(backup_info.ops_repository, "show_repository", result={"changed": False, "repository": {"location": "/srv/repo"}})
+    return ops_call(backup_info.ops_info, "list_restore_points", result={"changed": False, "vms": {}, "count": 0})
 
 
 def test_passphrase_from_environment_when_no_key_given(run_module, listing, monkeypatch):
@@ -233,7 +233,7 @@ def test_no_secret_in_results_even_when_an_operation_echoes_one(run_module, ops_
 
 def test_environment_passphrase_is_masked_too(run_module, ops_call, monkeypatch):
     monkeypatch.setenv("BLOCKVAULT_PASSPHRASE", SECRETS["passphrase"])
-    ops_call(backup_info.ops_repository, "show_repository",
+    ops_call(backup_info.ops_info, "list_restore_points",
              error=errors.WrongKeyError("Passphrase %s does not open the key." % SECRETS["passphrase"]))
     outcome, result = run_module(backup_info, dict(repository="/srv/repo"))
     assert outcome == "fail" and result["error_class"] == "WrongKeyError"
@@ -277,7 +277,7 @@ def test_traceback_of_a_failure_is_scrubbed(run_module, ops_call, vddk_dir):
 # -- helpers --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("given, expected", [
-    (2000, 2000), ("2001", 2001), (" 2002 ", 2002), ("Hard disk 1", "Hard disk 1"), (None, None),
+    (2000, "2000"), ("2001", "2001"), (" 2002 ", "2002"), ("Hard disk 1", "Hard disk 1"), (None, None),
 ])
 def test_disk_reference(given, expected):
     assert disk_reference(given) == expected

@@ -9,7 +9,7 @@ from ansible_collections.blockvault.vsphere.plugins.modules import vm_backup
 RESULT = {
     "changed": True,
     "restore_point": {"id": "20261126T083000Z-5f2c", "vm": "web01", "created": "2026-11-26T08:30:02Z"},
-    "disks": [{"key": 2000, "label": "Hard disk 1", "mode": "incremental", "reason": "changed blocks since r0",
+    "disks": [{"key": "2000", "label": "Hard disk 1", "mode": "incremental", "reason": "changed blocks since r0",
                "bytes_read": 1048576, "bytes_new": 65536, "sha256": "ab" * 32}],
     "bytes_read": 1048576, "bytes_written": 40000, "duration": 2.5, "throughput_mbps": 0.42,
 }
@@ -56,18 +56,18 @@ def test_every_option_reaches_the_operation(run_module, backup_vm, args, tmp_pat
     kwargs = backup_vm.kwargs
     assert kwargs["vm"] == {"moid": "vm-42"}
     assert (kwargs["mode"], kwargs["quiesce"], kwargs["allow_crash_consistent"]) == ("incremental", False, True)
-    assert kwargs["include_disks"] == ["Hard disk 1", 2001, 2002]
+    assert kwargs["include_disks"] == ["Hard disk 1", "2001", "2002"]
     assert (kwargs["workers"], kwargs["memory_budget"], kwargs["run_id"], kwargs["status_file"]) == (8, 64 * 1048576, "run-1", status)
 
 
 def test_vm_by_uuid_and_excluded_disks(run_module, backup_vm, args):
     run_module(vm_backup, dict(args, uuid="4211-abcd", exclude_disks=[2001]))
     assert backup_vm.kwargs["vm"] == {"uuid": "4211-abcd"}
-    assert backup_vm.kwargs["exclude_disks"] == [2001] and backup_vm.kwargs["include_disks"] is None
+    assert backup_vm.kwargs["exclude_disks"] == ["2001"] and backup_vm.kwargs["include_disks"] is None
 
 
 def test_check_mode_asks_for_the_plan(run_module, ops_call, args):
-    plan = {"changed": True, "plan": {"vm": "web01", "disks": 1}, "disks": [{"key": 2000, "mode": "full", "reason": "no previous restore point"}]}
+    plan = {"changed": True, "plan": {"disks": [], "skipped": {}, "previous_restore_point": None}, "vm": "web01", "run_id": "run-9"}
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=plan)
     outcome, result = run_module(vm_backup, dict(args, name="web01"), check_mode=True)
     assert outcome == "exit" and call.kwargs["check"] is True

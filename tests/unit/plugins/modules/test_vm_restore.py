@@ -9,12 +9,14 @@ from ansible_collections.blockvault.vsphere.plugins.modules import vm_restore
 
 RESULT = {
     "changed": True,
-    "vm": {"name": "web01-restored", "moid": "vm-77"},
-    "disks": [{"key": 2000, "sha256": "cd" * 32, "bytes_written": 4194304}],
-    "diff": {"before": {"vm": None}, "after": {"vm": "web01-restored", "power_state": "poweredOff"}},
+    "restore_point": {"id": "r1", "vm": "web01", "created": "2026-11-26T08:31:27Z"},
+    "vm": {"name": "web01-restored", "moid": "vm-77", "powered_on": False},
+    "disks": [{"key": "2000", "label": "Hard disk 1", "sha256": "cd" * 32, "bytes_written": 4194304, "chunks_written": 1,
+               "chunks_zeroed": 0, "bytes_zeroed": 0, "chunks_unchanged": 0}],
+    "diff": {"before": {"vm": "web01-restored", "exists": False}, "after": {"vm": "web01-restored", "power_on": False}},
 }
-DEFAULT_OVERRIDES = {"folder": None, "datastore": None, "cluster": None, "resource_pool": None, "network_mapping": None,
-                     "disk_format": "same", "power_on": False}
+# what the engine gets when no override is set: the suboption defaults, never a None (the engine refuses unknown keys)
+DEFAULT_OVERRIDES = {"disk_format": "same", "power_on": False}
 
 
 @pytest.fixture
@@ -45,16 +47,20 @@ def test_latest_to_a_new_vm_reaches_the_operation_exactly(run_module, restore, a
         "overrides": DEFAULT_OVERRIDES,
         "force": False,
         "workers": 4,
+        "memory_budget": 256 * 1024 * 1024,
         "status_file": None,
         "check": False,
+        "target_vm": None,
     }
-    assert result == {"changed": True, "vm": RESULT["vm"], "disks": RESULT["disks"]}
+    assert result == {"changed": True, "restore_point": RESULT["restore_point"], "vm": RESULT["vm"], "disks": RESULT["disks"]}
 
 
-def test_overrides_are_passed_with_defaults_filled(run_module, restore, args):
-    overrides = {"datastore": "ds2", "network_mapping": {"VM Network": "Isolated"}, "disk_format": "thin", "power_on": True}
-    run_module(vm_restore, dict(args, name="web01", new_name="copy", overrides=overrides))
-    assert restore.kwargs["overrides"] == dict(DEFAULT_OVERRIDES, **overrides)
+def test_overrides_set_are_passed_and_unset_ones_left_out(run_module, restore, args):
+    overrides = {"datacenter": "dc1", "cluster": "c2", "datastore": "ds2", "network_mapping": {"VM Network": "Isolated"},
+                 "disk_format": "eagerzeroedthick", "power_on": True}
+    run_module(vm_restore, dict(args, name="web01", new_name="copy", overrides=overrides, memory_budget_mb=64, workers=2))
+    assert restore.kwargs["overrides"] == overrides
+    assert (restore.kwargs["memory_budget"], restore.kwargs["workers"]) == (64 * 1024 * 1024, 2)
 
 
 def test_unknown_override_is_refused(run_module, restore, args):
@@ -67,12 +73,27 @@ def test_restore_point_by_id_in_place_with_force(run_module, restore, args):
     run_module(vm_restore, dict(args, restore_point="r42", target="in_place", force=True))
     kwargs = restore.kwargs
     assert (kwargs["restore_point"], kwargs["vm_name"], kwargs["target"], kwargs["force"]) == ("r42", None, "in_place", True)
+    assert kwargs["target_vm"] is None
 
 
-def test_latest_before_a_time(run_module, restore, args):
-    run_module(vm_restore, dict(args, name="web01", before="2026-11-26T00:00:00Z", target="disk", disk="2001"))
+def test_in_place_to_another_vm(run_module, restore, args):
+    run_module(vm_restore, dict(args, restore_point="r42", target="in_place", target_vm={"moid": "vm-9"}))
+    assert restore.kwargs["target_vm"] == {"moid": "vm-9"}
+
+
+def test_target_vm_takes_one_identifier(run_module, restore, args):
+    outcome, result = run_module(vm_restore, dict(args, restore_point="r42", target="in_place", target_vm={"name": "a", "moid": "vm-9"}))
+    assert outcome == "fail"
+    assert result["msg"] == "parameters are mutually exclusive: name|uuid|moid found in target_vm"
+    assert restore.calls == []
+
+
+def test_latest_before_a_time_one_disk_to_another_vm(run_module, restore, args):
+    run_module(vm_restore, dict(args, name="web01", before="2026-11-26T00:00:00Z", target="disk", disk=2001,
+                                target_vm={"name": "helper"}))
     kwargs = restore.kwargs
-    assert (kwargs["before"], kwargs["target"], kwargs["disk"]) == ("2026-11-26T00:00:00Z", "disk", 2001)
+    assert (kwargs["before"], kwargs["target"], kwargs["disk"]) == ("2026-11-26T00:00:00Z", "disk", "2001")
+    assert kwargs["target_vm"] == {"name": "helper"}
 
 
 def test_before_needs_latest(run_module, restore, args):
@@ -99,7 +120,7 @@ def test_vm_targets_need_vsphere(run_module, restore, vddk_dir):
 @pytest.mark.parametrize("extra, message", [
     ({"new_name": "copy"}, "restore_point is latest but all of the following are missing: name"),
     ({"name": "web01"}, "target is new_vm but all of the following are missing: new_name"),
-    ({"name": "web01", "target": "disk"}, "target is disk but all of the following are missing: disk"),
+    ({"name": "web01", "target": "disk"}, "target is disk but all of the following are missing: target_vm"),
     ({"name": "web01", "target": "file"}, "target is file but all of the following are missing: path"),
 ])
 def test_required_if(run_module, restore, args, extra, message):
