@@ -102,12 +102,15 @@ def test_lab_vddk_lists_datastores_and_checks_vm_and_snapshot(lab, si):
         f"{lab.info['user']}:{lab.info['password']}".encode()).decode()}
     vm = find_vm(si, "lab-vm2")
     status, text = lab_get(lab, f"/lab/vddk?vm={vm._moId}", auth)  # pylint: disable=protected-access
-    assert (status, text) == (200, f"datastore LocalDS_0 {lab.info['datastores']['LocalDS_0']}\n")
+    disk_file = [d.backing.fileName for d in disks_of(vm)]
+    assert (status, text) == (200, f"datastore LocalDS_0 {lab.info['datastores']['LocalDS_0']}\n"
+                                   + "".join(f"disk {name}\n" for name in disk_file))
+    assert disk_file == ["[LocalDS_0] lab-vm2/lab-vm2.vmdk"]
     assert lab_get(lab, "/lab/vddk?vm=vm-999999", auth) == (404, 'virtual machine "vm-999999" not found\n')
     snap = snapshot(vm, "vddk-endpoint")
     try:
-        status, _ = lab_get(lab, f"/lab/vddk?vm={vm._moId}&snapshot={snap._moId}", auth)
-        assert status == 200
+        status, text = lab_get(lab, f"/lab/vddk?vm={vm._moId}&snapshot={snap._moId}", auth)
+        assert status == 200 and text.endswith("disk [LocalDS_0] lab-vm2/lab-vm2.vmdk\n")
         status, text = lab_get(lab, f"/lab/vddk?vm={vm._moId}&snapshot=snapshot-999999", auth)
         assert status == 404 and "snapshot-999999" in text
     finally:

@@ -87,11 +87,13 @@ func (f *front) labVDDK(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFound("virtual machine %q not found", ref.Value)
 	}
+	devices := vm.Config.Hardware.Device
 	if s := q.Get("snapshot"); s != "" {
 		snap := snapshotOf(types.ManagedObjectReference{Type: "VirtualMachineSnapshot", Value: s})
 		if snap == nil || snap.Vm != vm.Self {
 			return notFound("snapshot %q of virtual machine %q not found", s, ref.Value)
 		}
+		devices = snap.Config.Hardware.Device
 	}
 	var names []string
 	paths := map[string]string{}
@@ -105,6 +107,12 @@ func (f *front) labVDDK(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	for _, n := range names {
 		fmt.Fprintf(w, "datastore %s %s\n", n, paths[n])
+	}
+	// the disks this VM (or snapshot) may open: real VDDK refuses a disk that is not the VM's
+	for _, disk := range vmDisks(devices) {
+		if b := flatBacking(disk); b != nil {
+			fmt.Fprintf(w, "disk %s\n", b.FileName)
+		}
 	}
 	return nil
 }

@@ -1170,6 +1170,9 @@ VixError VixDiskLib_Create(const VixDiskLibConnection connection, const char *pa
     if (err == VIX_OK)
         err = lab_disk_create(descriptor, flat, createParams->capacity * VIXDISKLIB_SECTOR_SIZE,
                               (int)createParams->adapterType);
+    /* a disk this connection created may be opened on it, like the VM's own disks */
+    if (err == VIX_OK && connection->num_disks > 0 && connection->num_disks < MAX_DATASTORES)
+        connection->disks[connection->num_disks++] = strdup(path);
     if (err == VIX_OK && progressFunc)
         progressFunc(progressCallbackData, 100);
     free(descriptor);
