@@ -11,5 +11,17 @@
 - ``progress``: progress counters, the JSON status file and the run log.
 
 This layer imports only ``errors`` and ``blockhash``: VDDK handles, raw files and repository sessions reach it as
-objects satisfying small protocols, wired by ``ops``.
+objects satisfying small protocols, wired by ``ops``. The wiring, in short::
+
+    plan = pipeline.plan_backup(handle, repo.chunk_size, changed=areas_or_None, previous=previous_index_or_None)
+    # check mode stops here and reports plan.summary()
+    disks = [pipeline.BackupDisk(key, handle, plan, DiskIndex(handle.capacity, repo.chunk_size), previous_index)]
+    with progress.StatusFile(path, run_progress), repo.begin_backup(vm_key=..., run_id=...) as session:
+        results = pipeline.backup_disks(session, disks, workers, memory_budget, cancel, run_progress, vm, run_id)
+        for key, result in results.items():        # result.blocksum is the manifest's sha256
+            session.add_disk_index(key, result.index)
+        session.commit(manifest)
+
+    target = endpoints.RawFileTarget(path, index.capacity)      # or HandleTarget(vddk_handle, known_zeroed, opener)
+    result = restore.restore_disk(index, repo.read_chunk, target, workers, memory_budget, disk_key=key)
 """

@@ -123,6 +123,8 @@ class _DiskState:
 
 
 class _BackupRun:
+    """One call of backup_disks: readers, workers, the first error. Used once, from the calling thread."""
+
     def __init__(self, session, disks, workers, pool, cancel, progress, vm, run_id, read_batch):
         self.session = session
         self.read_batch = read_batch
@@ -197,13 +199,14 @@ class _BackupRun:
             else:
                 read_many(views)
         except BaseException as exc:
-            for _, buf in batch:
+            for request, buf in batch:
                 self.pool.release(buf)
-            (offset, length), last = batch[0][0], batch[-1][0]
-            self.fail(state, exc, "Reading %d bytes at offset %d" % (last[0] + last[1] - offset, offset))
+            start = batch[0][0][0]
+            end = batch[-1][0][0] + batch[-1][0][1]
+            self.fail(state, exc, "Reading %d bytes at offset %d" % (end - start, start))
             return False
         chunk_size = state.plan.chunk_size
-        for ((offset, length), buf), (_, view) in zip(batch, views):
+        for ((offset, length), buf), (offset, view) in zip(batch, views):
             chunks = (length + chunk_size - 1) // chunk_size
             with state.lock:
                 state.result.bytes_read += length
@@ -347,8 +350,8 @@ def _check_disk(disk):
         raise ValueError("disk %s: the new index (capacity %d, chunk size %d) does not match the plan (%d, %d)"
                          % (disk.key, disk.index.capacity, disk.index.chunk_size, plan.capacity, plan.chunk_size))
     if disk.source.capacity != plan.capacity:
-        raise ValueError("disk %s: the source holds %d bytes, the plan %d" % (disk.key, disk.source.capacity,
-                                                                           plan.capacity))
+        raise ValueError("disk %s: the source holds %d bytes, the plan %d"
+                         % (disk.key, disk.source.capacity, plan.capacity))
     if plan.chunks_carried and disk.previous is None:
         raise ValueError("disk %s: the plan carries chunks over but no previous index was given" % disk.key)
 
