@@ -13,14 +13,15 @@ options:
   vddk_libdir:
     description:
       - Directory where VMware's Virtual Disk Development Kit is unpacked (it holds C(lib64/libvixDiskLib.so.N)).
-      - Needed whenever the module reads or writes VM disks. VDDK is loaded from there when the operation starts,
-        never when the module is imported.
+      - Needed whenever the module reads or writes VM disks; when not given, the environment variable E(VDDK_LIBDIR)
+        is used. VDDK is loaded from there when the operation starts, never when the module is imported.
     type: path
   vddk_thumbprint:
     description:
       - SHA-1 thumbprint of the certificate of O(hostname), as 20 hex pairs separated by colons
         (C(openssl x509 -noout -fingerprint -sha1)).
-      - When not given, the thumbprint of the certificate verified on the vSphere connection is used.
+      - When not given, the environment variable E(VDDK_THUMBPRINT) is used, then the thumbprint of the certificate
+        verified on the vSphere connection.
     type: str
   transports:
     description:

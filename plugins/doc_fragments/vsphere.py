@@ -42,6 +42,6 @@ options:
   ca_bundle:
     description:
       - Path of a PEM file with the CA certificates that sign the certificate of O(hostname).
-      - When not given, the system CA store is used.
+      - When not given, the environment variable E(VMWARE_CA_BUNDLE) is used, then the system CA store.
     type: path
 """

@@ -42,15 +42,15 @@ def vsphere_argument_spec():
         username=dict(type="str", fallback=(env_fallback, ["VMWARE_USER"])),
         password=dict(type="str", no_log=True, fallback=(env_fallback, ["VMWARE_PASSWORD"])),
         validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
-        ca_bundle=dict(type="path"),
+        ca_bundle=dict(type="path", fallback=(env_fallback, ["VMWARE_CA_BUNDLE"])),
     )
 
 
 def vddk_argument_spec():
     """Options that locate VDDK; documented by the blockvault.vsphere.vddk doc fragment."""
     return dict(
-        vddk_libdir=dict(type="path"),
-        vddk_thumbprint=dict(type="str"),
+        vddk_libdir=dict(type="path", fallback=(env_fallback, ["VDDK_LIBDIR"])),
+        vddk_thumbprint=dict(type="str", fallback=(env_fallback, ["VDDK_THUMBPRINT"])),
         transports=dict(type="str", default="nbdssl:nbd"),
         vddk_config_file=dict(type="path"),
     )

@@ -57,7 +57,13 @@ def test_settings_from_options(run_module, ops_call, vddk_dir, tmp_path):
                                                 secret_key="sk", session_token="st", object_lock_days=7, validate_certs=False)
 
 
-def test_vsphere_and_aws_environment_fallbacks(run_module, ops_call, vddk_dir, monkeypatch):
+def test_vsphere_vddk_and_aws_environment_fallbacks(run_module, ops_call, vddk_dir, monkeypatch, tmp_path):
+    ca = tmp_path / "env-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    thumbprint = ":".join(["0F"] * 20)
+    monkeypatch.setenv("VMWARE_CA_BUNDLE", str(ca))
+    monkeypatch.setenv("VDDK_LIBDIR", vddk_dir)
+    monkeypatch.setenv("VDDK_THUMBPRINT", thumbprint)
     monkeypatch.setenv("VMWARE_HOST", "env-vc")
     monkeypatch.setenv("VMWARE_PORT", "9443")
     monkeypatch.setenv("VMWARE_USER", "env-user")
@@ -69,10 +75,11 @@ def test_vsphere_and_aws_environment_fallbacks(run_module, ops_call, vddk_dir, m
     monkeypatch.setenv("AWS_REGION", "env-region")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://env-endpoint")
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
-    outcome = run_module(vm_backup, dict(vddk_libdir=vddk_dir, repository="s3://b/p", name="web01"))[0]
+    outcome = run_module(vm_backup, dict(repository="s3://b/p", name="web01"))[0]
     assert outcome == "exit"
     assert call.kwargs["vsphere"] == VSphereSettings(host="env-vc", username="env-user", password="env-pw", port=9443,
-                                                     validate_certs=False, ca_bundle=None)
+                                                     validate_certs=False, ca_bundle=str(ca))
+    assert call.kwargs["vddk"] == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint)
     repo = call.kwargs["repo"]
     assert (repo.access_key, repo.secret_key, repo.session_token, repo.region, repo.s3_endpoint_url) == (
         "env-ak", "env-sk", "env-st", "env-region", "https://env-endpoint")

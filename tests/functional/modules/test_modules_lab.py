@@ -1,0 +1,100 @@
+"""The modules end to end against the lab: real argument parsing, real engine, the JSON a controller receives.
+
+The vSphere and VDDK settings come from the lab's environment variables (VMWARE_HOST, VDDK_LIBDIR, ...), the way
+`source .lab/env` feeds a playbook. One repository per test (tmp_path), with a cheap scrypt cost.
+"""
+import contextlib
+import hashlib
+import io
+import json
+import uuid
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
+from ansible_collections.blockvault.vsphere.plugins.modules import (
+    backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
+)
+
+pytestmark = pytest.mark.lab
+
+PASSPHRASE = "correct horse battery staple"
+PLACEMENT = {"resource_pool": "DC0_C0"}   # the lab datacenter has 2 compute resources: placement must be given
+
+
+def run(module, args, check_mode=False, diff=False):
+    """Run a module as Ansible would and return its parsed JSON output."""
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    stdout = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(stdout):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(stdout.getvalue())
+
+
+@pytest.fixture
+def repo_args(lab, tmp_path, monkeypatch):
+    for name, value in lab.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(crypto, "SCRYPT_PARAMS", {"n": 1 << 10, "r": 8, "p": 1})
+    return {"repository": str(tmp_path / "repo"), "passphrase": PASSPHRASE}
+
+
+def test_backup_list_validate_restore_prune_through_the_modules(lab, repo_args, tmp_path):
+    created = run(backup_repository, dict(repo_args, chunk_size=1 << 20))
+    assert created["changed"] is True and created["repository"]["chunk_size"] == 1 << 20
+    # settings not given are the existing repository's: no change, no failure
+    assert run(backup_repository, repo_args)["changed"] is False
+
+    plan = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False), check_mode=True)
+    assert plan["changed"] is True and [d["mode"] for d in plan["plan"]["disks"]] == ["full", "full"]
+
+    status_file = str(tmp_path / "status.json")
+    run_id = "modules-%s" % uuid.uuid4().hex[:8]
+    backup = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False, run_id=run_id, status_file=status_file))
+    assert backup.get("failed") is not True, backup.get("msg")
+    assert backup["changed"] is True and backup["run_id"] == run_id
+    assert [d["key"] for d in backup["disks"]] == [d["key"] for d in plan["plan"]["disks"]]
+    assert all(isinstance(d["bytes_read"], int) for d in backup["disks"])
+    again = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False, run_id=run_id))
+    assert again["changed"] is False and again["restore_point"] == backup["restore_point"]
+
+    status = run(backup_info, {"status_file": status_file})
+    assert status["status"]["state"] == "succeeded" and status["status"]["run_id"] == run_id
+    listing = run(backup_info, dict(repo_args, vm="lab-vm1"))
+    assert listing["count"] == 1 and [p["id"] for p in listing["vms"]["lab-vm1"]] == [backup["restore_point"]["id"]]
+
+    checked = run(backup_validate, dict(repo_args, level="full"))
+    assert checked["ok"] is True and checked["changed"] is False and checked["checked"]["restore_points"] == 1
+
+    first = backup["disks"][0]
+    image = str(tmp_path / "disk0.raw")
+    restored = run(vm_restore, dict(repo_args, restore_point=backup["restore_point"]["id"], target="file", disk=first["key"],
+                                    path=image))
+    assert restored.get("failed") is not True, restored.get("msg")
+    assert restored["path"] == image and restored["disks"][0]["sha256"] == first["sha256"]
+    with open(image, "rb") as raw:
+        assert hashlib.file_digest(raw, "sha256").hexdigest() == lab.checksum("lab-vm1", 0)  # the lab's plain SHA-256
+    refused = run(vm_restore, dict(repo_args, restore_point=backup["restore_point"]["id"], target="file", disk=first["key"],
+                                   path=image))
+    assert refused["failed"] is True and refused["error_class"] == "RestoreRefusedError"
+
+    would = run(vm_restore, dict(repo_args, name="lab-vm1", new_name="copy-%s" % run_id, overrides=PLACEMENT),
+                check_mode=True, diff=True)
+    assert would["changed"] is True and would["diff"]["before"]["exists"] is False
+
+    pruned = run(backup_prune, dict(repo_args, keep_last=1), check_mode=True, diff=True)
+    assert pruned["removed"] == [] and pruned["diff"]["after"]["restore_points"] == [backup["restore_point"]["id"]]
+
+
+def test_failures_carry_context_and_no_secret(lab, repo_args):
+    run(backup_repository, repo_args)
+    wrong = run(backup_info, dict(repo_args, passphrase="not the passphrase"))
+    assert wrong["failed"] is True and wrong["error_class"] == "WrongKeyError" and wrong["phase"] == "repository"
+    missing = run(vm_backup, dict(repo_args, name="no-such-vm", quiesce=False))
+    assert missing["failed"] is True and missing["error_class"] == "VMNotFoundError"
+    text = json.dumps([wrong, missing])
+    assert PASSPHRASE not in text and "not the passphrase" not in text and lab.info["password"] not in text
