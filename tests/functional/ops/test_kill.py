@@ -1,0 +1,98 @@
+"""kill -9 of a backup at several points: the next run removes the orphan snapshot, ignores the dead run's lock,
+completes, reuses the chunks the killed run stored, and the repository validates."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from opslab import LABVDDK_VARS, PASSPHRASE, sha256_file  # pylint: disable=import-error
+
+pytestmark = pytest.mark.lab
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COLLECTIONS = os.path.join(HERE, "..", "..", "..", "build", "collections")
+
+
+def chunk_objects(env):
+    """{name: stored size} of the chunk objects in the repository (temporary files of unfinished puts excluded)."""
+    repository = env.repository()
+    try:
+        return {info.name: info.size for info in repository.backend.list("chunks/")}
+    finally:
+        repository.close()
+
+
+def start_child(env, run_id):
+    spec = {"vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
+                        "port": env.vsphere.port, "ca_bundle": env.vsphere.ca_bundle},
+            "vddk": {"libdir": env.vddk.libdir, "thumbprint": env.vddk.thumbprint},
+            "repo": {"location": env.repo.location, "passphrase": PASSPHRASE},
+            "vm": "lab-vm1", "run_id": run_id, "status_file": str(env.tmp_path / ("%s.json" % run_id))}
+    spec_path = env.tmp_path / ("%s.spec.json" % run_id)
+    spec_path.write_text(json.dumps(spec))
+    environ = {name: value for name, value in os.environ.items() if name not in LABVDDK_VARS}
+    environ.update(PYTHONPATH=os.path.abspath(COLLECTIONS), LABVDDK_LATENCY_US="250000")
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "backup_child.py"), str(spec_path)], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(condition, child, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if child.poll() is not None:
+            raise AssertionError("the backup child ended (%s) before %s: %s" % (child.returncode, what, child.stderr.read()))
+        if time.monotonic() > deadline:
+            child.kill()
+            raise AssertionError("no %s after %d s" % (what, timeout))
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("point", ["snapshot", "transfer"])
+def test_next_run_after_kill_9(env, point):
+    killed_run = "killed-%s-%d" % (point, int(time.time() * 1000))
+    child = start_child(env, killed_run)
+    try:
+        if point == "snapshot":
+            wait_for(lambda: env.blockvault_snapshots("lab-vm1") == ["blockvault-" + killed_run], child, "backup snapshot")
+        else:
+            wait_for(lambda: len(chunk_objects(env)) >= 6, child, "6 stored chunks")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert env.blockvault_snapshots("lab-vm1") == ["blockvault-" + killed_run]
+    left_by_killed = chunk_objects(env)
+    assert (len(left_by_killed) > 0) == (point == "transfer")
+    assert env.restore_points() == []
+    repository = env.repository()
+    try:
+        locks = repository.list_locks()
+    finally:
+        repository.close()
+    assert [(lock["pid"], lock["stale"]) for lock in locks] == [(child.pid, True)]
+
+    live = env.checksums("lab-vm1")
+    status = env.tmp_path / "next.json"
+    result = env.backup("lab-vm1", status_file=str(status))
+    assert result["changed"] is True and [d["mode"] for d in result["disks"]] == ["full", "full"]
+    assert env.blockvault_snapshots("lab-vm1") == []
+    run_log = (env.tmp_path / "next.json.log").read_text()
+    assert "removing snapshot blockvault-%s of VM lab-vm1 left behind by an earlier blockvault run" % killed_run in run_log
+
+    # every chunk the killed run stored is reused: this run stored exactly the rest of a cold full backup
+    stored = chunk_objects(env)
+    assert set(left_by_killed) <= set(stored)
+    cold_full = sum(stored.values())
+    assert result["bytes_written"] == cold_full - sum(left_by_killed.values())
+    if point == "transfer":
+        assert result["bytes_written"] < cold_full
+
+    for position, disk in enumerate(result["disks"]):
+        assert sha256_file(env.restore_file(result["restore_point"]["id"], disk["key"])) == live[position]
+    quick, full = env.validate()
+    assert quick["ok"] and full["ok"] and quick["restore_points"] == 1 and quick["chunks_unreferenced"] == 0
+    assert env.restore_points() == [result["restore_point"]["id"]]
