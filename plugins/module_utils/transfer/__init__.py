@@ -22,6 +22,9 @@ objects satisfying small protocols, wired by ``ops``. The wiring, in short::
             session.add_disk_index(key, result.index)
         session.commit(manifest)
 
+    index = repo.load_disk_index(rp_id, key)
     target = endpoints.RawFileTarget(path, index.capacity)      # or HandleTarget(vddk_handle, known_zeroed, opener)
-    result = restore.restore_disk(index, repo.read_chunk, target, workers, memory_budget, disk_key=key)
+    fetch = lambda digest: repo.read_chunk(repo.codec.storage_id(digest))   # the repository reads by storage id
+    result = restore.restore_disk(index, fetch, target, workers, memory_budget, disk_key=key)
+    # in-place rollback: changed_chunks=plan.chunk_indexes(cbt_areas, capacity, chunk_size), or compare=True
 """

@@ -37,7 +37,7 @@ import re
 
 from ..errors import TransferError
 
-__all__ = ["READ", "ZERO", "CARRY", "DEFAULT_MAX_REQUEST", "DiskPlan", "plan_disk", "normalize_extents"]
+__all__ = ["READ", "ZERO", "CARRY", "DEFAULT_MAX_REQUEST", "DiskPlan", "plan_disk", "normalize_extents", "chunk_indexes"]
 
 READ = "read"
 ZERO = "zero"
@@ -82,6 +82,15 @@ def _chunk_ranges(extents, chunk_size):
     """The chunk index ranges [first, end) that normalized extents touch (outward alignment)."""
     for offset, length in extents:
         yield offset // chunk_size, (offset + length - 1) // chunk_size + 1
+
+
+def chunk_indexes(extents, capacity, chunk_size):
+    """The sorted chunk indexes that byte ``extents`` touch (clipped to the capacity): e.g. the chunks an in-place
+    rollback must rewrite, from the areas CBT reports changed since the restore point."""
+    touched = set()
+    for first, end in _chunk_ranges(normalize_extents(extents, capacity), chunk_size):
+        touched.update(range(first, end))
+    return sorted(touched)
 
 
 class DiskPlan:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 
-from ..errors import redact
+from ..errors import ConfigurationError, redact
 
 __all__ = ["RunProgress", "StatusFile", "RunLogHandler", "read_status", "utc_now_iso"]
 
@@ -159,13 +159,20 @@ class StatusFile:
         self._stop = threading.Event()
         self._thread = None
         self.writes = 0
+        self._warned = False
         progress.subscribe(self._on_change)
 
     def _on_change(self, phase_changed):
-        if phase_changed:
-            self.write()
-        else:
-            self.maybe_write()
+        # called from pipeline threads: a status file problem is logged, it never fails the transfer
+        try:
+            if phase_changed:
+                self.write()
+            else:
+                self.maybe_write()
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                logging.getLogger(__name__).warning("Writing the status file %s failed: %s", self.path, exc)
 
     def maybe_write(self):
         """Write when ``interval`` seconds have passed since the last write; skip when another write runs."""
@@ -225,7 +232,11 @@ class StatusFile:
                 logging.getLogger(__name__).warning("Writing the status file %s failed: %s", self.path, exc)
 
     def __enter__(self):
-        self.write(RUNNING)
+        try:
+            self.write(RUNNING)
+        except OSError as exc:
+            raise ConfigurationError("The status file %s cannot be written: %s. Check status_file and its directory."
+                                     % (self.path, exc.strerror or exc)) from exc
         if self._heartbeat:
             self._thread = threading.Thread(target=self._beat, name="bv-status", daemon=True)
             self._thread.start()

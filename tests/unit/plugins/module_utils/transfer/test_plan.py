@@ -5,7 +5,7 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import TransferError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.plan import (
-    CARRY, READ, ZERO, normalize_extents, plan_disk)
+    CARRY, READ, ZERO, chunk_indexes, normalize_extents, plan_disk)
 
 MIB = 1 << 20
 R, Z, C = READ, ZERO, CARRY
@@ -155,3 +155,8 @@ def test_large_disk_plans_by_ranges():
     assert plan.bytes_to_read == 8192 * 4 * MIB
     requests = list(plan.read_requests())
     assert len(requests) == 8192 and requests[1] == (128 * MIB, 4 * MIB)
+
+
+def test_chunk_indexes_of_changed_areas_for_a_rollback():
+    assert chunk_indexes([(250, 100), (0, 1), (1040, 500), (99, 2), (600, 0)], CAP, CS) == [0, 1, 2, 3, 10]
+    assert chunk_indexes([], CAP, CS) == []

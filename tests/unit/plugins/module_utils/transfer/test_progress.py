@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import AuthenticationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import AuthenticationError, ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.progress import (
     RunLogHandler, RunProgress, StatusFile, read_status)
 
@@ -160,3 +160,25 @@ def test_run_log_lines_are_timestamped_level_tagged_and_redacted(tmp_path):
     assert re.fullmatch(r"\S+Z ERROR blockvault\.test\.runlog: Snapshot failed", lines[1])
     assert "s3cr3t" not in text and "abcdef" not in text and "not at INFO" not in text
     assert "RuntimeError" in text
+
+
+def test_an_unwritable_status_file_is_a_configuration_error_at_start(tmp_path):
+    path = tmp_path / "missing-dir" / "status.json"
+    with pytest.raises(ConfigurationError, match="The status file .*status.json cannot be written: No such file"):
+        with StatusFile(path, make_progress(Clock())):
+            pass
+
+
+def test_a_status_file_failing_during_the_run_does_not_fail_the_transfer(tmp_path, caplog):
+    directory = tmp_path / "d"
+    directory.mkdir()
+    progress = make_progress(Clock())
+    status = StatusFile(directory / "status.json", progress, interval=0)
+    status.write()
+    (directory / "status.json").unlink()
+    directory.rmdir()                                  # every later write fails
+    progress.add_disk("a", 10)
+    progress.advance("a", 5)
+    progress.set_phase("finishing")
+    assert progress.snapshot()["bytes_done"] == 5
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["Writing the status file %s failed" % status.path]
