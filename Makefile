@@ -109,7 +109,7 @@ sanity: install ansible-test-bootstrap
 	git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
 	  | tar -cf - -T - | tar -xf - -C $(SANITY_COPY)
 	# a repository of its own, or ansible-test would list files through the checkout's git, which ignores build/
-	cd $(SANITY_COPY) && git init -q && git add -A && ansible-test sanity --python 3.11 --color no
+	cd $(SANITY_COPY) && git init -q && git add -A && ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)
 
 .PHONY: units
 units: install

@@ -157,8 +157,8 @@ def test_create_virtual_disk_makes_a_sparse_flat_file(lab, si):
     spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(diskType="thin", adapterType="lsiLogic",
                                                             capacityKb=3 * 1024)
     name = "[LocalDS_0] lab-vm2/extra.vmdk"
-    assert wait_task(si.content.virtualDiskManager.CreateVirtualDisk_Task(name=name, datacenter=dc,
-                                                                           spec=spec)) == name
+    task = si.content.virtualDiskManager.CreateVirtualDisk_Task(name=name, datacenter=dc, spec=spec)
+    assert wait_task(task) == name
     flat = os.path.join(lab.info["datastores"]["LocalDS_0"], "lab-vm2", "extra-flat.vmdk")
     try:
         assert os.path.getsize(flat) == 3 * MiB and os.stat(flat).st_blocks == 0

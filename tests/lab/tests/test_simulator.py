@@ -156,7 +156,7 @@ def test_initial_disks_are_sparse_realistic_and_seeded(tmp_path):
         flat = first.disks("lab-vm1")[0]["flat"]
         data = read_flat(flat)
         assert len(data) == 32 * MiB
-        holes = 32 * MiB - sum(length for _, length in allocated_extents(flat))
+        holes = 32 * MiB - sum(length for _offset, length in allocated_extents(flat))
         assert holes == 18415616  # seeded: always the same layout (about 40 % holes on big disks, 55 % on this one)
         blocks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
         zero_blocks = sum(1 for b in blocks if b.count(0) == len(b))
