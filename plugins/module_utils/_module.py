@@ -25,7 +25,7 @@ from .ops.settings import RepositorySettings, VddkSettings, VSphereSettings
 
 __all__ = [
     "BlockvaultModule", "vsphere_argument_spec", "vddk_argument_spec", "repository_argument_spec",
-    "PASSPHRASE_ENV", "disk_reference",
+    "PASSPHRASE_ENV", "MIB", "disk_reference",
 ]
 
 #: environment variable read for the repository passphrase when neither passphrase nor key_file is given
@@ -204,8 +204,8 @@ class BlockvaultModule(object):
         except Exception as err:  # pylint: disable=broad-except
             # Not an error the engine raised on purpose: a bug. Still report it with the same fields.
             self._fail({
-                "msg": "Unexpected error %s: %s. This is a bug in blockvault.vsphere: please report it with the "
-                       "traceback (run with -vvv)." % (type(err).__name__, redact(str(err))),
+                "msg": "Unexpected error %s: %s. This is a bug in blockvault.vsphere: please report it with the traceback "
+                       "(-vvv; on ansible-core 2.19+ ANSIBLE_DISPLAY_TRACEBACK=error)." % (type(err).__name__, redact(str(err))),
                 "error_class": type(err).__name__,
                 "phase": None, "vm": None, "disk": None, "run_id": None,
             }, traceback.format_exc())

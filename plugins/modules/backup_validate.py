@@ -58,8 +58,7 @@ options:
     type: str
   scratch_path:
     description:
-      - Directory for the scratch files of O(level=restore); it needs room for the largest disk checked (the files
-        are sparse where the disk is).
+      - Directory for the scratch files of O(level=restore); it needs room for the largest disk checked.
       - When not given, the system's temporary directory is used.
     type: path
   workers:
