@@ -192,12 +192,12 @@ class _BackupRun:
 
     def read_batch_into(self, state, source, read_many, batch):
         """Read the (request, buffer) pairs of ``batch`` and queue their chunks; False after a failure."""
-        views = [(offset, memoryview(buf)[:length]) for (offset, length), buf in batch]
+        views = [memoryview(buf)[:length] for (offset, length), buf in batch]
         try:
-            if len(views) == 1:
-                source.read_into(*views[0])
+            if len(batch) == 1:
+                source.read_into(batch[0][0][0], views[0])
             else:
-                read_many(views)
+                read_many([(offset, view) for ((offset, length), buf), view in zip(batch, views)])
         except BaseException as exc:
             for request, buf in batch:
                 self.pool.release(buf)
@@ -206,7 +206,7 @@ class _BackupRun:
             self.fail(state, exc, "Reading %d bytes at offset %d" % (end - start, start))
             return False
         chunk_size = state.plan.chunk_size
-        for ((offset, length), buf), (offset, view) in zip(batch, views):
+        for ((offset, length), buf), view in zip(batch, views):
             chunks = (length + chunk_size - 1) // chunk_size
             with state.lock:
                 state.result.bytes_read += length

@@ -27,6 +27,7 @@ raised with the disk in its context; the ``cancel`` Event raises CancelledError 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _ZERO_DIGEST = bytes(32)
 _MAX_ZERO_RUN = 1024 * 1024 * 1024
+_NO_LOCK = contextlib.nullcontext()
 
 
 @dataclasses.dataclass
@@ -67,6 +69,8 @@ class RestoreResult:
 
 
 class _Restore:
+    """One call of restore_disk: the work cursor, the workers, the first error. Used once."""
+
     def __init__(self, index, fetch_chunk, target, workers, compare, changed_chunks, cancel, progress, key, vm,
                  run_id):
         self.index = index
@@ -91,6 +95,8 @@ class _Restore:
         self.target_lock = threading.Lock()      # only when the target cannot be cloned
         self.exhausted = False
         self.pool = BufferPool(self.chunk_size, workers) if compare else None
+        if progress is not None:
+            progress.add_disk(key, self.capacity)
         if changed_chunks is None:
             todo = range(self.count)
         else:
@@ -187,11 +193,10 @@ class _Restore:
                     break
                 kind, i, extra = item
                 action = "Restoring chunk %d" % i
-                if handle is None:
-                    with self.target_lock:
-                        self.do_item(self.target, buf, kind, i, extra)
+                if handle is None:        # shared target: only its calls are serialized, fetches stay parallel
+                    self.do_item(self.target, self.target_lock, buf, kind, i, extra)
                 else:
-                    self.do_item(handle, buf, kind, i, extra)
+                    self.do_item(handle, _NO_LOCK, buf, kind, i, extra)
             if handle is not None and self.error is None:   # also after a cancel: what was written must be durable
                 action = "Flushing the target"
                 handle.flush()
@@ -206,11 +211,13 @@ class _Restore:
                 except BaseException as exc:     # a write handle that fails to close may have lost data
                     self.fail(exc, "Closing a handle on the target")
 
-    def do_item(self, handle, buf, kind, i, extra):
+    def do_item(self, handle, handle_lock, buf, kind, i, extra):
+        """One work item; every call on ``handle`` is made under ``handle_lock``."""
         offset = i * self.chunk_size
         if kind == "zero":
             length = min(extra * self.chunk_size, self.capacity - offset)
-            handle.zero(offset, length)
+            with handle_lock:
+                handle.zero(offset, length)
             for j in range(i, i + extra):
                 self.written.set_zero(j)
             self.count_done(length, chunks_zeroed=extra, bytes_zeroed=length)
@@ -218,13 +225,15 @@ class _Restore:
         length = self.chunk_length(i)
         if self.compare:
             view = memoryview(buf)[:length]
-            handle.read_into(offset, view)
+            with handle_lock:
+                handle.read_into(offset, view)
             if kind == "check_zero":
                 if is_zero(view):
                     self.written.set_zero(i)
                     self.count_done(length, chunks_compared=1, chunks_unchanged=1)
                 else:
-                    handle.zero(offset, length)
+                    with handle_lock:
+                        handle.zero(offset, length)
                     self.written.set_zero(i)
                     self.count_done(length, chunks_compared=1, chunks_zeroed=1, bytes_zeroed=length)
                 return
@@ -239,7 +248,8 @@ class _Restore:
                                   "bytes the index records; run validate on the repository."
                                   % (i, self.key, extra.hex(), len(data), actual.hex(), length),
                                   object_name=extra.hex())
-        handle.write(offset, data)
+        with handle_lock:
+            handle.write(offset, data)
         self.written.set(i, actual)
         self.count_done(length, chunks_written=1, bytes_written=length, chunks_compared=1 if self.compare else 0)
 
@@ -247,8 +257,6 @@ class _Restore:
 
     def run(self):
         started = time.monotonic()
-        if self.progress is not None:
-            self.progress.add_disk(self.key, self.capacity)
         threads = [threading.Thread(target=self.work, name="bv-restore-%s-%d" % (self.key, n), daemon=True)
                    for n in range(self.workers)]
         running = []

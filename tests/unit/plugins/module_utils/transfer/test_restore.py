@@ -194,3 +194,34 @@ def test_a_checksum_different_from_the_index_is_an_error(fakes):
     index.blocksum = lambda: "0" * 64
     with pytest.raises(TransferError, match="The restored disk k has checksum [0-9a-f]{64}, not the 0{64} its index"):
         restore_disk(index, Repo(data).read_chunk, MemoryTarget(len(data)), memory_budget=4 * C, disk_key="k")
+
+
+def test_fetches_stay_parallel_when_the_target_is_shared(fakes):
+    data = fakes.make_data("rrrr", seed=8)
+    repo = Repo(data)
+    barrier = threading.Barrier(2)
+    calls = []
+
+    def fetch(digest):
+        with repo.lock:
+            calls.append(digest)
+            first_two = len(calls) <= 2
+        if first_two:
+            barrier.wait(30)            # two fetches at once, or a broken barrier
+        return repo.read_chunk(digest)
+
+    target = fakes.CountingTarget(MemoryTarget(len(data)), clonable=False)
+    restore_disk(fakes.index_of(data, C), fetch, target, workers=2, memory_budget=4 * C)
+    assert bytes(target.inner.data) == data and not barrier.broken
+
+
+def test_progress_counts_every_chunk_once_whatever_happened_to_it(fakes):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.progress import RunProgress
+
+    wanted = fakes.make_data("rzrzr", tail=1000)
+    progress = RunProgress()
+    target = MemoryTarget(len(wanted), known_zeroed=False, data=bytearray(wanted))
+    restore_disk(fakes.index_of(wanted, C), Repo(wanted).read_chunk, target, memory_budget=4 * C,
+                 changed_chunks={1, 2}, progress=progress, disk_key="d")
+    assert progress.snapshot()["disks"] == [{"key": "d", "phase": "transfer", "bytes_done": len(wanted),
+                                             "bytes_total": len(wanted)}]
