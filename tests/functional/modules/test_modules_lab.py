@@ -13,7 +13,12 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VMNotFoundError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import VSphereSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
 from ansible_collections.blockvault.vsphere.plugins.modules import (
     backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
 )
@@ -98,3 +103,42 @@ def test_failures_carry_context_and_no_secret(lab, repo_args):
     assert missing["failed"] is True and missing["error_class"] == "VMNotFoundError"
     text = json.dumps([wrong, missing])
     assert PASSPHRASE not in text and "not the passphrase" not in text and lab.info["password"] not in text
+
+
+@pytest.fixture
+def new_vm_name(lab):
+    """A unique VM name, and the VM of that name destroyed after the test if the test made one."""
+    name = "modules-%s" % uuid.uuid4().hex[:8]
+    yield name
+    info = lab.info
+    settings = VSphereSettings(host=info["host"], username=info["user"], password=info["password"], port=int(info["port"]),
+                               ca_bundle=info["ca_bundle"])
+    with VSphereSession.from_settings(settings, vddk_thumbprint=info["thumbprint"]) as session:
+        try:
+            vm = inventory.find_vm(session, name=name)
+        except VMNotFoundError:
+            return
+        vm_config.destroy_vm(vm)
+
+
+def test_restore_to_a_new_vm_then_roll_it_back_in_place(lab, repo_args, new_vm_name):
+    assert run(backup_repository, dict(repo_args, chunk_size=1 << 20))["changed"] is True
+    backup = run(vm_backup, dict(repo_args, name="lab-vm2", quiesce=False))
+    assert backup.get("failed") is not True, backup.get("msg")
+    restored = run(vm_restore, dict(repo_args, name="lab-vm2", new_name=new_vm_name, overrides=dict(PLACEMENT, disk_format="thin")))
+    assert restored.get("failed") is not True, restored.get("msg")
+    assert restored["vm"]["name"] == new_vm_name and restored["vm"]["powered_on"] is False
+    assert [d["sha256"] for d in restored["disks"]] == [d["sha256"] for d in backup["disks"]]
+    assert lab.checksum(new_vm_name, 0) == lab.checksum("lab-vm2", 0)
+
+    # the new VM is backed up, then changes; rolling it back in place writes only what differs
+    own = run(vm_backup, dict(repo_args, name=new_vm_name, quiesce=False))
+    assert own.get("failed") is not True, own.get("msg")
+    lab.write(new_vm_name, 0, 1 << 20, 65536, seed=9)
+    assert lab.checksum(new_vm_name, 0) != lab.checksum("lab-vm2", 0)
+    rolled = run(vm_restore, dict(repo_args, restore_point=own["restore_point"]["id"], target="in_place",
+                                  target_vm={"name": new_vm_name}), diff=True)
+    assert rolled.get("failed") is not True, rolled.get("msg")
+    assert rolled["changed"] is True and rolled["diff"]["before"]["vm"] == new_vm_name
+    assert rolled["disks"][0]["chunks_written"] == 1 and rolled["disks"][0]["chunks_unchanged"] > 0
+    assert lab.checksum(new_vm_name, 0) == lab.checksum("lab-vm2", 0)
