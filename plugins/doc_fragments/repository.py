@@ -48,8 +48,9 @@ options:
     default: true
   object_lock_days:
     description:
-      - Protect the objects written by this run with S3 Object Lock for this many days (the bucket must have
-        Object Lock enabled). V(s3://) repositories only; unset means no retention is set.
+      - Write the backup data (chunks, disk indexes, manifests) with an S3 Object Lock retention of this many days,
+        in GOVERNANCE mode; the bucket must have Object Lock enabled. V(s3://) repositories only; unset means no
+        retention is set.
     type: int
   passphrase:
     description:
