@@ -168,8 +168,13 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
                                        reason=None if cbt.is_cbt_enabled(vm_obj) else "CBT will be enabled by the run")
                 return _plan_only(live_disks, skipped, previous, status, mode, run_id, vm_label)
             progress = stack.enter_context(run_reporting(run_id, vm_label, status_file))
-            return _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesce, allow_crash_consistent,
-                               include_disks, exclude_disks, skipped, vddk, repository, workers, memory_budget, run_id, progress)
+            try:
+                return _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesce, allow_crash_consistent,
+                                   include_disks, exclude_disks, skipped, vddk, repository, workers, memory_budget, run_id,
+                                   progress)
+            except BlockvaultError as exc:
+                # named here, before the repository session's exit fills in its vm key (the instance uuid)
+                raise exc.with_context(vm=vm_label, run_id=run_id)
     except BlockvaultError as exc:
         raise exc.with_context(vm=vm_label, run_id=run_id, phase="backup")
 
