@@ -18,8 +18,8 @@ Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
   stored by another worker of this run is not stored twice. The buffer returns to the pool when its last
   chunk is done.
 
-Memory bound: the BufferPool holds at most ``memory_budget`` bytes of chunk data (``read_buffer_layout``); the
-task queue only references those buffers, so data in flight never exceeds the budget whatever the number and
+Memory bound: the BufferPool holds at most ``memory_budget`` bytes of chunk data, and no more buffers than the
+workers can use (``backup_buffer_layout``); the task queue only references those buffers, so data in flight never exceeds the budget whatever the number and
 size of disks. Outside it: ``workers`` times what ``put_chunk`` needs to compress and encrypt one chunk, and the
 indexes themselves (32 bytes per chunk).
 
@@ -50,7 +50,7 @@ from ..errors import BlockvaultError, CancelledError, TransferError
 from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, BufferRef, is_zero, read_buffer_layout
 from .plan import CARRY, ZERO, plan_disk
 
-__all__ = ["BackupDisk", "DiskBackupResult", "backup_disks", "plan_backup", "wrap_error"]
+__all__ = ["BackupDisk", "DiskBackupResult", "backup_buffer_layout", "backup_disks", "plan_backup", "wrap_error"]
 
 log = logging.getLogger(__name__)
 
@@ -356,12 +356,24 @@ def _check_disk(disk):
         raise ValueError("disk %s: the plan carries chunks over but no previous index was given" % disk.key)
 
 
+def backup_buffer_layout(chunk_size, memory_budget, workers, read_batch=4):
+    """(buffer size, buffer count) of a backup: ``read_buffer_layout`` of the budget, but no more buffers than
+    the workers can use: one per worker being processed, one more per worker queued, and one read batch.
+
+    Why: the readers (page cache, VDDK) outrun hashing and compression, so every buffer the budget allows ends
+    up filled and waiting; past that many, buffers add resident memory (the default 256 MiB budget alone would
+    put the process far above 256 MiB) and no throughput.
+    """
+    size, count = read_buffer_layout(chunk_size, memory_budget)
+    return size, max(1, min(count, 2 * max(1, workers) + max(1, read_batch)))
+
+
 def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET, cancel=None, progress=None,
                  vm=None, run_id=None, buffer_pool=None, read_batch=4):
     """Back up ``disks`` (BackupDisk list) into ``session`` in parallel; return {disk key: DiskBackupResult}.
 
     ``workers``: threads hashing and storing chunks, shared by all disks. ``memory_budget``: bytes of chunk
-    data in flight (see ``read_buffer_layout``); ``buffer_pool`` replaces the pool built from it (tests).
+    data in flight (see ``backup_buffer_layout``); ``buffer_pool`` replaces the pool built from it (tests).
     ``progress``: an object with ``add_disk(key, total)`` and ``advance(key, nbytes)`` (progress.RunProgress);
     ``cancel``: a threading.Event that stops the run. ``read_batch``: read requests a reader may pass in one
     ``read_into_many`` call when its source has one (VDDK's async reads: fewer round trips), using only buffers
@@ -380,7 +392,7 @@ def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET,
             raise ValueError("every disk of one backup uses the repository's chunk size")
         chunk_size = chunk_sizes.pop() if chunk_sizes else 1
         if buffer_pool is None:
-            buffer_pool = BufferPool(*read_buffer_layout(chunk_size, memory_budget))
+            buffer_pool = BufferPool(*backup_buffer_layout(chunk_size, memory_budget, workers, read_batch))
         elif buffer_pool.size < chunk_size:
             raise ValueError("the buffer pool's buffers are smaller than one chunk")
     except BaseException:

@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One blockvault operation per process, for bench/e2e_bench.py (which measures the process from outside).
+
+    bv_driver.py init REPO
+    bv_driver.py backup-file REPO IMAGE [--changed EXTENTS.json]    # engine straight from a raw image file
+    bv_driver.py restore-file REPO OUT                               # ops.restore target=file (latest point)
+    bv_driver.py backup-lab REPO LABDIR                              # ops.backup.backup_vm of lab-vm1 (lab)
+    bv_driver.py restore-lab REPO LABDIR NEW_NAME                    # ops.restore target=new_vm (lab, VDDK writes)
+    bv_driver.py destroy-vm LABDIR NAME
+
+backup-file is what ops.backup does once VDDK hands it a disk: plan (SEEK_DATA/SEEK_HOLE allocation instead of
+QueryAllocatedBlocks; ``--changed`` extents instead of QueryChangedDiskAreas), transfer.pipeline.backup_disks
+into a repository session, index, manifest. Prints one JSON object (the operation's figures and this
+process's /proc/self/io) on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+
+PASSPHRASE = "bench passphrase, not a secret"
+VM_KEY = "bench-vm"
+DISK_KEY = "2000"
+MIB = 1 << 20
+CHUNK = 4 * MIB
+
+
+def _link_collection():
+    link = os.path.join(ROOT, "build", "collections", "ansible_collections", "blockvault", "vsphere")
+    if not os.path.exists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(ROOT, link)
+
+
+_link_collection()
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup  # noqa: E402
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa: E402
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (  # noqa: E402
+    RepositorySettings, VddkSettings, VSphereSettings)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend  # noqa: E402
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import RawFileSource  # noqa: E402
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import (  # noqa: E402
+    BackupDisk, backup_disks, plan_backup)
+
+
+def proc_io():
+    with open("/proc/self/io") as handle:
+        return {key: int(value) for key, value in (line.split(": ") for line in handle.read().splitlines())}
+
+
+def repo_settings(repo):
+    return RepositorySettings(location=os.path.abspath(repo), passphrase=PASSPHRASE)
+
+
+def open_repo(repo):
+    return Repository.open(open_backend(os.path.abspath(repo)), passphrase=PASSPHRASE)
+
+
+def cmd_init(args):
+    Repository.create(open_backend(os.path.abspath(args.repo)), chunk_size=CHUNK, compression_level=3,
+                      passphrase=PASSPHRASE).close()
+    return {}
+
+
+def cmd_backup_file(args):
+    repository = open_repo(args.repo)
+    try:
+        points = repository.list_restore_points()
+        base = points[0] if args.base == "first" else (points[-1] if points else None)
+        previous = repository.load_manifest(base.id) if points else None
+        changed = None
+        if args.changed:
+            with open(args.changed) as handle:
+                changed = [tuple(item) for item in json.load(handle)]
+        run_id = "bench-%d" % time.time_ns()
+        with repository.begin_backup(VM_KEY, run_id) as backup:
+            source = RawFileSource(args.image)
+            previous_index = backup.previous_index(previous["id"], DISK_KEY) if (previous and changed is not None) else None
+            if previous_index is None:
+                changed = None
+            plan = plan_backup(source, repository.chunk_size, changed=changed, previous=previous_index)
+            item = BackupDisk(key=DISK_KEY, source=source, plan=plan, index=DiskIndex(source.capacity, repository.chunk_size),
+                              previous=previous_index)
+            results = backup_disks(backup, [item], workers=args.workers)
+            result = results[DISK_KEY]
+            backup.add_disk_index(DISK_KEY, result.index)
+            mode = "incremental" if changed is not None else "full"
+            manifest = {"run_id": run_id, "backup_mode": mode, "vm": {"key": VM_KEY, "name": "bench", "moref": None, "uuid": None, "instance_uuid": None,
+                               "config": {}},
+                        "disks": [{"key": DISK_KEY, "label": "Hard disk 1", "controller": None, "unit_number": 0,
+                                   "file_name": os.path.abspath(args.image), "uuid": None, "change_id": None,
+                                   "capacity": source.capacity, "mode": mode, "reason": None,
+                                   "bytes_read": result.bytes_read, "bytes_new": result.bytes_new}],
+                        "stats": {"bytes_read": result.bytes_read}}
+            rp_id = backup.commit(manifest)
+        return {"restore_point": rp_id, "mode": mode, "result": result.as_dict()}
+    finally:
+        repository.close()
+
+
+def cmd_restore_file(args):
+    repository = open_repo(args.repo)
+    try:
+        rp_id = repository.list_restore_points()[-1].id
+    finally:
+        repository.close()
+    result = ops_restore.restore(None, None, repo_settings(args.repo), restore_point=rp_id, target="file",
+                                 path=os.path.abspath(args.out), force=True, workers=args.workers,
+                                 status_file=os.path.join(os.path.dirname(os.path.abspath(args.out)), "status-restore.json"))
+    return {"restore_point": rp_id, "disks": result["disks"]}
+
+
+def _lab_settings(labdir):
+    from labkit import Lab  # pylint: disable=import-outside-toplevel
+    lab = Lab.attach(labdir)
+    info = lab.info
+    vsphere = VSphereSettings(host=info["host"], username=info["user"], password=info["password"],
+                              port=int(info["port"]), ca_bundle=info["ca_bundle"])
+    vddk = VddkSettings(libdir=lab.env()["VDDK_LIBDIR"], thumbprint=info["thumbprint"])
+    return vsphere, vddk
+
+
+def cmd_backup_lab(args):
+    vsphere, vddk = _lab_settings(args.labdir)
+    result = ops_backup.backup_vm(vsphere, vddk, repo_settings(args.repo), {"name": args.vm}, quiesce=False,
+                                  workers=args.workers,
+                                  status_file=os.path.join(os.path.abspath(args.repo) + "-status", "backup.json"))
+    return {"restore_point": result["restore_point"]["id"], "disks": result["disks"], "bytes_read": result["bytes_read"],
+            "bytes_written": result["bytes_written"], "duration": result["duration"]}
+
+
+def cmd_restore_lab(args):
+    vsphere, vddk = _lab_settings(args.labdir)
+    repository = open_repo(args.repo)
+    try:
+        rp_id = repository.list_restore_points()[-1].id
+    finally:
+        repository.close()
+    result = ops_restore.restore(vsphere, vddk, repo_settings(args.repo), restore_point=rp_id, target="new_vm",
+                                 new_name=args.name, overrides={"resource_pool": "DC0_C0"}, workers=args.workers,
+                                 status_file=os.path.join(os.path.abspath(args.repo) + "-status", "restore.json"))
+    return {"restore_point": rp_id, "vm": result["vm"], "disks": result["disks"]}
+
+
+def cmd_destroy_vm(args):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config, inventory  # noqa
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession  # noqa
+    vsphere, vddk = _lab_settings(args.labdir)
+    with VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint) as session:
+        vm_config.destroy_vm(inventory.find_vm(session, name=args.name))
+    return {}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=4)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init").add_argument("repo")
+    p = sub.add_parser("backup-file")
+    p.add_argument("repo")
+    p.add_argument("image")
+    p.add_argument("--changed")
+    p.add_argument("--base", choices=("latest", "first"), default="latest",
+                   help="the restore point the changed extents are relative to")
+    p = sub.add_parser("restore-file")
+    p.add_argument("repo")
+    p.add_argument("out")
+    p = sub.add_parser("backup-lab")
+    p.add_argument("repo")
+    p.add_argument("labdir")
+    p.add_argument("--vm", default="lab-vm1")
+    p = sub.add_parser("restore-lab")
+    p.add_argument("repo")
+    p.add_argument("labdir")
+    p.add_argument("name")
+    p = sub.add_parser("destroy-vm")
+    p.add_argument("labdir")
+    p.add_argument("name")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("XDG_STATE_HOME", os.path.join(ROOT, "bench", "work", "state"))
+    started = time.monotonic()
+    out = globals()["cmd_" + args.command.replace("-", "_")](args)
+    out["op_seconds"] = round(time.monotonic() - started, 3)
+    out["io"] = proc_io()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

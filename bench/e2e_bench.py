@@ -1,0 +1,637 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""End-to-end benchmark: blockvault (through the lab and straight from a raw image) against restic, borg and
+qemu-img on the same synthetic VM disk, with the machine's ceilings measured in the same run. Asserts nothing.
+
+    .venv/bin/python bench/e2e_bench.py [--size 4G] [--runs 3] [--quick] [--no-scaling] [--no-lab]
+
+Writes bench/results/e2e.json (every measurement and the medians) and bench/results/e2e.md (the tables that go
+into docs/performance.md). Work files live in bench/work/e2e (git-ignored) and are removed at the end.
+
+Every tool runs in its own process, measured from outside: wall seconds, CPU seconds (user+system, from
+wait4), peak RSS (ru_maxrss of wait4: the largest process of the tree), bytes the process read (rchar of
+/proc/PID/io, sampled every 20 ms: up to 20 ms of reads may be missed at the end), repository size (allocated
+bytes on disk after the operation). Each repetition uses fresh repositories; ratios to restic are computed
+within a repetition, then the median is taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, BENCH)
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+
+import diskgen  # noqa: E402  pylint: disable=wrong-import-position
+
+PY = os.path.join(ROOT, ".venv", "bin", "python")
+DRIVER = os.path.join(BENCH, "bv_driver.py")
+MIB = 1 << 20
+PASSWORD = "bench passphrase, not a secret"
+TOOL_ENV = {"RESTIC_PASSWORD": PASSWORD, "BORG_PASSPHRASE": PASSWORD, "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "YES", "GOGC": "100"}
+BORG_CONFIGS = {
+    "borg-lz4": {"init": ["-e", "none"], "create": ["--compression", "lz4"]},
+    "borg-zstd3-fixed4M": {"init": ["-e", "repokey"],
+                           "create": ["--compression", "zstd,3", "--chunker-params", "fixed,4194304", "--sparse"]},
+}
+
+
+def log(message):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
+
+
+# -- measuring one process ----------------------------------------------------------------------------------
+
+def measure(argv, env=None, cwd=None, repo=None, label=None):
+    """Run argv; return wall, cpu, peak RSS, rchar, repository size and stdout (raises on a non-zero exit)."""
+    environ = dict(os.environ, **TOOL_ENV)
+    environ.update(env or {})
+    out_path = os.path.join(WORK, ".stdout")
+    err_path = os.path.join(WORK, ".stderr")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        io = {}
+        while True:
+            try:
+                with open("/proc/%d/io" % proc.pid) as handle:
+                    io = {k: int(v) for k, v in (line.split(": ") for line in handle.read().splitlines())}
+            except (OSError, ValueError):
+                pass
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path, "rb") as handle:
+        stdout = handle.read().decode(errors="replace")
+    if proc.returncode != 0:
+        with open(err_path, "rb") as handle:
+            stderr = handle.read().decode(errors="replace")
+        raise RuntimeError("%s failed (%d): %s\n%s" % (label or argv[0], proc.returncode, stderr[-3000:], stdout[-2000:]))
+    result = {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+              "user_s": round(usage.ru_utime, 3), "sys_s": round(usage.ru_stime, 3),
+              "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "read_mib": round(io.get("rchar", 0) / MIB, 1)}
+    if repo:
+        result["repo_mib"] = round(disk_usage(repo) / MIB, 1)
+    result["stdout"] = stdout
+    return result
+
+
+def disk_usage(path):
+    total = 0
+    if os.path.isfile(path):
+        return os.stat(path).st_blocks * 512
+    for base, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def rmtree(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return {}
+
+
+# -- the tools ----------------------------------------------------------------------------------------------
+
+class Blockvault:
+    """The product through bench/bv_driver.py: ``file`` (engine from a raw image) or ``lab`` (ops through the lab)."""
+
+    def __init__(self, name, kind, lab=None):
+        self.name = name
+        self.kind = kind
+        self.lab = lab
+        self.repo = os.path.join(WORK, "repo-" + name)
+
+    def init(self):
+        rmtree(self.repo)
+        rmtree(self.repo + "-status")
+        subprocess.run([PY, DRIVER, "init", self.repo], check=True, stdout=subprocess.DEVNULL)
+
+    def backup(self, image, changed=None, base=False):
+        if self.kind == "lab":
+            m = measure([PY, DRIVER, "backup-lab", self.repo, LABDIR], repo=self.repo, label=self.name)
+            info = last_json(m["stdout"])
+            m["bytes_read_by_tool_mib"] = round(info.get("bytes_read", 0) / MIB, 1)
+            m["modes"] = [d.get("mode") for d in info.get("disks", [])]
+        else:
+            argv = [PY, DRIVER, "backup-file", self.repo, image]
+            if changed is not None:
+                path = os.path.join(WORK, "changed.json")
+                with open(path, "w") as handle:
+                    json.dump(changed, handle)
+                argv += ["--changed", path]
+                if base:
+                    argv += ["--base", "first"]
+            m = measure(argv, repo=self.repo, label=self.name)
+            info = last_json(m["stdout"])
+            m["bytes_read_by_tool_mib"] = round(info.get("result", {}).get("bytes_read", 0) / MIB, 1)
+            m["modes"] = [info.get("mode")]
+        m.pop("stdout")
+        return m
+
+    def restore(self, out):
+        if self.kind == "lab":
+            name = "bench-restored-%d" % time.time_ns()
+            m = measure([PY, DRIVER, "restore-lab", self.repo, LABDIR, name], label=self.name)
+            info = last_json(m["stdout"])
+            m["restored_sha256"] = [d.get("sha256") for d in info.get("disks", [])]
+            subprocess.run([PY, DRIVER, "destroy-vm", LABDIR, name], check=True, stdout=subprocess.DEVNULL)
+            m["output_mib"] = None
+        else:
+            m = measure([PY, DRIVER, "restore-file", self.repo, out], label=self.name)
+            m["output_mib"] = round(disk_usage(out) / MIB, 1)
+            m["output_ok"] = same_content(out, IMAGE)
+            rmtree(out)
+        m.pop("stdout")
+        return m
+
+    def cleanup(self):
+        rmtree(self.repo)
+        rmtree(self.repo + "-status")
+
+
+class Restic:
+    name = "restic"
+
+    def __init__(self):
+        self.repo = os.path.join(WORK, "repo-restic")
+        self.cache = os.path.join(WORK, "cache-restic")
+
+    def _argv(self, *args):
+        return ["restic", "-r", self.repo, "--cache-dir", self.cache, "-q"] + list(args)
+
+    def init(self):
+        rmtree(self.repo)
+        rmtree(self.cache)
+        subprocess.run(self._argv("init", "--repository-version", "2"), check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, **TOOL_ENV))
+
+    def backup(self, image, changed=None, base=False):
+        m = measure(self._argv("backup", "--host", "bench", image), cwd=os.path.dirname(image), repo=self.repo,
+                    label="restic backup")
+        m.pop("stdout")
+        return m
+
+    def restore(self, out):
+        target = out + ".d"
+        m = measure(self._argv("restore", "latest", "--target", target), repo=None, label="restic restore")
+        restored = os.path.join(target, IMAGE.lstrip("/"))
+        m["output_mib"] = round(disk_usage(restored) / MIB, 1)
+        m["output_ok"] = same_content(restored, IMAGE)
+        rmtree(target)
+        m.pop("stdout")
+        return m
+
+    def cleanup(self):
+        rmtree(self.repo)
+        rmtree(self.cache)
+
+
+class Borg:
+    def __init__(self, name):
+        self.name = name
+        self.config = BORG_CONFIGS[name]
+        self.repo = os.path.join(WORK, "repo-" + name)
+        self.env = {"BORG_BASE_DIR": os.path.join(WORK, "borg-base-" + name)}
+        self.archives = 0
+
+    def init(self):
+        rmtree(self.repo)
+        rmtree(self.env["BORG_BASE_DIR"])
+        self.archives = 0
+        subprocess.run(["borg", "init"] + self.config["init"] + [self.repo], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env=dict(os.environ, **TOOL_ENV, **self.env))
+
+    def backup(self, image, changed=None, base=False):
+        self.archives += 1
+        m = measure(["borg", "create"] + self.config["create"] + ["%s::a%d" % (self.repo, self.archives),
+                                                                  os.path.basename(image)],
+                    env=self.env, cwd=os.path.dirname(image), repo=self.repo, label=self.name + " create")
+        m.pop("stdout")
+        return m
+
+    def restore(self, out):
+        target = out + ".d"
+        os.makedirs(target, exist_ok=True)
+        m = measure(["borg", "extract", "--sparse", "%s::a%d" % (self.repo, self.archives)], env=self.env, cwd=target,
+                    label=self.name + " extract")
+        restored = os.path.join(target, os.path.basename(IMAGE))
+        m["output_mib"] = round(disk_usage(restored) / MIB, 1)
+        m["output_ok"] = same_content(restored, IMAGE)
+        rmtree(target)
+        m.pop("stdout")
+        return m
+
+    def cleanup(self):
+        rmtree(self.repo)
+        rmtree(self.env["BORG_BASE_DIR"])
+
+
+def same_content(path, reference):
+    """True when two files hold the same bytes (compared by 8 MiB blocks; both are in the page cache)."""
+    if os.path.getsize(path) != os.path.getsize(reference):
+        return False
+    with open(path, "rb") as a, open(reference, "rb") as b:
+        while True:
+            x, y = a.read(8 * MIB), b.read(8 * MIB)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+# -- ceilings -----------------------------------------------------------------------------------------------
+
+CEILING_CODE = r"""
+import hashlib, json, os, sys, time, zstandard
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+path, sample = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDONLY)
+size = os.fstat(fd).st_size
+extents, off = [], 0
+while off < size:
+    try:
+        d = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    h = os.lseek(fd, d, os.SEEK_HOLE)
+    extents.append((d, h - d)); off = h
+buf = bytearray(8 << 20)
+def read_all():
+    n = 0
+    for o, l in extents:
+        p = o
+        while p < o + l:
+            k = os.preadv(fd, [memoryview(buf)[:min(len(buf), o + l - p)]], p); p += k; n += k
+    return n
+read_all()                                   # warm the page cache
+t = time.perf_counter(); n = read_all(); read_s = time.perf_counter() - t
+blocks, got = [], 0
+for o, l in extents:
+    p = o
+    while p < o + l and got < sample:
+        b = os.pread(fd, 4 << 20, p); blocks.append(b); got += len(b); p += len(b)
+    if got >= sample:
+        break
+nb = sum(len(b) for b in blocks)
+def rate(fn):
+    t = time.perf_counter()
+    for b in blocks:
+        fn(b)
+    return nb / (time.perf_counter() - t) / 1e6
+zero = bytes(4 << 20)
+nonzero = [b for b in blocks if not zero.startswith(b)]
+nz = sum(len(b) for b in nonzero)
+def rate_nz(fn):
+    t = time.perf_counter()
+    for b in nonzero:
+        fn(b)
+    return nz / (time.perf_counter() - t) / 1e6
+z = zstandard.ZstdCompressor(level=3)
+aead = AESGCM(os.urandom(32)); nonce = os.urandom(12)
+comp = [z.compress(b) for b in nonzero]
+print(json.dumps({
+  "page_cache_read_MBps": round(n / read_s / 1e6, 1), "allocated_bytes": n, "sample_bytes": nb,
+  "sha256_MBps": round(rate_nz(lambda b: hashlib.sha256(b).digest()), 1),
+  "zstd3_MBps": round(rate_nz(z.compress), 1),
+  "zstd3_ratio": round(sum(map(len, comp)) / nz, 3),
+  "aes256gcm_MBps": round(rate_nz(lambda b: aead.encrypt(nonce, b, b"")), 1),
+}))
+"""
+
+
+def measure_ceilings(image, sample_mib):
+    done = subprocess.run([PY, "-c", CEILING_CODE, image, str(sample_mib * MIB)], check=True, capture_output=True, text=True)
+    figures = json.loads(done.stdout)
+    # per core, in series: what one core does per byte of the backup (hash + compress + encrypt the compressed)
+    per_byte = 1 / figures["sha256_MBps"] + 1 / figures["zstd3_MBps"] + figures["zstd3_ratio"] / figures["aes256gcm_MBps"]
+    figures["cpu_pipeline_per_core_MBps"] = round(1 / per_byte, 1)
+    figures["cores"] = os.cpu_count()
+    return figures
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def summarize(runs, key):
+    """{tool: {metric: median}} over the repetitions of phase ``key``."""
+    tools = sorted({tool for run in runs for tool in run.get(key, {})})
+    table = {}
+    for tool in tools:
+        rows = [run[key][tool] for run in runs if tool in run.get(key, {})]
+        metrics = {}
+        for metric in ("wall_s", "cpu_s", "peak_rss_mib", "read_mib", "repo_mib", "output_mib"):
+            metrics[metric] = median([row.get(metric) for row in rows])
+        ratios = [row["wall_s"] / run[key]["restic"]["wall_s"] for run, row in zip(runs, rows)
+                  if "restic" in run.get(key, {}) and tool in run[key]]
+        metrics["wall_vs_restic"] = median(ratios)
+        metrics["runs"] = len(rows)
+        oks = [row.get("output_ok") for row in rows if "output_ok" in row]
+        if oks:
+            metrics["output_ok"] = all(oks)
+        table[tool] = metrics
+    return table
+
+
+def one_repetition(number, tools, workload, lab_flat):
+    log("repetition %d: full backups" % number)
+    run = {"full": {}, "incremental": {}, "restore": {}}
+    for tool in tools:
+        tool.init()
+        run["full"][tool.name] = tool.backup(IMAGE)
+        log("  %-20s full   %s" % (tool.name, brief(run["full"][tool.name])))
+    qemu_out = os.path.join(WORK, "copy.qcow2")
+    run["full"]["qemu-img-qcow2"] = m = measure(["qemu-img", "convert", "-O", "qcow2", IMAGE, qemu_out], repo=qemu_out,
+                                                label="qemu-img")
+    m.pop("stdout")
+    rmtree(qemu_out)
+    log("  %-20s copy   %s" % ("qemu-img-qcow2", brief(m)))
+    undo_image = workload.apply_file(IMAGE)
+    undo_flat = workload.apply_flat(lab_flat) if lab_flat else None
+    log("repetition %d: workload %.2f%% (%d MiB) applied; incrementals" % (number, workload.fraction * 100,
+                                                                          workload.bytes_changed // MIB))
+    for tool in tools:
+        run["incremental"][tool.name] = tool.backup(IMAGE, changed=workload.extents)
+        log("  %-20s incr   %s" % (tool.name, brief(run["incremental"][tool.name])))
+    log("repetition %d: restores" % number)
+    for tool in tools:
+        run["restore"][tool.name] = tool.restore(os.path.join(WORK, "restored-%s.img" % tool.name))
+        log("  %-20s restore %s" % (tool.name, brief(run["restore"][tool.name])))
+    for tool in tools:
+        tool.cleanup()
+    diskgen.undo_file(IMAGE, undo_image)
+    if undo_flat:
+        diskgen.write_flat(lab_flat, undo_flat, sparse=True)
+    return run
+
+
+def brief(m):
+    return "wall %6.2fs cpu %6.2fs rss %6.1fMiB read %7.1fMiB repo %s" % (m["wall_s"], m["cpu_s"], m["peak_rss_mib"],
+                                                                        m["read_mib"], m.get("repo_mib"))
+
+
+def scaling(size, fractions, memory_sizes, quick):
+    """Incremental time vs changed fraction (engine from the image), full-backup memory vs disk size."""
+    result = {"incremental": [], "full_memory": []}
+    tool = Blockvault("blockvault-file-scaling", "file")
+    tool.init()
+    base = tool.backup(IMAGE)
+    result["base_full"] = base
+    for fraction in fractions:
+        workload = diskgen.Workload(size, fraction)
+        undo = workload.apply_file(IMAGE)
+        m = tool.backup(IMAGE, changed=workload.extents, base=True)
+        diskgen.undo_file(IMAGE, undo)
+        m.update(fraction=fraction, changed_mib=workload.bytes_changed // MIB)
+        result["incremental"].append(m)
+        log("  scaling incr %5.1f%%: %s" % (fraction * 100, brief(m)))
+    tool.cleanup()
+    for disk_size in memory_sizes:
+        if disk_size == size:
+            path = IMAGE
+        else:
+            path = os.path.join(WORK, "scale-%d.img" % disk_size)
+            # bigger disks stay sparse: the same allocated volume as the main disk at most
+            hole = max(0.4, 1 - min(1.0, 0.6 * size / disk_size))
+            rest = (1 - hole) / 0.6
+            weights = (hole,) + tuple(w * rest for w in diskgen.DEFAULT_WEIGHTS[1:])
+            diskgen.generate(path, disk_size, seed=3, weights=weights)
+        tool.init()
+        m = tool.backup(path)
+        m["disk_gib"] = disk_size / (1 << 30)
+        m["allocated_mib"] = round(disk_usage(path) / MIB, 1)
+        result["full_memory"].append(m)
+        log("  scaling full %5.1f GiB: %s" % (m["disk_gib"], brief(m)))
+        tool.cleanup()
+        if path != IMAGE:
+            rmtree(path)
+    return result
+
+
+def main(argv=None):
+    global WORK, IMAGE, LABDIR
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default=None, help="disk size (default 4G; 1G with --quick)")
+    parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--change", type=float, default=0.01, help="fraction of 4 MiB blocks the workload changes")
+    parser.add_argument("--quick", action="store_true", help="1 GiB disk, 1 run, small scaling run (development)")
+    parser.add_argument("--no-lab", action="store_true", help="skip the lab path (no simulator needed)")
+    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--no-others", action="store_true", help="blockvault only (no restic, borg, qemu-img)")
+    parser.add_argument("--work", default=os.path.join(BENCH, "work", "e2e"))
+    parser.add_argument("--results", default=os.path.join(BENCH, "results"))
+    args = parser.parse_args(argv)
+    size = diskgen.parse_size(args.size or ("1G" if args.quick else "4G"))
+    runs = args.runs or (1 if args.quick else 3)
+    WORK = os.path.abspath(args.work)
+    rmtree(WORK)
+    os.makedirs(WORK)
+    IMAGE = os.path.join(WORK, "disk.img")
+    LABDIR = os.path.join(WORK, "lab")
+    began = time.monotonic()
+    for program in ("restic", "borg", "qemu-img"):
+        if not args.no_others and shutil.which(program) is None:
+            raise SystemExit("%s is not installed: run `make apt-bench` (or pass --no-others)" % program)
+    log("generating the %d MiB disk (seed %d)" % (size // MIB, args.seed))
+    disk = diskgen.generate(IMAGE, size, seed=args.seed)
+    log("disk: %s" % json.dumps(disk["kinds"]))
+    log("ceilings")
+    ceilings = measure_ceilings(IMAGE, 256 if args.quick else 512)
+    log("ceilings: %s" % json.dumps(ceilings))
+    lab = lab_flat = None
+    tools = []
+    try:
+        if not args.no_lab:
+            from labkit import Lab  # pylint: disable=import-outside-toplevel
+            lab = Lab.start(LABDIR, vm1_disk0=size, vm1_disk1="1M", vm2_disk0="1M")
+            lab_flat = lab.disks("lab-vm1")[0]["flat"]
+            diskgen.load_image_into_flat(IMAGE, lab_flat)
+            tools.append(Blockvault("blockvault-lab", "lab", lab))
+        tools.append(Blockvault("blockvault-file", "file"))
+        if not args.no_others:
+            tools += [Restic(), Borg("borg-lz4"), Borg("borg-zstd3-fixed4M")]
+        workload = diskgen.Workload(size, args.change)
+        results = []
+        for number in range(1, runs + 1):
+            results.append(one_repetition(number, tools, workload, lab_flat))
+        scale = None
+        if not args.no_scaling:
+            log("scaling run")
+            fractions = (0.001, 0.01, 0.1)
+            memory_sizes = (size // 4, size, size * 4) if args.quick else (1 << 30, 4 << 30, 16 << 30)
+            scale = scaling(size, fractions, memory_sizes, args.quick)
+    finally:
+        if lab is not None:
+            lab.stop()
+    summary = {phase: summarize(results, phase) for phase in ("full", "incremental", "restore")}
+    report = {
+        "command": "make bench" if not (args.quick or args.size or args.runs) else "bench/e2e_bench.py " + " ".join(argv or sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "kernel": platform.release(), "python": platform.python_version(),
+                    "loadavg_at_end": os.getloadavg(), "versions": _versions()},
+        "disk": disk, "workload": {"fraction": args.change, "blocks": len(workload.blocks), "bytes": workload.bytes_changed},
+        "runs": runs, "ceilings": ceilings, "summary": summary, "scaling": scale, "raw": results,
+        "duration_s": round(time.monotonic() - began, 1),
+    }
+    report["targets"] = targets(report)
+    os.makedirs(args.results, exist_ok=True)
+    name = "e2e-quick" if args.quick else "e2e"
+    with open(os.path.join(args.results, name + ".json"), "w") as handle:
+        json.dump(report, handle, indent=1)
+    table = markdown(report)
+    with open(os.path.join(args.results, name + ".md"), "w") as handle:
+        handle.write(table)
+    print(table)
+    rmtree(WORK)
+    log("done in %.0f s" % report["duration_s"])
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _versions():
+    versions = {}
+    for name, argv in (("restic", ["restic", "version"]), ("borg", ["borg", "--version"]), ("qemu-img", ["qemu-img", "--version"])):
+        try:
+            versions[name] = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            versions[name] = None
+    return versions
+
+
+def targets(report):
+    """The issue's targets, each with the measured value and met / missed."""
+    s = report["summary"]
+    out = []
+
+    def add(name, value, limit, better="lower"):
+        if value is None:
+            out.append({"target": name, "value": None, "limit": limit, "met": None})
+            return
+        met = value <= limit if better == "lower" else value >= limit
+        out.append({"target": name, "value": round(value, 3), "limit": limit, "met": met})
+
+    for tool in ("blockvault-lab", "blockvault-file"):
+        full = s["full"].get(tool)
+        if not full:
+            continue
+        add("%s full / restic full (wall)" % tool, full.get("wall_vs_restic"), 0.33)
+        borg = s["full"].get("borg-zstd3-fixed4M", {}).get("wall_s")
+        add("%s full / borg zstd,3 fixed 4M --sparse (wall)" % tool, full["wall_s"] / borg if borg else None, 0.5)
+        add("%s 1%% incremental / restic 2nd backup (wall)" % tool, s["incremental"].get(tool, {}).get("wall_vs_restic"), 0.1)
+        add("%s restore / restic restore (wall)" % tool, s["restore"].get(tool, {}).get("wall_vs_restic"), 0.5)
+        rss = [s[phase].get(tool, {}).get("peak_rss_mib") for phase in s]
+        if report.get("scaling") and tool == "blockvault-file":
+            rss += [m["peak_rss_mib"] for m in report["scaling"]["full_memory"]]
+        add("%s peak memory, MiB (every phase and size)" % tool, max(v for v in rss if v is not None), 256)
+        ceil = report["ceilings"]
+        slowest = min(ceil["page_cache_read_MBps"], ceil["sha256_MBps"] * ceil["cores"], ceil["zstd3_MBps"] * ceil["cores"],
+                      ceil["aes256gcm_MBps"] * ceil["cores"])
+        throughput = report["disk"]["allocated_bytes"] / 1e6 / full["wall_s"]
+        add("%s full throughput / slowest stage ceiling (%.0f MB/s, all cores)" % (tool, slowest), throughput / slowest, 0.6,
+            better="higher")
+    return out
+
+
+def markdown(report):
+    s = report["summary"]
+    lines = ["Disk: %d MiB, %.0f%% allocated (%s), seed %d; workload: %d blocks of 4 MiB rewritten (%.1f%%). %d run(s), "
+             "medians. Machine: %d x %s, load average at the end %.1f." % (
+                 report["disk"]["size"] // MIB, report["disk"]["allocated_fraction"] * 100,
+                 ", ".join("%s %d" % kv for kv in report["disk"]["kinds"].items()), report["disk"]["seed"],
+                 report["workload"]["blocks"], report["workload"]["fraction"] * 100, report["runs"],
+                 report["machine"]["cpus"], report["machine"]["cpu"], report["machine"]["loadavg_at_end"][0]), ""]
+    names = {"full": "full backup", "incremental": "2nd backup (1% changed)", "restore": "restore (latest)"}
+    lines.append("| tool | operation | wall s | x restic | CPU s | peak RSS MiB | read MiB | repository MiB | output MiB |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for phase in ("full", "incremental", "restore"):
+        for tool, m in s[phase].items():
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                tool, names[phase] if tool != "qemu-img-qcow2" else "convert to qcow2", _f(m["wall_s"]),
+                _f(m["wall_vs_restic"]), _f(m["cpu_s"]), _f(m["peak_rss_mib"]), _f(m["read_mib"]), _f(m["repo_mib"]),
+                _f(m["output_mib"]) + ("" if m.get("output_ok", True) else " (DIFFERS)")))
+    c = report["ceilings"]
+    lines += ["", "Ceilings of this machine, same run, per core (MB/s, on the disk's own data): page-cache read %s (one "
+              "thread), SHA-256 %s, zstd level 3 %s (ratio %s), AES-256-GCM %s; hash+compress+encrypt in series %s per "
+              "core." % (c["page_cache_read_MBps"], c["sha256_MBps"], c["zstd3_MBps"], c["zstd3_ratio"],
+                         c["aes256gcm_MBps"], c["cpu_pipeline_per_core_MBps"]), ""]
+    lines.append("| target | value | limit | met |")
+    lines.append("| --- | ---: | ---: | --- |")
+    for t in report["targets"]:
+        lines.append("| %s | %s | %s | %s |" % (t["target"], _f(t["value"]), t["limit"],
+                                               {True: "yes", False: "**no**", None: "n/a"}[t["met"]]))
+    sc = report.get("scaling")
+    if sc:
+        lines += ["", "Scaling (blockvault from the image file):", "",
+                  "| incremental | changed MiB | wall s | CPU s | read MiB | peak RSS MiB |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for m in sc["incremental"]:
+            lines.append("| %.1f%% | %d | %s | %s | %s | %s |" % (m["fraction"] * 100, m["changed_mib"], _f(m["wall_s"]),
+                                                                 _f(m["cpu_s"]), _f(m["read_mib"]), _f(m["peak_rss_mib"])))
+        lines += ["", "| full backup, disk GiB | allocated MiB | wall s | CPU s | peak RSS MiB |", "| ---: | ---: | ---: | ---: | ---: |"]
+        for m in sc["full_memory"]:
+            lines.append("| %g | %s | %s | %s | %s |" % (m["disk_gib"], _f(m["allocated_mib"]), _f(m["wall_s"]), _f(m["cpu_s"]),
+                                                        _f(m["peak_rss_mib"])))
+    lines += ["", "Reproduce: `%s` (%.0f s)." % (report["command"], report["duration_s"]), ""]
+    return "\n".join(lines)
+
+
+def _f(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "%.2f" % value if abs(value) < 100 else "%.0f" % value
+    return str(value)
+
+
+WORK = IMAGE = LABDIR = None
+
+if __name__ == "__main__":
+    main()
