@@ -19,9 +19,10 @@ Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
   chunk is done.
 
 Memory bound: the BufferPool holds at most ``memory_budget`` bytes of chunk data, and no more buffers than the
-workers can use (``backup_buffer_layout``); the task queue only references those buffers, so data in flight never exceeds the budget whatever the number and
-size of disks. Outside it: ``workers`` times what ``put_chunk`` needs to compress and encrypt one chunk, and the
-indexes themselves (32 bytes per chunk).
+workers can use (``backup_buffer_layout``: readers outrun hashing, so more buffers would only sit filled); the
+task queue only references those buffers, so data in flight never exceeds the budget whatever the number and
+size of disks. Outside it: ``workers`` times what ``put_chunk`` needs to compress and encrypt one chunk, and
+the indexes themselves (32 bytes per chunk).
 
 Contract of the session (``repo``'s backup session): ``has_chunk(digest)`` and ``put_chunk(digest, data)`` are
 thread-safe; ``put_chunk`` receives a read-only-by-contract memoryview that is valid only during the call and
