@@ -49,14 +49,14 @@ def make_pool(kind, seed=1):
     """POOL distinct 4 MiB buffers: 'random' (incompressible) or 'text' (log-like, compresses about 3-4:1)."""
     rnd = random.Random(seed)
     if kind == "random":
-        return [rnd.randbytes(CHUNK) for _ in range(POOL)]
-    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(2000)]
+        return [rnd.randbytes(CHUNK) for _unused in range(POOL)]
+    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _unused in range(rnd.randint(2, 9))) for _unused in range(2000)]
     pool = []
-    for _ in range(POOL):
+    for _unused in range(POOL):
         parts, size = [], 0
         while size < CHUNK:
             line = b"%d.%06d host%02d %s: %s\n" % (rnd.randint(1e9, 2e9), rnd.randint(0, 999999), rnd.randint(0, 99),
-                                                   rnd.choice(words), b" ".join(rnd.choice(words) for _ in range(rnd.randint(3, 12))))
+                                                   rnd.choice(words), b" ".join(rnd.choice(words) for _unused in range(rnd.randint(3, 12))))
             parts.append(line)
             size += len(line)
         pool.append(b"".join(parts)[:CHUNK])
@@ -67,6 +67,11 @@ def stamped(pool, number, buffer):
     buffer[:] = pool[number % POOL]
     struct.pack_into("<QQ", buffer, 0, number, 0x5EED)
     return buffer
+
+
+def _cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rate(nbytes, seconds):
@@ -88,14 +93,14 @@ def _parallel(threads, count, work):
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for future in [pool.submit(loop) for _ in range(threads)]:
+        for future in [pool.submit(loop) for _unused in range(threads)]:
             future.result()
     return time.perf_counter() - started
 
 
 def _sha_loop(count):
     buffer = bytes(CHUNK)
-    for _ in range(count):
+    for _unused in range(count):
         hashlib.sha256(buffer).digest()
 
 
@@ -105,7 +110,7 @@ def machine_parallelism(count):
 
     figures = {}
     for processes in (1, 2):
-        workers = [multiprocessing.Process(target=_sha_loop, args=(count,)) for _ in range(processes)]
+        workers = [multiprocessing.Process(target=_sha_loop, args=(count,)) for _unused in range(processes)]
         started = time.perf_counter()
         for worker in workers:
             worker.start()
@@ -127,6 +132,7 @@ def stage_ceilings(count):
     def zctx():
         if not hasattr(local, "c"):
             local.c, local.d = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+            local.c1 = zstandard.ZstdCompressor(level=1)
         return local
 
     frames = {kind: zstandard.ZstdCompressor(level=3).compress(pools[kind][0]) for kind in pools}
@@ -134,6 +140,7 @@ def stage_ceilings(count):
     stages = {
         "sha256": lambda i: hashlib.sha256(pools["random"][i % POOL]).digest(),
         "zstd-3 compress text": lambda i: zctx().c.compress(pools["text"][i % POOL]),
+        "zstd-1 compress text": lambda i: zctx().c1.compress(pools["text"][i % POOL]),
         "zstd-3 compress random": lambda i: zctx().c.compress(pools["random"][i % POOL]),
         "zstd decompress text": lambda i: zctx().d.decompress(frames["text"]),
         "aes-256-gcm encrypt": lambda i: aead.encrypt(os.urandom(12), pools["random"][i % POOL], b"aad"),
@@ -171,7 +178,9 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
                 session.put_chunk(digest, data)
                 index.set(number, digest)
 
+            cpu_before = _cpu_seconds()
             ingest_seconds = _parallel(threads, count, ingest)
+            ingest_cpu = _cpu_seconds() - cpu_before
             session.add_disk_index("2000", index)
             disk = {"key": "2000", "label": "Hard disk 1", "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0},
                     "unit_number": 0, "capacity": count * CHUNK, "file_name": "[ds] bench/bench.vmdk", "uuid": None, "change_id": None,
@@ -187,7 +196,9 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
                 buffer = buffers.r = bytearray(CHUNK)
             reader.readinto(number * CHUNK, buffer)
 
+        cpu_before = _cpu_seconds()
         read_seconds = _parallel(threads, count, read_back)
+        read_cpu = _cpu_seconds() - cpu_before
         check = bytearray(CHUNK)
         reader.readinto(5 * CHUNK, check)
         if bytes(check) != bytes(stamped(pool, 5, bytearray(CHUNK))):
@@ -195,10 +206,25 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
         return {"target": "disk" if fsync else "tmpfs", "data": kind, "encrypted": encrypted, "threads": threads, "size_mib": size_mib,
                 "ingest_mb_s": rate(count * CHUNK, ingest_seconds), "read_mb_s": rate(count * CHUNK, read_seconds),
                 "stored_ratio": round(stored / (count * CHUNK), 3),
+                "ingest_cores_busy": round(ingest_cpu / ingest_seconds, 2), "read_cores_busy": round(read_cpu / read_seconds, 2),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "rss_before_mib": round(rss_before / 1024, 1)}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def markdown(result):
+    """The figures of a result as the markdown tables of docs/performance.md."""
+    lines = ["| stage (4 MiB buffers) | 1 thread MB/s | 2 threads MB/s |", "|---|---:|---:|"]
+    lines += ["| %s | %s | %s |" % (name, f["1"], f["2"]) for name, f in result["stage_ceilings_mb_s"].items()]
+    lines += ["", "| target | data | encrypted | threads | ingest MB/s | cores busy | read MB/s | cores busy | stored | peak RSS MiB |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for case in result["cases"]:
+        lines.append("| %s | %s | %s | %d | %s | %s | %s | %s | %.1f%% | %s |" % (
+            case["target"], case["data"], "yes" if case["encrypted"] else "no", case["threads"], case["ingest_mb_s"],
+            case.get("ingest_cores_busy", "-"), case["read_mb_s"], case.get("read_cores_busy", "-"), 100 * case["stored_ratio"],
+            case["peak_rss_mib"]))
+    return "\n".join(lines)
 
 
 def spawn_case(*args):
@@ -209,12 +235,17 @@ def spawn_case(*args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size-mib", type=int, default=256, help="disk size per case (default 256)")
     parser.add_argument("--quick", action="store_true", help="64 MiB per case, for a smoke run")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "repo.json"))
+    parser.add_argument("--markdown", metavar="JSON", help="print the tables of an earlier result (e.g. bench/results/repo.json) and exit")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.markdown:
+        with open(args.markdown) as handle:
+            print(markdown(json.load(handle)))
+        return
     if args.case:
         print(json.dumps(run_case(*json.loads(args.case))))
         return
@@ -247,11 +278,12 @@ def main():
     print("Stage ceilings, MB/s on 4 MiB buffers (1 thread / 2 threads):")
     for name, figures in ceilings.items():
         print("  %-26s %8s / %8s" % (name, figures["1"], figures["2"]))
-    print("\n%-6s %-7s %-5s %-3s %10s %10s %7s %9s" % ("target", "data", "enc", "thr", "ingest", "read", "stored", "peak RSS"))
+    print("\n%-6s %-7s %-4s %-3s %12s %5s %12s %5s %7s %9s" % ("target", "data", "enc", "thr", "ingest", "cores", "read", "cores",
+                                                               "stored", "peak RSS"))
     for case in cases:
-        print("%-6s %-7s %-5s %-3d %7s MB/s %5s MB/s %6.1f%% %6s MiB" % (
-            case["target"], case["data"], "yes" if case["encrypted"] else "no", case["threads"], case["ingest_mb_s"], case["read_mb_s"],
-            100 * case["stored_ratio"], case["peak_rss_mib"]))
+        print("%-6s %-7s %-4s %-3d %7s MB/s %5s %7s MB/s %5s %6.1f%% %5s MiB" % (
+            case["target"], case["data"], "yes" if case["encrypted"] else "no", case["threads"], case["ingest_mb_s"],
+            case["ingest_cores_busy"], case["read_mb_s"], case["read_cores_busy"], 100 * case["stored_ratio"], case["peak_rss_mib"]))
     print("\nPeak RSS by disk size (random, encrypted, 2 threads): %s" % ", ".join(
         "%d MiB -> %s MiB" % (m["size_mib"], m["peak_rss_mib"]) for m in memory))
     print("Written to %s (%.0f s)" % (args.output, time.time() - started))

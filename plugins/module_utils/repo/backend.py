@@ -204,7 +204,7 @@ class LocalBackend(Backend):
         return [info for info in self._walk(prefix, temporary=True) if ".tmp-" in info.name]
 
     def delete_temporary(self, name):
-        directory, _, base = name.rpartition("/")
+        directory, base = name.rpartition("/")[::2]
         try:
             os.unlink(os.path.join(self.root, *directory.split("/"), base) if directory else os.path.join(self.root, base))
         except FileNotFoundError:

@@ -20,7 +20,7 @@ def open_backend(spec, endpoint_url=None, region=None, access_key=None, secret_k
     if not isinstance(spec, str) or not spec:
         raise ConfigurationError("The repository location must be a path or an s3://bucket/prefix URL, got %r." % (spec,))
     if spec.startswith("s3://"):
-        bucket, _, prefix = spec[5:].partition("/")
+        bucket, prefix = spec[5:].partition("/")[::2]
         inner = S3Backend(bucket, prefix=prefix, endpoint_url=endpoint_url, region=region, access_key=access_key,
                           secret_key=secret_key, session_token=session_token, object_lock_days=object_lock_days,
                           object_lock_mode=object_lock_mode, max_pool_connections=max_concurrency + 2, verify_tls=verify_tls)

@@ -150,8 +150,8 @@ class BackupSession:
                 first_missing = position if first_missing is None else first_missing
         if missing:
             raise CorruptionError("The index of disk %s names %d chunk(s) that are not stored (first at byte %d); the repository "
-                                  "may have lost data or the backup did not store them." % (disk_key, missing,
-                                                                                          first_missing * index.chunk_size),
+                                  "may have lost data or the backup did not store them." % (
+                                      disk_key, missing, first_missing * index.chunk_size),
                                   disk=disk_key, hint="Run validate, then a full backup of this disk.")
         name = index_name(self.restore_point_id, disk_key)
         blob = self.repository.encode_index(name, index)

@@ -68,5 +68,3 @@ def backend(backend_factory):
 def fast_kdf(monkeypatch):
     """Cheap scrypt for tests (key objects record their own parameters, so opening still works)."""
     monkeypatch.setattr(crypto, "SCRYPT_PARAMS", {"n": 1 << 10, "r": 8, "p": 1})
-
-

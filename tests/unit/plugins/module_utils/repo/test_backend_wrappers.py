@@ -5,8 +5,8 @@ import threading
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, NotFoundInBackendError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import (ConcurrencyLimitedBackend, LocalBackend, Repository,
-                                                                               RetryingBackend)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import (
+    ConcurrencyLimitedBackend, LocalBackend, Repository, RetryingBackend)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import MIB, random_disk
 
@@ -102,7 +102,7 @@ def test_put_chunk_uploads_from_two_threads_at_once(tmp_path):
         same = bytes(random_disk(MIB, 3))
         digest = hashlib.sha256(same).digest()
         outcome = []
-        threads = [threading.Thread(target=lambda: outcome.append(session.put_chunk(digest, same))) for _ in range(2)]
+        threads = [threading.Thread(target=lambda: outcome.append(session.put_chunk(digest, same))) for _unused in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -113,7 +113,7 @@ def _calendar():
 def _kept(policy):
     keep, remove = apply_policy(_calendar(), policy)
     assert len(keep) + len(remove) == 1600
-    return [p.created.strftime("%Y-%m-%d %H") for p, _ in keep]
+    return [p.created.strftime("%Y-%m-%d %H") for p, _reasons in keep]
 
 
 def test_retention_keep_last_and_daily():
@@ -136,7 +136,7 @@ def test_retention_weekly_monthly_yearly():
 
 
 def test_retention_reasons_and_refusals():
-    keep, _ = apply_policy(_calendar()[:10], {"keep_last": 1, "keep_daily": 1})
+    keep = apply_policy(_calendar()[:10], {"keep_last": 1, "keep_daily": 1})[0]
     assert keep[0][1] == ["last", "daily"]
     with pytest.raises(ConfigurationError, match="keeps nothing"):
         apply_policy([], {"keep_last": 0})

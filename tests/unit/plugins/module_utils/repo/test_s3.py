@@ -19,7 +19,7 @@ def _client(endpoint):
 def test_object_lock_retention_on_backup_data_only(moto_endpoint):
     backend = s3_backend(moto_endpoint, bucket=LOCKED_BUCKET, object_lock_days=7)
     repo = make_repo(backend)
-    rp_id, _ = backup(repo, "vm-a", {"2000": random_disk(MIB, 3)})
+    rp_id = backup(repo, "vm-a", {"2000": random_disk(MIB, 3)})[0]
     client = _client(moto_endpoint)
     prefix = backend.location.split("/", 3)[3]
     now = datetime.datetime.now(datetime.timezone.utc)
