@@ -121,6 +121,15 @@ class _DiskState:
         self.started = None
         self.finished = None
         self.source_closed = False
+        self.reader_done = False
+        self.reported_done = False
+
+    def done_now(self):
+        """Under ``lock``: True once, when the reader has finished and every chunk it queued was processed."""
+        if self.reported_done or not self.reader_done or self.chunks_done != self.plan.chunks_read:
+            return False
+        self.reported_done = True
+        return True
 
 
 class _BackupRun:
@@ -190,6 +199,14 @@ class _BackupRun:
             self.close_source(state)
             with state.lock:
                 state.finished = max(state.finished or 0.0, time.monotonic())
+                state.reader_done = True
+                done = state.done_now()
+            if done:
+                self.report_done(state)
+
+    def report_done(self, state):
+        if self.progress is not None and not self.cancelled():
+            self.progress.set_disk_phase(state.key, "done")
 
     def read_batch_into(self, state, source, read_many, batch):
         """Read the (request, buffer) pairs of ``batch`` and queue their chunks; False after a failure."""
@@ -295,8 +312,11 @@ class _BackupRun:
                 state.chunks_done += 1
         with state.lock:
             state.finished = time.monotonic()
+            done = state.done_now()
         if self.progress is not None:
             self.progress.advance(state.key, length)
+        if done:
+            self.report_done(state)
 
     # -- the run ---------------------------------------------------------------------------------------
 

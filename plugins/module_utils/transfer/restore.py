@@ -291,6 +291,8 @@ class _Restore:
                                 "is not the restore point's." % (self.key, self.result.blocksum, expected),
                                 disk=self.key, vm=self.vm, run_id=self.run_id)
         self.result.duration = max(0.0, time.monotonic() - started)
+        if self.progress is not None:
+            self.progress.set_disk_phase(self.key, "done")
         return self.result
 
 

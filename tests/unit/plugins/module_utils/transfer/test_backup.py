@@ -122,8 +122,8 @@ def test_disks_are_read_in_parallel_each_by_its_own_thread(fakes):
     assert sorted(results) == ["a", "b", "c"]
     assert [s.threads for s in sources.values()] == [{"bv-backup-read-a"}, {"bv-backup-read-b"}, {"bv-backup-read-c"}]
     snapshot = progress.snapshot()
-    assert [(d["key"], d["bytes_done"], d["bytes_total"]) for d in snapshot["disks"]] == [
-        ("a", 6 * C, 6 * C), ("b", 6 * C, 6 * C), ("c", 6 * C, 6 * C)]
+    assert [(d["key"], d["bytes_done"], d["bytes_total"], d["phase"]) for d in snapshot["disks"]] == [
+        ("a", 6 * C, 6 * C, "done"), ("b", 6 * C, 6 * C, "done"), ("c", 6 * C, 6 * C, "done")]
     for key, source in sources.items():
         assert digests(results[key].index) == digests(fakes.index_of(source.inner.data, C))
         assert source.closed == 1
@@ -332,3 +332,21 @@ def test_a_failing_batch_releases_all_its_buffers_and_names_the_whole_range(fake
     with pytest.raises(TransferError, match=r"^Reading 524288 bytes at offset 0 of disk a failed: Input/output error"):
         backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], buffer_pool=pool, read_batch=4)
     assert pool.in_use == 0 and source.closed == 1
+
+
+def test_disks_with_nothing_to_read_complete_without_reading(fakes):
+    empty = fakes.CountingSource(MemorySource(b""))
+    holes = fakes.CountingSource(MemorySource(bytes(3 * C), allocated=[]))
+    unchanged_data = fakes.make_data("rzr", seed=6)
+    previous = fakes.index_of(unchanged_data, C)
+    unchanged = fakes.CountingSource(MemorySource(unchanged_data, allocated=[(0, 3 * C)]))
+    results = backup_disks(fakes.FakeSession(), [disk(fakes, "empty", empty), disk(fakes, "holes", holes),
+                                                 disk(fakes, "same", unchanged, previous, changed=[])],
+                           memory_budget=4 * C)
+    assert (empty.reads, holes.reads, unchanged.reads) == ([], [], [])
+    assert results["empty"].blocksum == hashlib.sha256(b"").hexdigest()
+    assert results["holes"].blocksum == reference_blocksum(bytes(3 * C))
+    assert results["holes"].chunks_zero == 3
+    assert results["same"].blocksum == previous.blocksum() == reference_blocksum(unchanged_data)
+    assert results["same"].chunks_carried == 3
+    assert (empty.closed, holes.closed, unchanged.closed) == (1, 1, 1)

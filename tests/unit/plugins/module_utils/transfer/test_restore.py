@@ -223,5 +223,5 @@ def test_progress_counts_every_chunk_once_whatever_happened_to_it(fakes):
     target = MemoryTarget(len(wanted), known_zeroed=False, data=bytearray(wanted))
     restore_disk(fakes.index_of(wanted, C), Repo(wanted).read_chunk, target, memory_budget=4 * C,
                  changed_chunks={1, 2}, progress=progress, disk_key="d")
-    assert progress.snapshot()["disks"] == [{"key": "d", "phase": "transfer", "bytes_done": len(wanted),
+    assert progress.snapshot()["disks"] == [{"key": "d", "phase": "done", "bytes_done": len(wanted),
                                              "bytes_total": len(wanted)}]
