@@ -23,7 +23,7 @@ from ..errors import BlockvaultError, ConfigurationError, RestoreRefusedError, V
 from ..transfer.endpoints import RawFileTarget
 from ..transfer.restore import restore_disk
 from ..vddk import library as vddk_library
-from ..vddk.connection import Connection
+from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere import config, disks as vm_disks, inventory
 from ..vsphere.placement import resolve_placement
 from ..vsphere.session import VSphereSession
@@ -120,12 +120,18 @@ def _restore_file(repository, manifest, disk, path, force, workers, memory_budge
 
 def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pairs, known_zeroed, workers, memory_budget,
                     progress, run_id, compare=False):
-    """Write each (manifest disk entry, target disk file name) pair through one read-write VDDK connection."""
+    """Write each (manifest disk entry, target disk file name) pair, one disk after the other.
+
+    Each disk gets its own read-write VDDK connection behind a RetryingDisk, as the backup's readers do: a
+    transient failure (lost connection) reconnects and repeats the write (idempotent) instead of failing a
+    restore that may have run for hours (and, for a new VM, destroying it).
+    """
     results = []
-    with SessionKeepalive(session, describe="VM %s" % vm_moref), \
-            Connection(library, read_only=False, **connect_arguments(session, vddk, vm_moref)) as conn:
+    connect = connect_arguments(session, vddk, vm_moref)
+    with SessionKeepalive(session, describe="VM %s" % vm_moref):
         for entry, file_name in pairs:
-            handle = conn.open_disk(file_name, read_only=False)
+            handle = RetryingDisk(connection_factory(library, file_name, read_only=False, **connect),
+                                  describe="disk %s of VM %s" % (entry.get("label") or entry["key"], vm_moref))
             with contextlib.closing(VddkTarget(handle, known_zeroed)) as target:
                 results.append(_restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id,
                                             compare=compare))
