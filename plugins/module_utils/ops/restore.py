@@ -223,11 +223,10 @@ def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, w
     if powered_on and not force:
         raise RestoreRefusedError("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power "
                                   "it off first, or set force to have it powered off." % vm.name)
-    diff = {"before": {"vm": vm.name, "power_state": _power_state(vm)},
-            "after": {"vm": vm.name, "disks": [{"key": e["key"], "sha256": e["sha256"]} for e, _ in pairs]}}
+    planned = [{"key": entry["key"], "sha256": entry["sha256"]} for entry, _file_name in pairs]
+    diff = {"before": {"vm": vm.name, "power_state": _power_state(vm)}, "after": {"vm": vm.name, "disks": planned}}
     if check:
-        return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": [{"key": e["key"], "sha256": e["sha256"]}
-                                                                                 for e, _ in pairs], "diff": diff}
+        return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": planned, "diff": diff}
     if powered_on:
         config.power_off(vm)
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)

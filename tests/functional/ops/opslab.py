@@ -113,8 +113,8 @@ class Env:
         done = subprocess.run([sys.executable, str(script), *map(str, args)], env=environ, capture_output=True, text=True,
                               timeout=300, check=False)
         if done.returncode != 0:
-            raise AssertionError("labctl %s failed (%d): %s%s" % (" ".join(map(str, args)), done.returncode, done.stdout,
-                                                                   done.stderr))
+            command = " ".join(map(str, args))
+            raise AssertionError("labctl %s failed (%d): %s%s" % (command, done.returncode, done.stdout, done.stderr))
         return done.stdout
 
     def write(self, vm, disk, offset, length, seed=1):

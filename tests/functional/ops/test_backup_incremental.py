@@ -1,6 +1,7 @@
 """Full, then incremental backup of lab-vm1: exactly the chunks the guest writes touched are read (counted by the
 VDDK stand-in), and each restore point restores to the bytes the live disks held at its backup."""
 import importlib.util
+import pathlib
 
 import pytest
 
@@ -9,8 +10,7 @@ from opslab import CHUNK, MIB, blocksum_file, sha256_file  # pylint: disable=imp
 
 pytestmark = pytest.mark.lab
 
-_spec = importlib.util.spec_from_file_location("blocksum_tool", str(__import__("pathlib").Path(__file__).resolve()
-                                                                   .parents[3] / "tools" / "blocksum.py"))
+_spec = importlib.util.spec_from_file_location("blocksum_tool", str(pathlib.Path(__file__).resolve().parents[3] / "tools" / "blocksum.py"))
 blocksum_tool = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(blocksum_tool)
 

@@ -53,7 +53,7 @@ def test_permanent_read_fault_fails_cleanly(env, code, error_class):
         env.backup("lab-vm1", run_id="permanent-%d" % code, status_file=str(status))
     env.knobs()
     error = failed.value
-    assert type(error) is error_class
+    assert error.error_class == error_class.__name__
     assert (error.code, error.function, error.phase, error.vm, error.disk, error.run_id) == (
         code, "VixDiskLib_ReadAsync", "vddk", "lab-vm1", "2000", "permanent-%d" % code)
     assert str(error).startswith("VDDK call VixDiskLib_ReadAsync([LocalDS_0] lab-vm1/lab-vm1.vmdk, offset %d, %d bytes) failed "
