@@ -104,6 +104,12 @@ class S3Backend(Backend):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if exclusive and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise BackendError("Object %s already exists in %s." % (name, self.location)) from None
+            if exclusive and code in ("NotImplemented", "501"):
+                # a store without conditional writes: check, then write (only the config is written this way)
+                if self.exists(name):
+                    raise BackendError("Object %s already exists in %s." % (name, self.location)) from None
+                self.put(name, data)
+                return
             raise self._error("write", name, exc) from None
         except Exception as exc:  # botocore raises many unrelated classes for transport failures
             raise self._error("write", name, exc) from None
