@@ -204,6 +204,8 @@ class HeldLock:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
+        with self._mutex:
+            self.lost = True  # a heartbeat still running (hung backend) must not rewrite it after the delete
         self.delete()
 
     def __enter__(self):

@@ -116,7 +116,11 @@ class Repository:
         if config.get("version") != FORMAT_VERSION:
             raise RepositoryFormatError("The repository at %s has format version %r; this blockvault supports version %d: upgrade it." % (
                 backend.location, config.get("version"), FORMAT_VERSION))
-        check_chunk_size(config.get("chunk_size"), allow_small=True)
+        try:
+            check_chunk_size(config.get("chunk_size"), allow_small=True)
+        except ConfigurationError:
+            raise CorruptionError("The config object at %s has an invalid chunk_size %r." % (backend.location, config.get("chunk_size")),
+                                  object_name=CONFIG_NAME) from None
         if not config.get("encryption"):
             return cls(backend, config, None, None, compression_level)
         if passphrase is None and key_file is None:
