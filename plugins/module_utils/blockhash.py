@@ -33,9 +33,16 @@ def _zeros(length):
 
 
 def is_zero(buf):
-    """True when ``buf`` (bytes-like) holds only zero bytes; a memcmp against a cached zero buffer."""
-    view = memoryview(buf).cast("B")
-    return view == _zeros(len(view))
+    """True when ``buf`` (bytes-like) holds only zero bytes.
+
+    ``bytes.startswith`` compares against a cached zero buffer without copying ``buf`` (a memcmp at memory speed);
+    comparing two memoryviews would go item by item, about 40 times slower and holding the GIL, which matters on
+    thick disks where every allocated chunk is zero.
+    """
+    view = memoryview(buf)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return _zeros(view.nbytes).startswith(view)
 
 
 def block_count(capacity, block_size):

@@ -162,26 +162,8 @@ repository:
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, RepositoryNotFoundError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
-
-FIXED_AT_CREATION = ("chunk_size", "compression_level")
-
-
-def _settings_to_ensure(repo, params):
-    """chunk_size and compression_level as asked; when not asked, an existing repository's own (so that it is not
-    compared with a default nobody asked for), or nothing for a new one (so that the operation's defaults apply)."""
-    asked = dict((name, params[name]) for name in FIXED_AT_CREATION if params[name] is not None)
-    if len(asked) < len(FIXED_AT_CREATION):
-        try:
-            existing = ops_repository.show_repository(repo=repo)["repository"]
-        except RepositoryNotFoundError:
-            existing = {}
-        for name in FIXED_AT_CREATION:
-            if name not in asked and existing.get(name) is not None:
-                asked[name] = existing[name]
-    return asked
-
 
 def manage(bv):
     params = bv.params
@@ -194,7 +176,9 @@ def manage(bv):
         new_passphrase=params["new_passphrase"],
         new_key_file=params["new_key_file"],
         check=bv.check_mode,
-        **_settings_to_ensure(repo, params)
+        # None: the default on creation, not compared with an existing repository's own setting
+        chunk_size=params["chunk_size"],
+        compression_level=params["compression_level"],
     )
 
 

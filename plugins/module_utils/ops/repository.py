@@ -18,6 +18,8 @@ from ._engine import backend_for, open_repository
 
 __all__ = ["ensure_repository", "show_repository", "describe"]
 
+DEFAULT_COMPRESSION_LEVEL = 3
+
 
 def describe(repository):
     """The settings of an open repository as a result dict (no secret)."""
@@ -37,18 +39,23 @@ def _opens_with(settings, passphrase=None, key_file=None):
         return False
 
 
-def ensure_repository(repo, chunk_size=DEFAULT_CHUNK_SIZE, encryption=True, compression_level=3,
+def ensure_repository(repo, chunk_size=None, encryption=True, compression_level=None,
                       new_passphrase=None, new_key_file=None, check=False):
     """Create the repository when absent (idempotent), then add ``new_passphrase`` / ``new_key_file`` when they do not
-    open it yet. Returns {changed, created, keys_added, repository}."""
+    open it yet. Returns {changed, created, keys_added, repository}.
+
+    ``chunk_size`` and ``compression_level`` None mean: the defaults (4 MiB, 3) when creating, and whatever the
+    existing repository has otherwise; given values must match an existing repository.
+    """
     try:
         repository = open_repository(repo)
     except RepositoryNotFoundError:
         if check:
             return {"changed": True, "created": True, "keys_added": [],
-                    "repository": {"location": repo.location, "chunk_size": chunk_size, "encryption": encryption,
-                                   "compression_level": compression_level}}
-        repository = Repository.create(backend_for(repo), chunk_size=chunk_size, compression_level=compression_level,
+                    "repository": {"location": repo.location, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE,
+                                   "encryption": encryption, "compression_level": compression_level or DEFAULT_COMPRESSION_LEVEL}}
+        repository = Repository.create(backend_for(repo), chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                                       compression_level=compression_level or DEFAULT_COMPRESSION_LEVEL,
                                        encryption=encryption, passphrase=repo.passphrase, key_file=repo.key_file)
         created = True
     else:
@@ -57,7 +64,8 @@ def ensure_repository(repo, chunk_size=DEFAULT_CHUNK_SIZE, encryption=True, comp
         if not created:
             wanted = {"chunk_size": chunk_size, "encryption": bool(encryption), "compression_level": compression_level}
             actual = describe(repository)
-            different = ["%s is %r (asked: %r)" % (name, actual[name], value) for name, value in wanted.items() if actual[name] != value]
+            different = ["%s is %r (asked: %r)" % (name, actual[name], value) for name, value in wanted.items()
+                         if value is not None and actual[name] != value]
             if different:
                 raise ConfigurationError("The repository at %s exists with other settings: %s. These are fixed at creation: "
                                          "change the task to match, or use another location." % (repo.location, "; ".join(different)))

@@ -53,8 +53,8 @@ def _test_restores(repository, manifests, scratch_dir, workers, memory_budget):
     return results, damaged
 
 
-def validate(repo, level="quick", restore_point=None, vm=None, vsphere=None, vddk=None, scratch_path=None, check=False,
-             workers=2, memory_budget=256 * MIB):
+def validate(repo, level="quick", restore_point=None, vm=None, scratch_path=None, check=False, workers=2,
+             memory_budget=256 * MIB):
     """Validate; never changes anything. Returns {changed: False, ok, level, checked, damaged}.
 
     ``damaged`` lists every damaged chunk with the restore points, VMs, disks and byte ranges it affects (and,

@@ -12,33 +12,14 @@ reader that finds the pool empty waits (back-pressure), and wakes up to stop whe
 
 from __future__ import annotations
 
-import functools
 import threading
 
 from ..errors import ConfigurationError
 
-__all__ = ["BufferPool", "BufferRef", "DEFAULT_MEMORY_BUDGET", "read_buffer_layout", "is_zero"]
+__all__ = ["BufferPool", "BufferRef", "DEFAULT_MEMORY_BUDGET", "read_buffer_layout"]
 
 DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 _MAX_READ = 8 * 1024 * 1024
-
-
-@functools.lru_cache(maxsize=4)
-def _zeros(length):
-    return bytes(length)
-
-
-def is_zero(buf):
-    """True when ``buf`` (bytes-like) holds only zero bytes.
-
-    Same answer as ``blockhash.is_zero``, but a memcmp at memory speed: ``bytes.startswith`` compares a buffer
-    without copying it, whereas comparing two memoryviews goes item by item (about 40 times slower, and with
-    the GIL held), which matters on thick disks where every allocated chunk is zero.
-    """
-    view = memoryview(buf)
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
-    return _zeros(view.nbytes).startswith(view)
 
 
 def read_buffer_layout(chunk_size, memory_budget, max_read=_MAX_READ):

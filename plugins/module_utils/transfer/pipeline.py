@@ -12,7 +12,7 @@ Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
   memoryview slice of the buffer (zero copy). A source with ``read_into_many`` (VDDK's pipelined async reads)
   gets up to ``read_batch`` requests per call, into buffers that are free at that moment;
 - **one shared pool of ``workers`` threads** processes chunk tasks from all disks as they come, overlapping
-  with the reads: zero check (``buffers.is_zero``: ``blockhash.is_zero`` at memcmp speed), SHA-256,
+  with the reads: zero check (``blockhash.is_zero``, a memcmp), SHA-256,
   ``session.has_chunk``, ``session.put_chunk``
   (which compresses, encrypts and stores), then records the digest in the disk's new index. A digest being
   stored by another worker of this run is not stored twice. The buffer returns to the pool when its last
@@ -47,8 +47,9 @@ import queue
 import threading
 import time
 
+from ..blockhash import is_zero
 from ..errors import BlockvaultError, CancelledError, TransferError
-from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, BufferRef, is_zero, read_buffer_layout
+from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, BufferRef, read_buffer_layout
 from .plan import CARRY, ZERO, plan_disk
 
 __all__ = ["BackupDisk", "DiskBackupResult", "backup_buffer_layout", "backup_disks", "plan_backup", "wrap_error"]

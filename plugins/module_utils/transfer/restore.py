@@ -34,9 +34,9 @@ import logging
 import threading
 import time
 
-from ..blockhash import DiskDigest
+from ..blockhash import DiskDigest, is_zero
 from ..errors import CancelledError, ConfigurationError, CorruptionError, TransferError
-from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, is_zero
+from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool
 from .pipeline import wrap_error
 
 __all__ = ["RestoreResult", "restore_disk"]
