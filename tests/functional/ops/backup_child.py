@@ -1,19 +1,34 @@
 """A backup in a child process, for the kill -9 tests: ``python backup_child.py SPEC.json``.
 
 SPEC holds the lab settings, the repository (location, passphrase), the VM name, the run id and the status file.
-The LABVDDK_* knobs come from the environment. Prints the result as JSON on success.
+The LABVDDK_* knobs come from the environment. Prints the result as JSON on success. With ``"pause_before_commit":
+PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
+its manifest.
 """
 import json
+import pathlib
 import sys
+import time
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.backup import backup_vm
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
+
+
+def pause_before_commit(marker):
+    def commit(self, manifest):  # pylint: disable=unused-argument
+        pathlib.Path(marker).write_text(self.restore_point_id)
+        time.sleep(600)
+        raise RuntimeError("the test did not kill this backup")
+    BackupSession.commit = commit
 
 
 def main(path):
     with open(path, encoding="utf-8") as handle:
         spec = json.load(handle)
+    if spec.get("pause_before_commit"):
+        pause_before_commit(spec["pause_before_commit"])
     result = backup_vm(VSphereSettings(**spec["vsphere"]), VddkSettings(**spec["vddk"]), RepositorySettings(**spec["repo"]),
                        {"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"], status_file=spec["status_file"])
     print(json.dumps(result))

@@ -26,12 +26,13 @@ def chunk_objects(env):
         repository.close()
 
 
-def start_child(env, run_id):
+def start_child(env, run_id, pause_before_commit=None):
     spec = {"vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
                         "port": env.vsphere.port, "ca_bundle": env.vsphere.ca_bundle},
             "vddk": {"libdir": env.vddk.libdir, "thumbprint": env.vddk.thumbprint},
             "repo": {"location": env.repo.location, "passphrase": PASSPHRASE},
-            "vm": "lab-vm1", "run_id": run_id, "status_file": str(env.tmp_path / ("%s.json" % run_id))}
+            "vm": "lab-vm1", "run_id": run_id, "status_file": str(env.tmp_path / ("%s.json" % run_id)),
+            "pause_before_commit": pause_before_commit}
     spec_path = env.tmp_path / ("%s.spec.json" % run_id)
     spec_path.write_text(json.dumps(spec))
     environ = {name: value for name, value in os.environ.items() if name not in LABVDDK_VARS}
@@ -51,22 +52,25 @@ def wait_for(condition, child, what, timeout=60):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("point", ["snapshot", "transfer"])
+@pytest.mark.parametrize("point", ["snapshot", "transfer", "commit"])
 def test_next_run_after_kill_9(env, point):
     killed_run = "killed-%s-%d" % (point, int(time.time() * 1000))
-    child = start_child(env, killed_run)
+    marker = env.tmp_path / "before-commit"
+    child = start_child(env, killed_run, pause_before_commit=str(marker) if point == "commit" else None)
     try:
         if point == "snapshot":
             wait_for(lambda: env.blockvault_snapshots("lab-vm1") == ["blockvault-" + killed_run], child, "backup snapshot")
-        else:
+        elif point == "transfer":
             wait_for(lambda: len(chunk_objects(env)) >= 6, child, "6 stored chunks")
+        else:           # every chunk and index stored, the manifest not yet written
+            wait_for(marker.exists, child, "the commit")
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     assert child.returncode == -signal.SIGKILL
     assert env.blockvault_snapshots("lab-vm1") == ["blockvault-" + killed_run]
     left_by_killed = chunk_objects(env)
-    assert (len(left_by_killed) > 0) == (point == "transfer")
+    assert (len(left_by_killed) > 0) == (point != "snapshot")
     assert env.restore_points() == []
     repository = env.repository()
     try:
@@ -89,7 +93,9 @@ def test_next_run_after_kill_9(env, point):
     cold_full = sum(stored.values())
     assert result["bytes_written"] == cold_full - sum(left_by_killed.values())
     if point == "transfer":
-        assert result["bytes_written"] < cold_full
+        assert 0 < result["bytes_written"] < cold_full
+    elif point == "commit":
+        assert result["bytes_written"] == 0
 
     for position, disk in enumerate(result["disks"]):
         assert sha256_file(env.restore_file(result["restore_point"]["id"], disk["key"])) == live[position]

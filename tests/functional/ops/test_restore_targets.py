@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import RestoreRefusedError
 
-from opslab import CHUNK, MIB  # pylint: disable=import-error
+from opslab import CHUNK  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
@@ -17,11 +17,12 @@ def vm_moid(env, name):
         return inventory.find_vm(session, name=name)._moId
 
 
-def first_zero_chunk(env, rp_id, disk_key):
+def first_chunk(env, rp_id, disk_key, zero):
+    """The first chunk of the disk that holds zeros (zero=True) or data in the restore point."""
     repository = env.repository()
     try:
         index = repository.load_disk_index(rp_id, disk_key)
-        return next(i for i in range(index.count) if index.digest(i) == bytes(32))
+        return next(i for i in range(index.count) if (index.digest(i) == bytes(32)) == zero)
     finally:
         repository.close()
 
@@ -57,8 +58,9 @@ def test_in_place_rollback_writes_only_the_differing_chunks(env, scratch_vm):
     live = env.checksums(scratch_vm)
     rp_id = backup["restore_point"]["id"]
     keys = [d["key"] for d in backup["disks"]]
-    zero_chunk = first_zero_chunk(env, rp_id, keys[0])
-    env.write(scratch_vm, 0, 3 * MIB + 4096, 4096, seed=21)               # data chunk 3 changes
+    zero_chunk = first_chunk(env, rp_id, keys[0], zero=True)
+    data_chunk = first_chunk(env, rp_id, keys[0], zero=False)
+    env.write(scratch_vm, 0, data_chunk * CHUNK + 4096, 4096, seed=21)    # a chunk of data changes
     env.write(scratch_vm, 0, zero_chunk * CHUNK + 512, 8192, seed=22)      # a chunk of zeros gets data
     assert env.checksums(scratch_vm)[0] != live[0]
     assert env.power_state(scratch_vm) == "poweredOff"
@@ -100,7 +102,7 @@ def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
     forced = env.restore(rp_id, target="in_place", force=True)
     assert forced["changed"] is True
     second = backup["disks"][1]["key"]
-    was_zero = first_zero_chunk(env, rp_id, second) == 0       # chunk 0 held zeros at backup time: zeroed, else written
+    was_zero = first_chunk(env, rp_id, second, zero=True) == 0   # chunk 0 held zeros at backup time: zeroed, else written
     assert [(d["key"], d["chunks_written"], d["chunks_zeroed"]) for d in forced["disks"]] == [
         (backup["disks"][0]["key"], 0, 0), (second, 0 if was_zero else 1, 1 if was_zero else 0)]
     assert env.power_state(scratch_vm) == "poweredOff"
