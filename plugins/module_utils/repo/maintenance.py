@@ -67,20 +67,42 @@ def _referenced_chunks(repository, rp_ids, on_error):
     return referenced
 
 
+def _gc_refuse(failures):
+    rp_id, disk, exc = failures[0]
+    return RepositoryError("GC stopped without deleting anything: restore point %s%s cannot be read (%s); %d problem(s) in all." % (
+        rp_id, " disk %s" % disk if disk else "", exc.message, len(failures)),
+        hint="Run validate, and delete or repair the damaged restore points before GC.")
+
+
 def gc(repository, dry_run=False, lock_wait=None):
-    """Remove unreferenced chunks, orphan indexes and old temporary files under the exclusive lock."""
+    """Remove unreferenced chunks, orphan indexes and old temporary files.
+
+    Two phases keep the exclusive lock short (spec 9.1): first, without a lock, read every restore point's
+    indexes into the referenced set (manifests are immutable, so what was read stays true); then, under the
+    exclusive lock, read only the restore points committed meanwhile, list the chunks and delete. A restore
+    point pruned between the phases keeps its chunks until the next GC.
+    """
     backend = repository.backend
     settings = repository.lock_settings
+    failures = []
+
+    def on_error(rp_id, disk, exc):
+        if not backend.exists(manifest_name(rp_id)):
+            return  # pruned meanwhile: its references no longer matter
+        failures.append((rp_id, disk, exc))
+
+    scanned = [p.id for p in repository.list_restore_points()]
+    referenced = _referenced_chunks(repository, scanned, on_error)
+    if failures:
+        raise _gc_refuse(failures)
     with repository.locks.acquire(EXCLUSIVE, "gc", wait=lock_wait) as lock:
         stale_locks = [] if dry_run else repository.locks.remove_stale()
         rp_ids = [p.id for p in repository.list_restore_points()]
-        failures = []
-        referenced = _referenced_chunks(repository, rp_ids, lambda rp, disk, exc: failures.append((rp, disk, exc)))
+        already = set(scanned)
+        referenced |= _referenced_chunks(repository, [rp for rp in rp_ids if rp not in already],
+                                         lambda rp, disk, exc: failures.append((rp, disk, exc)))
         if failures:
-            rp_id, disk, exc = failures[0]
-            raise RepositoryError("GC stopped without deleting anything: restore point %s%s cannot be read (%s); %d problem(s) in all." % (
-                rp_id, " disk %s" % disk if disk else "", exc.message, len(failures)),
-                hint="Run validate, and delete or repair the damaged restore points before GC.")
+            raise _gc_refuse(failures)
         stored = {}
         for info in list_chunk_infos(backend):
             chunk_id = chunk_id_from_name(info.name)

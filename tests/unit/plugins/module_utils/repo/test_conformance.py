@@ -374,3 +374,20 @@ def _validate_with_wait(repo):
     other = reopen(repo)
     other.lock_settings.backup_wait = 0.2
     return other.validate("quick")
+
+
+def test_gc_keeps_chunks_of_restore_points_committed_during_its_scan(backend):
+    repo = make_repo(backend)
+    backup(repo, "vm-a", {"2000": random_disk(2 * MIB, 1)})
+    writer = reopen(repo)
+    late = {}
+    original = repo.locks.acquire
+
+    def backup_then_acquire(*args, **kwargs):  # a backup commits between GC's unlocked scan and its exclusive phase
+        late["rp"] = backup(writer, "vm-b", {"2000": random_disk(2 * MIB, 2)})[0]
+        return original(*args, **kwargs)
+
+    repo.locks.acquire = backup_then_acquire
+    report = repo.gc()
+    assert (report["restore_points"], report["chunks_removed"], report["chunks_referenced"]) == (2, 0, 4)
+    assert read_disk(reopen(repo), late["rp"], "2000") == bytes(random_disk(2 * MIB, 2))
