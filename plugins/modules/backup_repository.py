@@ -165,6 +165,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils._module import 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
 
+
 def manage(bv):
     params = bv.params
     repo = bv.repository_settings()
