@@ -29,7 +29,8 @@ from ._pyvmomi import fault_message, fault_name, is_fault, require_pyvmomi, vim
 from .snapshots import SNAPSHOT_PREFIX, BackupSnapshot, list_snapshots, remove_snapshot
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
-__all__ = ["ChangedArea", "CbtStatus", "is_cbt_enabled", "cbt_supported", "ensure_cbt", "changed_areas", "merge_areas"]
+__all__ = ["ChangedArea", "CbtStatus", "is_cbt_enabled", "cbt_supported", "ensure_cbt", "disable_cbt", "changed_areas",
+           "merge_areas"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,25 @@ def ensure_cbt(vm, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
         raise ChangeTrackingError("Enabling CBT on VM %s failed: %s" % (label, exc.message), vm=label) from exc
     log.info("enabled CBT on VM %s", label)
     return CbtStatus(enabled=True, enabled_now=True)
+
+
+def disable_cbt(vm, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
+    """Switch CBT off (nothing to do when it is off); True when it was on. ChangeTrackingError when it fails.
+
+    For writers outside the guest (an in-place restore through VDDK): such writes invalidate the change ids
+    stored with earlier backups, so CBT goes off and the next backup enables it again and reads in full.
+    """
+    label = vm_name or vm.name
+    if not is_cbt_enabled(vm):
+        return False
+    require_pyvmomi()
+    try:
+        wait_for_task(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(changeTrackingEnabled=False)), timeout=timeout,
+                      what="disable CBT on VM %s" % label)
+    except BlockvaultError as exc:
+        raise ChangeTrackingError("Disabling CBT on VM %s failed: %s" % (label, exc.message), vm=label) from exc
+    log.info("disabled CBT on VM %s", label)
+    return True
 
 
 def merge_areas(areas):
