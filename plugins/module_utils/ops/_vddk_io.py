@@ -23,13 +23,16 @@ class VddkTarget:
     chunks need no write. Thread-safety: none; the restore pipeline serializes calls on a target without clone.
     """
 
-    def __init__(self, handle, known_zeroed):
+    def __init__(self, handle, known_zeroed, before_write=None):
         self._handle = handle
         self.capacity = handle.capacity
         self.known_zeroed = bool(known_zeroed)
+        self._before_write = before_write
         self._zeros = None
 
     def write(self, offset, data):
+        if self._before_write is not None:
+            self._before_write()
         self._handle.write(offset, data)
         return memoryview(data).nbytes
 
@@ -37,6 +40,8 @@ class VddkTarget:
         return self._handle.read_into(offset, buffer)
 
     def zero(self, offset, length):
+        if self._before_write is not None:
+            self._before_write()
         if self._zeros is None:
             self._zeros = bytes(min(_ZERO_PIECE, max(length, 512)))
         end = offset + length
@@ -50,6 +55,26 @@ class VddkTarget:
 
     def close(self):
         self._handle.close()
+
+
+class BeforeFirstWrite:
+    """Calls ``action()`` once, before the first write of any VddkTarget sharing this object; ``done`` says whether
+    it ran. An exception of ``action`` propagates to the write (nothing is written) and the next write tries again.
+    Thread-safe.
+    """
+
+    def __init__(self, action):
+        self._action = action
+        self._lock = threading.Lock()
+        self.done = False
+
+    def __call__(self):
+        if self.done:
+            return
+        with self._lock:
+            if not self.done:
+                self._action()
+                self.done = True
 
 
 def vddk_thumbprint(session, vddk):

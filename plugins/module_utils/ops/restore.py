@@ -24,11 +24,11 @@ from ..transfer.endpoints import RawFileTarget
 from ..transfer.restore import restore_disk
 from ..vddk import library as vddk_library
 from ..vddk.retry import RetryingDisk, connection_factory
-from ..vsphere import config, disks as vm_disks, inventory
+from ..vsphere import cbt, config, disks as vm_disks, inventory
 from ..vsphere.placement import resolve_placement
 from ..vsphere.session import VSphereSession
 from ._engine import MIB, new_run_id, open_repository, run_reporting
-from ._vddk_io import SessionKeepalive, VddkTarget, connect_arguments
+from ._vddk_io import BeforeFirstWrite, SessionKeepalive, VddkTarget, connect_arguments
 
 __all__ = ["restore", "TARGETS", "select_restore_point"]
 
@@ -119,7 +119,7 @@ def _restore_file(repository, manifest, disk, path, force, workers, memory_budge
 
 
 def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pairs, known_zeroed, workers, memory_budget,
-                    progress, run_id, compare=False):
+                    progress, run_id, compare=False, before_write=None):
     """Write each (manifest disk entry, target disk file name) pair, one disk after the other.
 
     Each disk gets its own read-write VDDK connection behind a RetryingDisk, as the backup's readers do: a
@@ -132,7 +132,7 @@ def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pair
         for entry, file_name in pairs:
             handle = RetryingDisk(connection_factory(library, file_name, read_only=False, **connect),
                                   describe="disk %s of VM %s" % (entry.get("label") or entry["key"], vm_moref))
-            with contextlib.closing(VddkTarget(handle, known_zeroed)) as target:
+            with contextlib.closing(VddkTarget(handle, known_zeroed, before_write=before_write)) as target:
                 results.append(_restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id,
                                             compare=compare))
     return results
@@ -230,11 +230,15 @@ def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, w
     if powered_on:
         config.power_off(vm)
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
+    # Writes from outside the guest invalidate the change ids of earlier backups (CBT may not see them): CBT goes off
+    # before the first write, so the next backup enables it again and reads in full. Nothing to write, no reset.
+    cbt_reset = BeforeFirstWrite(lambda: cbt.disable_cbt(vm, vm_name=vm.name))
     written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, pairs, False, workers, memory_budget,
-                              progress, run_id, compare=True)
+                              progress, run_id, compare=True, before_write=cbt_reset)
     # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
     changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
-    return {"changed": changed, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff}
+    return {"changed": changed, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff,
+            "cbt_reset": cbt_reset.done}
 
 
 def _restore_disk_to_vm(session, vddk, repository, manifest, disk, vm_selector, overrides, workers, memory_budget,

@@ -75,10 +75,22 @@ def test_in_place_rollback_writes_only_the_differing_chunks(env, scratch_vm):
     assert (counted["writes"], counted["bytes_written"]) == (2, 2 * CHUNK)
     assert env.checksums(scratch_vm) == live
 
+    assert rolled_back["cbt_reset"] is True
+
     again = env.restore(rp_id, target="in_place")
-    assert again["changed"] is False
+    assert again["changed"] is False and again["cbt_reset"] is False
     assert [(d["chunks_written"], d["chunks_zeroed"]) for d in again["disks"]] == [(0, 0), (0, 0)]
     assert env.checksums(scratch_vm) == live
+
+    # the rollback's writes bypassed the guest: CBT was switched off, so the next backup cannot trust the old change
+    # ids and reads in full (then incremental again)
+    after = env.backup(scratch_vm)
+    assert [(d["mode"], d["reason"]) for d in after["disks"]] == [
+        ("full", "Changed Block Tracking was enabled by this run: changes before it are unknown")] * 2
+    assert [d["sha256"] for d in after["disks"]] == [d["sha256"] for d in backup["disks"]]
+    assert after["bytes_written"] == 0
+    env.write(scratch_vm, 1, 0, 4096, seed=23)
+    assert [d["mode"] for d in env.backup(scratch_vm)["disks"]] == ["incremental", "incremental"]
 
 
 def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
@@ -100,7 +112,7 @@ def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
     assert env.checksums(scratch_vm) == dirty and env.power_state(scratch_vm) == "poweredOn"
 
     forced = env.restore(rp_id, target="in_place", force=True)
-    assert forced["changed"] is True
+    assert forced["changed"] is True and forced["cbt_reset"] is True
     second = backup["disks"][1]["key"]
     was_zero = first_chunk(env, rp_id, second, zero=True) == 0   # chunk 0 held zeros at backup time: zeroed, else written
     assert [(d["key"], d["chunks_written"], d["chunks_zeroed"]) for d in forced["disks"]] == [
