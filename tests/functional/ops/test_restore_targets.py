@@ -119,3 +119,15 @@ def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
         (backup["disks"][0]["key"], 0, 0), (second, 0 if was_zero else 1, 1 if was_zero else 0)]
     assert env.power_state(scratch_vm) == "poweredOff"
     assert env.checksums(scratch_vm) == live
+
+
+def test_restore_one_disk_into_another_vm_and_latest_by_name(env, scratch_vm):
+    backup = env.backup("lab-vm1")
+    live = env.checksums("lab-vm1")
+    before = env.lab.disks(scratch_vm)
+    restored = env.restore("latest", vm_name="lab-vm1", target="disk", disk="2016", target_vm={"name": scratch_vm})
+    assert restored["restore_point"]["id"] == backup["restore_point"]["id"]
+    assert restored["changed"] is True and [d["key"] for d in restored["disks"]] == ["2016"]
+    after = env.lab.disks(scratch_vm)
+    assert len(after) == len(before) + 1 and after[-1]["capacity"] == 16 << 20
+    assert env.lab.checksum(scratch_vm, len(after) - 1) == live[1]
