@@ -1,0 +1,180 @@
+"""The collection's playbooks (blockvault.vsphere.backup, restore, validate, prune) run by ansible-playbook against
+the lab: backup then incremental, restore to a new VM with equal checksums, validation finding a flipped byte, prune
+in check mode then for real, and the role's progress lines.
+
+Each test has its own repository (tmp_path); the lab (simulator + VDDK stand-in) is the session's `lab` fixture.
+Run: .venv/bin/python -m pytest -q tests/integration/test_playbooks.py
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from labkit import LABCTL, REPO_ROOT
+
+pytestmark = pytest.mark.lab
+
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+COLLECTIONS = REPO_ROOT / "build" / "collections"
+HELPERS = pathlib.Path(__file__).resolve().parent / "playbooks"
+PASSPHRASE = "integration passphrase"
+# The lab's datacenter has a host and a cluster, and its VMs have no VMware Tools: place restores explicitly
+# and take crash-consistent snapshots.
+LAB_TARGET = {"cluster": "DC0_C0", "resource_pool": "DC0_C0", "folder": "DC0/vm", "datastore": "LocalDS_0"}
+
+
+class Runner:
+    """Runs ansible-playbook with the lab's environment and a vars file describing this test's repository."""
+
+    def __init__(self, lab, tmp_path):
+        self.lab = lab
+        self.tmp_path = tmp_path
+        self.repository = tmp_path / "repository"
+        self.status_dir = tmp_path / "status"
+        self.env = dict(os.environ)
+        self.env.update(lab.env())
+        self.env.update({
+            "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+            "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+            "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"),
+        })
+        self.vars_file = tmp_path / "lab-vars.json"
+        self.vars_file.write_text(json.dumps({
+            "blockvault_repository": {"repository": str(self.repository), "passphrase": PASSPHRASE},
+            "blockvault_vsphere": {"ca_bundle": lab.env()["VMWARE_CA_BUNDLE"]},
+            "blockvault_vddk": {"vddk_libdir": lab.env()["VDDK_LIBDIR"]},
+            "vm_backup_quiesce": False,
+            "vm_backup_poll_interval": 1,
+            "vm_backup_status_dir": str(self.status_dir),
+            "vm_restore_poll_interval": 1,
+            "vm_restore_status_dir": str(self.status_dir),
+        }))
+
+    def run(self, playbook, extra=None, check=False, expect_ok=True, env=None):
+        args = [str(ANSIBLE_PLAYBOOK), playbook, "-e", "@" + str(self.vars_file)]
+        if extra:
+            args += ["-e", json.dumps(extra)]
+        if check:
+            args.append("--check")
+        run_env = dict(self.env, **(env or {}))
+        result = subprocess.run(args, env=run_env, cwd=self.tmp_path, capture_output=True, text=True, timeout=300,
+                                check=False)
+        output = result.stdout + result.stderr
+        if expect_ok and result.returncode != 0:
+            raise AssertionError(f"ansible-playbook {playbook} failed ({result.returncode}):\n{output}")
+        if not expect_ok and result.returncode == 0:
+            raise AssertionError(f"ansible-playbook {playbook} succeeded but should have failed:\n{output}")
+        return output
+
+    def create_repository(self):
+        self.run("blockvault.vsphere.repository", {"blockvault_repository_options": {"chunk_size": 1 << 20}})
+
+    def backup(self, vms, **extra):
+        return self.run("blockvault.vsphere.backup", dict(extra, blockvault_vms=vms))
+
+    def restore_points(self, vm=None):
+        out = self.tmp_path / ("points-%s.json" % uuid.uuid4().hex[:8])
+        extra = {"blockvault_out": str(out)}
+        if vm:
+            extra["blockvault_info_vm"] = vm
+        self.run(str(HELPERS / "list_restore_points.yml"), extra)
+        return json.loads(out.read_text())
+
+    def labctl(self, *args):
+        result = subprocess.run([sys.executable, str(LABCTL), *map(str, args)], env=self.env, capture_output=True,
+                                text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise AssertionError(f"labctl {args} failed: {result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+
+@pytest.fixture
+def runner(lab, tmp_path):
+    return Runner(lab, tmp_path)
+
+
+def test_backup_then_incremental(runner):
+    runner.create_repository()
+    first = runner.backup(["lab-vm1", {"name": "lab-vm2"}])
+    runner.labctl("write", "--vm", "lab-vm1", "--disk", 0, "--offset", 3 << 20, "--length", 1 << 20, "--seed", 41)
+    second = runner.backup(["lab-vm1"])
+
+    points = runner.restore_points()
+    assert sorted(points) == ["lab-vm1", "lab-vm2"]
+    assert len(points["lab-vm1"]) == 2 and len(points["lab-vm2"]) == 1
+    assert [disk["mode"] for disk in points["lab-vm1"][0]["disks"]] == ["full", "full"]
+    assert [disk["mode"] for disk in points["lab-vm1"][1]["disks"]] == ["incremental", "incremental"]
+    # the role's summary names each VM's restore point and the disks' modes
+    assert re.search(r"lab-vm1: restore point %s, \S+ full, \S+ full;" % re.escape(points["lab-vm1"][0]["id"]), first)
+    assert re.search(r"lab-vm2: restore point %s, \S+ full;" % re.escape(points["lab-vm2"][0]["id"]), first)
+    assert re.search(r"lab-vm1: restore point %s, \S+ incremental, \S+ incremental;"
+                     % re.escape(points["lab-vm1"][1]["id"]), second)
+
+
+def test_restore_to_new_vm_has_equal_checksums(runner):
+    runner.create_repository()
+    runner.backup(["lab-vm1"])
+    new_name = "it-restored-%s" % uuid.uuid4().hex[:6]
+    output = runner.run("blockvault.vsphere.restore", {
+        "blockvault_restore_vms": [{"name": "lab-vm1", "new_name": new_name}],
+        "blockvault_restore_target": dict(LAB_TARGET, power_on=True),
+        "vm_restore_validate": True,
+    })
+    assert re.search(r"lab-vm1 -> %s \(vm-\d+\): restore point \S+, 2 disk\(s\)" % new_name, output)
+    for disk in (0, 1):
+        source = runner.labctl("checksum", "--vm", "lab-vm1", "--disk", disk)
+        restored = runner.labctl("checksum", "--vm", new_name, "--disk", disk)
+        assert len(source) == 64 and restored == source
+
+
+def test_validate_names_the_damaged_restore_point(runner):
+    runner.create_repository()
+    runner.backup(["lab-vm2"])
+    (point,) = runner.restore_points()["lab-vm2"]
+    runner.run("blockvault.vsphere.validate", {"blockvault_validate_level": "full"})
+
+    chunk = max((p for p in (runner.repository / "chunks").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk.write_bytes(bytes(data))
+
+    output = runner.run("blockvault.vsphere.validate", {"blockvault_validate_level": "full"}, expect_ok=False)
+    assert "Damage found (full validation) in restore point(s) %s:" % point["id"] in output
+    assert "damaged: restore point %s (VM lab-vm2, disk" % point["id"] in output
+
+
+def test_prune_check_mode_then_for_real(runner):
+    runner.create_repository()
+    for _ in range(3):
+        runner.backup(["lab-vm2"])
+    before = [point["id"] for point in runner.restore_points()["lab-vm2"]]
+    assert len(before) == 3
+
+    checked = runner.run("blockvault.vsphere.prune", {"blockvault_keep": {"keep_last": 1}}, check=True)
+    assert "Would remove 2 restore point(s): %s, %s;" % (before[0], before[1]) in checked
+    assert [point["id"] for point in runner.restore_points()["lab-vm2"]] == before
+
+    pruned = runner.run("blockvault.vsphere.prune", {"blockvault_keep": {"keep_last": 1}})
+    assert "Removed 2 restore point(s): %s, %s;" % (before[0], before[1]) in pruned
+    assert [point["id"] for point in runner.restore_points()["lab-vm2"]] == before[2:]
+
+
+def test_backup_progress_is_shown_while_it_runs(runner):
+    runner.create_repository()
+    # slow the VDDK stand-in down so that the backup is still running at the first polls
+    output = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1"]},
+                        env={"LABVDDK_LATENCY_US": "150000"})
+    lines = [line for line in output.splitlines() if line.startswith("ok: [localhost] => (item=lab-vm1: ")]
+    running = [line for line in lines if "(item=lab-vm1: running, " in line]
+    assert running, output
+    assert re.search(r"bytes_done=\d+, [\d.]+ MB/s, ETA", running[0])
+    assert "(item=lab-vm1: succeeded, " in lines[-1]
