@@ -45,10 +45,6 @@ def _link_collection():
 
 _link_collection()
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup  # noqa: E402
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa: E402
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (  # noqa: E402
-    RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import RawFileSource  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import (  # noqa: E402
@@ -61,6 +57,7 @@ def proc_io():
 
 
 def repo_settings(repo):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings  # noqa
     return RepositorySettings(location=os.path.abspath(repo), passphrase=PASSPHRASE)
 
 
@@ -111,19 +108,17 @@ def cmd_backup_file(args):
 
 
 def cmd_restore_file(args):
-    repository = open_repo(args.repo)
-    try:
-        rp_id = repository.list_restore_points()[-1].id
-    finally:
-        repository.close()
-    result = ops_restore.restore(None, None, repo_settings(args.repo), restore_point=rp_id, target="file",
+    # the product path of `vm_restore target=file`; "latest" of the VM: one repository open (one scrypt), as a user's
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa
+    result = ops_restore.restore(None, None, repo_settings(args.repo), restore_point="latest", vm_name=args.vm, target="file",
                                  path=os.path.abspath(args.out), force=True, workers=args.workers,
                                  status_file=os.path.join(os.path.dirname(os.path.abspath(args.out)), "status-restore.json"))
-    return {"restore_point": rp_id, "disks": result["disks"]}
+    return {"restore_point": result["restore_point"]["id"], "disks": result["disks"]}
 
 
 def _lab_settings(labdir):
     from labkit import Lab  # pylint: disable=import-outside-toplevel
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import VddkSettings, VSphereSettings  # noqa
     lab = Lab.attach(labdir)
     info = lab.info
     vsphere = VSphereSettings(host=info["host"], username=info["user"], password=info["password"],
@@ -133,6 +128,7 @@ def _lab_settings(labdir):
 
 
 def cmd_backup_lab(args):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup  # noqa
     vsphere, vddk = _lab_settings(args.labdir)
     result = ops_backup.backup_vm(vsphere, vddk, repo_settings(args.repo), {"name": args.vm}, quiesce=False,
                                   workers=args.workers,
@@ -142,16 +138,13 @@ def cmd_backup_lab(args):
 
 
 def cmd_restore_lab(args):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa
     vsphere, vddk = _lab_settings(args.labdir)
-    repository = open_repo(args.repo)
-    try:
-        rp_id = repository.list_restore_points()[-1].id
-    finally:
-        repository.close()
-    result = ops_restore.restore(vsphere, vddk, repo_settings(args.repo), restore_point=rp_id, target="new_vm",
-                                 new_name=args.name, overrides={"resource_pool": "DC0_C0"}, workers=args.workers,
+    result = ops_restore.restore(vsphere, vddk, repo_settings(args.repo), restore_point="latest", vm_name=args.vm,
+                                 target="new_vm", new_name=args.name, overrides={"resource_pool": "DC0_C0"},
+                                 workers=args.workers,
                                  status_file=os.path.join(os.path.abspath(args.repo) + "-status", "restore.json"))
-    return {"restore_point": rp_id, "vm": result["vm"], "disks": result["disks"]}
+    return {"restore_point": result["restore_point"]["id"], "vm": result["vm"], "disks": result["disks"]}
 
 
 def cmd_destroy_vm(args):
@@ -177,6 +170,7 @@ def main(argv=None):
     p = sub.add_parser("restore-file")
     p.add_argument("repo")
     p.add_argument("out")
+    p.add_argument("--vm", default="bench", help="the backed-up VM's name (latest restore point)")
     p = sub.add_parser("backup-lab")
     p.add_argument("repo")
     p.add_argument("labdir")
@@ -185,6 +179,7 @@ def main(argv=None):
     p.add_argument("repo")
     p.add_argument("labdir")
     p.add_argument("name")
+    p.add_argument("--vm", default="lab-vm1", help="the backed-up VM's name (latest restore point)")
     p = sub.add_parser("destroy-vm")
     p.add_argument("labdir")
     p.add_argument("name")

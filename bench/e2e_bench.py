@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -58,41 +57,74 @@ def log(message):
 
 # -- measuring one process ----------------------------------------------------------------------------------
 
+# A small launcher process forks the tool and reports its rusage: ru_maxrss of a process starts at what its
+# parent had mapped when it forked (the kernel keeps the high-water mark across exec), so the tool must be
+# forked from a small process, not from this one (which holds workload undo data and comparison buffers).
+LAUNCHER = r"""
+import json, os, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+io = {}
+while True:
+    try:
+        with open("/proc/%d/io" % pid) as handle:
+            io = {k: int(v) for k, v in (line.split(": ") for line in handle.read().splitlines())}
+    except (OSError, ValueError):
+        pass
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.02)
+wall = time.monotonic() - started
+with open(report, "w") as handle:
+    json.dump({"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+               "rchar": io.get("rchar", 0), "status": os.waitstatus_to_exitcode(status)}, handle)
+"""
+
+
 def measure(argv, env=None, cwd=None, repo=None, label=None):
     """Run argv; return wall, cpu, peak RSS, rchar, repository size and stdout (raises on a non-zero exit)."""
     environ = dict(os.environ, **TOOL_ENV)
     environ.update(env or {})
     out_path = os.path.join(WORK, ".stdout")
     err_path = os.path.join(WORK, ".stderr")
+    report_path = os.path.join(WORK, ".rusage")
+    os.sync()               # every tool starts without the previous one's writeback debt
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        io = {}
-        while True:
-            try:
-                with open("/proc/%d/io" % proc.pid) as handle:
-                    io = {k: int(v) for k, v in (line.split(": ") for line in handle.read().splitlines())}
-            except (OSError, ValueError):
-                pass
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.02)
-        wall = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([PY, "-S", "-c", LAUNCHER, report_path] + list(argv), env=environ, cwd=cwd, stdout=out, stderr=err,
+                       stdin=subprocess.DEVNULL, check=False)
+    with open(report_path) as handle:
+        usage = json.load(handle)
     with open(out_path, "rb") as handle:
         stdout = handle.read().decode(errors="replace")
-    if proc.returncode != 0:
+    if usage["status"] != 0:
         with open(err_path, "rb") as handle:
             stderr = handle.read().decode(errors="replace")
-        raise RuntimeError("%s failed (%d): %s\n%s" % (label or argv[0], proc.returncode, stderr[-3000:], stdout[-2000:]))
-    result = {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-              "user_s": round(usage.ru_utime, 3), "sys_s": round(usage.ru_stime, 3),
-              "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "read_mib": round(io.get("rchar", 0) / MIB, 1)}
+        raise RuntimeError("%s failed (%d): %s\n%s" % (label or argv[0], usage["status"], stderr[-3000:], stdout[-2000:]))
+    result = {"wall_s": round(usage["wall"], 3), "cpu_s": round(usage["user"] + usage["sys"], 3),
+              "user_s": round(usage["user"], 3), "sys_s": round(usage["sys"], 3),
+              "peak_rss_mib": round(usage["maxrss_kib"] / 1024, 1), "read_mib": round(usage["rchar"] / MIB, 1)}
     if repo:
         result["repo_mib"] = round(disk_usage(repo) / MIB, 1)
     result["stdout"] = stdout
     return result
+
+
+def fsync_seconds(path):
+    """Seconds to make a file a tool just wrote durable (fsync): 0 for a tool that synced it itself."""
+    started = time.monotonic()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return round(time.monotonic() - started, 3)
 
 
 def disk_usage(path):
@@ -170,10 +202,12 @@ class Blockvault:
             m = measure([PY, DRIVER, "restore-lab", self.repo, LABDIR, name], label=self.name)
             info = last_json(m["stdout"])
             m["restored_sha256"] = [d.get("sha256") for d in info.get("disks", [])]
+            m["fsync_s"] = fsync_seconds(self.lab.disks(name)[0]["flat"])
             subprocess.run([PY, DRIVER, "destroy-vm", LABDIR, name], check=True, stdout=subprocess.DEVNULL)
             m["output_mib"] = None
         else:
             m = measure([PY, DRIVER, "restore-file", self.repo, out], label=self.name)
+            m["fsync_s"] = fsync_seconds(out)
             m["output_mib"] = round(disk_usage(out) / MIB, 1)
             m["output_ok"] = same_content(out, IMAGE)
             rmtree(out)
@@ -211,6 +245,7 @@ class Restic:
         target = out + ".d"
         m = measure(self._argv("restore", "latest", "--target", target), repo=None, label="restic restore")
         restored = os.path.join(target, IMAGE.lstrip("/"))
+        m["fsync_s"] = fsync_seconds(restored)
         m["output_mib"] = round(disk_usage(restored) / MIB, 1)
         m["output_ok"] = same_content(restored, IMAGE)
         rmtree(target)
@@ -251,6 +286,7 @@ class Borg:
         m = measure(["borg", "extract", "--sparse", "%s::a%d" % (self.repo, self.archives)], env=self.env, cwd=target,
                     label=self.name + " extract")
         restored = os.path.join(target, os.path.basename(IMAGE))
+        m["fsync_s"] = fsync_seconds(restored)
         m["output_mib"] = round(disk_usage(restored) / MIB, 1)
         m["output_ok"] = same_content(restored, IMAGE)
         rmtree(target)
@@ -322,6 +358,27 @@ def rate_nz(fn):
     for b in nonzero:
         fn(b)
     return nz / (time.perf_counter() - t) / 1e6
+wdir = sys.argv[3]
+def disk_write(per_object):
+    blob = os.urandom(4 << 20)
+    names = [os.path.join(wdir, "w%03d" % i) for i in range(64)]
+    t = time.perf_counter()
+    for name in names:
+        f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(f, blob)
+        if per_object:
+            os.fsync(f)
+        os.close(f)
+    if not per_object:
+        for name in names:
+            f = os.open(name, os.O_RDONLY); os.fsync(f); os.close(f)
+    dt = time.perf_counter() - t
+    for name in names:
+        os.unlink(name)
+    return round(len(names) * len(blob) / dt / 1e6, 1)
+os.sync()
+write_each = disk_write(True)
+write_end = disk_write(False)
 z = zstandard.ZstdCompressor(level=3)
 aead = AESGCM(os.urandom(32)); nonce = os.urandom(12)
 comp = [z.compress(b) for b in nonzero]
@@ -331,12 +388,13 @@ print(json.dumps({
   "zstd3_MBps": round(rate_nz(z.compress), 1),
   "zstd3_ratio": round(sum(map(len, comp)) / nz, 3),
   "aes256gcm_MBps": round(rate_nz(lambda b: aead.encrypt(nonce, b, b"")), 1),
+  "disk_write_fsync_each_4MiB_MBps": write_each, "disk_write_fsync_at_end_MBps": write_end,
 }))
 """
 
 
 def measure_ceilings(image, sample_mib):
-    done = subprocess.run([PY, "-c", CEILING_CODE, image, str(sample_mib * MIB)], check=True, capture_output=True, text=True)
+    done = subprocess.run([PY, "-c", CEILING_CODE, image, str(sample_mib * MIB), WORK], check=True, capture_output=True, text=True)
     figures = json.loads(done.stdout)
     # per core, in series: what one core does per byte of the backup (hash + compress + encrypt the compressed)
     per_byte = 1 / figures["sha256_MBps"] + 1 / figures["zstd3_MBps"] + figures["zstd3_ratio"] / figures["aes256gcm_MBps"]
@@ -355,15 +413,22 @@ def median(values):
 def summarize(runs, key):
     """{tool: {metric: median}} over the repetitions of phase ``key``."""
     tools = sorted({tool for run in runs for tool in run.get(key, {})})
+    for run in runs:
+        for row in run.get(key, {}).values():
+            if "fsync_s" in row:
+                row["durable_wall_s"] = round(row["wall_s"] + row["fsync_s"], 3)
     table = {}
     for tool in tools:
         rows = [run[key][tool] for run in runs if tool in run.get(key, {})]
         metrics = {}
-        for metric in ("wall_s", "cpu_s", "peak_rss_mib", "read_mib", "repo_mib", "output_mib"):
+        for metric in ("wall_s", "durable_wall_s", "cpu_s", "peak_rss_mib", "read_mib", "repo_mib", "output_mib"):
             metrics[metric] = median([row.get(metric) for row in rows])
         ratios = [row["wall_s"] / run[key]["restic"]["wall_s"] for run, row in zip(runs, rows)
                   if "restic" in run.get(key, {}) and tool in run[key]]
         metrics["wall_vs_restic"] = median(ratios)
+        if key == "restore":
+            metrics["durable_vs_restic"] = median([row["durable_wall_s"] / run[key]["restic"]["durable_wall_s"]
+                                                   for run, row in zip(runs, rows) if "restic" in run.get(key, {})])
         metrics["runs"] = len(rows)
         oks = [row.get("output_ok") for row in rows if "output_ok" in row]
         if oks:
@@ -458,9 +523,12 @@ def main(argv=None):
     parser.add_argument("--no-lab", action="store_true", help="skip the lab path (no simulator needed)")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-others", action="store_true", help="blockvault only (no restic, borg, qemu-img)")
+    parser.add_argument("--time-budget", type=float, default=17 * 60,
+                        help="seconds: no repetition is started that would end past it (default 17 min)")
     parser.add_argument("--work", default=os.path.join(BENCH, "work", "e2e"))
     parser.add_argument("--results", default=os.path.join(BENCH, "results"))
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # run the finally blocks (stop the lab)
     size = diskgen.parse_size(args.size or ("1G" if args.quick else "4G"))
     runs = args.runs or (1 if args.quick else 3)
     WORK = os.path.abspath(args.work)
@@ -491,15 +559,22 @@ def main(argv=None):
         if not args.no_others:
             tools += [Restic(), Borg("borg-lz4"), Borg("borg-zstd3-fixed4M")]
         workload = diskgen.Workload(size, args.change)
-        results = []
+        results, scale = [], None
+        durations = []
         for number in range(1, runs + 1):
+            elapsed = time.monotonic() - began
+            if number > 1 and elapsed + max(durations) > args.time_budget:
+                log("time budget: %d of %d repetitions done (%.0f s elapsed, a repetition takes up to %.0f s, budget "
+                    "%.0f s)" % (number - 1, runs, elapsed, max(durations), args.time_budget))
+                break
+            rep_started = time.monotonic()
             results.append(one_repetition(number, tools, workload, lab_flat))
-        scale = None
-        if not args.no_scaling:
-            log("scaling run")
-            fractions = (0.001, 0.01, 0.1)
-            memory_sizes = (size // 4, size, size * 4) if args.quick else (1 << 30, 4 << 30, 16 << 30)
-            scale = scaling(size, fractions, memory_sizes, args.quick)
+            durations.append(time.monotonic() - rep_started)
+            if number == 1 and not args.no_scaling:   # after the first repetition: the scaling run is never cut
+                log("scaling run")
+                fractions = (0.001, 0.01, 0.1)
+                memory_sizes = (size // 4, size, size * 4) if args.quick else (1 << 30, 4 << 30, 16 << 30)
+                scale = scaling(size, fractions, memory_sizes, args.quick)
     finally:
         if lab is not None:
             lab.stop()
@@ -510,7 +585,7 @@ def main(argv=None):
         "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "kernel": platform.release(), "python": platform.python_version(),
                     "loadavg_at_end": os.getloadavg(), "versions": _versions()},
         "disk": disk, "workload": {"fraction": args.change, "blocks": len(workload.blocks), "bytes": workload.bytes_changed},
-        "runs": runs, "ceilings": ceilings, "summary": summary, "scaling": scale, "raw": results,
+        "runs": len(results), "runs_requested": runs, "ceilings": ceilings, "summary": summary, "scaling": scale, "raw": results,
         "duration_s": round(time.monotonic() - began, 1),
     }
     report["targets"] = targets(report)
@@ -567,42 +642,60 @@ def targets(report):
         borg = s["full"].get("borg-zstd3-fixed4M", {}).get("wall_s")
         add("%s full / borg zstd,3 fixed 4M --sparse (wall)" % tool, full["wall_s"] / borg if borg else None, 0.5)
         add("%s 1%% incremental / restic 2nd backup (wall)" % tool, s["incremental"].get(tool, {}).get("wall_vs_restic"), 0.1)
-        add("%s restore / restic restore (wall)" % tool, s["restore"].get(tool, {}).get("wall_vs_restic"), 0.5)
+        add("%s restore / restic restore (wall, tools exit)" % tool, s["restore"].get(tool, {}).get("wall_vs_restic"), 0.5)
+        add("%s restore / restic restore (wall until the output is on disk)" % tool,
+            s["restore"].get(tool, {}).get("durable_vs_restic"), 0.5)
         rss = [s[phase].get(tool, {}).get("peak_rss_mib") for phase in s]
         if report.get("scaling") and tool == "blockvault-file":
             rss += [m["peak_rss_mib"] for m in report["scaling"]["full_memory"]]
         add("%s peak memory, MiB (every phase and size)" % tool, max(v for v in rss if v is not None), 256)
-        ceil = report["ceilings"]
-        slowest = min(ceil["page_cache_read_MBps"], ceil["sha256_MBps"] * ceil["cores"], ceil["zstd3_MBps"] * ceil["cores"],
-                      ceil["aes256gcm_MBps"] * ceil["cores"])
+        stage, ceiling = slowest_stage(report["ceilings"], report["disk"]["allocated_bytes"], full.get("repo_mib"))
         throughput = report["disk"]["allocated_bytes"] / 1e6 / full["wall_s"]
-        add("%s full throughput / slowest stage ceiling (%.0f MB/s, all cores)" % (tool, slowest), throughput / slowest, 0.6,
-            better="higher")
+        add("%s full throughput %.0f MB/s / slowest stage ceiling (%s, %.0f MB/s of disk data)" % (tool, throughput, stage, ceiling),
+            throughput / ceiling, 0.6, better="higher")
     return out
+
+
+def slowest_stage(ceil, allocated_bytes, repo_mib):
+    """(name, MB/s of disk data) of the slowest stage a full backup needs, all cores used where a stage is parallel."""
+    cores = ceil["cores"]
+    stages = {"page-cache read (1 thread)": ceil["page_cache_read_MBps"], "sha256 x%d cores" % cores: ceil["sha256_MBps"] * cores,
+              "zstd-3 x%d cores" % cores: ceil["zstd3_MBps"] * cores,
+              "aes-256-gcm x%d cores" % cores: ceil["aes256gcm_MBps"] * cores / max(ceil["zstd3_ratio"], 0.01)}
+    if repo_mib:
+        # the repository's writes, fsync'd object by object, in MB/s of the disk data they represent
+        stages["repository write (fsync per object)"] = ceil["disk_write_fsync_each_4MiB_MBps"] * allocated_bytes / (repo_mib * MIB)
+    name = min(stages, key=stages.get)
+    return name, stages[name]
 
 
 def markdown(report):
     s = report["summary"]
     lines = ["Disk: %d MiB, %.0f%% allocated (%s), seed %d; workload: %d blocks of 4 MiB rewritten (%.1f%%). %d run(s), "
-             "medians. Machine: %d x %s, load average at the end %.1f." % (
+             "medians. Machine: %d x %s, load average at the end %.1f. Restores: 'on disk' adds the time an fsync of the "
+             "output takes after the tool exits (restic and borg do not sync; blockvault does)." % (
                  report["disk"]["size"] // MIB, report["disk"]["allocated_fraction"] * 100,
                  ", ".join("%s %d" % kv for kv in report["disk"]["kinds"].items()), report["disk"]["seed"],
                  report["workload"]["blocks"], report["workload"]["fraction"] * 100, report["runs"],
                  report["machine"]["cpus"], report["machine"]["cpu"], report["machine"]["loadavg_at_end"][0]), ""]
     names = {"full": "full backup", "incremental": "2nd backup (1% changed)", "restore": "restore (latest)"}
-    lines.append("| tool | operation | wall s | x restic | CPU s | peak RSS MiB | read MiB | repository MiB | output MiB |")
-    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines.append("| tool | operation | wall s | x restic | CPU s | peak RSS MiB | read MiB | repository MiB | output MiB | "
+                 "on disk s (x restic) |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for phase in ("full", "incremental", "restore"):
         for tool, m in s[phase].items():
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 tool, names[phase] if tool != "qemu-img-qcow2" else "convert to qcow2", _f(m["wall_s"]),
                 _f(m["wall_vs_restic"]), _f(m["cpu_s"]), _f(m["peak_rss_mib"]), _f(m["read_mib"]), _f(m["repo_mib"]),
-                _f(m["output_mib"]) + ("" if m.get("output_ok", True) else " (DIFFERS)")))
+                _f(m["output_mib"]) + ("" if m.get("output_ok", True) else " (DIFFERS)"),
+                "%s (%s)" % (_f(m["durable_wall_s"]), _f(m.get("durable_vs_restic"))) if m.get("durable_wall_s") else ""))
     c = report["ceilings"]
     lines += ["", "Ceilings of this machine, same run, per core (MB/s, on the disk's own data): page-cache read %s (one "
               "thread), SHA-256 %s, zstd level 3 %s (ratio %s), AES-256-GCM %s; hash+compress+encrypt in series %s per "
-              "core." % (c["page_cache_read_MBps"], c["sha256_MBps"], c["zstd3_MBps"], c["zstd3_ratio"],
-                         c["aes256gcm_MBps"], c["cpu_pipeline_per_core_MBps"]), ""]
+              "core. Local disk writes of 4 MiB files: %s MB/s with an fsync per file, %s MB/s with the fsyncs at the "
+              "end." % (c["page_cache_read_MBps"], c["sha256_MBps"], c["zstd3_MBps"], c["zstd3_ratio"],
+                        c["aes256gcm_MBps"], c["cpu_pipeline_per_core_MBps"], c["disk_write_fsync_each_4MiB_MBps"],
+                        c["disk_write_fsync_at_end_MBps"]), ""]
     lines.append("| target | value | limit | met |")
     lines.append("| --- | ---: | ---: | --- |")
     for t in report["targets"]:
