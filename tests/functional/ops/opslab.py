@@ -6,10 +6,11 @@ by restoring lab-vm1 into a new VM (``scratch_vm``), destroyed at the end.
 """
 import hashlib
 import os
-import pathlib
 import subprocess
 import sys
 import uuid
+
+from labkit import LABCTL
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
@@ -28,9 +29,6 @@ PLACEMENT = {"resource_pool": "DC0_C0"}   # the lab datacenter has 2 compute res
 LABVDDK_VARS = ("LABVDDK_STATS", "LABVDDK_FAIL_READ_NTH", "LABVDDK_FAIL_READ_TIMES", "LABVDDK_FAIL_READ_RATE",
                 "LABVDDK_FAIL_WRITE_NTH", "LABVDDK_FAIL_WRITE_TIMES", "LABVDDK_FAIL_WRITE_RATE", "LABVDDK_FAIL_CODE",
                 "LABVDDK_FAIL_SEED", "LABVDDK_LATENCY_US")
-
-
-LAB_DIR = pathlib.Path(__file__).resolve().parents[2] / "lab"
 
 
 class Env:
@@ -106,9 +104,7 @@ class Env:
     # -- the lab ------------------------------------------------------------------------------------------
     def labctl(self, *args):
         """Run the lab's labctl tool (its Python entry point, with this interpreter); returns stdout."""
-        script = LAB_DIR / "labctl.py"
-        if not script.exists():
-            script = LAB_DIR / "labctl"
+        script = LABCTL
         environ = dict(os.environ, **self.lab.env())
         done = subprocess.run([sys.executable, str(script), *map(str, args)], env=environ, capture_output=True, text=True,
                               timeout=300, check=False)
@@ -118,7 +114,7 @@ class Env:
         return done.stdout
 
     def write(self, vm, disk, offset, length, seed=1):
-        """A guest write (labctl write: the lab's /lab/write endpoint)."""
+        """A guest write: the lab's /lab/write endpoint, which ``labctl write`` calls (in-process: no subprocess)."""
         self.lab.write(vm, disk, offset, length, seed=seed)
 
     def checksums(self, vm, snapshot=None):

@@ -2,6 +2,8 @@
 the other disks incremental; every restore point still restores byte-identical data."""
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import RestoreRefusedError
+
 from opslab import MIB, sha256_file  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
@@ -71,3 +73,9 @@ def test_cbt_reset_add_disk_and_grow_disk(env, scratch_vm):
     assert_restores(env, settled, env.checksums(vm))
     quick, full = env.validate()
     assert quick["ok"] and full["ok"]
+
+    # rolling back in place to a restore point from before the grow: refused (the disk is larger now), nothing written
+    with pytest.raises(RestoreRefusedError) as refused:
+        env.restore(baseline["restore_point"]["id"], target="in_place")
+    assert str(refused.value) == ("VM %s has no disk %s of %d bytes to roll back: restore to a new VM instead."
+                                  % (vm, keys[1], 16 * MIB))
