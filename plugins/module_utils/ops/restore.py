@@ -80,6 +80,8 @@ def _disk_entry(manifest, disk):
 
 def _restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id, compare=False):
     index = repository.load_disk_index(manifest["id"], entry["key"])
+    if progress is not None:
+        progress.set_phase("transfer")
 
     def fetch(digest):
         return repository.read_chunk(repository.codec.storage_id(digest))
@@ -182,6 +184,8 @@ def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, fo
         config.destroy_vm(existing)
     backed_up = {d["key"] for d in manifest["disks"]}
     captured = dict(captured, disks=[d for d in captured.get("disks", []) if str(d["key"]) in backed_up])
+    if progress is not None:
+        progress.set_phase("create_vm")
     created = config.create_vm(session, captured, overrides, placement.folder, placement.resource_pool, placement.datastore,
                                host=placement.host)
     try:

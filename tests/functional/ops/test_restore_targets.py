@@ -1,12 +1,13 @@
 """Restores into VMs: a new VM and an in-place rollback give byte-identical disks; the rollback writes only the
 chunks that differ; both refuse to overwrite (an existing name, a powered-on VM) unless forced."""
+import json
 import uuid
 
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import RestoreRefusedError
 
-from opslab import CHUNK  # pylint: disable=import-error
+from opslab import CHUNK, MIB  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +34,11 @@ def test_restore_to_a_new_vm_is_byte_identical_and_refuses_an_existing_name(env)
     rp_id = backup["restore_point"]["id"]
     name = "restored-%s" % uuid.uuid4().hex[:8]
     try:
-        restored = env.restore(rp_id, target="new_vm", new_name=name)
+        status = env.tmp_path / "new-vm.json"
+        restored = env.restore(rp_id, target="new_vm", new_name=name, status_file=str(status))
+        document = json.loads(status.read_text())
+        assert (document["state"], document["phase"], document["vm"]) == ("succeeded", "transfer", "lab-vm1")
+        assert document["bytes_done"] == document["bytes_total"] == (64 + 16) * MIB
         assert restored["changed"] is True and restored["vm"]["name"] == name and restored["vm"]["powered_on"] is False
         assert env.checksums(name) == live
         assert [(d["key"], d["sha256"]) for d in restored["disks"]] == [(d["key"], d["sha256"]) for d in backup["disks"]]
