@@ -1,6 +1,7 @@
 """Full, then incremental backup of lab-vm1: exactly the chunks the guest writes touched are read (counted by the
 VDDK stand-in), and each restore point restores to the bytes the live disks held at its backup."""
 import importlib.util
+import json
 import pathlib
 
 import pytest
@@ -47,8 +48,12 @@ def test_full_then_incremental_reads_exactly_the_written_chunks(env):
     assert after_writes[0] != after_full[0] and after_writes[1] != after_full[1]
 
     stats = env.new_stats()
-    incremental = env.backup("lab-vm1")
+    status = env.tmp_path / "incremental.json"
+    incremental = env.backup("lab-vm1", status_file=str(status))
     counted = env.read_stats(stats)
+    document = json.loads(status.read_text())
+    assert (document["state"], document["run_id"], document["bytes_done"], document["bytes_total"]) == (
+        "succeeded", incremental["run_id"], 7 * CHUNK, 7 * CHUNK)
     reason = "changed areas since restore point %s" % full["restore_point"]["id"]
     assert [(d["key"], d["mode"], d["reason"], d["bytes_read"]) for d in incremental["disks"]] == [
         ("2000", "incremental", reason, len(TOUCHED[0]) * CHUNK), ("2016", "incremental", reason, len(TOUCHED[1]) * CHUNK)]

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import LockError
+
 from opslab import LABVDDK_VARS, PASSPHRASE, sha256_file  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
@@ -102,3 +104,24 @@ def test_next_run_after_kill_9(env, point):
     quick, full = env.validate()
     assert quick["ok"] and full["ok"] and quick["restore_points"] == 1 and quick["chunks_unreferenced"] == 0
     assert env.restore_points() == [result["restore_point"]["id"]]
+
+
+def test_a_backup_started_while_another_runs_is_refused_and_the_other_completes(env):
+    running_run = "running-%d" % int(time.time() * 1000)
+    child = start_child(env, running_run)
+    try:
+        wait_for(lambda: env.blockvault_snapshots("lab-vm1") == ["blockvault-" + running_run], child, "backup snapshot")
+        with pytest.raises(LockError) as refused:
+            env.backup("lab-vm1", run_id="second")
+        assert str(refused.value).startswith("Another backup of VM lab-vm1 is running")
+        assert env.blockvault_snapshots("lab-vm1") == ["blockvault-" + running_run]
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    result = json.loads(out)
+    assert result["changed"] is True and result["run_id"] == running_run
+    assert env.restore_points() == [result["restore_point"]["id"]]
+    assert env.blockvault_snapshots("lab-vm1") == []
