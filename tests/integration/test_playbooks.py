@@ -90,7 +90,7 @@ class Runner:
         return json.loads(out.read_text())
 
     def labctl(self, *args):
-        result = subprocess.run([sys.executable, str(LABCTL), *map(str, args)], env=self.env, capture_output=True,
+        result = subprocess.run([str(LABCTL), *map(str, args)], env=self.env, capture_output=True,
                                 text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise AssertionError(f"labctl {args} failed: {result.stdout}{result.stderr}")
@@ -178,3 +178,33 @@ def test_backup_progress_is_shown_while_it_runs(runner):
     assert running, output
     assert re.search(r"bytes_done=\d+, [\d.]+ MB/s, ETA", running[0])
     assert "(item=lab-vm1: succeeded, " in lines[-1]
+
+
+def test_dr_runbook_restores_in_order_and_validates(runner):
+    runner.create_repository()
+    runner.backup(["lab-vm1", "lab-vm2"])
+    suffix = "-dr-%s" % uuid.uuid4().hex[:6]
+    output = runner.run("blockvault.vsphere.dr", {
+        "blockvault_dr_vms": ["lab-vm2", {"name": "lab-vm1"}],
+        "blockvault_dr_cluster": "DC0_C0",
+        "blockvault_dr_datastore": LAB_TARGET["datastore"],
+        "blockvault_dr_folder": LAB_TARGET["folder"],
+        "blockvault_dr_network_mapping": {"VM Network": "DC0_DVPG0"},
+        "blockvault_dr_name_suffix": suffix,
+        "blockvault_dr_power_on_delay": 1,
+        "blockvault_dr_validate_level": "quick",
+    })
+    lines = [line.strip().strip('",') for line in output.splitlines() if " -> lab-vm" in line and "restore point" in line]
+    assert [line.split(" -> ")[0] for line in lines] == ["lab-vm2", "lab-vm1"], output
+    assert all(line.endswith("checksums verified, validated (quick)") for line in lines), lines
+    assert runner.labctl("checksum", "--vm", "lab-vm2" + suffix, "--disk", 0) == \
+        runner.labctl("checksum", "--vm", "lab-vm2", "--disk", 0)
+
+
+def test_dr_runbook_refuses_a_vm_without_restore_point(runner):
+    runner.create_repository()
+    output = runner.run("blockvault.vsphere.dr", {
+        "blockvault_dr_vms": ["lab-vm2"], "blockvault_dr_cluster": "DC0_C0", "blockvault_dr_network_mapping": {},
+    }, expect_ok=False)
+    assert "Check that every VM has a restore point" in output
+    assert "Start the restore of" not in output
