@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Repository benchmark: ingest and read-back MB/s, per-stage ceilings, peak memory. Not a test: it asserts nothing.
 
-Run: .venv/bin/python bench/repo_bench.py [--size-mib 512] [--quick]. Prints a table and writes
-bench/results/repo.json. Every ingest/read case runs in its own subprocess so its peak RSS is its own.
+Run: .venv/bin/python bench/repo_bench.py [--size-mib 256] [--repeat 2] [--quick]. Prints a table and writes
+bench/results/repo.json. Every ingest/read case runs in its own subprocess so its peak RSS is its own; each case
+runs ``--repeat`` times and the best ingest and best read are kept (the figures are throughput ceilings).
 
 What an ingest case does is what the transfer layer will do per chunk: take a 4 MiB buffer, SHA-256 it, call
 session.put_chunk (zstd, AES-GCM when encrypted, atomic write), set the index; N worker threads. Every chunk is
@@ -120,8 +121,8 @@ def machine_parallelism(count):
     return figures
 
 
-def stage_ceilings(count):
-    """MB/s of each stage alone on 4 MiB buffers, 1 and 2 threads (hashlib, zstandard, cryptography)."""
+def stage_ceilings(count, repeat=1):
+    """MB/s of each stage alone on 4 MiB buffers, 1 and 2 threads (hashlib, zstandard, cryptography); best of ``repeat``."""
     import zstandard
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -149,7 +150,7 @@ def stage_ceilings(count):
     results = {}
     for name, work in stages.items():
         work(0)
-        results[name] = {str(t): rate(count * CHUNK, _parallel(t, count, work)) for t in (1, 2)}
+        results[name] = {str(t): max(rate(count * CHUNK, _parallel(t, count, work)) for _unused in range(repeat)) for t in (1, 2)}
     return results
 
 
@@ -227,17 +228,27 @@ def markdown(result):
     return "\n".join(lines)
 
 
-def spawn_case(*args):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", json.dumps(args)], capture_output=True, text=True, check=False)
-    if out.returncode:
-        raise SystemExit("case %s failed:\n%s" % (args, out.stderr[-3000:]))
-    return json.loads(out.stdout)
+def spawn_case(*args, repeat=1):
+    """Run a case ``repeat`` times in fresh processes; keep the best ingest and the best read (noisy machines)."""
+    runs = []
+    for _unused in range(max(1, repeat)):
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", json.dumps(args)], capture_output=True, text=True,
+                             check=False)
+        if out.returncode:
+            raise SystemExit("case %s failed:\n%s" % (args, out.stderr[-3000:]))
+        runs.append(json.loads(out.stdout))
+    best = dict(max(runs, key=lambda r: r["ingest_mb_s"]))
+    best_read = max(runs, key=lambda r: r["read_mb_s"])
+    best.update(read_mb_s=best_read["read_mb_s"], read_cores_busy=best_read["read_cores_busy"], runs=len(runs),
+                peak_rss_mib=max(r["peak_rss_mib"] for r in runs))
+    return best
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size-mib", type=int, default=256, help="disk size per case (default 256)")
     parser.add_argument("--quick", action="store_true", help="64 MiB per case, for a smoke run")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per case, the best is kept (default 2)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "repo.json"))
     parser.add_argument("--markdown", metavar="JSON", help="print the tables of an earlier result (e.g. bench/results/repo.json) and exit")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -256,13 +267,13 @@ def main():
     started = time.time()
     load_before = os.getloadavg()
     parallelism = machine_parallelism(max(8, size // 16))
-    ceilings = stage_ceilings(max(8, size // 16))
+    ceilings = stage_ceilings(max(8, size // 16), repeat=args.repeat)
     cases = []
     for kind in ("text", "random"):
         for encrypted in (False, True):
             for threads in (1, 2):
-                cases.append(spawn_case(tmpfs, kind, encrypted, threads, size, False))
-            cases.append(spawn_case(disk, kind, encrypted, 2, size, True))
+                cases.append(spawn_case(tmpfs, kind, encrypted, threads, size, False, repeat=args.repeat))
+            cases.append(spawn_case(disk, kind, encrypted, 2, size, True, repeat=args.repeat))
     memory = [spawn_case(tmpfs, "random", True, 2, mib, False) for mib in (size, 4 * size)]
     result = {"benchmark": "repository", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                      "platform": platform.platform(), "processor": platform.processor()},
