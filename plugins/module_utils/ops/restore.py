@@ -19,7 +19,7 @@ import datetime
 import logging
 import os
 
-from ..errors import BlockvaultError, ConfigurationError, RestoreRefusedError, VMNotFoundError
+from ..errors import BlockvaultError, ChangeTrackingError, ConfigurationError, RestoreRefusedError, VMNotFoundError
 from ..transfer.endpoints import RawFileTarget
 from ..transfer.restore import restore_disk
 from ..vddk import library as vddk_library
@@ -236,13 +236,24 @@ def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, w
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
     # Writes from outside the guest invalidate the change ids of earlier backups (CBT may not see them): CBT goes off
     # before the first write, so the next backup enables it again and reads in full. Nothing to write, no reset.
-    cbt_reset = BeforeFirstWrite(lambda: cbt.disable_cbt(vm, vm_name=vm.name))
+    cbt_reset = BeforeFirstWrite(lambda: _switch_cbt_off_before_rollback(vm))
     written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, pairs, False, workers, memory_budget,
                               progress, run_id, compare=True, before_write=cbt_reset)
     # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
     changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
     return {"changed": changed, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff,
             "cbt_reset": cbt_reset.done}
+
+
+def _switch_cbt_off_before_rollback(vm):
+    try:
+        cbt.disable_cbt(vm, vm_name=vm.name)
+    except ChangeTrackingError as exc:
+        raise ChangeTrackingError("VM %s: switching Changed Block Tracking off before the in-place restore failed, so nothing "
+                                  "was written (the restore's writes would make the change ids of earlier backups wrong): %s"
+                                  % (vm.name, exc.message), vm=vm.name,
+                                  hint="Fix the cause (a VM with snapshots cannot always be reconfigured), or restore to a new "
+                                       "VM.") from exc
 
 
 def _restore_disk_to_vm(session, vddk, repository, manifest, disk, vm_selector, overrides, workers, memory_budget,

@@ -5,7 +5,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import RestoreRefusedError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ChangeTrackingError, RestoreRefusedError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt
 
 from opslab import CHUNK, MIB  # pylint: disable=import-error
 
@@ -136,3 +137,23 @@ def test_restore_one_disk_into_another_vm_and_latest_by_name(env, scratch_vm):
     after = env.lab.disks(scratch_vm)
     assert len(after) == len(before) + 1 and after[-1]["capacity"] == 16 << 20
     assert env.lab.checksum(scratch_vm, len(after) - 1) == live[1]
+
+
+def test_in_place_rollback_stops_before_writing_when_cbt_cannot_be_switched_off(env, scratch_vm, monkeypatch):
+    backup = env.backup(scratch_vm)
+    env.write(scratch_vm, 0, 0, 4096, seed=24)
+    dirty = env.checksums(scratch_vm)
+
+    def refuse(vm, **_kwargs):
+        raise ChangeTrackingError("Disabling CBT on VM %s failed: the lab says no." % vm.name)
+
+    monkeypatch.setattr(cbt, "disable_cbt", refuse)
+    stats = env.new_stats()
+    with pytest.raises(ChangeTrackingError) as failed:
+        env.restore(backup["restore_point"]["id"], target="in_place")
+    assert str(failed.value) == (
+        "VM %s: switching Changed Block Tracking off before the in-place restore failed, so nothing was written (the "
+        "restore's writes would make the change ids of earlier backups wrong): Disabling CBT on VM %s failed: the lab says "
+        "no. Fix the cause (a VM with snapshots cannot always be reconfigured), or restore to a new VM." % (scratch_vm, scratch_vm))
+    assert env.read_stats(stats)["writes"] == 0
+    assert env.checksums(scratch_vm) == dirty
