@@ -6,6 +6,9 @@
 The transfer layer knows sources and targets, not VDDK; this adapter gives a DiskHandle (or a RetryingDisk)
 the ``zero`` and ``known_zeroed`` a restore target needs. VDDK allows one writer per disk, so the restore
 pipeline shares one adapter between its workers under its lock (the adapter has no ``clone``).
+
+Also here: ``BeforeFirstWrite`` (an action run once before a restore's first write: the in-place rollback's
+CBT reset) and ``SessionKeepalive`` (keeps the vCenter session VDDK logs in with alive during a transfer).
 """
 
 from __future__ import annotations

@@ -5,10 +5,15 @@
 
 Flow (every cleanup on one ExitStack, so a failure anywhere leaves no snapshot, no open VDDK handle and no
 visible restore point): vCenter session -> find the VM -> idempotency (a restore point of this run id ends the
-call unchanged) -> remove orphan ``blockvault-*`` snapshots of killed runs -> enable CBT when off and possible ->
-backup snapshot -> per disk, full or incremental with the reason -> VDDK PrepareForAccess and one connection
-per disk reader -> the transfer pipeline into a repository session -> indexes, manifest (commit) -> snapshot
-removed, EndAccess.
+call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists
+(its snapshot would otherwise be taken for an orphan) -> remove orphan ``blockvault-*`` snapshots of killed runs
+-> enable CBT when off and possible -> backup snapshot -> per disk, full or incremental with the reason -> VDDK
+PrepareForAccess and one connection per disk reader -> the transfer pipeline into the session, with a thread
+keeping the vCenter session (whose cookie VDDK uses) alive -> indexes, manifest (commit) -> snapshot removed,
+EndAccess.
+
+Limit: the concurrent-backup check sees the locks of this repository only; two repositories backing up one VM
+at the same moment would still remove each other's snapshot.
 
 Per-disk mode: incremental needs the previous restore point of this VM to hold a changeId for a disk with
 the same key, uuid, capacity and file, CBT to have been on before this run, and QueryChangedDiskAreas to

@@ -9,7 +9,12 @@ disk's blocksum recomputed from what was written, which must equal the one recor
 Safety: a new VM's name must be free, an in-place target must be powered off, a file must not exist, unless
 ``force`` (which powers off / replaces). A file restore writes ``PATH.partial`` and renames it when complete,
 so a failed restore never leaves a file that looks whole. A new VM whose disks could not be written is
-destroyed again (nothing half-restored is left looking usable).
+destroyed again (nothing half-restored is left looking usable). Disks are written through a RetryingDisk per
+disk (a transient VDDK failure reconnects and repeats the write).
+
+In-place rollback writes only the chunks that differ (read and compare first) and switches CBT off before its
+first write: writes from outside the guest invalidate the change ids stored with earlier backups, so the next
+backup enables CBT again and reads in full (result ``cbt_reset``).
 """
 
 from __future__ import annotations
