@@ -163,3 +163,12 @@ def test_session_kept_alive_during_the_transfer_and_a_failed_keepalive_only_logg
     assert result["changed"] is True and len(calls) >= 2 and set(calls) == {env.vsphere.host}
     assert ("keeping the vCenter session alive during the transfer of lab-vm1 failed: The vCenter session to lab has ended "
             "(test).") in (env.tmp_path / "keepalive.json.log").read_text()
+
+
+def test_without_vddk_thumbprint_vddk_gets_the_verified_one(env):
+    vddk = VddkSettings(libdir=env.vddk.libdir)
+    stats = env.new_stats()
+    result = ops_backup.backup_vm(env.vsphere, vddk, env.repo, {"name": "lab-vm2"}, quiesce=False,
+                                  status_file=str(env.tmp_path / "no-thumbprint.json"))
+    assert result["changed"] is True and [d["mode"] for d in result["disks"]] == ["full"]
+    assert result["bytes_read"] == env.read_stats(stats)["bytes_read"] > 0     # VDDK's Open accepted the thumbprint
