@@ -10,6 +10,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     AuthenticationError, CertificateError, ConfigurationError, LockError, VMNotFoundError, VSphereError)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _vddk_io
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import VddkSettings, VSphereSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory, snapshots
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
@@ -172,3 +173,30 @@ def test_without_vddk_thumbprint_vddk_gets_the_verified_one(env):
                                   status_file=str(env.tmp_path / "no-thumbprint.json"))
     assert result["changed"] is True and [d["mode"] for d in result["disks"]] == ["full"]
     assert result["bytes_read"] == env.read_stats(stats)["bytes_read"] > 0     # VDDK's Open accepted the thumbprint
+
+
+def test_session_kept_alive_during_a_restore_into_a_vm(env, monkeypatch):
+    backup = env.backup("lab-vm1")
+    calls = []
+    two_calls = threading.Event()
+
+    def keepalive(session):
+        calls.append(session.host)
+        if len(calls) >= 2:
+            two_calls.set()
+
+    restore_disk = ops_restore.restore_disk
+
+    def restore_after_two_keepalives(*args, **kwargs):
+        assert two_calls.wait(30), "keepalive was not called during the restore"
+        return restore_disk(*args, **kwargs)
+
+    monkeypatch.setattr(VSphereSession, "keepalive", keepalive)
+    monkeypatch.setattr(_vddk_io.SessionKeepalive, "interval", 0.01)
+    monkeypatch.setattr(ops_restore, "restore_disk", restore_after_two_keepalives)
+    name = "keepalive-%s" % backup["run_id"][-8:]
+    try:
+        restored = env.restore(backup["restore_point"]["id"], target="new_vm", new_name=name)
+        assert restored["changed"] is True and len(calls) >= 2
+    finally:
+        env.destroy(name)
