@@ -70,3 +70,10 @@ def test_permanent_read_fault_fails_cleanly(env, code, error_class):
         assert repository.list_locks() == []
     finally:
         repository.close()
+
+    # the next run builds on the last committed restore point: the same five chunks, read again, data right
+    live = env.checksums("lab-vm1")
+    retried = env.backup("lab-vm1")
+    assert [(d["mode"], d["bytes_read"]) for d in retried["disks"]] == [("incremental", 5 * MIB), ("incremental", 0)]
+    for position, disk in enumerate(retried["disks"]):
+        assert sha256_file(env.restore_file(retried["restore_point"]["id"], disk["key"])) == live[position]
