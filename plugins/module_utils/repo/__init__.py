@@ -31,7 +31,7 @@ API used by the transfer and ops layers::
     repo.delete_restore_point(rp_id); repo.prune(policy, vm=None, dry_run=True); repo.gc(dry_run=False)
     repo.validate(level="quick"|"full", restore_point=None)
     repo.list_keys(); repo.add_passphrase(p); repo.change_passphrase(new, key_id=None); repo.add_key_file(path)
-    repo.remove_key(key_id); generate_key_file(path); repo.list_locks(); repo.break_lock(lock_id)
+    repo.remove_key(key_id); generate_key_file(path); repo.list_locks(); repo.break_lock(lock_id); repo.stats()
 
 A digest is the plain SHA-256 of a chunk's plaintext (32 bytes); the all-zero value is the zero-chunk sentinel.
 """

@@ -19,7 +19,7 @@ from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, FORMAT_VERSION, KEYS_PREFI
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
 from .reader import DiskReader
-from .session import BackupSession, list_chunk_ids
+from .session import BackupSession, list_chunk_ids, list_chunk_infos
 
 RestorePoint = namedtuple("RestorePoint", "id created vm_tag")
 RestorePoint.__doc__ = "A restore point as listed from object names: id, created (UTC datetime), vm_tag (16 hex)."
@@ -337,6 +337,13 @@ class Repository:
 
     def validate(self, level="quick", restore_point=None, workers=2):
         return maintenance.validate(self, level=level, restore_point=restore_point, workers=workers)
+
+    def stats(self):
+        """Repository figures from listings (no object read): restore points, chunks and their stored bytes."""
+        chunks = list_chunk_infos(self.backend)
+        return {"id": self.id, "location": self.location, "format_version": FORMAT_VERSION, "chunk_size": self.chunk_size,
+                "encrypted": self.encrypted, "compression_level": self.codec.level, "restore_points": len(self.list_restore_points()),
+                "chunks": len(chunks), "stored_bytes": sum(info.size for info in chunks)}
 
     def list_locks(self):
         return [dict(lock) for lock in self.locks.list_locks()]

@@ -143,6 +143,9 @@ def test_dedup_across_disks_vms_and_restore_points(backend, encrypted):
     # same data again: nothing stored
     stored_third = backup(repo, "vm-a", {"2000": base})[1]
     assert stored_third == 0
+    stats = repo.stats()
+    assert (stats["restore_points"], stats["chunks"], stats["stored_bytes"]) == (3, 5, stored_first + stored_second)
+    assert stats["encrypted"] == encrypted and stats["chunk_size"] == MIB
     assert read_disk(repo, rp_b, "2000") == bytes(other)
     if encrypted:  # stored ids reveal nothing: they are not the plain SHA-256 of the chunk
         assert not backend.exists(chunk_name(hashlib.sha256(bytes(base[:MIB])).digest()))
