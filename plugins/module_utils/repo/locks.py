@@ -54,6 +54,17 @@ def _pid_alive(pid):
     return True
 
 
+def machine_identity():
+    """Kernel boot id and PID namespace of this process: a dead-pid check is only meaningful for a lock written
+    under the same kernel and PID namespace (two containers may share a host name but not their PIDs)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot_id = handle.read().strip()
+        return "%s/%s" % (boot_id, os.readlink("/proc/self/ns/pid"))
+    except (OSError, ValueError):
+        return None  # unknown: never judge a lock by its pid
+
+
 def describe(lock):
     age = time.time() - (_parse_time(lock.get("refreshed")) or time.time())
     return "%s lock for %s by %s pid %s (refreshed %ds ago)" % (
@@ -68,6 +79,7 @@ class LockManager:
         self.repository_id = repository_id
         self.settings = settings
         self.host = socket.gethostname()
+        self.machine = machine_identity()
 
     def list_locks(self):
         """Every readable lock as a dict with an extra ``stale`` flag (unreadable ones count as held)."""
@@ -92,7 +104,8 @@ class LockManager:
         refreshed = lock.get("refreshed_epoch") or _parse_time(lock.get("refreshed"))
         if refreshed is None or time.time() - refreshed > self.settings.stale_after:
             return True
-        return lock.get("host") == self.host and not _pid_alive(lock.get("pid"))
+        same_machine = self.machine is not None and lock.get("host") == self.host and lock.get("machine") == self.machine
+        return same_machine and not _pid_alive(lock.get("pid"))
 
     def acquire(self, kind, purpose, wait=None):
         """Take a lock (write-then-check); returns a started HeldLock. LockError after ``wait`` seconds of conflict."""
@@ -149,7 +162,7 @@ class HeldLock:
 
     def _document(self):
         return json.dumps({"format": "blockvault-lock", "version": FORMAT_VERSION, "id": self.lock_id, "kind": self.kind,
-                           "purpose": self.purpose, "host": self.manager.host, "pid": os.getpid(),
+                           "purpose": self.purpose, "host": self.manager.host, "machine": self.manager.machine, "pid": os.getpid(),
                            "repository": self.manager.repository_id, "created": self.created,
                            "refreshed": isotime()}).encode("utf-8")
 

@@ -1,6 +1,7 @@
 """Conformance suite: every test runs against the local backend and against a real moto S3 server."""
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -9,7 +10,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     BackendError, ConfigurationError, CorruptionError, LockError, NotFoundInBackendError, RepositoryError, RepositoryExistsError,
     RepositoryNotFoundError, WrongKeyError)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import ZERO_SENTINEL, chunk_name
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import ZERO_SENTINEL, chunk_name, isotime
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
     MIB, PASSPHRASE, CountingBackend, backup, make_repo, manifest_for, random_disk, read_disk, reopen, structured_disk)
 
@@ -394,3 +395,14 @@ def test_gc_keeps_chunks_of_restore_points_committed_during_its_scan(backend):
     report = repo.gc()
     assert (report["restore_points"], report["chunks_removed"], report["chunks_referenced"]) == (2, 0, 4)
     assert read_disk(reopen(repo), late["rp"], "2000") == bytes(random_disk(2 * MIB, 2))
+
+
+def test_dead_pid_judged_only_on_the_same_machine(backend):
+    repo = make_repo(backend)
+    manager = repo.locks
+    fresh = {"kind": "shared", "purpose": "backup", "host": manager.host, "pid": 2 ** 22 + 12345, "refreshed": isotime()}
+    # another container with the same host name (different kernel or PID namespace): its pid means nothing here
+    assert manager.is_stale(dict(fresh, machine="another-boot-id/pid:[1]")) is False
+    assert manager.is_stale(dict(fresh)) is False  # a lock without a machine identity is judged by age only
+    assert manager.is_stale(dict(fresh, machine=manager.machine)) is True
+    assert manager.is_stale(dict(fresh, machine=manager.machine, pid=os.getpid())) is False
