@@ -125,6 +125,7 @@ def _unchanged_result(manifest):
     return {"changed": False, "restore_point": {"id": manifest["id"], "vm": manifest["vm"]["name"], "created": manifest["created"]},
             "disks": disks, "bytes_read": stats.get("bytes_read", 0), "bytes_written": stats.get("bytes_written", 0),
             "duration": stats.get("duration", 0.0), "throughput_mbps": stats.get("throughput_mbps", 0.0),
+            "quiesced": stats.get("quiesced"), "skipped_disks": stats.get("skipped_disks", {}),
             "run_id": manifest["run_id"], "msg": "restore point %s of run %s already exists" % (manifest["id"], manifest["run_id"])}
 
 

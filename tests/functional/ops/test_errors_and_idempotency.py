@@ -76,6 +76,9 @@ def test_same_run_id_twice_is_unchanged(env):
     second = env.backup("lab-vm1", run_id="idempotent-run")
     assert first["changed"] is True and second["changed"] is False
     assert second["restore_point"] == first["restore_point"]
+    assert set(second) - {"msg"} == set(first)       # the same result shape, so callers need no special case
+    assert {name: second[name] for name in ("bytes_read", "bytes_written", "quiesced", "skipped_disks", "run_id")} == {
+        name: first[name] for name in ("bytes_read", "bytes_written", "quiesced", "skipped_disks", "run_id")}
     assert second["msg"] == "restore point %s of run idempotent-run already exists" % first["restore_point"]["id"]
     assert [(d["key"], d["sha256"]) for d in second["disks"]] == [(d["key"], d["sha256"]) for d in first["disks"]]
     assert env.restore_points() == [first["restore_point"]["id"]]
