@@ -109,3 +109,21 @@ def test_put_chunk_uploads_from_two_threads_at_once(tmp_path):
             thread.join()
         assert sorted(outcome)[0] == 0 and sorted(outcome)[1] > MIB
     assert gate.peak >= 2
+
+
+def test_open_backend_specs(tmp_path):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import open_backend
+
+    by_url = open_backend("file://%s" % (tmp_path / "a"))
+    by_path = open_backend(str(tmp_path / "a"))
+    assert isinstance(by_url, RetryingBackend) and isinstance(by_url.inner, ConcurrencyLimitedBackend)
+    assert by_url.location == by_path.location == str(tmp_path / "a")
+    by_url.put("config", b"{}")
+    assert by_path.get("config") == b"{}"
+    with pytest.raises(ConfigurationError, match="Unsupported repository URL scheme in 'ftp'"):
+        open_backend("ftp://host/x")
+    with pytest.raises(ConfigurationError, match="needs a bucket"):
+        open_backend("s3:///prefix")
+    with pytest.raises(ConfigurationError, match="must be a path or an s3://bucket/prefix URL"):
+        open_backend("")

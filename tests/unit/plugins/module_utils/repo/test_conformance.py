@@ -406,3 +406,16 @@ def test_dead_pid_judged_only_on_the_same_machine(backend):
     assert manager.is_stale(dict(fresh)) is False  # a lock without a machine identity is judged by age only
     assert manager.is_stale(dict(fresh, machine=manager.machine)) is True
     assert manager.is_stale(dict(fresh, machine=manager.machine, pid=os.getpid())) is False
+
+
+def test_validate_one_restore_point(backend):
+    repo = make_repo(backend, encrypted=False)
+    good = backup(repo, "vm-a", {"2000": random_disk(2 * MIB, 1)})[0]
+    bad = backup(repo, "vm-b", {"2000": random_disk(2 * MIB, 2)})[0]
+    damaged = chunk_name(hashlib.sha256(bytes(random_disk(2 * MIB, 2)[MIB:])).digest())
+    _flip(backend, damaged, offset=100)
+    assert reopen(repo).validate("full", restore_point=good)["ok"]
+    report = reopen(repo).validate("full", restore_point=bad)
+    assert [(c["object"], c["affects"][0]["ranges"]) for c in report["damaged_chunks"]] == [(damaged, [[MIB, 2 * MIB]])]
+    missing = reopen(repo).validate("quick", restore_point="20200101T000000.000000Z-0000000000000000-00000000")
+    assert not missing["ok"] and "does not exist" in missing["errors"][0]["error"]
