@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from ..errors import ConfigurationError
 
 RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
@@ -18,11 +20,28 @@ _BUCKETS = {
 }
 
 
+def _zone(name):
+    """The tzinfo of an IANA time zone name (None or "UTC": UTC)."""
+    if name in (None, "", "UTC"):
+        return datetime.timezone.utc
+    try:
+        import zoneinfo  # Python 3.9+
+
+        return zoneinfo.ZoneInfo(name)
+    except (ImportError, ValueError, KeyError, OSError) as exc:
+        raise ConfigurationError("Unknown retention time zone %r (%s); use an IANA name such as Europe/Paris, "
+                                 "or UTC." % (name, type(exc).__name__)) from None
+
+
 def check_policy(policy):
-    """A normalised policy dict {rule: count}; counts are integers >= 0, or -1 for "all". Refuses an empty policy."""
+    """A normalised policy dict {rule: count, "timezone": tzinfo}; counts are integers >= 0, or -1 for "all".
+
+    ``timezone`` (optional, IANA name, default UTC) is the calendar the hour/day/week/month/year buckets use.
+    Refuses an empty policy.
+    """
     if not isinstance(policy, dict):
         raise ConfigurationError("A retention policy is a dict of %s, got %r." % (", ".join(RULES), policy))
-    unknown = sorted(set(policy) - set(RULES))
+    unknown = sorted(set(policy) - set(RULES) - {"timezone"})
     if unknown:
         raise ConfigurationError("Unknown retention rule(s) %s; use %s." % (", ".join(unknown), ", ".join(RULES)))
     normalised = {}
@@ -36,6 +55,7 @@ def check_policy(policy):
     if not any(normalised.values()):
         raise ConfigurationError("The retention policy keeps nothing; refusing to remove every restore point. "
                                  "Set at least one of %s." % ", ".join(RULES))
+    normalised["timezone"] = _zone(policy.get("timezone"))
     return normalised
 
 
@@ -43,9 +63,11 @@ def apply_policy(points, policy):
     """Split ``points`` (objects with ``.created``, one VM) into (keep [(point, reasons)], remove [point]).
 
     Newest first: a point is kept by keep_last while that count lasts, and by a bucket rule when it is the
-    newest point of a bucket (hour, day, ISO week, month, year, UTC) not yet used, while the rule's count lasts.
+    newest point of a bucket (hour, day, ISO week, month, year in the policy's time zone, default UTC) not yet
+    used, while the rule's count lasts.
     """
     policy = check_policy(policy)
+    zone = policy.pop("timezone")
     remaining = dict(policy)
     last_bucket = {}
     keep, remove = [], []
@@ -57,7 +79,7 @@ def apply_policy(points, policy):
         for rule, bucket_of in _BUCKETS.items():
             if remaining[rule] == 0:
                 continue
-            bucket = bucket_of(point.created)
+            bucket = bucket_of(point.created.astimezone(zone))
             if bucket != last_bucket.get(rule):
                 last_bucket[rule] = bucket
                 reasons.append(rule[len("keep_"):])

@@ -149,3 +149,14 @@ def test_restore_point_id_parsing():
     assert created == datetime.datetime(2026, 11, 26, 8, 30, 0, 123456, tzinfo=datetime.timezone.utc) and tag == "3f2a9c0d11e2b4a7"
     with pytest.raises(ConfigurationError, match="is not a restore point id"):
         parse_restore_point_id("../x")
+
+
+def test_retention_days_in_a_time_zone():
+    # 23:30 UTC on the 1st is already the 2nd in Sydney (UTC+11 in January): two distinct Sydney days
+    moments = [datetime.datetime(2026, 1, 1, h, 30, tzinfo=datetime.timezone.utc) for h in (10, 12, 23)]
+    points = [_Point(m) for m in moments]
+    utc_keep = [p.created.hour for p, _reasons in apply_policy(points, {"keep_daily": 5})[0]]
+    sydney_keep = [p.created.hour for p, _reasons in apply_policy(points, {"keep_daily": 5, "timezone": "Australia/Sydney"})[0]]
+    assert utc_keep == [23] and sydney_keep == [23, 12]
+    with pytest.raises(ConfigurationError, match="Unknown retention time zone 'Mars/Olympus'"):
+        apply_policy(points, {"keep_daily": 1, "timezone": "Mars/Olympus"})
