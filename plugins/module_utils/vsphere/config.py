@@ -30,8 +30,8 @@ from .disks import DiskInfo, list_controllers, list_disks
 from .inventory import ObjectNotFoundError, datacenter_of, find_network
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
-__all__ = ["CONFIG_FORMAT", "CreatedVM", "capture_config", "build_config_spec", "create_vm", "add_disk", "power_on",
-           "power_off", "destroy_vm", "DISK_FORMATS", "OVERRIDE_KEYS"]
+__all__ = ["CONFIG_FORMAT", "CreatedVM", "capture_config", "build_config_spec", "create_vm", "add_disk", "set_extra_config",
+           "extra_config_value", "power_on", "power_off", "destroy_vm", "DISK_FORMATS", "OVERRIDE_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +352,23 @@ def add_disk(vm, controller_key, unit, capacity, thin=True, datastore_name=None,
             return disk
     raise VSphereError("The disk added to VM %s at controller %s unit %s is not in its configuration." % (
         moref_id(vm), controller_key, unit))
+
+
+def set_extra_config(vm, values, timeout=DEFAULT_TASK_TIMEOUT):
+    """Set advanced configuration (extraConfig) keys of the VM; a value of "" removes the key on vSphere."""
+    require_pyvmomi()
+    options = [vim.option.OptionValue(key=str(key), value=str(value)) for key, value in values.items()]
+    wait_for_task(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=options)), timeout=timeout,
+                  what="set advanced settings %s of VM %s" % (", ".join(sorted(values)), moref_id(vm)))
+
+
+def extra_config_value(vm, key):
+    """The value of extraConfig ``key`` of the VM ("" when absent; the last entry wins if listed twice)."""
+    value = ""
+    for option in getattr(vm.config, "extraConfig", None) or ():
+        if option.key == key:
+            value = str(option.value or "")
+    return value
 
 
 def _power_state(vm):
