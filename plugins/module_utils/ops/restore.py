@@ -40,6 +40,9 @@ __all__ = ["restore", "TARGETS", "select_restore_point"]
 log = logging.getLogger("blockvault.restore")
 
 TARGETS = ("new_vm", "in_place", "disk", "file")
+#: advanced setting (extraConfig) of a VM whose restore has not finished writing its disks
+INCOMPLETE_KEY = "blockvault.restore.incomplete"
+INCOMPLETE_VALUE = "restore run %s of restore point %s has not finished writing the disks: delete this VM or restore again"
 PLACEMENT_KEYS = ("datacenter", "folder", "resource_pool", "cluster", "host", "datastore")
 
 
@@ -177,6 +180,10 @@ def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, fo
                       "disks": [{"key": d["key"], "capacity": d["capacity"]} for d in manifest["disks"]], "power_on": power_on}}
     if existing is not None:
         if not force:
+            if _is_incomplete_restore(existing):
+                raise RestoreRefusedError("A VM named %s exists already, left by a restore that did not complete (its advanced "
+                                          "setting %s says so): set force to replace it, or choose another new_name."
+                                          % (name, INCOMPLETE_KEY))
             raise RestoreRefusedError("A VM named %s exists already: choose another new_name, or set force to replace it." % name)
         if _power_state(existing) == "poweredOn" and not check:
             config.power_off(existing)
@@ -194,10 +201,14 @@ def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, fo
     created = config.create_vm(session, captured, overrides, placement.folder, placement.resource_pool, placement.datastore,
                                host=placement.host)
     try:
+        # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
+        # leaves a VM that says it is incomplete, not a half-written one that looks good.
+        config.set_extra_config(created.vm, {INCOMPLETE_KEY: INCOMPLETE_VALUE % (run_id, manifest["id"])})
         library = vddk_library.initialize(vddk.libdir, vddk.config_file)
         pairs = [(entry, created.disks[_captured_key(created.disks, entry["key"])].file_name) for entry in manifest["disks"]]
         written = _write_vm_disks(session, library, vddk, repository, manifest, created.moref, pairs, True, workers,
                                   memory_budget, progress, run_id)
+        config.set_extra_config(created.vm, {INCOMPLETE_KEY: ""})
         if power_on:
             config.power_on(created.vm)
     except BaseException:
@@ -206,6 +217,13 @@ def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, fo
             config.destroy_vm(created.vm)
         raise
     return {"changed": True, "vm": {"name": name, "moid": created.moref, "powered_on": power_on}, "disks": written, "diff": diff}
+
+
+def _is_incomplete_restore(vm):
+    try:
+        return bool(config.extra_config_value(vm, INCOMPLETE_KEY))
+    except Exception:  # only refines a message
+        return False
 
 
 def _captured_key(mapping, key):

@@ -1,9 +1,9 @@
-"""A backup in a child process, for the kill -9 tests: ``python backup_child.py SPEC.json``.
+"""A backup (or a restore) in a child process, for the kill -9 tests: ``python backup_child.py SPEC.json``.
 
 SPEC holds the lab settings, the repository (location, passphrase), the VM name, the run id and the status file.
 The LABVDDK_* knobs come from the environment. Prints the result as JSON on success. With ``"pause_before_commit":
 PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
-its manifest.
+its manifest. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
 """
 import json
 import pathlib
@@ -11,6 +11,7 @@ import sys
 import time
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.backup import backup_vm
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
@@ -29,8 +30,11 @@ def main(path):
         spec = json.load(handle)
     if spec.get("pause_before_commit"):
         pause_before_commit(spec["pause_before_commit"])
-    result = backup_vm(VSphereSettings(**spec["vsphere"]), VddkSettings(**spec["vddk"]), RepositorySettings(**spec["repo"]),
-                       {"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"], status_file=spec["status_file"])
+    settings = (VSphereSettings(**spec["vsphere"]), VddkSettings(**spec["vddk"]), RepositorySettings(**spec["repo"]))
+    if spec.get("restore"):
+        result = restore(*settings, target="new_vm", status_file=spec["status_file"], **spec["restore"])
+    else:
+        result = backup_vm(*settings, {"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"], status_file=spec["status_file"])
     print(json.dumps(result))
 
 

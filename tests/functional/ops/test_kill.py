@@ -1,5 +1,6 @@
 """kill -9 of a backup at several points: the next run removes the orphan snapshot, ignores the dead run's lock,
 completes, reuses the chunks the killed run stored, and the repository validates."""
+import hashlib
 import json
 import os
 import signal
@@ -9,9 +10,12 @@ import time
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import LockError
+from labkit import LabError
 
-from opslab import LABVDDK_VARS, PASSPHRASE, sha256_file  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import LockError, RestoreRefusedError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config, inventory
+
+from opslab import LABVDDK_VARS, PASSPHRASE, PLACEMENT, sha256_file  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
@@ -28,17 +32,17 @@ def chunk_objects(env):
         repository.close()
 
 
-def start_child(env, run_id, pause_before_commit=None):
+def start_child(env, run_id, pause_before_commit=None, restore=None, latency_us=250000):
     spec = {"vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
                         "port": env.vsphere.port, "ca_bundle": env.vsphere.ca_bundle},
             "vddk": {"libdir": env.vddk.libdir, "thumbprint": env.vddk.thumbprint},
             "repo": {"location": env.repo.location, "passphrase": PASSPHRASE},
             "vm": "lab-vm1", "run_id": run_id, "status_file": str(env.tmp_path / ("%s.json" % run_id)),
-            "pause_before_commit": pause_before_commit}
+            "pause_before_commit": pause_before_commit, "restore": restore}
     spec_path = env.tmp_path / ("%s.spec.json" % run_id)
     spec_path.write_text(json.dumps(spec))
     environ = {name: value for name, value in os.environ.items() if name not in LABVDDK_VARS}
-    environ.update(PYTHONPATH=os.path.abspath(COLLECTIONS), LABVDDK_LATENCY_US="250000")
+    environ.update(PYTHONPATH=os.path.abspath(COLLECTIONS), LABVDDK_LATENCY_US=str(latency_us))
     return subprocess.Popen([sys.executable, os.path.join(HERE, "backup_child.py"), str(spec_path)], env=environ,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -125,3 +129,41 @@ def test_a_backup_started_while_another_runs_is_refused_and_the_other_completes(
     assert result["changed"] is True and result["run_id"] == running_run
     assert env.restore_points() == [result["restore_point"]["id"]]
     assert env.blockvault_snapshots("lab-vm1") == []
+
+
+def test_restore_killed_mid_write_leaves_a_vm_marked_incomplete(env):
+    backup = env.backup("lab-vm1")
+    live = env.checksums("lab-vm1")
+    rp_id = backup["restore_point"]["id"]
+    name = "killed-restore-%d" % int(time.time() * 1000)
+    empty = hashlib.sha256(bytes(64 << 20)).hexdigest()
+
+    def some_data_written():
+        try:
+            return env.lab.checksum(name, 0) != empty
+        except LabError:            # the VM does not exist yet
+            return False
+
+    child = start_child(env, "restore-" + name, latency_us=100000,
+                        restore={"restore_point": rp_id, "new_name": name, "overrides": dict(PLACEMENT)})
+    try:
+        try:
+            wait_for(some_data_written, child, "a written chunk")
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        with env.session() as session:
+            marker = config.extra_config_value(inventory.find_vm(session, name=name), "blockvault.restore.incomplete")
+        assert marker.startswith("restore run ") and marker.endswith(
+            " of restore point %s has not finished writing the disks: delete this VM or restore again" % rp_id)
+        with pytest.raises(RestoreRefusedError) as refused:
+            env.restore(rp_id, target="new_vm", new_name=name)
+        assert str(refused.value) == ("A VM named %s exists already, left by a restore that did not complete (its advanced "
+                                      "setting blockvault.restore.incomplete says so): set force to replace it, or choose "
+                                      "another new_name." % name)
+        env.restore(rp_id, target="new_vm", new_name=name, force=True)
+        with env.session() as session:
+            assert config.extra_config_value(inventory.find_vm(session, name=name), "blockvault.restore.incomplete") == ""
+        assert env.checksums(name) == live
+    finally:
+        env.destroy(name)
