@@ -28,7 +28,9 @@ API used by the transfer and ops layers::
     repo.list_restore_points(vm=None) -> [RestorePoint(id, created, vm_tag)]  (oldest first; from one listing)
     repo.find_restore_point(vm, run_id); repo.load_manifest(rp_id); repo.load_disk_index(rp_id, disk_key)
     repo.open_disk_reader(rp_id, disk_key).read(offset, length) / .readinto(offset, buffer)
-    repo.delete_restore_point(rp_id); repo.prune(policy, vm=None, dry_run=True); repo.gc(dry_run=False)
+    repo.delete_restore_point(rp_id); repo.gc(dry_run=False)
+    repo.prune({"keep_last": n, "keep_hourly"|"keep_daily"|"keep_weekly"|"keep_monthly"|"keep_yearly": n,
+                "timezone": "Europe/Paris"}, vm=None, dry_run=True) -> {"dry_run", "keep": [{id, vm_tag, created, reasons}], "remove": [ids]}
     repo.validate(level="quick"|"full", restore_point=None)
     repo.list_keys(); repo.add_passphrase(p); repo.change_passphrase(new, key_id=None); repo.add_key_file(path)
     repo.remove_key(key_id); generate_key_file(path); repo.list_locks(); repo.break_lock(lock_id); repo.stats()
