@@ -9,8 +9,10 @@ disk's blocksum recomputed from what was written, which must equal the one recor
 Safety: a new VM's name must be free, an in-place target must be powered off, a file must not exist, unless
 ``force`` (which powers off / replaces). A file restore writes ``PATH.partial`` and renames it when complete,
 so a failed restore never leaves a file that looks whole. A new VM whose disks could not be written is
-destroyed again (nothing half-restored is left looking usable). Disks are written through a RetryingDisk per
-disk (a transient VDDK failure reconnects and repeats the write).
+destroyed again (nothing half-restored is left looking usable); until its disks are written it carries the
+advanced setting ``blockvault.restore.incomplete``, so a restore killed outright leaves a VM that says so (a rerun
+refuses it by name, force replaces it). Disks are written through a RetryingDisk per disk (a transient VDDK
+failure reconnects and repeats the write).
 
 In-place rollback writes only the chunks that differ (read and compare first) and switches CBT off before its
 first write: writes from outside the guest invalidate the change ids stored with earlier backups, so the next
