@@ -1,41 +1,46 @@
 """Injected VDDK faults: a transient one is retried and the data is right; a permanent one fails cleanly (typed
 error with its context, no snapshot left, repository valid, no new restore point)."""
+import inspect
 import json
 
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VddkError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import backup_disks
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import VddkOutOfRangeError
 
 from opslab import MIB, sha256_file  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
-# five guest writes, each in a chunk of its own 8 MiB read request: the incremental makes exactly five read calls,
-# which the reader passes to VDDK as a batch of four async reads, then a batch of one
-WRITES = [(0, offset * MIB, 4096) for offset in (1, 9, 17, 25, 33)]
+# The reader passes up to READ_BATCH read requests to VDDK in one batch of async reads. READ_BATCH + 1 guest writes,
+# each in a chunk of its own 8 MiB read request, make the incremental issue exactly READ_BATCH + 1 read calls: one
+# full batch, then a batch of one.
+READ_BATCH = inspect.signature(backup_disks).parameters["read_batch"].default
+WRITES = [(0, (1 + 8 * n) * MIB, 4096) for n in range(READ_BATCH + 1)]
+CHANGED = len(WRITES) * MIB
 
 
-def write_five_chunks(env, seed):
+def write_changed_chunks(env, seed):
     for disk, offset, length in WRITES:
         env.write("lab-vm1", disk, offset, length, seed=seed)
 
 
 def test_transient_read_fault_is_retried_and_the_data_is_right(env):
     env.backup("lab-vm1")
-    write_five_chunks(env, seed=61)
+    write_changed_chunks(env, seed=61)
     live = env.checksums("lab-vm1")
     stats = env.new_stats()
-    # VIX_E_HOST_CONNECTION_LOST on the fifth read call, alone in its batch. Not earlier: the stand-in restarts its
-    # call count at every ConnectEx and the retry repeats a whole batch (up to 4 async reads) after reconnecting, so a
-    # fault at call N <= 4 would hit the repeated batch again on every attempt.
+    # VIX_E_HOST_CONNECTION_LOST on the last read call, alone in its batch. Not earlier: the stand-in restarts its
+    # call count at every ConnectEx and the retry repeats a whole batch after reconnecting, so a fault at a call
+    # N <= READ_BATCH would hit the repeated batch again on every attempt.
     env.knobs(STATS=stats, FAIL_CODE=36, FAIL_READ_NTH=len(WRITES), FAIL_READ_TIMES=1)
     status = env.tmp_path / "transient.json"
     result = env.backup("lab-vm1", status_file=str(status))
     env.knobs()
-    assert [(d["mode"], d["bytes_read"]) for d in result["disks"]] == [("incremental", 5 * MIB), ("incremental", 0)]
+    assert [(d["mode"], d["bytes_read"]) for d in result["disks"]] == [("incremental", CHANGED), ("incremental", 0)]
     counted = env.read_stats(stats)
-    assert (counted["reads"], counted["bytes_read"]) == (5, 5 * MIB)     # the failed call counts nothing
+    assert (counted["reads"], counted["bytes_read"]) == (len(WRITES), CHANGED)     # the failed call counts nothing
     run_log = (env.tmp_path / "transient.json.log").read_text()
     assert run_log.count("failed with a transient error (attempt 1 of 5)") == 1
     assert json.loads(status.read_text())["state"] == "succeeded"
@@ -46,7 +51,7 @@ def test_transient_read_fault_is_retried_and_the_data_is_right(env):
 @pytest.mark.parametrize("code, error_class", [(1, VddkError), (16007, VddkOutOfRangeError)])
 def test_permanent_read_fault_fails_cleanly(env, code, error_class):
     first = env.backup("lab-vm1")
-    write_five_chunks(env, seed=62)
+    write_changed_chunks(env, seed=62)
     env.knobs(FAIL_CODE=code, FAIL_READ_NTH=2, FAIL_READ_TIMES=0)        # every Read from the second on fails
     status = env.tmp_path / "permanent.json"
     with pytest.raises(VddkError) as failed:
@@ -71,9 +76,9 @@ def test_permanent_read_fault_fails_cleanly(env, code, error_class):
     finally:
         repository.close()
 
-    # the next run builds on the last committed restore point: the same five chunks, read again, data right
+    # the next run builds on the last committed restore point: the same chunks, read again, data right
     live = env.checksums("lab-vm1")
     retried = env.backup("lab-vm1")
-    assert [(d["mode"], d["bytes_read"]) for d in retried["disks"]] == [("incremental", 5 * MIB), ("incremental", 0)]
+    assert [(d["mode"], d["bytes_read"]) for d in retried["disks"]] == [("incremental", CHANGED), ("incremental", 0)]
     for position, disk in enumerate(retried["disks"]):
         assert sha256_file(env.restore_file(retried["restore_point"]["id"], disk["key"])) == live[position]
