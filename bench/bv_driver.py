@@ -94,8 +94,8 @@ def cmd_backup_file(args):
             result = results[DISK_KEY]
             backup.add_disk_index(DISK_KEY, result.index)
             mode = "incremental" if changed is not None else "full"
-            manifest = {"run_id": run_id, "backup_mode": mode, "vm": {"key": VM_KEY, "name": "bench", "moref": None, "uuid": None, "instance_uuid": None,
-                               "config": {}},
+            vm = {"key": VM_KEY, "name": "bench", "moref": None, "uuid": None, "instance_uuid": None, "config": {}}
+            manifest = {"run_id": run_id, "backup_mode": mode, "vm": vm,
                         "disks": [{"key": DISK_KEY, "label": "Hard disk 1", "controller": None, "unit_number": 0,
                                    "file_name": os.path.abspath(args.image), "uuid": None, "change_id": None,
                                    "capacity": source.capacity, "mode": mode, "reason": None,

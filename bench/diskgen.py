@@ -70,9 +70,9 @@ def _text_source(seed, size=8 << 20):
     clock = 1_700_000_000
     while total < size:
         clock += rnd.randint(0, 3)
-        line = "%d.%06d host%02d %s[%d]: %s\n" % (clock, rnd.randint(0, 999999), rnd.randint(0, 31), rnd.choice(_WORDS),
-                                                 rnd.randint(100, 65000),
-                                                 " ".join(rnd.choice(_WORDS) for _ in range(rnd.randint(3, 14))))
+        line = "%d.%06d host%02d %s[%d]: %s\n" % (
+            clock, rnd.randint(0, 999999), rnd.randint(0, 31), rnd.choice(_WORDS), rnd.randint(100, 65000),
+            " ".join(rnd.choice(_WORDS) for _ in range(rnd.randint(3, 14))))
         lines.append(line)
         total += len(line)
     return "".join(lines).encode()[:size]

@@ -452,8 +452,8 @@ def one_repetition(number, tools, workload, lab_flat):
     log("  %-20s copy   %s" % ("qemu-img-qcow2", brief(m)))
     undo_image = workload.apply_file(IMAGE)
     undo_flat = workload.apply_flat(lab_flat) if lab_flat else None
-    log("repetition %d: workload %.2f%% (%d MiB) applied; incrementals" % (number, workload.fraction * 100,
-                                                                          workload.bytes_changed // MIB))
+    log("repetition %d: workload %.2f%% (%d MiB) applied; incrementals"
+        % (number, workload.fraction * 100, workload.bytes_changed // MIB))
     for tool in tools:
         run["incremental"][tool.name] = tool.backup(IMAGE, changed=workload.extents)
         log("  %-20s incr   %s" % (tool.name, brief(run["incremental"][tool.name])))
@@ -470,8 +470,8 @@ def one_repetition(number, tools, workload, lab_flat):
 
 
 def brief(m):
-    return "wall %6.2fs cpu %6.2fs rss %6.1fMiB read %7.1fMiB repo %s" % (m["wall_s"], m["cpu_s"], m["peak_rss_mib"],
-                                                                        m["read_mib"], m.get("repo_mib"))
+    return "wall %6.2fs cpu %6.2fs rss %6.1fMiB read %7.1fMiB repo %s" % (
+        m["wall_s"], m["cpu_s"], m["peak_rss_mib"], m["read_mib"], m.get("repo_mib"))
 
 
 def scaling(size, fractions, memory_sizes, quick):
@@ -523,11 +523,18 @@ def main(argv=None):
     parser.add_argument("--no-lab", action="store_true", help="skip the lab path (no simulator needed)")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-others", action="store_true", help="blockvault only (no restic, borg, qemu-img)")
-    parser.add_argument("--time-budget", type=float, default=17 * 60,
-                        help="seconds: no repetition is started that would end past it (default 17 min)")
+    parser.add_argument("--time-budget", type=float, default=15 * 60,
+                        help="seconds: no repetition is started that would end past it (default 15 min)")
     parser.add_argument("--work", default=os.path.join(BENCH, "work", "e2e"))
     parser.add_argument("--results", default=os.path.join(BENCH, "results"))
+    parser.add_argument("--render", metavar="JSON", help="print the markdown tables of a result file and exit")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.render) as handle:
+            report = json.load(handle)
+        report["targets"] = targets(report)
+        print(markdown(report))
+        return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # run the finally blocks (stop the lab)
     size = diskgen.parse_size(args.size or ("1G" if args.quick else "4G"))
     runs = args.runs or (1 if args.quick else 3)
@@ -679,14 +686,15 @@ def markdown(report):
                  report["workload"]["blocks"], report["workload"]["fraction"] * 100, report["runs"],
                  report["machine"]["cpus"], report["machine"]["cpu"], report["machine"]["loadavg_at_end"][0]), ""]
     names = {"full": "full backup", "incremental": "2nd backup (1% changed)", "restore": "restore (latest)"}
-    lines.append("| tool | operation | wall s | x restic | CPU s | peak RSS MiB | read MiB | repository MiB | output MiB | "
+    lines.append("| tool | operation | wall s | x restic | CPU s | cores busy | peak RSS MiB | read MiB | repository MiB | output MiB | "
                  "on disk s (x restic) |")
-    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for phase in ("full", "incremental", "restore"):
         for tool, m in s[phase].items():
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 tool, names[phase] if tool != "qemu-img-qcow2" else "convert to qcow2", _f(m["wall_s"]),
-                _f(m["wall_vs_restic"]), _f(m["cpu_s"]), _f(m["peak_rss_mib"]), _f(m["read_mib"]), _f(m["repo_mib"]),
+                _f(m["wall_vs_restic"]), _f(m["cpu_s"]), "%.2f" % (m["cpu_s"] / m["wall_s"]) if m["wall_s"] else "-",
+                _f(m["peak_rss_mib"]), _f(m["read_mib"]), _f(m["repo_mib"]),
                 _f(m["output_mib"]) + ("" if m.get("output_ok", True) else " (DIFFERS)"),
                 "%s (%s)" % (_f(m["durable_wall_s"]), _f(m.get("durable_vs_restic"))) if m.get("durable_wall_s") else ""))
     c = report["ceilings"]
@@ -699,19 +707,19 @@ def markdown(report):
     lines.append("| target | value | limit | met |")
     lines.append("| --- | ---: | ---: | --- |")
     for t in report["targets"]:
-        lines.append("| %s | %s | %s | %s |" % (t["target"], _f(t["value"]), t["limit"],
-                                               {True: "yes", False: "**no**", None: "n/a"}[t["met"]]))
+        lines.append("| %s | %s | %s | %s |" % (
+            t["target"], "-" if t["value"] is None else "%.3f" % t["value"], t["limit"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]]))
     sc = report.get("scaling")
     if sc:
         lines += ["", "Scaling (blockvault from the image file):", "",
                   "| incremental | changed MiB | wall s | CPU s | read MiB | peak RSS MiB |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for m in sc["incremental"]:
-            lines.append("| %.1f%% | %d | %s | %s | %s | %s |" % (m["fraction"] * 100, m["changed_mib"], _f(m["wall_s"]),
-                                                                 _f(m["cpu_s"]), _f(m["read_mib"]), _f(m["peak_rss_mib"])))
+            lines.append("| %.1f%% | %d | %s | %s | %s | %s |" % (
+                m["fraction"] * 100, m["changed_mib"], _f(m["wall_s"]), _f(m["cpu_s"]), _f(m["read_mib"]), _f(m["peak_rss_mib"])))
         lines += ["", "| full backup, disk GiB | allocated MiB | wall s | CPU s | peak RSS MiB |", "| ---: | ---: | ---: | ---: | ---: |"]
         for m in sc["full_memory"]:
-            lines.append("| %g | %s | %s | %s | %s |" % (m["disk_gib"], _f(m["allocated_mib"]), _f(m["wall_s"]), _f(m["cpu_s"]),
-                                                        _f(m["peak_rss_mib"])))
+            lines.append("| %g | %s | %s | %s | %s |" % (
+                m["disk_gib"], _f(m["allocated_mib"]), _f(m["wall_s"]), _f(m["cpu_s"]), _f(m["peak_rss_mib"])))
     lines += ["", "Reproduce: `%s` (%.0f s)." % (report["command"], report["duration_s"]), ""]
     return "\n".join(lines)
 
