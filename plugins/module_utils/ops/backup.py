@@ -72,6 +72,18 @@ def _select_disks(disks, include, exclude):
     return selected, skipped
 
 
+def _source_placement(vm_obj):
+    """Where the VM lives (datacenter, cluster or host, folder), recorded so that a restore to a new VM defaults there."""
+    try:
+        datacenter = inventory.datacenter_of(vm_obj)
+        return {"datacenter": datacenter.name if datacenter is not None else None,
+                "compute": vm_obj.resourcePool.owner.name if vm_obj.resourcePool is not None else None,
+                "folder": inventory.inventory_path(vm_obj.parent) if vm_obj.parent is not None else None}
+    except Exception as exc:  # a template has no pool; an odd inventory must not fail the backup, only lose the default
+        log.warning("could not record the placement of the VM: %s", exc)
+        return {}
+
+
 def _full_reason(disk, previous, previous_disk, cbt_status, mode):
     """Why ``disk`` must be read in full, or None when an incremental read may be tried."""
     if mode == "full":
@@ -159,6 +171,7 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
             session = stack.enter_context(VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint))
             vm_obj = inventory.find_vm_by_spec(session, vm)
             captured = config.capture_config(vm_obj)
+            captured["placement"] = _source_placement(vm_obj)
             vm_label = captured["name"]
             vm_key = captured["instance_uuid"] or captured["bios_uuid"] or vm_obj._moId
             existing = repository.find_restore_point(vm_key, run_id)

@@ -161,6 +161,25 @@ def _power_state(vm):
     return str(vm.runtime.powerState)
 
 
+def _placement(session, captured, placement_args):
+    """Resolve where the new VM goes: what the user gave, else where the backed-up VM was (when that still exists)."""
+    default_datastore = (captured.get("disks") or [{}])[0].get("datastore")
+    source = captured.get("placement") or {}
+    defaults = {}
+    if not any(placement_args.get(key) for key in ("resource_pool", "host")) and source.get("compute"):
+        defaults["resource_pool"] = source["compute"]
+    if not placement_args.get("folder") and source.get("folder") and not placement_args.get("datacenter"):
+        defaults["folder"] = source["folder"]
+    if not placement_args.get("datacenter") and source.get("datacenter"):
+        defaults["datacenter"] = source["datacenter"]
+    if defaults:
+        try:
+            return resolve_placement(session, default_datastore=default_datastore, **dict(defaults, **placement_args))
+        except ConfigurationError as exc:   # the original place is gone (a DR site): say what the user must set
+            log.info("the backed-up VM's placement %s is not usable here (%s); using the restore's own options", defaults, exc)
+    return resolve_placement(session, default_datastore=default_datastore, **placement_args)
+
+
 def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, force, workers, memory_budget, progress,
                     run_id, check):
     overrides = dict(overrides or {})
@@ -189,8 +208,7 @@ def _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, fo
             raise RestoreRefusedError("A VM named %s exists already: choose another new_name, or set force to replace it." % name)
         if _power_state(existing) == "poweredOn" and not check:
             config.power_off(existing)
-    default_datastore = (captured.get("disks") or [{}])[0].get("datastore")
-    placement = resolve_placement(session, default_datastore=default_datastore, **placement_args)
+    placement = _placement(session, captured, placement_args)
     if check:
         return {"changed": True, "vm": {"name": name}, "disks": [{"key": d["key"], "sha256": d["sha256"]} for d in manifest["disks"]],
                 "diff": diff}

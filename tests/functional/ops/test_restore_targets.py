@@ -157,3 +157,24 @@ def test_in_place_rollback_stops_before_writing_when_cbt_cannot_be_switched_off(
         "no. Fix the cause (a VM with snapshots cannot always be reconfigured), or restore to a new VM." % (scratch_vm, scratch_vm))
     assert env.read_stats(stats)["writes"] == 0
     assert env.checksums(scratch_vm) == dirty
+
+
+def test_a_new_vm_defaults_to_where_the_backed_up_vm_lives(env):
+    backup = env.backup("lab-vm2")
+    manifest = env.repository().load_manifest(backup["restore_point"]["id"])
+    assert manifest["vm"]["config"]["placement"] == {"datacenter": "DC0", "compute": "DC0_C0", "folder": "DC0/vm"}
+    name = "placed-%s" % uuid.uuid4().hex[:8]
+    try:
+        # no placement options at all: the lab's datacenter has two compute resources, so only the recorded
+        # placement can make this work
+        from opslab import ops_restore  # pylint: disable=import-error,import-outside-toplevel
+        restored = ops_restore.restore(env.vsphere, env.vddk, env.repo, restore_point=backup["restore_point"]["id"],
+                                       target="new_vm", new_name=name, status_file=str(env.tmp_path / "placed.json"))
+        with env.session() as session:
+            from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory  # pylint: disable=import-outside-toplevel
+            vm = inventory.find_vm(session, name=name)
+            assert (vm.resourcePool.owner.name, vm.parent.name) == ("DC0_C0", "vm")
+        assert restored["vm"]["moid"] == vm._moId  # pylint: disable=protected-access
+        assert env.checksums(name) == env.checksums("lab-vm2")
+    finally:
+        env.destroy(name)
