@@ -106,6 +106,14 @@ def _restore_one(repository, manifest, entry, target, workers, memory_budget, pr
             "chunks_unchanged": result.chunks_unchanged}
 
 
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _restore_file(repository, manifest, disk, path, force, workers, memory_budget, progress, run_id, check):
     entry = _disk_entry(manifest, disk if disk is not None else manifest["disks"][0]["key"])
     if not path:
@@ -123,6 +131,7 @@ def _restore_file(repository, manifest, disk, path, force, workers, memory_budge
         with contextlib.closing(target):
             written = _restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id)
         os.replace(partial, path)
+        _fsync_directory(os.path.dirname(path))   # the rename itself must survive a crash, not only the data
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(partial)
@@ -314,7 +323,8 @@ def _restore_disk_to_vm(session, vddk, repository, manifest, disk, vm_selector, 
     if check:
         return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": [{"key": entry["key"], "sha256": entry["sha256"]}],
                 "diff": diff}
-    new_disk = config.add_disk(vm, controller.key, unit, entry["capacity"], thin=(overrides or {}).get("disk_format") != "thick")
+    thick = (overrides or {}).get("disk_format") in ("thick", "eagerzeroedthick")
+    new_disk = config.add_disk(vm, controller.key, unit, entry["capacity"], thin=not thick)
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
     written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, [(entry, new_disk.file_name)], True,
                               workers, memory_budget, progress, run_id)
