@@ -523,8 +523,8 @@ def main(argv=None):
     parser.add_argument("--no-lab", action="store_true", help="skip the lab path (no simulator needed)")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-others", action="store_true", help="blockvault only (no restic, borg, qemu-img)")
-    parser.add_argument("--time-budget", type=float, default=15 * 60,
-                        help="seconds: no repetition is started that would end past it (default 15 min)")
+    parser.add_argument("--time-budget", type=float, default=13 * 60,
+                        help="seconds: no repetition is started that would end past it (default 13 min)")
     parser.add_argument("--work", default=os.path.join(BENCH, "work", "e2e"))
     parser.add_argument("--results", default=os.path.join(BENCH, "results"))
     parser.add_argument("--render", metavar="JSON", help="print the markdown tables of a result file and exit")
