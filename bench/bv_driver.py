@@ -157,7 +157,7 @@ def cmd_destroy_vm(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--workers", type=int, default=4)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init").add_argument("repo")

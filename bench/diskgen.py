@@ -72,7 +72,7 @@ def _text_source(seed, size=8 << 20):
         clock += rnd.randint(0, 3)
         line = "%d.%06d host%02d %s[%d]: %s\n" % (
             clock, rnd.randint(0, 999999), rnd.randint(0, 31), rnd.choice(_WORDS), rnd.randint(100, 65000),
-            " ".join(rnd.choice(_WORDS) for _ in range(rnd.randint(3, 14))))
+            " ".join(rnd.choice(_WORDS) for _word in range(rnd.randint(3, 14))))
         lines.append(line)
         total += len(line)
     return "".join(lines).encode()[:size]
@@ -95,7 +95,7 @@ def layout(size, seed=1, weights=DEFAULT_WEIGHTS):
     first = next((i for i, run in enumerate(runs) if run[0] == "text"), None)
     if first is not None:
         runs.insert(0, runs.pop(first))
-    kinds = [kind for kind, length in runs for _ in range(length)]
+    kinds = [kind for kind, length in runs for _block in range(length)]
     return [("text" if kind == "repeat" and i == 0 else kind) for i, kind in enumerate(kinds)]
 
 
@@ -120,7 +120,7 @@ def generate(path, size, seed=1, weights=DEFAULT_WEIGHTS):
             if kind == "hole":
                 continue
             if kind == "text":
-                parts = [source[o:o + slice_len] for o in (rnd.randrange(0, len(source) - slice_len) for _ in range(BLOCK // slice_len))]
+                parts = [source[o:o + slice_len] for o in (rnd.randrange(0, len(source) - slice_len) for _slice in range(BLOCK // slice_len))]
                 data = b"".join(parts)
                 data_blocks.append(offset)
             elif kind == "random":
@@ -165,7 +165,7 @@ class Workload:
 
     @property
     def bytes_changed(self):
-        return sum(length for _, length in self.extents)
+        return sum(length for _offset, length in self.extents)
 
     def writes(self):
         stream = Keystream(self.seed, "workload-%f" % self.fraction)
@@ -287,7 +287,7 @@ def load_image_into_flat(image_path, flat_path, block=BLOCK):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     image = sub.add_parser("image")
     image.add_argument("path")

@@ -514,7 +514,7 @@ def scaling(size, fractions, memory_sizes, quick):
 
 def main(argv=None):
     global WORK, IMAGE, LABDIR
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size", default=None, help="disk size (default 4G; 1G with --quick)")
     parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
     parser.add_argument("--seed", type=int, default=1)
