@@ -202,9 +202,11 @@ class Blockvault:
             m = measure([PY, DRIVER, "restore-lab", self.repo, LABDIR, name], label=self.name)
             info = last_json(m["stdout"])
             m["restored_sha256"] = [d.get("sha256") for d in info.get("disks", [])]
-            m["fsync_s"] = fsync_seconds(self.lab.disks(name)[0]["flat"])
+            flat = self.lab.disks(name)[0]["flat"]       # the new VM's first disk, as the datastore holds it
+            m["fsync_s"] = fsync_seconds(flat)
+            m["output_mib"] = round(disk_usage(flat) / MIB, 1)
+            m["output_ok"] = same_content(flat, IMAGE)
             subprocess.run([PY, DRIVER, "destroy-vm", LABDIR, name], check=True, stdout=subprocess.DEVNULL)
-            m["output_mib"] = None
         else:
             m = measure([PY, DRIVER, "restore-file", self.repo, out], label=self.name)
             m["fsync_s"] = fsync_seconds(out)
