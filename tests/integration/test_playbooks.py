@@ -15,12 +15,13 @@ import uuid
 
 import pytest
 
-from labkit import LABCTL, REPO_ROOT
+from labkit import REPO_ROOT
 
 pytestmark = pytest.mark.lab
 
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 COLLECTIONS = REPO_ROOT / "build" / "collections"
+LABCTL = REPO_ROOT / "tests" / "lab" / "labctl"   # the launcher: runs labctl.py with the venv that has pyvmomi
 HELPERS = pathlib.Path(__file__).resolve().parent / "playbooks"
 PASSPHRASE = "integration passphrase"
 # The lab's datacenter has a host and a cluster, and its VMs have no VMware Tools: place restores explicitly
@@ -106,6 +107,9 @@ def test_backup_then_incremental(runner):
     runner.create_repository()
     first = runner.backup(["lab-vm1", {"name": "lab-vm2"}])
     runner.labctl("write", "--vm", "lab-vm1", "--disk", 0, "--offset", 3 << 20, "--length", 1 << 20, "--seed", 41)
+    plan = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1"]}, check=True)
+    assert re.search(r"lab-vm1: \S+ incremental \(.*\), \S+ incremental \(", plan), plan
+    assert len(runner.restore_points("lab-vm1")["lab-vm1"]) == 1   # check mode wrote nothing
     second = runner.backup(["lab-vm1"])
 
     points = runner.restore_points()
