@@ -123,6 +123,17 @@ lab-tests: install build-lab
 functional: install build-lab
 	$(PY) -m pytest -q tests/functional tests/real
 
+# -- benchmarks (not part of make test: speed and memory are measured here, never asserted in tests) -------------
+
+.PHONY: bench bench-quick
+bench: install build-lab apt-bench
+	mkdir -p bench/results
+	$(PY) bench/repo_bench.py
+	$(PY) bench/e2e_bench.py
+
+bench-quick: install build-lab apt-bench
+	$(PY) bench/e2e_bench.py --quick
+
 .PHONY: clean
 clean: lab-stop
 	rm -rf $(BUILD) tests/output
