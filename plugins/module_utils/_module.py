@@ -87,21 +87,19 @@ def disk_reference(value):
 class BlockvaultModule(object):
     """A wrapper around AnsibleModule (not a subclass) for every module of the collection.
 
-    Contract: construct it in main() with the module's own argument spec and the shared specs it needs
-    (``vsphere``, ``vddk``, ``repository`` flags); then call ``run(operation)`` once. ``operation`` takes
+    Contract: construct it in main() with the module's own argument spec; then call ``run(operation)`` once.
+    Every module accepts the shared vSphere and VDDK options, used or not, so that one ``module_defaults`` group
+    (``group/blockvault.vsphere.vsphere``) can carry connection, VDDK and repository settings for all of them;
+    ``repository=False`` leaves the repository options out (no module does today). ``operation`` takes
     this wrapper and returns the result dict; it builds settings with ``vsphere_settings()``,
     ``vddk_settings()`` and ``repository_settings()`` (their ConfigurationError becomes a failure like any
     other engine error). ``run`` never returns. One instance per module run; not thread-safe (nor needs be).
     """
 
-    def __init__(self, argument_spec, vsphere=False, vddk=False, repository=True, mutually_exclusive=None,
+    def __init__(self, argument_spec, repository=True, mutually_exclusive=None,
                  required_one_of=None, required_if=None, required_together=None, supports_check_mode=True):
-        spec = {}
+        spec = dict(vsphere_argument_spec(), **vddk_argument_spec())
         mutually_exclusive = list(mutually_exclusive or [])
-        if vsphere:
-            spec.update(vsphere_argument_spec())
-        if vddk:
-            spec.update(vddk_argument_spec())
         if repository:
             spec.update(repository_argument_spec())
             mutually_exclusive.append(["passphrase", "key_file"])

@@ -16,6 +16,8 @@ description:
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
   - Never changes anything.
+  - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
+    (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -25,6 +27,8 @@ requirements:
   - boto3 (for V(s3://) repositories)
 extends_documentation_fragment:
   - blockvault.vsphere.repository
+  - blockvault.vsphere.vsphere
+  - blockvault.vsphere.vddk
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

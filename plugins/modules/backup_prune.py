@@ -17,6 +17,8 @@ description:
   - With O(gc=true) (the default), chunks no restore point uses any more are then deleted.
   - A policy that would remove every restore point (no rule that keeps at least one) is refused.
   - In check mode and diff mode the result lists what would be removed.
+  - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
+    (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -26,6 +28,8 @@ requirements:
   - boto3 (for V(s3://) repositories)
 extends_documentation_fragment:
   - blockvault.vsphere.repository
+  - blockvault.vsphere.vsphere
+  - blockvault.vsphere.vddk
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

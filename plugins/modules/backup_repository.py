@@ -18,6 +18,8 @@ description:
   - The settings of the repository are returned in RV(repository). To read them without creating anything, use
     M(blockvault.vsphere.backup_info).
   - The repository format is documented in the collection's C(docs/repository-format.md).
+  - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
+    (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -27,6 +29,8 @@ requirements:
   - boto3 (for V(s3://) repositories)
 extends_documentation_fragment:
   - blockvault.vsphere.repository
+  - blockvault.vsphere.vsphere
+  - blockvault.vsphere.vddk
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

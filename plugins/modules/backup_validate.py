@@ -17,6 +17,8 @@ description:
     SHA-256 with the one recorded at backup. The scratch files are deleted as soon as they are checked.
   - Never changes the repository. With O(on_damage=fail) (the default) the task fails when anything is damaged, and
     the failure carries RV(damaged) and RV(errors); with O(on_damage=report) it succeeds with RV(ok=false).
+  - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
+    (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -26,6 +28,8 @@ requirements:
   - boto3 (for V(s3://) repositories)
 extends_documentation_fragment:
   - blockvault.vsphere.repository
+  - blockvault.vsphere.vsphere
+  - blockvault.vsphere.vddk
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

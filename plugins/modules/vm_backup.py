@@ -329,8 +329,6 @@ def main():
     )
     bv = BlockvaultModule(
         argument_spec,
-        vsphere=True,
-        vddk=True,
         mutually_exclusive=[["name", "uuid", "moid"], ["include_disks", "exclude_disks"]],
         required_one_of=[["name", "uuid", "moid"]],
     )

@@ -402,8 +402,6 @@ def main():
     )
     bv = BlockvaultModule(
         argument_spec,
-        vsphere=True,
-        vddk=True,
         required_if=[
             ["restore_point", "latest", ["name"]],
             ["target", "new_vm", ["new_name"]],

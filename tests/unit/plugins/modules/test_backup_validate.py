@@ -95,7 +95,10 @@ def test_choices(run_module, ops_call, option, value):
     assert outcome == "fail" and result["msg"].startswith("value of %s must be one of:" % option)
 
 
-def test_no_vsphere_options(run_module, ops_call):
-    ops_call(backup_validate.ops_validate, "validate", result=GOOD)
-    outcome, result = run_module(backup_validate, dict(repository="/srv/repo", hostname="vc"))
-    assert outcome == "fail" and "Unsupported parameters" in result["msg"]
+def test_vsphere_options_from_module_defaults_are_accepted_and_not_passed_on(run_module, ops_call):
+    call = ops_call(backup_validate.ops_validate, "validate", result=GOOD)
+    outcome, result = run_module(backup_validate, dict(repository="/srv/repo", hostname="vc", password="vc-secret-9",
+                                                       vddk_libdir="/opt/vddk"))
+    assert outcome == "exit"
+    assert not {"vsphere", "vddk", "hostname"} & set(call.kwargs)
+    assert "vc-secret-9" not in repr(result)

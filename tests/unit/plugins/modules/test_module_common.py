@@ -290,8 +290,12 @@ def test_disk_reference(given, expected):
     assert disk_reference(given) == expected
 
 
-def test_repository_module_without_vsphere_options(run_module, ops_call):
-    ops_call(backup_repository.ops_repository, "ensure_repository", result={"changed": False})
-    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", hostname="vc"))
-    assert outcome == "fail"
-    assert result["msg"].startswith("Unsupported parameters for (") and "hostname" in result["msg"]
+def test_every_module_accepts_the_group_defaults(run_module, ops_call):
+    """One module_defaults group (group/blockvault.vsphere.vsphere) carries vSphere, VDDK and repository options
+    for every module, so a repository-only module must accept, and ignore, the vSphere and VDDK ones."""
+    call = ops_call(backup_repository.ops_repository, "ensure_repository", result={"changed": False})
+    outcome, result = run_module(backup_repository, dict(repository="/srv/repo", hostname="vc", username="u",
+                                                         password="vc-secret-9", vddk_libdir="/opt/vddk"))
+    assert outcome == "exit" and result["changed"] is False
+    assert call.kwargs["repo"].location == "/srv/repo" and "vsphere" not in call.kwargs
+    assert "vc-secret-9" not in repr(result)
