@@ -14,8 +14,9 @@ advanced setting ``blockvault.restore.incomplete``, so a restore killed outright
 refuses it by name, force replaces it). Disks are written through a RetryingDisk per disk (a transient VDDK
 failure reconnects and repeats the write).
 
-In-place rollback writes only the chunks that differ (read and compare first) and switches CBT off before its
-first write: writes from outside the guest invalidate the change ids stored with earlier backups, so the next
+In-place rollback writes only the chunks that differ: those CBT reports changed since the restore point (nothing
+read), else (CBT cannot answer) those found different by reading and comparing every chunk; each disk's result
+says which (``method`` cbt or compare, and ``reason``; see _rollback.py). It switches CBT off before its first write: writes from outside the guest invalidate the change ids stored with earlier backups, so the next
 backup enables CBT again and reads in full (result ``cbt_reset``).
 """
 
@@ -34,6 +35,7 @@ from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere import cbt, config, disks as vm_disks, inventory
 from ..vsphere.placement import resolve_placement
 from ..vsphere.session import VSphereSession
+from . import _rollback
 from ._engine import MIB, new_run_id, open_repository, run_reporting
 from ._vddk_io import BeforeFirstWrite, SessionKeepalive, VddkTarget, connect_arguments
 
@@ -88,7 +90,8 @@ def _disk_entry(manifest, disk):
         manifest["id"], disk, ", ".join("%s (key %s)" % (e.get("label"), e["key"]) for e in manifest["disks"])))
 
 
-def _restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id, compare=False):
+def _restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id, compare=False,
+                 changed_chunks=None):
     index = repository.load_disk_index(manifest["id"], entry["key"])
     if progress is not None:
         progress.set_phase("transfer")
@@ -97,7 +100,7 @@ def _restore_one(repository, manifest, entry, target, workers, memory_budget, pr
         return repository.read_chunk(repository.codec.storage_id(digest))
 
     result = restore_disk(index, fetch, target, workers=workers, memory_budget=memory_budget, compare=compare,
-                          progress=progress, disk_key=entry["key"], vm=manifest["vm"]["name"], run_id=run_id)
+                          changed_chunks=changed_chunks, progress=progress, disk_key=entry["key"], vm=manifest["vm"]["name"], run_id=run_id)
     if result.blocksum != entry["sha256"]:
         raise BlockvaultError("Disk %s restored to data whose SHA-256 %s differs from the recorded %s." % (
             entry["key"], result.blocksum, entry["sha256"]), phase="restore", disk=entry["key"])
@@ -140,8 +143,10 @@ def _restore_file(repository, manifest, disk, path, force, workers, memory_budge
 
 
 def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pairs, known_zeroed, workers, memory_budget,
-                    progress, run_id, compare=False, before_write=None):
+                    progress, run_id, before_write=None, options=None):
     """Write each (manifest disk entry, target disk file name) pair, one disk after the other.
+
+    ``options``: {disk key: keyword arguments of restore_disk} (compare, changed_chunks) of an in-place rollback.
 
     Each disk gets its own read-write VDDK connection behind a RetryingDisk, as the backup's readers do: a
     transient failure (lost connection) reconnects and repeats the write (idempotent) instead of failing a
@@ -155,7 +160,7 @@ def _write_vm_disks(session, library, vddk, repository, manifest, vm_moref, pair
                                   describe="disk %s of VM %s" % (entry.get("label") or entry["key"], vm_moref))
             with contextlib.closing(VddkTarget(handle, known_zeroed, before_write=before_write)) as target:
                 results.append(_restore_one(repository, manifest, entry, target, workers, memory_budget, progress, run_id,
-                                            compare=compare))
+                                            **(options or {}).get(entry["key"], {})))
     return results
 
 
@@ -262,11 +267,8 @@ def _captured_key(mapping, key):
     raise ConfigurationError("The new VM has no disk for backed-up disk %s." % key)
 
 
-def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, workers, memory_budget, progress,
-                      run_id, check):
-    backed_up = manifest["vm"]
-    selector = vm_selector or ({"instance_uuid": backed_up["instance_uuid"]} if backed_up.get("instance_uuid") else {"name": backed_up["name"]})
-    vm = inventory.find_vm_by_spec(session, selector)
+def _in_place_disks(vm, manifest):
+    """(manifest disk entry, live DiskInfo) pairs of an in-place rollback; RestoreRefusedError for a missing disk."""
     live = {str(d.key): d for d in vm_disks.list_disks(vm)}
     pairs = []
     for entry in manifest["disks"]:
@@ -274,23 +276,37 @@ def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, w
         if disk is None or disk.capacity != entry["capacity"]:
             raise RestoreRefusedError("VM %s has no disk %s of %d bytes to roll back: restore to a new VM instead." % (
                 vm.name, entry["key"], entry["capacity"]))
-        pairs.append((entry, disk.file_name))
+        pairs.append((entry, disk))
+    return pairs
+
+
+def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, workers, memory_budget, progress,
+                      run_id, check):
+    backed_up = manifest["vm"]
+    selector = vm_selector or ({"instance_uuid": backed_up["instance_uuid"]} if backed_up.get("instance_uuid") else {"name": backed_up["name"]})
+    vm = inventory.find_vm_by_spec(session, selector)
+    disk_pairs = _in_place_disks(vm, manifest)
     powered_on = _power_state(vm) == "poweredOn"
     if powered_on and not force:
         raise RestoreRefusedError("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power "
                                   "it off first, or set force to have it powered off." % vm.name)
-    planned = [{"key": entry["key"], "sha256": entry["sha256"]} for entry, _file_name in pairs]
+    planned = [{"key": entry["key"], "sha256": entry["sha256"]} for entry, _disk in disk_pairs]
     diff = {"before": {"vm": vm.name, "power_state": _power_state(vm)}, "after": {"vm": vm.name, "disks": planned}}
     if check:
         return {"changed": True, "vm": {"name": vm.name, "moid": vm._moId}, "disks": planned, "diff": diff}
     if powered_on:
         config.power_off(vm)
+    # CBT since the restore point says which chunks to rewrite; asked before CBT goes off below (it needs the epoch)
+    methods = {plan.key: plan for plan in _rollback.plan_rollback(vm, disk_pairs, run_id, repository.chunk_size)}
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
     # Writes from outside the guest invalidate the change ids of earlier backups (CBT may not see them): CBT goes off
     # before the first write, so the next backup enables it again and reads in full. Nothing to write, no reset.
     cbt_reset = BeforeFirstWrite(lambda: _switch_cbt_off_before_rollback(vm))
-    written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId, pairs, False, workers, memory_budget,
-                              progress, run_id, compare=True, before_write=cbt_reset)
+    written = _write_vm_disks(session, library, vddk, repository, manifest, vm._moId,
+                              [(entry, disk.file_name) for entry, disk in disk_pairs], False, workers, memory_budget, progress,
+                              run_id, before_write=cbt_reset, options={key: plan.restore_options() for key, plan in methods.items()})
+    for disk in written:
+        disk.update(method=methods[disk["key"]].method, reason=methods[disk["key"]].reason)
     # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
     changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
     return {"changed": changed, "vm": {"name": vm.name, "moid": vm._moId}, "disks": written, "diff": diff,

@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How an in-place rollback finds the chunks to rewrite on each disk: CBT since the restore point, else compare.
+
+CBT ("cbt"): when the VM has Changed Block Tracking on and the restore point recorded a change id for a disk
+whose uuid, capacity and file still match, a temporary snapshot ``blockvault-rollback-<run id>`` (crash-consistent;
+the VM is powered off) is taken, QueryChangedDiskAreas answers what changed since the restore point's change
+id, and the snapshot is removed again before anything is written (the writes go to the base disk). Only the
+chunks those areas touch are rewritten; nothing is read from the disk.
+
+Compare ("compare"): every chunk of the disk is read and hashed, and only the differing ones are written. It
+is the fallback whenever CBT cannot answer (CBT off, a change id from an earlier CBT epoch, a different disk,
+the snapshot could not be taken); ``reason`` says why.
+
+The query must run before the rollback switches CBT off (its first write): it needs the current epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+
+from ..errors import ChangeTrackingError, SnapshotError
+from ..transfer.plan import chunk_indexes
+from ..vsphere import cbt, snapshots
+
+__all__ = ["CBT", "COMPARE", "DiskRollback", "plan_rollback"]
+
+log = logging.getLogger("blockvault.restore")
+
+CBT = "cbt"
+COMPARE = "compare"
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskRollback:
+    """How one disk is rolled back: ``method`` CBT (``changed_chunks`` to rewrite) or COMPARE; ``reason`` says why.
+
+    Immutable; thread-safe.
+    """
+
+    key: str
+    method: str
+    reason: str
+    changed_chunks: frozenset = None
+
+    def restore_options(self):
+        """Keyword arguments of the disk's restore: changed chunks only, or read and compare every chunk."""
+        if self.method == CBT:
+            return {"changed_chunks": self.changed_chunks, "compare": False}
+        return {"compare": True}
+
+
+def _mismatch(entry, disk):
+    """Why the restore point's change id cannot describe ``disk`` (a DiskInfo of the VM), or None."""
+    if not entry.get("change_id"):
+        return "the restore point stored no change id for the disk"
+    if entry.get("uuid") and disk.uuid and entry["uuid"] != disk.uuid:
+        return "the disk's uuid changed since the restore point (a different disk)"
+    if int(entry["capacity"]) != disk.capacity:
+        return "the disk's size changed since the restore point"
+    if entry.get("file_name") and entry["file_name"] != disk.file_name:
+        return "the disk's file moved from %s to %s since the restore point" % (entry["file_name"], disk.file_name)
+    return None
+
+
+def _compare(key, reason):
+    return DiskRollback(key=key, method=COMPARE, reason="every chunk is read and compared: %s" % reason)
+
+
+def _query(vm, snapshot, entry, disk, chunk_size):
+    try:
+        areas = cbt.changed_areas(vm, snapshot, disk.key, disk.capacity, entry["change_id"], disk_label=disk.label)
+    except ChangeTrackingError as exc:
+        return _compare(entry["key"], getattr(exc, "reason", None) or exc.message)
+    changed = frozenset(chunk_indexes(areas, disk.capacity, chunk_size))
+    return DiskRollback(key=entry["key"], method=CBT, changed_chunks=changed,
+                        reason="CBT reports %d chunk(s) changed since the restore point's change id %s"
+                               % (len(changed), entry["change_id"]))
+
+
+def plan_rollback(vm, pairs, run_id, chunk_size):
+    """A DiskRollback for each (manifest disk entry, live DiskInfo) pair, in order. ``vm`` must be powered off.
+
+    Raises SnapshotError only when the temporary snapshot could not be removed (then nothing must be written:
+    the disks would be written under a snapshot); every other CBT failure falls back to compare.
+    """
+    if not cbt.is_cbt_enabled(vm):
+        return [_compare(entry["key"], "Changed Block Tracking is off on VM %s" % vm.name) for entry, _disk in pairs]
+    plans = {entry["key"]: _compare(entry["key"], reason) for entry, disk in pairs for reason in [_mismatch(entry, disk)] if reason}
+    candidates = [(entry, disk) for entry, disk in pairs if entry["key"] not in plans]
+    if candidates:
+        plans.update(_query_all(vm, candidates, run_id, chunk_size))
+    for plan in plans.values():
+        log.info("in-place rollback of disk %s of VM %s: %s (%s)", plan.key, vm.name, plan.method, plan.reason)
+    return [plans[entry["key"]] for entry, _disk in pairs]
+
+
+def _query_all(vm, candidates, run_id, chunk_size):
+    """{key: DiskRollback} of the candidates, from one temporary snapshot removed before returning."""
+    with contextlib.ExitStack() as stack:
+        try:
+            snapshot = stack.enter_context(snapshots.backup_snapshot(vm, "rollback-%s" % run_id, quiesce=False, vm_name=vm.name))
+        except SnapshotError as exc:
+            reason = "the snapshot CBT is queried with could not be taken (%s)" % exc.message
+            return {entry["key"]: _compare(entry["key"], reason) for entry, _disk in candidates}
+        return {entry["key"]: _query(vm, snapshot, entry, disk, chunk_size) for entry, disk in candidates}
