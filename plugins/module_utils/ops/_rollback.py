@@ -89,20 +89,36 @@ def plan_rollback(vm, pairs, run_id, chunk_size):
     """
     if not cbt.is_cbt_enabled(vm):
         return [_compare(entry["key"], "Changed Block Tracking is off on VM %s" % vm.name) for entry, _disk in pairs]
-    plans = {entry["key"]: _compare(entry["key"], reason) for entry, disk in pairs for reason in [_mismatch(entry, disk)] if reason}
-    candidates = [(entry, disk) for entry, disk in pairs if entry["key"] not in plans]
+    plans, candidates = {}, []
+    for entry, disk in pairs:
+        reason = _mismatch(entry, disk)
+        if reason:
+            plans[entry["key"]] = _compare(entry["key"], reason)
+        else:
+            candidates.append((entry, disk))
     if candidates:
-        plans.update(_query_all(vm, candidates, run_id, chunk_size))
+        try:
+            plans.update(_query_all(vm, candidates, run_id, chunk_size))
+        except SnapshotError as exc:    # only the removal gets here: writing now would write under the snapshot
+            raise SnapshotError("VM %s: the snapshot %s taken to ask CBT what changed since the restore point could not be "
+                                "removed, so the in-place restore wrote nothing: %s" % (vm.name, _snapshot_name(run_id), exc.message),
+                                vm=vm.name, hint="Remove the snapshot in the vSphere client (the next backup also removes "
+                                                 "it), then restore again.") from exc
     for plan in plans.values():
         log.info("in-place rollback of disk %s of VM %s: %s (%s)", plan.key, vm.name, plan.method, plan.reason)
     return [plans[entry["key"]] for entry, _disk in pairs]
+
+
+def _snapshot_name(run_id):
+    return snapshots.snapshot_name("rollback-%s" % run_id)
 
 
 def _query_all(vm, candidates, run_id, chunk_size):
     """{key: DiskRollback} of the candidates, from one temporary snapshot removed before returning."""
     with contextlib.ExitStack() as stack:
         try:
-            snapshot = stack.enter_context(snapshots.backup_snapshot(vm, "rollback-%s" % run_id, quiesce=False, vm_name=vm.name))
+            snapshot = stack.enter_context(snapshots.backup_snapshot(vm, "rollback-%s" % run_id,
+                                                                   quiesce=False, vm_name=vm.name))
         except SnapshotError as exc:
             reason = "the snapshot CBT is queried with could not be taken (%s)" % exc.message
             return {entry["key"]: _compare(entry["key"], reason) for entry, _disk in candidates}

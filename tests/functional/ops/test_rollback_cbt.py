@@ -3,6 +3,9 @@ when CBT cannot answer (a reset since the restore point, CBT off) the rollback r
 and says why."""
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import SnapshotError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshots
+
 from opslab import CHUNK, MIB  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
@@ -115,3 +118,45 @@ def test_rollback_of_a_vm_without_cbt_compares(env, scratch_vm):
     assert [(d["method"], d["reason"]) for d in again["disks"]] == [
         ("compare", COMPARE_PREFIX + "Changed Block Tracking is off on VM %s" % scratch_vm)] * 2
     assert again["changed"] is False
+
+
+def test_rollback_compares_when_the_query_snapshot_cannot_be_taken(env, scratch_vm, monkeypatch):
+    backup = env.backup(scratch_vm)
+    live = env.checksums(scratch_vm)
+    env.write(scratch_vm, 1, 0, 4096, seed=46)
+
+    asked = []
+
+    def refuse(vm, run_id, **_kwargs):
+        asked.append(run_id)
+        raise SnapshotError("Snapshot %s of VM %s: the lab's datastore is full." % (snapshots.snapshot_name(run_id), vm.name))
+
+    monkeypatch.setattr(snapshots, "create_backup_snapshot", refuse)
+    rolled_back = env.restore(backup["restore_point"]["id"], target="in_place")
+    assert [(d["method"], d["reason"], d["chunks_written"] + d["chunks_zeroed"]) for d in rolled_back["disks"]] == [
+        ("compare", COMPARE_PREFIX + "the snapshot CBT is queried with could not be taken (Snapshot blockvault-%s of VM %s: the "
+                                     "lab's datastore is full.)" % (asked[0], scratch_vm), count)
+        for count in (0, 1)]
+    assert asked[0].startswith("rollback-")
+    assert env.checksums(scratch_vm) == live
+
+
+def test_rollback_writes_nothing_when_the_query_snapshot_cannot_be_removed(env, scratch_vm, monkeypatch):
+    backup = env.backup(scratch_vm)
+    env.write(scratch_vm, 1, 0, 4096, seed=47)
+    dirty = env.checksums(scratch_vm)
+
+    def refuse(snapshot, what=None, **_kwargs):
+        raise SnapshotError("%s failed: the lab says no." % what)
+
+    monkeypatch.setattr(snapshots, "remove_snapshot", refuse)
+    stats = env.new_stats()
+    with pytest.raises(SnapshotError) as failed:
+        env.restore(backup["restore_point"]["id"], target="in_place")
+    name = env.blockvault_snapshots(scratch_vm)[0]
+    assert str(failed.value) == (
+        "VM %s: the snapshot %s taken to ask CBT what changed since the restore point could not be removed, so the in-place "
+        "restore wrote nothing: remove backup snapshot %s of VM %s failed: the lab says no. Remove the snapshot in the vSphere "
+        "client (the next backup also removes it), then restore again." % (scratch_vm, name, name, scratch_vm))
+    assert not stats.exists()            # no VDDK connection was even made
+    assert env.checksums(scratch_vm) == dirty
