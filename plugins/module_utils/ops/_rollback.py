@@ -117,8 +117,8 @@ def _query_all(vm, candidates, run_id, chunk_size):
     """{key: DiskRollback} of the candidates, from one temporary snapshot removed before returning."""
     with contextlib.ExitStack() as stack:
         try:
-            snapshot = stack.enter_context(snapshots.backup_snapshot(vm, "rollback-%s" % run_id,
-                                                                   quiesce=False, vm_name=vm.name))
+            taking = snapshots.backup_snapshot(vm, "rollback-%s" % run_id, quiesce=False, vm_name=vm.name)
+            snapshot = stack.enter_context(taking)
         except SnapshotError as exc:
             reason = "the snapshot CBT is queried with could not be taken (%s)" % exc.message
             return {entry["key"]: _compare(entry["key"], reason) for entry, _disk in candidates}

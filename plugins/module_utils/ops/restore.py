@@ -16,8 +16,9 @@ failure reconnects and repeats the write).
 
 In-place rollback writes only the chunks that differ: those CBT reports changed since the restore point (nothing
 read), else (CBT cannot answer) those found different by reading and comparing every chunk; each disk's result
-says which (``method`` cbt or compare, and ``reason``; see _rollback.py). It switches CBT off before its first write: writes from outside the guest invalidate the change ids stored with earlier backups, so the next
-backup enables CBT again and reads in full (result ``cbt_reset``).
+says which (``method`` cbt or compare, and ``reason``; see _rollback.py). It switches CBT off before its first
+write: writes from outside the guest invalidate the change ids stored with earlier backups, so the next backup
+enables CBT again and reads in full (result ``cbt_reset``).
 """
 
 from __future__ import annotations
