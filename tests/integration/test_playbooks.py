@@ -124,6 +124,20 @@ def test_backup_then_incremental(runner):
                      % re.escape(points["lab-vm1"][1]["id"]), second)
 
 
+def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner):
+    runner.create_repository()
+    runner.backup(["lab-vm2"])
+    runner.backup(["lab-vm2"])
+    output = runner.run("blockvault.vsphere.backup", {
+        "blockvault_vms": ["no-such-vm", "lab-vm2"], "vm_backup_keep": {"keep_last": 1}, "vm_backup_status_grace": 3,
+    }, expect_ok=False)
+    points = runner.restore_points()
+    assert list(points) == ["lab-vm2"] and len(points["lab-vm2"]) == 1
+    newest = points["lab-vm2"][0]["id"]
+    assert re.search(r"lab-vm2: restore point %s, " % re.escape(newest), output)
+    assert "1 of 2 backup(s) failed: no-such-vm: FAILED: No VM named 'no-such-vm'" in output
+
+
 def test_restore_to_new_vm_has_equal_checksums(runner):
     runner.create_repository()
     runner.backup(["lab-vm1"])
