@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: the collection's playbooks, run by ansible-playbook against the lab, end to end.
 
   1. start the lab in .lab (or reuse the one running there) and read .lab/env;
@@ -44,7 +43,7 @@ def start_lab():
     env = {}
     for line in (LAB_DIR / "env").read_text().splitlines():
         if line.startswith("export "):
-            name, _, value = line[len("export "):].partition("=")
+            name, value = line[len("export "):].split("=", 1)
             env[name] = shlex.split(value)[0] if value else ""
     return env
 

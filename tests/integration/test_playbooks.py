@@ -172,7 +172,7 @@ def test_validate_names_the_damaged_restore_point(runner):
 
 def test_prune_check_mode_then_for_real(runner):
     runner.create_repository()
-    for _ in range(3):
+    for _attempt in range(3):
         runner.backup(["lab-vm2"])
     before = [point["id"] for point in runner.restore_points()["lab-vm2"]]
     assert len(before) == 3
