@@ -298,6 +298,8 @@ def _restore_in_place(session, vddk, repository, manifest, vm_selector, force, w
     if powered_on:
         config.power_off(vm)
     # CBT since the restore point says which chunks to rewrite; asked before CBT goes off below (it needs the epoch)
+    if progress is not None:
+        progress.set_phase("plan")
     methods = {plan.key: plan for plan in _rollback.plan_rollback(vm, disk_pairs, run_id, repository.chunk_size)}
     library = vddk_library.initialize(vddk.libdir, vddk.config_file)
     # Writes from outside the guest invalidate the change ids of earlier backups (CBT may not see them): CBT goes off
