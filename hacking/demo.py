@@ -125,9 +125,11 @@ def main():
     demo.playbook("Create the repository", "blockvault.vsphere.repository", {})
     full = demo.playbook("Back up lab-vm1 and lab-vm2", "blockvault.vsphere.backup",
                          {"blockvault_vms": ["lab-vm1", "lab-vm2"]})
-    print("[-] Guest writes into lab-vm1 (labctl write)", flush=True)
-    demo.labctl("write", "--vm", "lab-vm1", "--disk", 0, "--offset", 8 << 20, "--length", 4 << 20, "--seed", 11)
-    demo.labctl("write", "--vm", "lab-vm1", "--disk", 1, "--offset", 1 << 20, "--length", 1 << 20, "--seed", 12)
+    print("[-] Guest writes into lab-vm1: 4 MiB into disk 0, 1 MiB into disk 1 (labctl write)", flush=True)
+    # a new seed each run: on a lab kept from an earlier demo, the same bytes again would be deduplicated to nothing
+    seed = int(time.time()) % 1000000
+    demo.labctl("write", "--vm", "lab-vm1", "--disk", 0, "--offset", 8 << 20, "--length", 4 << 20, "--seed", seed)
+    demo.labctl("write", "--vm", "lab-vm1", "--disk", 1, "--offset", 1 << 20, "--length", 1 << 20, "--seed", seed + 1)
     incremental = demo.playbook("Back up again (incremental)", "blockvault.vsphere.backup",
                                 {"blockvault_vms": ["lab-vm1", "lab-vm2"]})
     restored = demo.playbook("Restore lab-vm1 into a new VM %s" % RESTORED, "blockvault.vsphere.restore", {
