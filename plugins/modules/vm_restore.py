@@ -303,6 +303,27 @@ disks:
       description: Chunks already equal to the restore point and left alone (O(target=in_place)).
       type: int
       sample: 0
+    method:
+      description:
+        - How the in-place rollback chose what to write (O(target=in_place)).
+        - V(cbt) writes only the chunks Changed Block Tracking reports changed since the restore point, reading none.
+        - V(compare) reads every chunk of the disk and writes those that differ.
+      type: str
+      returned: O(target=in_place)
+      sample: cbt
+    reason:
+      description: Why that method was used (for V(compare), why CBT could not answer).
+      type: str
+      returned: O(target=in_place)
+      sample: CBT reports 3 chunk(s) changed since the restore point's change id 52 de c0 d9/17
+cbt_reset:
+  description:
+    - O(target=in_place) only. True when Changed Block Tracking was switched off before writing, because the
+      writes of a rollback make the VM's change ids meaningless; the next backup of the VM then reads in full and
+      turns CBT on again.
+  returned: O(target=in_place)
+  type: bool
+  sample: true
 diff:
   description: The target before and after the restore.
   returned: diff mode
