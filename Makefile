@@ -99,7 +99,7 @@ lab-stop:
 # -- tests ----------------------------------------------------------------------------------------------------
 
 .PHONY: test
-test: install build-lab sanity units lab-tests functional
+test: install build-lab sanity lint units lab-tests functional integration molecule
 	@echo "make test: all suites passed"
 
 .PHONY: sanity
@@ -133,6 +133,27 @@ bench: install build-lab apt-bench
 
 bench-quick: install build-lab apt-bench
 	$(PY) bench/e2e_bench.py --quick
+
+.PHONY: lint
+lint: install
+	ansible-lint --offline --profile production roles playbooks
+
+.PHONY: integration
+integration: install build-lab
+	$(PY) -m pytest -q tests/integration
+
+# Molecule scenarios (delegated driver) of every role, against a lab of their own that this target starts and stops.
+MOLECULE_LAB := $(BUILD)/molecule-lab
+ROLES := vm_backup vm_restore backup_validate
+
+.PHONY: molecule
+molecule: install build-lab
+	$(PY) tests/lab/labkit start --dir $(MOLECULE_LAB) --vm1-disk0 64MiB --vm1-disk1 16MiB --vm2-disk0 16MiB
+	status=0; . $(MOLECULE_LAB)/env; \
+	for role in $(ROLES); do \
+	  (cd roles/$$role && molecule test -s default) || { echo "molecule: role $$role failed"; status=1; }; \
+	done; \
+	$(PY) tests/lab/labkit stop --dir $(MOLECULE_LAB); exit $$status
 
 .PHONY: clean
 clean: lab-stop
