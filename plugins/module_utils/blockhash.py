@@ -14,6 +14,7 @@ standalone script) or the ten lines of any language that follow the definition.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -100,17 +101,28 @@ class DiskDigest:
         return hashlib.sha256(self._digests).hexdigest()
 
 
-def _data_ranges(fd, size):
-    """Yield (start, end) byte ranges of a file that may hold data (SEEK_DATA/SEEK_HOLE)."""
-    offset = 0
-    while offset < size:
+def file_data_extents(fd, start, end):
+    """Ranges of an open file in [start, end) that may hold data, from SEEK_DATA/SEEK_HOLE: [(offset, length)].
+
+    None when the file system cannot tell (SEEK_DATA unsupported): the caller treats everything as data.
+    """
+    extents = []
+    offset = start
+    while offset < end:
         try:
-            start = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError:  # ENXIO: no data after offset (or SEEK_DATA unsupported: fall back below)
-            return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, min(end, size)
-        offset = end
+            data = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:       # no data after offset
+                break
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                return None
+            raise
+        if data >= end:
+            break
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        extents.append((data, hole - data))
+        offset = hole
+    return extents
 
 
 def file_blocksum(path, block_size, capacity=None, workers=2):
@@ -125,12 +137,9 @@ def file_blocksum(path, block_size, capacity=None, workers=2):
         size = os.fstat(fd).st_size if capacity is None else capacity
         digest = DiskDigest(size, block_size)
         has_data = bytearray(digest.count)
-        try:
-            ranges = list(_data_ranges(fd, size))
-        except OSError:
-            ranges = [(0, size)]
-        for start, end in ranges:
-            for index in range(start // block_size, block_count(end, block_size)):
+        extents = file_data_extents(fd, 0, size)
+        for start, length in extents if extents is not None else [(0, size)]:
+            for index in range(start // block_size, block_count(start + length, block_size)):
                 has_data[index] = 1
 
         def hash_block(index):

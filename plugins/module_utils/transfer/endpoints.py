@@ -25,6 +25,7 @@ import os
 import threading
 from typing import Optional, Protocol, runtime_checkable
 
+from ..blockhash import file_data_extents
 from ..errors import TransferError
 
 __all__ = ["DiskSource", "DiskTarget", "RawFileSource", "RawFileTarget", "MemorySource", "MemoryTarget",
@@ -78,30 +79,6 @@ def _check_range(what, offset, length, capacity):
     if offset < 0 or length < 0 or offset + length > capacity:
         raise TransferError("%s of %d bytes at offset %d is outside the disk (capacity %d)."
                             % (what, length, offset, capacity))
-
-
-def file_data_extents(fd, start, end):
-    """Ranges of an open file in [start, end) that may hold data, from SEEK_DATA/SEEK_HOLE: [(offset, length)].
-
-    None when the file system cannot tell (SEEK_DATA unsupported): the caller treats everything as data.
-    """
-    extents = []
-    offset = start
-    while offset < end:
-        try:
-            data = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:       # no data after offset
-                break
-            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-                return None
-            raise
-        if data >= end:
-            break
-        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
-        extents.append((data, hole - data))
-        offset = hole
-    return extents
 
 
 class RawFileSource:
