@@ -164,15 +164,21 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
         raise ConfigurationError("workers must be 1 or more.")
     run_id = run_id or new_run_id()
     vm_label = None
+    # the status file exists from the first moment (a poller learns at once that a login or lookup failed)
+    reporting = contextlib.nullcontext() if check else run_reporting(run_id, _selector_text(vm), status_file)
     try:
-        repository = open_repository(repo)
-        with contextlib.ExitStack() as stack:
+        with reporting as progress, contextlib.ExitStack() as stack:
+            if progress is not None:
+                progress.set_phase("connect")
+            repository = open_repository(repo)
             stack.callback(repository.close)
             session = stack.enter_context(VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint))
             vm_obj = inventory.find_vm_by_spec(session, vm)
             captured = config.capture_config(vm_obj)
             captured["placement"] = _source_placement(vm_obj)
             vm_label = captured["name"]
+            if progress is not None:
+                progress.vm = vm_label
             vm_key = captured["instance_uuid"] or captured["bios_uuid"] or vm_obj._moId
             existing = repository.find_restore_point(vm_key, run_id)
             if existing:
@@ -186,7 +192,6 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
                 status = cbt.CbtStatus(enabled=cbt.is_cbt_enabled(vm_obj),
                                        reason=None if cbt.is_cbt_enabled(vm_obj) else "CBT will be enabled by the run")
                 return _plan_only(live_disks, skipped, previous, status, mode, run_id, vm_label)
-            progress = stack.enter_context(run_reporting(run_id, vm_label, status_file))
             try:
                 return _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesce, allow_crash_consistent,
                                    include_disks, exclude_disks, skipped, vddk, repository, workers, memory_budget, run_id,
@@ -196,6 +201,11 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
                 raise exc.with_context(vm=vm_label, run_id=run_id)
     except BlockvaultError as exc:
         raise exc.with_context(vm=vm_label, run_id=run_id, phase="backup")
+
+
+def _selector_text(vm):
+    """The VM as the user named it, for the status file until the VM is found."""
+    return next((str(value) for value in dict(vm or {}).values() if value), None)
 
 
 def _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesce, allow_crash_consistent,

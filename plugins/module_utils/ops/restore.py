@@ -357,12 +357,17 @@ def restore(vsphere, vddk, repo, restore_point="latest", vm_name=None, before=No
     if target not in TARGETS:
         raise ConfigurationError("target %r: use one of %s." % (target, ", ".join(TARGETS)))
     run_id = new_run_id()
-    repository = open_repository(repo)
+    # the status file exists from the first moment (a poller learns at once that opening or selecting failed)
+    reporting = contextlib.nullcontext() if check else run_reporting(run_id, vm_name or restore_point, status_file)
     try:
-        with contextlib.ExitStack() as stack:
+        with reporting as progress, contextlib.ExitStack() as stack:
+            if progress is not None:
+                progress.set_phase("connect")
+            repository = open_repository(repo)
             stack.callback(repository.close)
             manifest = select_restore_point(repository, restore_point, vm_name, before)
-            progress = stack.enter_context(run_reporting(run_id, manifest["vm"]["name"], status_file)) if not check else None
+            if progress is not None:
+                progress.vm = manifest["vm"]["name"]
             common = dict(workers=int(workers), memory_budget=int(memory_budget), progress=progress, run_id=run_id, check=check)
             if target == "file":
                 result = _restore_file(repository, manifest, disk, path, force, **common)

@@ -1,6 +1,7 @@
 """Clear, typed errors for wrong settings (no password in them); idempotent runs by run id; check mode; one backup
 of a VM at a time; the vCenter session kept alive during the transfer."""
 import hashlib
+import json
 import ssl
 import threading
 
@@ -56,11 +57,16 @@ def test_thumbprint_of_another_certificate_is_a_certificate_error(env):
 
 
 def test_unknown_vm_is_vm_not_found(env):
+    status = env.tmp_path / "unknown-vm.status.json"
     with pytest.raises(VMNotFoundError) as failed:
-        env.backup("no-such-vm", run_id="unknown-vm")
+        env.backup("no-such-vm", run_id="unknown-vm", status_file=str(status))
     assert str(failed.value).startswith("No VM named 'no-such-vm' in vCenter")
     assert (failed.value.phase, failed.value.run_id) == ("vsphere", "unknown-vm")
     assert env.restore_points() == []
+    # a poller (the vm_backup role under async) sees the failure at once, not after a grace period
+    document = json.loads(status.read_text())
+    assert (document["state"], document["phase"], document["vm"], document["run_id"]) == ("failed", "connect", "no-such-vm", "unknown-vm")
+    assert document["last_error"]["class"] == "VMNotFoundError"
 
 
 def test_missing_vddk_directory_names_vddk_libdir(env):
