@@ -9,6 +9,11 @@ from __future__ import annotations
 class ModuleDocFragment(object):
 
     DOCUMENTATION = r"""
+requirements:
+  - python >= 3.11
+  - cryptography
+  - zstandard
+  - boto3 (for V(s3://) repositories)
 options:
   repository:
     description:

@@ -20,11 +20,6 @@ description:
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
   - blockvault.vsphere contributors (@blockvault)
-requirements:
-  - python >= 3.11
-  - cryptography
-  - zstandard
-  - boto3 (for V(s3://) repositories)
 extends_documentation_fragment:
   - blockvault.vsphere.repository
   - blockvault.vsphere.vsphere

@@ -23,11 +23,7 @@ description:
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
-  - python >= 3.11
   - pyvmomi
-  - cryptography
-  - zstandard
-  - boto3 (for V(s3://) repositories)
   - VMware VDDK 7 or 8 on the controller (see O(vddk_libdir))
 extends_documentation_fragment:
   - blockvault.vsphere.vsphere
