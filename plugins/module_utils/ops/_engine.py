@@ -47,6 +47,16 @@ def open_repository(settings):
     return Repository.open(backend_for(settings), passphrase=settings.passphrase, key_file=settings.key_file)
 
 
+def manifests_of(repository, vm_name=None):
+    """Manifests of the repository's restore points, oldest first; only those of the VM named ``vm_name`` if given.
+
+    Restore point names carry a VM tag, not the VM's name (which may change, and is encrypted in an encrypted
+    repository), so selecting by name reads the manifests (cached by the repository: they are immutable).
+    """
+    manifests = (repository.load_manifest(point.id) for point in repository.list_restore_points())
+    return [manifest for manifest in manifests if vm_name is None or manifest["vm"]["name"] == vm_name]
+
+
 def default_status_path(run_id):
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "blockvault", "runs", "%s.status.json" % run_id)

@@ -10,7 +10,7 @@ import os
 
 from ..errors import ConfigurationError
 from ..transfer.progress import read_status
-from ._engine import open_repository
+from ._engine import manifests_of, open_repository
 
 __all__ = ["list_restore_points", "run_status", "summarize"]
 
@@ -30,10 +30,7 @@ def list_restore_points(repo, vm=None):
     """{vms: {name: [restore point summaries, oldest first]}, count}; ``vm`` filters on the VM's name."""
     with contextlib.closing(open_repository(repo)) as repository:
         vms = {}
-        for point in repository.list_restore_points():
-            manifest = repository.load_manifest(point.id)
-            if vm and manifest["vm"]["name"] != vm:
-                continue
+        for manifest in manifests_of(repository, vm or None):
             vms.setdefault(manifest["vm"]["name"], []).append(summarize(manifest))
     return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values())}
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import ConfigurationError
-from ._engine import open_repository
+from ._engine import manifests_of, open_repository
 
 __all__ = ["prune"]
 
 
 def _vm_key_for_name(repository, name):
-    keys = {repository.load_manifest(p.id)["vm"]["key"] for p in repository.list_restore_points()
-            if repository.load_manifest(p.id)["vm"]["name"] == name}
+    keys = {manifest["vm"]["key"] for manifest in manifests_of(repository, name)}
     if not keys:
         raise ConfigurationError("No restore point of a VM named %s in the repository (backup_info lists the VMs)." % name)
     if len(keys) > 1:

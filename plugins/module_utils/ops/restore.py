@@ -37,7 +37,7 @@ from ..vsphere import cbt, config, disks as vm_disks, inventory
 from ..vsphere.placement import resolve_placement
 from ..vsphere.session import VSphereSession
 from . import _rollback
-from ._engine import MIB, new_run_id, open_repository, run_reporting
+from ._engine import MIB, manifests_of, new_run_id, open_repository, run_reporting
 from ._vddk_io import BeforeFirstWrite, SessionKeepalive, VddkTarget, connect_arguments
 
 __all__ = ["restore", "TARGETS", "select_restore_point"]
@@ -69,14 +69,8 @@ def select_restore_point(repository, restore_point="latest", vm_name=None, befor
     if not vm_name:
         raise ConfigurationError("restore_point is 'latest': give the name of the backed-up VM too (name).")
     limit = _parse_time(before) if before else None
-    candidates = []
-    for point in repository.list_restore_points():
-        manifest = repository.load_manifest(point.id)
-        if manifest["vm"]["name"] != vm_name:
-            continue
-        if limit is not None and _parse_time(manifest["created"]) >= limit:
-            continue
-        candidates.append(manifest)
+    candidates = [manifest for manifest in manifests_of(repository, vm_name)
+                  if limit is None or _parse_time(manifest["created"]) < limit]
     if not candidates:
         raise ConfigurationError("No restore point of VM %s%s in the repository: check the name (backup_info lists them)."
                                  % (vm_name, " before %s" % before if before else ""))

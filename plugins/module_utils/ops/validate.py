@@ -11,7 +11,7 @@ import os
 import tempfile
 
 from ..errors import BlockvaultError, ConfigurationError
-from ._engine import MIB, open_repository
+from ._engine import MIB, manifests_of, open_repository
 from .restore import select_restore_point, _restore_file
 
 __all__ = ["validate", "LEVELS"]
@@ -25,8 +25,7 @@ def _selected_points(repository, restore_point, vm):
     if restore_point == "latest" or vm:
         if vm and restore_point == "latest":
             return [select_restore_point(repository, "latest", vm)]
-        manifests = [repository.load_manifest(p.id) for p in repository.list_restore_points()]
-        chosen = [m for m in manifests if not vm or m["vm"]["name"] == vm]
+        chosen = manifests_of(repository, vm or None)
         if vm and not chosen:
             raise ConfigurationError("No restore point of VM %s in the repository." % vm)
         return chosen
@@ -74,7 +73,7 @@ def validate(repo, level="quick", restore_point=None, vm=None, scratch_path=None
                    "chunks_read": sum(r["chunks_read"] for r in reports)}
         if level == "restore":
             if manifests is None:
-                manifests = [repository.load_manifest(p.id) for p in repository.list_restore_points()]
+                manifests = manifests_of(repository)
             restores, failed = _test_restores(repository, manifests, scratch_path, workers, memory_budget)
             checked["test_restores"] = restores
             errors.extend(failed)
