@@ -16,48 +16,31 @@ from __future__ import annotations
 import logging
 import threading
 
+from ..transfer.endpoints import HandleTarget
+
 log = logging.getLogger("blockvault.vddk")
 
-_ZERO_PIECE = 4 * 1024 * 1024
 
-
-class VddkTarget:
-    """DiskTarget over a VDDK handle. ``known_zeroed``: the disk was just created (thin or zeroed), so zero
-    chunks need no write. Thread-safety: none; the restore pipeline serializes calls on a target without clone.
+class VddkTarget(HandleTarget):
+    """The transfer layer's HandleTarget over a VDDK handle, plus ``before_write``: a callable run before every write
+    or zeroing (an in-place rollback's ``BeforeFirstWrite``, which switches CBT off once before the first write).
+    ``known_zeroed``: the disk was just created (thin or zeroed), so zero chunks need no write. No ``clone``: VDDK
+    allows one writer per disk, so the restore pipeline serializes calls on it.
     """
 
     def __init__(self, handle, known_zeroed, before_write=None):
-        self._handle = handle
-        self.capacity = handle.capacity
-        self.known_zeroed = bool(known_zeroed)
+        super().__init__(handle, known_zeroed=known_zeroed)
         self._before_write = before_write
-        self._zeros = None
 
     def write(self, offset, data):
         if self._before_write is not None:
             self._before_write()
-        self._handle.write(offset, data)
-        return memoryview(data).nbytes
-
-    def read_into(self, offset, buffer):
-        return self._handle.read_into(offset, buffer)
+        return super().write(offset, data)
 
     def zero(self, offset, length):
         if self._before_write is not None:
             self._before_write()
-        if self._zeros is None:
-            self._zeros = bytes(min(_ZERO_PIECE, max(length, 512)))
-        end = offset + length
-        while offset < end:
-            piece = min(len(self._zeros), end - offset)
-            self._handle.write(offset, memoryview(self._zeros)[:piece])
-            offset += piece
-
-    def flush(self):
-        self._handle.flush()
-
-    def close(self):
-        self._handle.close()
+        super().zero(offset, length)
 
 
 class BeforeFirstWrite:
