@@ -189,8 +189,8 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
                                          "run with mode auto (or full) first." % vm_label)
             live_disks, skipped = _select_disks(vm_disks.list_disks(vm_obj), include_disks, exclude_disks)
             if check:
-                status = cbt.CbtStatus(enabled=cbt.is_cbt_enabled(vm_obj),
-                                       reason=None if cbt.is_cbt_enabled(vm_obj) else "CBT will be enabled by the run")
+                enabled = cbt.is_cbt_enabled(vm_obj)
+                status = cbt.CbtStatus(enabled=enabled, reason=None if enabled else "CBT will be enabled by the run")
                 return _plan_only(live_disks, skipped, previous, status, mode, run_id, vm_label)
             try:
                 return _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesce, allow_crash_consistent,
