@@ -84,8 +84,22 @@ class Backend:
         return "<%s %s>" % (type(self).__name__, self.location)
 
 
+def _drop_cached_pages(fd):
+    """Hand a just-synced object's pages back to the kernel. A repository object is cold once written (read again
+    at a restore or validation, usually much later), and a backup writes gigabytes of them: kept, they evict the
+    host's useful cache; dropped, the next object reuses the same pages instead of new ones (on a VM that returns
+    free memory to its hypervisor, a new page is a host fault: the backup's system time halves here)."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        try:
+            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:      # advice only: a file system without it loses nothing
+            pass
+
+
 class LocalBackend(Backend):
-    """Objects as files under ``root`` (local disk or NFS). Atomic puts: temp file, fsync, rename, fsync dir.
+    """Objects as files under ``root`` (local disk or NFS). Atomic puts: temp file, fsync, rename, fsync dir; a
+    synced object's pages are dropped from the page cache (``_drop_cached_pages``).
 
     Thread-safe (no shared mutable state besides the created-directory cache, guarded by a lock).
     ``fsync=False`` is for benchmarks of the CPU pipeline only.
@@ -127,6 +141,7 @@ class LocalBackend(Backend):
                         part = part[written:]
                 if self.fsync:
                     os.fsync(fd)
+                    _drop_cached_pages(fd)
             finally:
                 os.close(fd)
             if exclusive:
