@@ -19,7 +19,8 @@ The blocksum of the result is computed on the way (the SHA-256 of each verified 
 read back unchanged in compare mode, the zero digest for zero chunks, the index digest for chunks outside
 ``changed_chunks``) and must equal ``index.blocksum()``; a mismatch raises TransferError.
 
-Memory bound: each worker holds at most one fetched chunk, plus one compare buffer in compare mode; the
+Memory bound: each worker holds at most one fetched chunk, plus one compare buffer in compare mode and its
+handle's bounce buffer when the target copies writes (``target.bounce_buffers``, direct I/O); the
 number of workers is capped so that this fits ``memory_budget``. Failure and cancellation: as in the backup
 pipeline (first error recorded, other workers stop after their current item, every clone closed, the error
 raised with the disk in its context; the ``cancel`` Event raises CancelledError unless all work was done).
@@ -310,7 +311,7 @@ def restore_disk(index, fetch_chunk, target, workers=4, memory_budget=DEFAULT_ME
         raise TransferError("The target of disk %s holds %d bytes; the restore point's disk holds %d. Restore to a disk of "
                             "the same size." % (disk_key, target.capacity, index.capacity), disk=disk_key, vm=vm,
                             run_id=run_id)
-    per_worker = index.chunk_size * (2 if compare else 1)
+    per_worker = index.chunk_size * (2 if compare else 1) + (index.chunk_size if getattr(target, "bounce_buffers", False) else 0)
     if memory_budget < per_worker:
         raise ConfigurationError("The memory budget of %d bytes cannot hold one worker's %d bytes of chunk data; set "
                                  "memory_budget to at least %d bytes." % (memory_budget, per_worker, per_worker))
