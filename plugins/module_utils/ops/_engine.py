@@ -14,6 +14,7 @@ import datetime
 import logging
 import os
 import secrets
+import threading
 
 from ..errors import BlockvaultError, ConfigurationError
 from ..repo import Repository, open_backend
@@ -45,6 +46,49 @@ def backend_for(settings):
 def open_repository(settings):
     """Open the repository of RepositorySettings ``settings`` (RepositoryNotFoundError, WrongKeyError, ...)."""
     return Repository.open(backend_for(settings), passphrase=settings.passphrase, key_file=settings.key_file)
+
+
+class RepositoryOpener:
+    """Opens a repository on a helper thread while the caller does its own set-up (vCenter login, finding the VM).
+
+    Why: opening derives the key from the passphrase (scrypt: about half a second of CPU, run outside the GIL),
+    and a vCenter login and lookup are round trips spent waiting; in sequence they are the largest fixed cost
+    of a small incremental. Use as a context manager: ``result()`` waits for the repository and returns it, or
+    raises what opening raised; leaving the context waits for the helper and closes the repository it opened
+    (an open that fails after the caller already failed is only logged: the caller's error is the one to see).
+    Thread-safety: one caller thread; the helper thread touches only this object's result fields.
+    """
+
+    def __init__(self, settings):
+        self._settings = settings
+        self._repository = None
+        self._error = None
+        self._thread = threading.Thread(target=self._open, name="bv-repository-open", daemon=True)
+
+    def _open(self):
+        try:
+            self._repository = open_repository(self._settings)
+        except BaseException as exc:    # handed to the caller's thread by result()
+            self._error = exc
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._repository
+
+    def __exit__(self, *exc_info):
+        self._thread.join()
+        if self._error is not None:
+            log.debug("opening the repository failed too: %s", self._error)
+        if self._repository is not None:
+            self._repository.close()
+        return False
 
 
 def manifests_of(repository, vm_name=None):

@@ -36,7 +36,7 @@ from ..vddk.connection import Connection
 from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere import cbt, config, disks as vm_disks, inventory, snapshots
 from ..vsphere.session import VSphereSession
-from ._engine import MIB, new_run_id, open_repository, run_reporting, utc_iso
+from ._engine import MIB, RepositoryOpener, new_run_id, run_reporting, utc_iso
 from ._vddk_io import SessionKeepalive, connect_arguments
 
 __all__ = ["backup_vm", "MODES"]
@@ -170,11 +170,11 @@ def backup_vm(vsphere, vddk, repo, vm, mode="auto", quiesce=True, allow_crash_co
         with reporting as progress, contextlib.ExitStack() as stack:
             if progress is not None:
                 progress.set_phase("connect")
-            repository = open_repository(repo)
-            stack.callback(repository.close)
+            opening = stack.enter_context(RepositoryOpener(repo))
             session = stack.enter_context(VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint))
             vm_obj = inventory.find_vm_by_spec(session, vm)
             captured = config.capture_config(vm_obj)
+            repository = opening.result()
             captured["placement"] = _source_placement(vm_obj)
             vm_label = captured["name"]
             if progress is not None:

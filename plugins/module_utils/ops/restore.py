@@ -37,7 +37,7 @@ from ..vsphere import cbt, config, disks as vm_disks, inventory
 from ..vsphere.placement import resolve_placement
 from ..vsphere.session import VSphereSession
 from . import _rollback
-from ._engine import MIB, manifests_of, new_run_id, open_repository, run_reporting
+from ._engine import MIB, RepositoryOpener, manifests_of, new_run_id, run_reporting
 from ._vddk_io import BeforeFirstWrite, SessionKeepalive, VddkTarget, connect_arguments
 
 __all__ = ["restore", "TARGETS", "select_restore_point"]
@@ -357,22 +357,22 @@ def restore(vsphere, vddk, repo, restore_point="latest", vm_name=None, before=No
         with reporting as progress, contextlib.ExitStack() as stack:
             if progress is not None:
                 progress.set_phase("connect")
-            repository = open_repository(repo)
-            stack.callback(repository.close)
+            opening = stack.enter_context(RepositoryOpener(repo))
+            if target != "file":     # logged in while the repository opens
+                session = stack.enter_context(VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint))
+            repository = opening.result()
             manifest = select_restore_point(repository, restore_point, vm_name, before)
             if progress is not None:
                 progress.vm = manifest["vm"]["name"]
             common = dict(workers=int(workers), memory_budget=int(memory_budget), progress=progress, run_id=run_id, check=check)
             if target == "file":
                 result = _restore_file(repository, manifest, disk, path, force, **common)
+            elif target == "new_vm":
+                result = _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, force, **common)
+            elif target == "in_place":
+                result = _restore_in_place(session, vddk, repository, manifest, target_vm, force, **common)
             else:
-                session = stack.enter_context(VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint))
-                if target == "new_vm":
-                    result = _restore_new_vm(session, vddk, repository, manifest, new_name, overrides, force, **common)
-                elif target == "in_place":
-                    result = _restore_in_place(session, vddk, repository, manifest, target_vm, force, **common)
-                else:
-                    result = _restore_disk_to_vm(session, vddk, repository, manifest, disk, target_vm, overrides, **common)
+                result = _restore_disk_to_vm(session, vddk, repository, manifest, disk, target_vm, overrides, **common)
             result["restore_point"] = {"id": manifest["id"], "vm": manifest["vm"]["name"], "created": manifest["created"]}
             return result
     except BlockvaultError as exc:
