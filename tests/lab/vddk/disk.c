@@ -21,6 +21,8 @@
 
 #include "standin.h"
 
+#define DIRECT_ALIGN 4096
+
 static VixError errno_to_vix(int err)
 {
     switch (err) {
@@ -122,6 +124,8 @@ VixError lab_disk_open(VixDiskLibHandle h)
         if (fstat(h->fd, &st) != 0)
             return errno_to_vix(errno);
         h->capacity = (uint64_t)st.st_size;
+        if (!h->read_only)
+            h->direct_fd = open(h->flat_path, O_WRONLY | O_DIRECT | O_CLOEXEC);     /* -1: page cache only */
         return VIX_OK;
     }
     char snapdir[4096], path[4200];
@@ -151,7 +155,12 @@ void lab_disk_close(VixDiskLibHandle h)
         close(h->map_fd);
     if (h->data_fd >= 0)
         close(h->data_fd);
-    h->fd = h->map_fd = h->data_fd = -1;
+    if (h->direct_fd >= 0)
+        close(h->direct_fd);
+    free(h->bounce);
+    h->bounce = NULL;
+    h->bounce_len = 0;
+    h->fd = h->map_fd = h->data_fd = h->direct_fd = -1;
 }
 
 /* Map bytes of COW blocks [first, last] of a snapshot view; NULL on error. */
@@ -309,6 +318,38 @@ fail:
     return VIX_E_FILE_ERROR;
 }
 
+/* F stands for a datastore, and a datastore is not cached in the memory of the machine that writes to it (VMFS
+ * does not use the ESXi host's memory as a write cache). So the 4 KiB-aligned part of a write goes to F with
+ * O_DIRECT, through the handle's aligned bounce buffer; the rest, and everything on a file system that refuses
+ * O_DIRECT, goes through the page cache. Buffered readers stay coherent: a direct write drops the cached pages
+ * of its range. */
+static int write_data(VixDiskLibHandle h, const uint8_t *buf, uint64_t length, uint64_t offset)
+{
+    uint64_t head = h->direct_fd >= 0 && offset % DIRECT_ALIGN == 0 ? length - length % DIRECT_ALIGN : 0;
+
+    if (head && h->bounce_len < head) {
+        free(h->bounce);
+        h->bounce_len = 0;
+        if (posix_memalign((void **)&h->bounce, DIRECT_ALIGN, head) != 0)
+            h->bounce = NULL;
+        else
+            h->bounce_len = head;
+    }
+    if (head && h->bounce) {
+        memcpy(h->bounce, buf, head);
+        if (pwrite_full(h->direct_fd, h->bounce, head, offset) != 0) {
+            if (errno != EINVAL)
+                return -1;
+            close(h->direct_fd);        /* refused here: the page cache from now on */
+            h->direct_fd = -1;
+            head = 0;
+        }
+    } else {
+        head = 0;
+    }
+    return pwrite_full(h->fd, buf + head, length - head, offset + head);
+}
+
 VixError lab_disk_write(VixDiskLibHandle h, uint64_t offset, uint64_t length, const uint8_t *buf)
 {
     VixError err = VIX_OK;
@@ -336,7 +377,7 @@ VixError lab_disk_write(VixDiskLibHandle h, uint64_t offset, uint64_t length, co
                 goto out;
         }
     }
-    if (pwrite_full(h->fd, buf, length, offset) != 0) {
+    if (write_data(h, buf, length, offset) != 0) {
         err = errno_to_vix(errno);
         goto out;
     }

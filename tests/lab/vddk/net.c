@@ -77,6 +77,14 @@ char *lab_basic_auth(const char *user, const char *password)
     return header;
 }
 
+/* A blocking call interrupted by a signal (EINTR: a profiler attaching, a timer) comes back as WANT_READ or
+ * WANT_WRITE, not as a failure; like any OpenSSL client on a blocking socket, repeat it. */
+static int ssl_should_retry(SSL *ssl, int rc)
+{
+    int why = SSL_get_error(ssl, rc);
+    return why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE;
+}
+
 int lab_http_get(const char *host, unsigned port, const char *path_and_query, const char *auth_header,
                  struct lab_http_result *result, char *errbuf, size_t errlen)
 {
@@ -104,7 +112,10 @@ int lab_http_get(const char *host, unsigned port, const char *path_and_query, co
         goto out;
     }
     SSL_set_tlsext_host_name(ssl, host);
-    if (SSL_connect(ssl) != 1) {
+    int rc;
+    while ((rc = SSL_connect(ssl)) != 1 && ssl_should_retry(ssl, rc))
+        ;
+    if (rc != 1) {
         unsigned long e = ERR_get_error();
         snprintf(errbuf, errlen, "TLS handshake with %s:%u failed: %s", host, port,
                  e ? ERR_error_string(e, NULL) : "connection closed");
@@ -128,7 +139,9 @@ int lab_http_get(const char *host, unsigned port, const char *path_and_query, co
         goto out;
     snprintf(request, reqlen, "GET %s HTTP/1.0\r\nHost: %s:%u\r\n%s%sUser-Agent: labvddk\r\nConnection: close\r\n\r\n",
              path_and_query, host, port, auth_header ? auth_header : "", auth_header ? "\r\n" : "");
-    if (SSL_write(ssl, request, (int)strlen(request)) <= 0) {
+    while ((rc = SSL_write(ssl, request, (int)strlen(request))) <= 0 && ssl_should_retry(ssl, rc))
+        ;
+    if (rc <= 0) {
         snprintf(errbuf, errlen, "sending the request to %s:%u failed", host, port);
         goto out;
     }
@@ -141,6 +154,8 @@ int lab_http_get(const char *host, unsigned port, const char *path_and_query, co
             response = bigger;
         }
         int n = SSL_read(ssl, response + used, (int)(cap - used));
+        if (n <= 0 && ssl_should_retry(ssl, n))
+            continue;
         if (n <= 0)
             break;                /* EOF (Connection: close) or error: parse what arrived */
         used += (size_t)n;

@@ -868,7 +868,7 @@ static VixError open_locked(VixDiskLibConnection c, const char *path, uint32_t f
     if (!h)
         return VIX_E_OUT_OF_MEMORY;
     h->magic = HANDLE_MAGIC;
-    h->fd = h->map_fd = h->data_fd = -1;
+    h->fd = h->map_fd = h->data_fd = h->direct_fd = -1;
     h->conn = c;
     h->vmdk_path = strdup(path);
     err = resolve_path(c, path, &h->descriptor_path, &h->flat_path);

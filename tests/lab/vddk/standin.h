@@ -51,6 +51,9 @@ struct VixDiskLibHandleStruct {
     int read_only;
     int snapshot_view;
     int map_fd, data_fd;          /* snapshot view only */
+    int direct_fd;                /* F opened O_DIRECT for writes, -1 when read-only or refused (disk.c) */
+    uint8_t *bounce;              /* 4 KiB-aligned copy of a direct write */
+    size_t bounce_len;
     uint64_t capacity;            /* bytes (snapshot capacity for a snapshot view) */
     atomic_int io_in_progress;
     atomic_int async_pending;
