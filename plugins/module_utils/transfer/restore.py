@@ -4,7 +4,8 @@
 """The restore pipeline: one disk from its DiskIndex and a chunk fetcher to a DiskTarget.
 
 ``workers`` threads take work items from one shared cursor over the index, in order: a data chunk (fetch its
-plaintext with ``fetch_chunk(digest)``, verify length and SHA-256 against the index, write it at its offset),
+plaintext with ``fetch_chunk(digest)``, verify length and SHA-256 against the index, write it at its offset and
+at the offsets of its later copies in the disk: each distinct chunk is fetched once),
 or a run of zero chunks (skipped when ``target.known_zeroed``, a fresh sparse target; else one
 ``target.zero`` call per run of up to 1 GiB). Each worker writes through its own handle, ``target.clone()``
 (VDDK: one handle per thread); a target without ``clone`` is shared under a lock. Clones are flushed and closed
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _ZERO_DIGEST = bytes(32)
 _MAX_ZERO_RUN = 1024 * 1024 * 1024
+_MAX_COPY_MAP_CHUNKS = 256 * 1024      # 1 TiB of 4 MiB chunks: a transient map of ~30 MB at most
 _NO_LOCK = contextlib.nullcontext()
 
 
@@ -103,6 +105,7 @@ class _Restore:
         else:
             todo = sorted({int(i) for i in changed_chunks if 0 <= int(i) < self.count})
             self.trust_unchanged(set(todo))
+        self.copies = self.find_copies(todo)
         self.items = self.generate(todo)
 
     def chunk_length(self, i):
@@ -132,11 +135,32 @@ class _Restore:
                 nbytes += self.chunk_length(i)
         self.count_done(nbytes, chunks_unchanged=trusted)
 
+    def find_copies(self, todo):
+        """{first index: [later indexes]} of the data chunks whose digest repeats in ``todo`` (cloned templates, copied
+        files): such a chunk is fetched, verified and decompressed once and written at every place. Not in compare
+        mode (each place is compared on its own), nor above _MAX_COPY_MAP_CHUNKS chunks, where the map would cost
+        more memory than the reads it saves."""
+        if self.compare or len(todo) > _MAX_COPY_MAP_CHUNKS:
+            return {}
+        first_of = {}
+        copies = {}
+        for i in todo:
+            digest = self.index.digest(i)
+            if digest != _ZERO_DIGEST:
+                first = first_of.setdefault(digest, i)
+                if first != i:
+                    copies.setdefault(first, []).append(i)
+        return copies
+
     def generate(self, todo):
-        """Work items in disk order: ("data", i, digest), ("zero", first, n), ("check_zero", i, 1)."""
+        """Work items in disk order: ("data", i, digest), ("zero", first, n), ("check_zero", i, 1); a later copy of a
+        data chunk has no item of its own (``copies``)."""
         run_first = run_count = 0
         max_run = max(1, _MAX_ZERO_RUN // self.chunk_size)
+        later_copies = {i for places in self.copies.values() for i in places}
         for i in todo:
+            if i in later_copies:
+                continue
             digest = self.index.digest(i)
             if digest != _ZERO_DIGEST:
                 if run_count:
@@ -249,10 +273,11 @@ class _Restore:
                                   "bytes the index records; run validate on the repository."
                                   % (i, self.key, extra.hex(), len(data), actual.hex(), length),
                                   object_name=extra.hex())
-        with handle_lock:
-            handle.write(offset, data)
-        self.written.set(i, actual)
-        self.count_done(length, chunks_written=1, bytes_written=length, chunks_compared=1 if self.compare else 0)
+        for place in [i] + self.copies.get(i, []):
+            with handle_lock:
+                handle.write(place * self.chunk_size, data)
+            self.written.set(place, actual)
+            self.count_done(length, chunks_written=1, bytes_written=length, chunks_compared=1 if self.compare else 0)
 
     # -- the run ---------------------------------------------------------------------------------------
 

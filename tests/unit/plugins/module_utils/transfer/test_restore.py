@@ -225,3 +225,28 @@ def test_progress_counts_every_chunk_once_whatever_happened_to_it(fakes):
                  changed_chunks={1, 2}, progress=progress, disk_key="d")
     assert progress.snapshot()["disks"] == [{"key": "d", "phase": "done", "bytes_done": len(wanted),
                                              "bytes_total": len(wanted)}]
+
+
+def test_a_chunk_repeated_in_the_disk_is_fetched_once_and_written_at_every_place(tmp_path, fakes):
+    data = fakes.make_data("drrdzdrd", tail=4096)          # the same chunk (d) at 0, 3, 5 and 7
+    index = fakes.index_of(data, C)
+    repo = Repo(data)
+    path = tmp_path / "restored.img"
+    target = fakes.CountingTarget(RawFileTarget(path, len(data)))
+    result = restore_disk(index, repo.read_chunk, target, workers=3, memory_budget=16 * C, disk_key="2000")
+    target.close()
+    assert path.read_bytes() == data
+    dup = hashlib.sha256(data[:C]).digest()
+    assert repo.fetched.count(dup) == 1
+    assert len(repo.fetched) == len(set(repo.fetched)) == 5          # d, three r and the tail: each once
+    assert sorted(offset for offset, _length in target.writes) == [0, C, 2 * C, 3 * C, 5 * C, 6 * C, 7 * C, 8 * C]
+    assert (result.chunks_written, result.bytes_written, result.blocksum) == (8, 7 * C + 4096, index.blocksum())
+
+
+def test_compare_mode_fetches_each_differing_place_on_its_own(fakes):
+    data = fakes.make_data("drd")
+    target = fakes.CountingTarget(MemoryTarget(len(data), known_zeroed=False, data=bytearray(len(data))))
+    repo = Repo(data)
+    result = restore_disk(fakes.index_of(data, C), repo.read_chunk, target, workers=1, memory_budget=8 * C, compare=True)
+    assert bytes(target.inner.data) == data
+    assert len(repo.fetched) == 3 and result.chunks_written == 3
