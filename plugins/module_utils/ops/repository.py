@@ -13,12 +13,10 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import RepositoryNotFoundError, WrongKeyError, ConfigurationError
-from ..repo import DEFAULT_CHUNK_SIZE, Repository
+from ..repo import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, Repository
 from ._engine import backend_for, open_repository
 
 __all__ = ["ensure_repository", "show_repository", "describe"]
-
-DEFAULT_COMPRESSION_LEVEL = 3
 
 
 def describe(repository):
@@ -44,7 +42,7 @@ def ensure_repository(repo, chunk_size=None, encryption=True, compression_level=
     """Create the repository when absent (idempotent), then add ``new_passphrase`` / ``new_key_file`` when they do not
     open it yet. Returns {changed, created, keys_added, repository}.
 
-    ``chunk_size`` and ``compression_level`` None mean: the defaults (4 MiB, 3) when creating, and whatever the
+    ``chunk_size`` and ``compression_level`` None mean: the defaults (4 MiB, zstd level 1) when creating, and whatever the
     existing repository has otherwise; given values must match an existing repository.
     """
     try:

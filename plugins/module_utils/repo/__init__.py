@@ -13,7 +13,7 @@ API used by the transfer and ops layers::
 
     backend = open_backend("/backups/repo")                      # or "s3://bucket/prefix", endpoint_url=, region=,
                                                                  # access_key=, secret_key=, object_lock_days=
-    repo = Repository.create(backend, chunk_size=4 << 20, compression_level=3, encryption=True, passphrase="...")
+    repo = Repository.create(backend, chunk_size=4 << 20, compression_level=1, encryption=True, passphrase="...")
     repo = Repository.open(backend, passphrase="...")            # or key_file="/path"; WrongKeyError if wrong
     repo.chunk_size
 
@@ -43,10 +43,11 @@ from __future__ import annotations
 from .backend import ConcurrencyLimitedBackend, LocalBackend, RetryingBackend
 from .factory import open_backend
 from .crypto import generate_key_file
-from .format import DEFAULT_CHUNK_SIZE, ZERO_SENTINEL, DiskIndex
+from .format import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, ZERO_SENTINEL, DiskIndex
 from .locks import LockSettings
 from .repository import Repository, RestorePoint
 from .session import BackupSession
 
 __all__ = ["Repository", "RestorePoint", "BackupSession", "DiskIndex", "LockSettings", "ZERO_SENTINEL", "DEFAULT_CHUNK_SIZE",
+           "DEFAULT_COMPRESSION_LEVEL",
            "open_backend", "LocalBackend", "RetryingBackend", "ConcurrencyLimitedBackend", "generate_key_file"]

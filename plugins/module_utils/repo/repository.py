@@ -14,7 +14,7 @@ from collections import namedtuple
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
                       RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
 from . import crypto, maintenance
-from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
+from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
@@ -55,7 +55,7 @@ class Repository:
     # -- create and open ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, backend, chunk_size=DEFAULT_CHUNK_SIZE, compression_level=3, encryption=True, passphrase=None, key_file=None,
+    def create(cls, backend, chunk_size=DEFAULT_CHUNK_SIZE, compression_level=DEFAULT_COMPRESSION_LEVEL, encryption=True, passphrase=None, key_file=None,
                _allow_small_chunks=False):
         """Initialise a new repository in ``backend``; RepositoryExistsError if one is there already."""
         check_chunk_size(chunk_size, allow_small=_allow_small_chunks)

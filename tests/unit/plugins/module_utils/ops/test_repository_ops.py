@@ -16,7 +16,7 @@ def location(tmp_path):
 def test_check_mode_creates_nothing(location):
     result = ops_repository.ensure_repository(RepositorySettings(location=location, passphrase="pass-one"), check=True)
     assert result["changed"] is True and result["created"] is True
-    assert result["repository"]["chunk_size"] == 4 * MIB and result["repository"]["compression_level"] == 3
+    assert result["repository"]["chunk_size"] == 4 * MIB and result["repository"]["compression_level"] == 1
     with pytest.raises(errors.RepositoryNotFoundError):
         ops_repository.show_repository(RepositorySettings(location=location, passphrase="pass-one"))
 
