@@ -163,16 +163,19 @@ def last_json(text):
 class Blockvault:
     """The product through bench/bv_driver.py: ``file`` (engine from a raw image) or ``lab`` (ops through the lab)."""
 
-    def __init__(self, name, kind, lab=None):
+    def __init__(self, name, kind, lab=None, level=None, full_only=False):
         self.name = name
         self.kind = kind
         self.lab = lab
+        self.level = level
+        self.full_only = full_only
         self.repo = os.path.join(WORK, "repo-" + name)
 
     def init(self):
         rmtree(self.repo)
         rmtree(self.repo + "-status")
-        subprocess.run([PY, DRIVER, "init", self.repo], check=True, stdout=subprocess.DEVNULL)
+        level = [] if self.level is None else ["--level", str(self.level)]
+        subprocess.run([PY, DRIVER, "init", self.repo] + level, check=True, stdout=subprocess.DEVNULL)
 
     def backup(self, image, changed=None, base=False):
         if self.kind == "lab":
@@ -382,13 +385,17 @@ os.sync()
 write_each = disk_write(True)
 write_end = disk_write(False)
 z = zstandard.ZstdCompressor(level=3)
+level = int(sys.argv[4])
+zp = zstandard.ZstdCompressor(level=level)
 aead = AESGCM(os.urandom(32)); nonce = os.urandom(12)
 comp = [z.compress(b) for b in nonzero]
+compp = [zp.compress(b) for b in nonzero]
 print(json.dumps({
   "page_cache_read_MBps": round(n / read_s / 1e6, 1), "allocated_bytes": n, "sample_bytes": nb,
   "sha256_MBps": round(rate_nz(lambda b: hashlib.sha256(b).digest()), 1),
   "zstd3_MBps": round(rate_nz(z.compress), 1),
   "zstd3_ratio": round(sum(map(len, comp)) / nz, 3),
+  "zstd_level": level, "zstd_MBps": round(rate_nz(zp.compress), 1), "zstd_ratio": round(sum(map(len, compp)) / nz, 3),
   "aes256gcm_MBps": round(rate_nz(lambda b: aead.encrypt(nonce, b, b"")), 1),
   "disk_write_fsync_each_4MiB_MBps": write_each, "disk_write_fsync_at_end_MBps": write_end,
 }))
@@ -396,10 +403,12 @@ print(json.dumps({
 
 
 def measure_ceilings(image, sample_mib):
-    done = subprocess.run([PY, "-c", CEILING_CODE, image, str(sample_mib * MIB), WORK], check=True, capture_output=True, text=True)
+    done = subprocess.run([PY, "-c", CEILING_CODE, image, str(sample_mib * MIB), WORK, str(PRODUCT_ZSTD_LEVEL)], check=True,
+                          capture_output=True, text=True)
     figures = json.loads(done.stdout)
-    # per core, in series: what one core does per byte of the backup (hash + compress + encrypt the compressed)
-    per_byte = 1 / figures["sha256_MBps"] + 1 / figures["zstd3_MBps"] + figures["zstd3_ratio"] / figures["aes256gcm_MBps"]
+    # per core, in series: what one core does per byte of the backup (hash + compress + encrypt the compressed), at
+    # the zstd level the product uses by default
+    per_byte = 1 / figures["sha256_MBps"] + 1 / figures["zstd_MBps"] + figures["zstd_ratio"] / figures["aes256gcm_MBps"]
     figures["cpu_pipeline_per_core_MBps"] = round(1 / per_byte, 1)
     figures["cores"] = os.cpu_count()
     return figures
@@ -410,6 +419,9 @@ def measure_ceilings(image, sample_mib):
 def median(values):
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 3) if values else None
+
+
+PHASES = ("full", "incremental", "restore", "restore_cold")
 
 
 def summarize(runs, key):
@@ -428,7 +440,7 @@ def summarize(runs, key):
         ratios = [row["wall_s"] / run[key]["restic"]["wall_s"] for run, row in zip(runs, rows)
                   if "restic" in run.get(key, {}) and tool in run[key]]
         metrics["wall_vs_restic"] = median(ratios)
-        if key == "restore":
+        if key.startswith("restore"):
             metrics["durable_vs_restic"] = median([row["durable_wall_s"] / run[key]["restic"]["durable_wall_s"]
                                                    for run, row in zip(runs, rows) if "restic" in run.get(key, {})])
         metrics["runs"] = len(rows)
@@ -439,9 +451,32 @@ def summarize(runs, key):
     return table
 
 
+def evict(directory):
+    """Drop a repository's files from the page cache (as ``vmtouch -e``): a restore from a repository written long
+    ago reads it from disk. Programs and libraries stay cached, as on a backup host that runs them daily."""
+    subprocess.run(["sync"], check=True)
+    for parent, _dirs, files in os.walk(directory):
+        for name in files:
+            fd = os.open(os.path.join(parent, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def warm(*paths):
+    """Read files into the page cache: every backup reads a cached source (also after the lab restores' comparisons)."""
+    for path in paths:
+        if path:
+            with open(path, "rb") as handle:
+                while handle.read(8 << 20):
+                    pass
+
+
 def one_repetition(number, tools, workload, lab_flat):
     log("repetition %d: full backups" % number)
-    run = {"full": {}, "incremental": {}, "restore": {}}
+    run = {"full": {}, "incremental": {}, "restore": {}, "restore_cold": {}}
+    warm(IMAGE, lab_flat)
     for tool in tools:
         tool.init()
         run["full"][tool.name] = tool.backup(IMAGE)
@@ -456,13 +491,18 @@ def one_repetition(number, tools, workload, lab_flat):
     undo_flat = workload.apply_flat(lab_flat) if lab_flat else None
     log("repetition %d: workload %.2f%% (%d MiB) applied; incrementals"
         % (number, workload.fraction * 100, workload.bytes_changed // MIB))
-    for tool in tools:
+    for tool in (t for t in tools if not getattr(t, "full_only", False)):
         run["incremental"][tool.name] = tool.backup(IMAGE, changed=workload.extents)
         log("  %-20s incr   %s" % (tool.name, brief(run["incremental"][tool.name])))
     log("repetition %d: restores" % number)
-    for tool in tools:
+    for tool in (t for t in tools if not getattr(t, "full_only", False)):
         run["restore"][tool.name] = tool.restore(os.path.join(WORK, "restored-%s.img" % tool.name))
         log("  %-20s restore %s" % (tool.name, brief(run["restore"][tool.name])))
+    log("repetition %d: restores from a repository out of the page cache" % number)
+    for tool in (t for t in tools if not getattr(t, "full_only", False)):
+        evict(tool.repo)
+        run["restore_cold"][tool.name] = tool.restore(os.path.join(WORK, "restored-%s.img" % tool.name))
+        log("  %-20s cold   %s" % (tool.name, brief(run["restore_cold"][tool.name])))
     for tool in tools:
         tool.cleanup()
     diskgen.undo_file(IMAGE, undo_image)
@@ -515,7 +555,7 @@ def scaling(size, fractions, memory_sizes, quick):
 
 
 def main(argv=None):
-    global WORK, IMAGE, LABDIR
+    global WORK, IMAGE, LABDIR, PRODUCT_ZSTD_LEVEL
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--size", default=None, help="disk size (default 4G; 1G with --quick)")
     parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
@@ -552,6 +592,11 @@ def main(argv=None):
     log("generating the %d MiB disk (seed %d)" % (size // MIB, args.seed))
     disk = diskgen.generate(IMAGE, size, seed=args.seed)
     log("disk: %s" % json.dumps(disk["kinds"]))
+    # as installed, a Python program runs from cached byte-code (Debian's borg does): a development shell's
+    # PYTHONDONTWRITEBYTECODE would make every measured run compile the collection again. Warming up also tells
+    # the zstd level the product uses by default, whose ceiling is measured.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    PRODUCT_ZSTD_LEVEL = last_json(subprocess.run([PY, DRIVER, "warm"], check=True, capture_output=True, text=True).stdout)["zstd_level"]
     log("ceilings")
     ceilings = measure_ceilings(IMAGE, 256 if args.quick else 512)
     log("ceilings: %s" % json.dumps(ceilings))
@@ -565,6 +610,8 @@ def main(argv=None):
             diskgen.load_image_into_flat(IMAGE, lab_flat)
             tools.append(Blockvault("blockvault-lab", "lab", lab))
         tools.append(Blockvault("blockvault-file", "file"))
+        if PRODUCT_ZSTD_LEVEL != 3:        # the same engine at borg's zstd level: equal compression work, full backup only
+            tools.append(Blockvault("blockvault-file-zstd3", "file", level=3, full_only=True))
         if not args.no_others:
             tools += [Restic(), Borg("borg-lz4"), Borg("borg-zstd3-fixed4M")]
         workload = diskgen.Workload(size, args.change)
@@ -587,7 +634,7 @@ def main(argv=None):
     finally:
         if lab is not None:
             lab.stop()
-    summary = {phase: summarize(results, phase) for phase in ("full", "incremental", "restore")}
+    summary = {phase: summarize(results, phase) for phase in PHASES}
     report = {
         "command": "make bench" if not (args.quick or args.size or args.runs) else "bench/e2e_bench.py " + " ".join(argv or sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -643,6 +690,11 @@ def targets(report):
         met = value <= limit if better == "lower" else value >= limit
         out.append({"target": name, "value": round(value, 3), "limit": limit, "met": met})
 
+    zstd3 = s["full"].get("blockvault-file-zstd3")
+    if zstd3:        # the same engine at borg's level (zstd 3), for the record: equal compression work
+        add("blockvault-file-zstd3 full / restic full (wall)", zstd3.get("wall_vs_restic"), 0.33)
+        borg = s["full"].get("borg-zstd3-fixed4M", {}).get("wall_s")
+        add("blockvault-file-zstd3 full / borg zstd,3 fixed 4M --sparse (wall)", zstd3["wall_s"] / borg if borg else None, 0.5)
     for tool in ("blockvault-lab", "blockvault-file"):
         full = s["full"].get(tool)
         if not full:
@@ -654,6 +706,11 @@ def targets(report):
         add("%s restore / restic restore (wall, tools exit)" % tool, s["restore"].get(tool, {}).get("wall_vs_restic"), 0.5)
         add("%s restore / restic restore (wall until the output is on disk)" % tool,
             s["restore"].get(tool, {}).get("durable_vs_restic"), 0.5)
+        if s.get("restore_cold"):
+            add("%s restore / restic restore, repositories not cached (wall, tools exit)" % tool,
+                s["restore_cold"].get(tool, {}).get("wall_vs_restic"), 0.5)
+            add("%s restore / restic restore, repositories not cached (wall until on disk)" % tool,
+                s["restore_cold"].get(tool, {}).get("durable_vs_restic"), 0.5)
         rss = [s[phase].get(tool, {}).get("peak_rss_mib") for phase in s]
         if report.get("scaling") and tool == "blockvault-file":
             rss += [m["peak_rss_mib"] for m in report["scaling"]["full_memory"]]
@@ -665,12 +722,19 @@ def targets(report):
     return out
 
 
+def _zstd(ceil):
+    """(level, MB/s, ratio) of the zstd level the product used (results before the level was recorded: 3)."""
+    if "zstd_level" in ceil:
+        return ceil["zstd_level"], ceil["zstd_MBps"], ceil["zstd_ratio"]
+    return 3, ceil["zstd3_MBps"], ceil["zstd3_ratio"]
+
+
 def slowest_stage(ceil, allocated_bytes, repo_mib):
     """(name, MB/s of disk data) of the slowest stage a full backup needs, all cores used where a stage is parallel."""
     cores = ceil["cores"]
     stages = {"page-cache read (1 thread)": ceil["page_cache_read_MBps"], "sha256 x%d cores" % cores: ceil["sha256_MBps"] * cores,
-              "zstd-3 x%d cores" % cores: ceil["zstd3_MBps"] * cores,
-              "aes-256-gcm x%d cores" % cores: ceil["aes256gcm_MBps"] * cores / max(ceil["zstd3_ratio"], 0.01)}
+              "zstd-%d x%d cores" % (_zstd(ceil)[0], cores): _zstd(ceil)[1] * cores,
+              "aes-256-gcm x%d cores" % cores: ceil["aes256gcm_MBps"] * cores / max(_zstd(ceil)[2], 0.01)}
     if repo_mib:
         # the repository's writes, fsync'd object by object, in MB/s of the disk data they represent
         stages["repository write (fsync per object)"] = ceil["disk_write_fsync_each_4MiB_MBps"] * allocated_bytes / (repo_mib * MIB)
@@ -687,12 +751,13 @@ def markdown(report):
                  ", ".join("%s %d" % kv for kv in report["disk"]["kinds"].items()), report["disk"]["seed"],
                  report["workload"]["blocks"], report["workload"]["fraction"] * 100, report["runs"],
                  report["machine"]["cpus"], report["machine"]["cpu"], report["machine"]["loadavg_at_end"][0]), ""]
-    names = {"full": "full backup", "incremental": "2nd backup (1% changed)", "restore": "restore (latest)"}
+    names = {"full": "full backup", "incremental": "2nd backup (1% changed)", "restore": "restore (latest)",
+             "restore_cold": "restore, repository not cached"}
     lines.append("| tool | operation | wall s | x restic | CPU s | cores busy | peak RSS MiB | read MiB | repository MiB | output MiB | "
                  "on disk s (x restic) |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for phase in ("full", "incremental", "restore"):
-        for tool, m in s[phase].items():
+    for phase in PHASES:
+        for tool, m in s.get(phase, {}).items():
             lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 tool, names[phase] if tool != "qemu-img-qcow2" else "convert to qcow2", _f(m["wall_s"]),
                 _f(m["wall_vs_restic"]), _f(m["cpu_s"]), "%.2f" % (m["cpu_s"] / m["wall_s"]) if m["wall_s"] else "-",
@@ -700,12 +765,14 @@ def markdown(report):
                 _f(m["output_mib"]) + ("" if m.get("output_ok", True) else " (DIFFERS)"),
                 "%s (%s)" % (_f(m["durable_wall_s"]), _f(m.get("durable_vs_restic"))) if m.get("durable_wall_s") else ""))
     c = report["ceilings"]
+    level, zstd_rate, zstd_ratio = _zstd(c)
+    other = " (level 3: %s, ratio %s)" % (c["zstd3_MBps"], c["zstd3_ratio"]) if level != 3 else ""
     lines += ["", "Ceilings of this machine, same run, per core (MB/s, on the disk's own data): page-cache read %s (one "
-              "thread), SHA-256 %s, zstd level 3 %s (ratio %s), AES-256-GCM %s; hash+compress+encrypt in series %s per "
-              "core. Local disk writes of 4 MiB files: %s MB/s with an fsync per file, %s MB/s with the fsyncs at the "
-              "end." % (c["page_cache_read_MBps"], c["sha256_MBps"], c["zstd3_MBps"], c["zstd3_ratio"],
-                        c["aes256gcm_MBps"], c["cpu_pipeline_per_core_MBps"], c["disk_write_fsync_each_4MiB_MBps"],
-                        c["disk_write_fsync_at_end_MBps"]), ""]
+              "thread), SHA-256 %s, zstd level %d (the product's) %s (ratio %s)%s, AES-256-GCM %s; hash+compress+encrypt "
+              "in series %s per core. Local disk writes of 4 MiB files: %s MB/s with an fsync per file, %s MB/s with "
+              "the fsyncs at the end." % (c["page_cache_read_MBps"], c["sha256_MBps"], level, zstd_rate, zstd_ratio, other,
+                                          c["aes256gcm_MBps"], c["cpu_pipeline_per_core_MBps"],
+                                          c["disk_write_fsync_each_4MiB_MBps"], c["disk_write_fsync_at_end_MBps"]), ""]
     lines.append("| target | value | limit | met |")
     lines.append("| --- | ---: | ---: | --- |")
     for t in report["targets"]:
@@ -735,6 +802,7 @@ def _f(value):
 
 
 WORK = IMAGE = LABDIR = None
+PRODUCT_ZSTD_LEVEL = 3
 
 if __name__ == "__main__":
     main()
