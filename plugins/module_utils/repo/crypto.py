@@ -201,6 +201,14 @@ def wrong_key_error(location, passphrase, key_file, tried):
 
 # -- chunks ----------------------------------------------------------------------------------
 
+# The incompressibility probe of ChunkCodec.encode: 4 samples of 16 KiB, from chunks of 256 KiB and more; a chunk
+# whose samples shrink by less than 2 % is stored raw.
+_PROBE_MIN_CHUNK = 256 * 1024
+_PROBE_SAMPLES = 4
+_PROBE_SAMPLE_SIZE = 16 * 1024
+_PROBE_INCOMPRESSIBLE_RATIO = 0.98
+
+
 class ChunkCodec:
     """Encodes and decodes chunk objects (format section 5). Thread-safe, lock-free.
 
@@ -232,10 +240,21 @@ class ChunkCodec:
     def storage_id(self, digest):
         return self.keys.chunk_id(digest) if self.keys is not None else bytes(digest)
 
+    def _incompressible(self, data):
+        """True when samples spread over ``data`` do not compress: the chunk is then stored raw without running zstd
+        over all of it (OpenZFS's zstd "early abort" makes the same bet). On the benchmark disk this saves the
+        compression attempt on a fifth of the data (2 ms per 4 MiB) for 0.2 ms per compressible chunk. A chunk
+        whose samples all miss its compressible parts is stored raw: correct, only larger."""
+        if len(data) < _PROBE_MIN_CHUNK:
+            return False
+        step = len(data) // _PROBE_SAMPLES
+        samples = b"".join(data[i * step:i * step + _PROBE_SAMPLE_SIZE] for i in range(_PROBE_SAMPLES))
+        return len(self._compressor().compress(samples)) >= len(samples) * _PROBE_INCOMPRESSIBLE_RATIO
+
     def encode(self, storage_id, data):
         data = memoryview(data).cast("B")
-        compressed = self._compressor().compress(data)
-        if len(compressed) < len(data):
+        compressed = None if self._incompressible(data) else self._compressor().compress(data)
+        if compressed is not None and len(compressed) < len(data):
             encoding, payload = ENCODING_ZSTD, compressed
         else:
             encoding, payload = ENCODING_RAW, data

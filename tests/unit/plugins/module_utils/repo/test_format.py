@@ -85,6 +85,50 @@ def test_chunk_codec(encrypted):
     assert len(b"".join(codec.encode(codec.storage_id(b"x" * 32), compressible))) < 2000
 
 
+class _SpyCompressor:
+    """Records the length of everything the codec compresses."""
+
+    def __init__(self, real, seen):
+        self.real, self.seen = real, seen
+
+    def compress(self, data):
+        self.seen.append(len(data))
+        return self.real.compress(data)
+
+
+def _spied_codec(monkeypatch, seen):
+    real_class = crypto.zstandard.ZstdCompressor
+    monkeypatch.setattr(crypto.zstandard, "ZstdCompressor", lambda **kwargs: _SpyCompressor(real_class(**kwargs), seen))
+    return crypto.ChunkCodec(4 * MIB, level=1)
+
+
+def test_an_incompressible_chunk_is_stored_raw_after_compressing_samples_only(monkeypatch):
+    seen = []
+    codec = _spied_codec(monkeypatch, seen)
+    data = os.urandom(4 * MIB)
+    blob = b"".join(codec.encode(hashlib.sha256(data).digest(), data))
+    assert blob[1] == 0 and blob[3:] == data              # raw
+    assert seen == [4 * 16 * 1024]                          # the four 16 KiB samples, never the 4 MiB
+
+
+def test_a_chunk_whose_samples_compress_is_compressed_whole(monkeypatch):
+    seen = []
+    codec = _spied_codec(monkeypatch, seen)
+    data = os.urandom(MIB) + b"log line 42 INFO ok\n" * (3 * MIB // 20) + os.urandom(3 * MIB - 20 * (3 * MIB // 20))
+    blob = b"".join(codec.encode(hashlib.sha256(data).digest(), data))
+    assert seen == [4 * 16 * 1024, 4 * MIB]                 # samples 1-3 fall in the text: the whole chunk is tried
+    assert blob[1] == 1 and len(blob) < 2 * MIB
+    assert codec.decode(hashlib.sha256(data).digest(), blob) == data
+
+
+def test_small_chunks_are_compressed_without_a_probe(monkeypatch):
+    seen = []
+    codec = _spied_codec(monkeypatch, seen)
+    data = os.urandom(100 * 1024)
+    blob = b"".join(codec.encode(hashlib.sha256(data).digest(), data))
+    assert seen == [100 * 1024] and blob[1] == 0
+
+
 def test_key_object_wraps_and_refuses_wrong_secrets(monkeypatch):
     repository_id = os.urandom(16).hex()
     master = os.urandom(32)
