@@ -122,3 +122,22 @@ def test_direct_can_be_switched_off(tmp_path):
         assert target.bounce_buffers is False
         with target.clone() as clone:
             assert clone.bounce_buffers is False
+
+
+def test_an_in_place_rollback_of_an_image_reads_back_what_direct_writes_wrote(disk_dir, fakes):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.restore import restore_disk
+    wanted = fakes.make_data("rrzrdr", tail=512)
+    current = bytearray(wanted)
+    current[CHUNK + 5] ^= 0x55                               # one chunk differs
+    current[2 * CHUNK:3 * CHUNK] = b"y" * CHUNK              # should be zero
+    path = disk_dir / "vm.img"
+    path.write_bytes(bytes(current))
+    index = fakes.index_of(wanted, CHUNK)
+    chunks = {index.digest(i): wanted[i * CHUNK:(i + 1) * CHUNK] for i in range(index.count)}
+    with RawFileTarget(path, len(wanted), create=False) as target:
+        assert target.bounce_buffers is True
+        result = restore_disk(index, chunks.__getitem__, target, workers=2, memory_budget=16 * CHUNK, compare=True)
+        assert (result.chunks_written, result.chunks_zeroed) == (1, 1)
+        again = restore_disk(index, chunks.__getitem__, target, workers=2, memory_budget=16 * CHUNK, compare=True)
+        assert (again.chunks_written, again.chunks_zeroed, again.chunks_unchanged) == (0, 0, index.count)
+    assert path.read_bytes() == wanted
