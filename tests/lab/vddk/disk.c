@@ -174,6 +174,19 @@ static uint8_t *read_map(int map_fd, uint64_t first, uint64_t last)
     return map;
 }
 
+/* The end of the run of COW blocks that starts at byte pos (before end) and share one map state, which goes to
+ * *preserved: a snapshot view reads (or scans) such a run from one file, `data` when preserved, F otherwise. */
+static uint64_t cow_run_end(const uint8_t *map, uint64_t first, uint64_t pos, uint64_t end, uint8_t *preserved)
+{
+    uint64_t b = pos / COW_BLOCK;
+    uint64_t run_end = (b + 1) * COW_BLOCK;
+
+    *preserved = map[b - first];
+    while (run_end < end && map[run_end / COW_BLOCK - first] == *preserved)
+        run_end += COW_BLOCK;
+    return run_end > end ? end : run_end;
+}
+
 static int snapshot_still_exists(VixDiskLibHandle h)
 {
     struct stat st;
@@ -207,13 +220,8 @@ VixError lab_disk_read(VixDiskLibHandle h, uint64_t offset, uint64_t length, uin
     }
     uint64_t pos = offset, end = offset + length;
     while (pos < end) {
-        uint64_t b = pos / COW_BLOCK;
-        uint8_t preserved = map[b - first];
-        uint64_t run_end = (b + 1) * COW_BLOCK;
-        while (run_end < end && map[run_end / COW_BLOCK - first] == preserved)
-            run_end += COW_BLOCK;
-        if (run_end > end)
-            run_end = end;
+        uint8_t preserved;
+        uint64_t run_end = cow_run_end(map, first, pos, end, &preserved);
         if (pread_full(preserved ? h->data_fd : h->fd, buf + (pos - offset), run_end - pos, pos) != 0) {
             err = errno_to_vix(errno);
             break;
@@ -469,13 +477,8 @@ VixError lab_disk_allocated(VixDiskLibHandle h, uint64_t start, uint64_t end, ui
         }
         uint64_t pos = start;
         while (pos < end) {
-            uint64_t b = pos / COW_BLOCK;
-            uint8_t preserved = map[b - first];
-            uint64_t run_end = (b + 1) * COW_BLOCK;
-            while (run_end < end && map[run_end / COW_BLOCK - first] == preserved)
-                run_end += COW_BLOCK;
-            if (run_end > end)
-                run_end = end;
+            uint8_t preserved;
+            uint64_t run_end = cow_run_end(map, first, pos, end, &preserved);
             if (scan_allocation(&l, preserved ? h->data_fd : h->fd, pos, run_end) != 0) {
                 err = errno_to_vix(errno);
                 goto out;
