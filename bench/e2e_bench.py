@@ -491,15 +491,16 @@ def one_repetition(number, tools, workload, lab_flat):
     undo_flat = workload.apply_flat(lab_flat) if lab_flat else None
     log("repetition %d: workload %.2f%% (%d MiB) applied; incrementals"
         % (number, workload.fraction * 100, workload.bytes_changed // MIB))
-    for tool in (t for t in tools if not getattr(t, "full_only", False)):
+    every_phase = [t for t in tools if not getattr(t, "full_only", False)]
+    for tool in every_phase:
         run["incremental"][tool.name] = tool.backup(IMAGE, changed=workload.extents)
         log("  %-20s incr   %s" % (tool.name, brief(run["incremental"][tool.name])))
     log("repetition %d: restores" % number)
-    for tool in (t for t in tools if not getattr(t, "full_only", False)):
+    for tool in every_phase:
         run["restore"][tool.name] = tool.restore(os.path.join(WORK, "restored-%s.img" % tool.name))
         log("  %-20s restore %s" % (tool.name, brief(run["restore"][tool.name])))
     log("repetition %d: restores from a repository out of the page cache" % number)
-    for tool in (t for t in tools if not getattr(t, "full_only", False)):
+    for tool in every_phase:
         evict(tool.repo)
         run["restore_cold"][tool.name] = tool.restore(os.path.join(WORK, "restored-%s.img" % tool.name))
         log("  %-20s cold   %s" % (tool.name, brief(run["restore_cold"][tool.name])))
