@@ -18,6 +18,7 @@ import threading
 
 from ..errors import ConfigurationError, CorruptionError, MissingDependencyError, RepositoryFormatError, WrongKeyError
 from .format import FORMAT_VERSION, canonical_json, isotime
+from .kdf import scrypt
 
 try:
     import zstandard
@@ -39,7 +40,7 @@ TAG_SIZE = 16
 SEAL_MAGIC = b"BVS1"
 ENCODING_RAW = 0
 ENCODING_ZSTD = 1
-#: scrypt cost of new passphrase keys (~0.3 s, 128 MiB). Tests lower it through this module attribute only.
+#: scrypt cost of new passphrase keys (0.25-0.4 s, 128 MiB: see kdf.py). Tests lower it through this module attribute only.
 SCRYPT_PARAMS = {"n": 1 << 17, "r": 8, "p": 1}
 _SCRYPT_MAX_MEMORY = 1 << 30
 
@@ -115,7 +116,7 @@ def plain_vm_tag(vm_key):
 def _scrypt(passphrase, salt, n, r, p):
     if 128 * n * r * p > _SCRYPT_MAX_MEMORY or n < 2 or n & (n - 1):
         raise CorruptionError("A key object asks for unreasonable scrypt parameters (n=%r, r=%r, p=%r); refusing it." % (n, r, p))
-    return hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=_SCRYPT_MAX_MEMORY + (64 << 20))
+    return scrypt(passphrase.encode("utf-8"), salt, n, r, p, dklen=32)
 
 
 def _key_file_kek(key_file_content, salt):
