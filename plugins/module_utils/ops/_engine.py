@@ -16,8 +16,9 @@ import os
 import secrets
 import threading
 
-from ..errors import BlockvaultError, ConfigurationError
+from ..errors import BlockvaultError, ConfigurationError, MissingDependencyError
 from ..repo import Repository, open_backend
+from ..repo.manifest import prepare_validation
 from ..transfer.progress import RunLogHandler, RunProgress, StatusFile
 
 log = logging.getLogger("blockvault")
@@ -76,6 +77,13 @@ class RepositoryOpener:
         return self
 
     def result(self):
+        if self._thread.is_alive():
+            # the caller would only wait here while the key derivation runs outside the GIL: compile the
+            # manifest schema meanwhile, which every operation needs next
+            try:
+                prepare_validation()
+            except MissingDependencyError:
+                pass            # reported, with its hint, by the first manifest the operation reads
         self._thread.join()
         if self._error is not None:
             error, self._error = self._error, None

@@ -12,23 +12,27 @@ from ..errors import CorruptionError, MissingDependencyError, RepositoryFormatEr
 from .format import FORMAT_VERSION, canonical_json
 from .manifest_schema import MANIFEST_SCHEMA
 
-try:
-    import jsonschema
-    HAS_JSONSCHEMA = True
-except ImportError:  # pragma: no cover
-    HAS_JSONSCHEMA = False
-
 _VALIDATOR = []
 
 
 def _validator():
-    if not HAS_JSONSCHEMA:
-        raise MissingDependencyError("Checking restore point manifests needs the jsonschema Python library (pip install jsonschema).",
-                                     library="jsonschema")
+    """The compiled manifest schema. jsonschema is imported here, not with the module: its 50 ms of imports
+    would otherwise delay every run's key derivation, which cannot start before the imports end."""
     if not _VALIDATOR:
+        try:
+            import jsonschema
+        except ImportError as exc:
+            raise MissingDependencyError("Checking restore point manifests needs the jsonschema Python library "
+                                         "(pip install jsonschema).", library="jsonschema") from exc
         cls = jsonschema.validators.validator_for(MANIFEST_SCHEMA)
         _VALIDATOR.append(cls(MANIFEST_SCHEMA))
     return _VALIDATOR[0]
+
+
+def prepare_validation():
+    """Import jsonschema and compile the schema now (idempotent): for a thread that would otherwise wait idle,
+    such as the caller of a repository open whose key derivation runs outside the GIL."""
+    _validator()
 
 
 def validate_manifest(manifest, what, error_class=CorruptionError):

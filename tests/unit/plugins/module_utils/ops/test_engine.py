@@ -52,3 +52,43 @@ def test_the_callers_own_error_is_not_replaced_by_a_failed_open(settings):
     with pytest.raises(errors.ConfigurationError, match="the vCenter login failed first"):
         with _engine.RepositoryOpener(wrong):
             raise errors.ConfigurationError("the vCenter login failed first")
+
+
+def test_the_caller_compiles_the_manifest_schema_while_the_key_is_derived(settings, monkeypatch):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import manifest
+    monkeypatch.setattr(manifest, "_VALIDATOR", [])
+    compiled_while_opening = []
+    real_open = _engine.open_repository
+
+    def slow_open(repo_settings):
+        repository = real_open(repo_settings)
+        # the open ends only once the caller has compiled the schema: a caller that just joined would hang here
+        for _ in range(1000):
+            if manifest._VALIDATOR:
+                compiled_while_opening.append(True)
+                break
+            threading.Event().wait(0.01)
+        return repository
+
+    monkeypatch.setattr(_engine, "open_repository", slow_open)
+    with _engine.RepositoryOpener(settings) as opening:
+        opening.result()
+    assert compiled_while_opening == [True]
+
+
+def test_a_missing_jsonschema_does_not_hide_the_open(settings, monkeypatch):
+    asked = threading.Event()
+    real_open = _engine.open_repository
+
+    def missing():
+        asked.set()
+        raise errors.MissingDependencyError("no jsonschema", library="jsonschema")
+
+    def open_once_asked(repo_settings):
+        assert asked.wait(10), "the caller did not try to compile the schema while the repository opened"
+        return real_open(repo_settings)
+
+    monkeypatch.setattr(_engine, "prepare_validation", missing)
+    monkeypatch.setattr(_engine, "open_repository", open_once_asked)
+    with _engine.RepositoryOpener(settings) as opening:
+        assert opening.result().chunk_size == 4 * 1024 * 1024
