@@ -63,7 +63,7 @@ def test_the_caller_compiles_the_manifest_schema_while_the_key_is_derived(settin
     def slow_open(repo_settings):
         repository = real_open(repo_settings)
         # the open ends only once the caller has compiled the schema: a caller that just joined would hang here
-        for _ in range(1000):
+        for _attempt in range(1000):
             if manifest._VALIDATOR:
                 compiled_while_opening.append(True)
                 break
