@@ -41,9 +41,13 @@ def _sodium_function():
     return _sodium["function"]
 
 
+def _memory_limit(n, r, p):
+    """What scrypt(n, r, p) allocates (128 * r * (n + p + 2) bytes) plus slack; at most what hashlib accepts."""
+    return min(128 * r * (n + p + 2) + (16 << 20), (1 << 31) - 1)
+
+
 def _libsodium(password, salt, n, r, p, dklen):
-    memory = 128 * n * r * (p + 2) + (16 << 20)
-    return _sodium_function()(password, salt, n, r, p, dklen=dklen, maxmem=memory)
+    return _sodium_function()(password, salt, n, r, p, dklen=dklen, maxmem=_memory_limit(n, r, p))
 
 
 def _cryptography(password, salt, n, r, p, dklen):
@@ -51,7 +55,7 @@ def _cryptography(password, salt, n, r, p, dklen):
 
 
 def _hashlib(password, salt, n, r, p, dklen):
-    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=128 * n * r * (p + 2) + (16 << 20))
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=_memory_limit(n, r, p))
 
 
 def implementations():

@@ -53,3 +53,13 @@ def test_key_objects_open_whichever_implementation_wrapped_them(monkeypatch):
         rewrapped = crypto.make_key_object(master, "repo-id", passphrase="correct horse")
     assert crypto.unwrap_key_object(rewrapped, "repo-id", passphrase="correct horse") == master
     assert crypto.unwrap_key_object(rewrapped, "repo-id", passphrase="wrong") is None
+
+
+def test_the_largest_parameters_a_key_object_may_ask_for_fit_every_implementations_memory_limit(monkeypatch):
+    n, r, p = 1 << 20, 8, 1          # 128 * n * r * p = 1 GiB, the most crypto._scrypt lets a key object ask for
+    limit = kdf._memory_limit(n, r, p)
+    assert 128 * r * (n + p + 2) <= limit <= (1 << 31) - 1
+    # each implementation accepts that limit (run with a cheap n, the limit being what is checked)
+    monkeypatch.setattr(kdf, "_memory_limit", lambda *args: limit)
+    outputs = {name: function(b"pw", b"s" * 16, 1 << 4, 1, 1, 32) for name, function in IMPLEMENTATIONS}
+    assert len(set(outputs.values())) == 1, outputs
