@@ -416,68 +416,61 @@ def measure_ceilings(image, sample_mib):
 
 RESTORE_FLOOR_CODE = r"""
 import json, mmap, os, sys, threading, time
-image, repo, out = sys.argv[1], sys.argv[2], sys.argv[3]
-BLOCK = 4 << 20
-fd = os.open(image, os.O_RDONLY)
-size = os.fstat(fd).st_size
-zero = bytes(BLOCK)
-blocks, off = [], 0
-while off < size:                       # the non-zero 4 MiB blocks: what a sparse restore writes
-    try:
-        d = os.lseek(fd, off, os.SEEK_DATA)
-    except OSError:
-        break
-    h = os.lseek(fd, d, os.SEEK_HOLE)
-    for b in range(d - d % BLOCK, h, BLOCK):
-        if os.pread(fd, BLOCK, b) != zero[:min(BLOCK, size - b)]:
-            blocks.append(b)
-    off = max(h, d - d % BLOCK + BLOCK)
-chunks = sorted(os.path.join(p, n) for p, _d, names in os.walk(os.path.join(repo, "chunks")) for n in names)
-def evict():
-    os.sync()
-    for name in chunks:
-        f = os.open(name, os.O_RDONLY); os.posix_fadvise(f, 0, 0, os.POSIX_FADV_DONTNEED); os.close(f)
-def reader(part):
-    for name in part:
+job = json.load(sys.stdin)
+source = os.open(job["image"], os.O_RDONLY)
+def reader(names):
+    for name in names:
         with open(name, "rb", buffering=0) as handle:
             handle.read()
-def writer(target, part):
-    buf = mmap.mmap(-1, BLOCK)
-    for b in part:
-        n = os.preadv(fd, [buf], b)
-        os.pwritev(target, [memoryview(buf)[:n - n % 4096 or n]], b)
-def run(with_reads):
-    if os.path.exists(out):
-        os.unlink(out)
-    evict()
-    target = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
-    os.ftruncate(target, size)
-    threads = [threading.Thread(target=writer, args=(target, blocks[i::4])) for i in range(4)]
-    if with_reads:
-        threads += [threading.Thread(target=reader, args=(chunks[i::4],)) for i in range(4)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    os.fsync(target)
-    elapsed = time.perf_counter() - t
-    os.close(target)
-    os.unlink(out)
-    return round(elapsed, 3)
-print(json.dumps({"write_mib": round(len(blocks) * BLOCK / 2**20, 1),
-                  "read_mib": round(sum(os.path.getsize(c) for c in chunks) / 2**20, 1),
-                  "writes_only_s": run(False), "reads_and_writes_s": run(True)}))
+def writer(target, offsets):
+    buf = mmap.mmap(-1, job["block"])
+    for offset in offsets:
+        n = os.preadv(source, [buf], offset)
+        os.pwritev(target, [memoryview(buf)[:n - n % 4096 or n]], offset)
+target = os.open(job["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+os.ftruncate(target, os.fstat(source).st_size)
+threads = [threading.Thread(target=writer, args=(target, job["blocks"][i::4])) for i in range(4)]
+if job["chunks"]:
+    threads += [threading.Thread(target=reader, args=(job["chunks"][i::4],)) for i in range(4)]
+t = time.perf_counter()
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+os.fsync(target)
+print(time.perf_counter() - t)
 """
+
+
+def nonzero_blocks(path, block):
+    """Offsets of the ``block``-sized pieces of a file that are not all zero: what a sparse restore writes."""
+    zero = bytes(block)
+    offsets = []
+    with open(path, "rb") as handle:
+        for offset in range(0, os.path.getsize(path), block):
+            data = handle.read(block)
+            if data != zero[:len(data)]:
+                offsets.append(offset)
+    return offsets
 
 
 def restore_io_floor(repo):
     """Seconds the disk needs for a restore's I/O alone, with no processing: the image's non-zero 4 MiB blocks
     written with O_DIRECT and fsync'd (4 threads), with and without reading the repository's chunk files from
     disk at the same time (4 threads). A restore that must leave its output on disk cannot end sooner."""
-    done = subprocess.run([PY, "-c", RESTORE_FLOOR_CODE, IMAGE, repo, os.path.join(WORK, "floor.img")], check=True,
-                          capture_output=True, text=True)
-    return json.loads(done.stdout)
+    block = 4 * MIB
+    job = {"image": IMAGE, "out": os.path.join(WORK, "floor.img"), "block": block, "blocks": nonzero_blocks(IMAGE, block),
+           "chunks": sorted(os.path.join(parent, name) for parent, _dirs, names in os.walk(os.path.join(repo, "chunks"))
+                            for name in names)}
+    figures = {"write_mib": round(len(job["blocks"]) * block / MIB, 1),
+               "read_mib": round(sum(os.path.getsize(name) for name in job["chunks"]) / MIB, 1)}
+    for key, chunks in (("writes_only_s", []), ("reads_and_writes_s", job["chunks"])):
+        evict(repo)
+        done = subprocess.run([PY, "-c", RESTORE_FLOOR_CODE], input=json.dumps(dict(job, chunks=chunks)), check=True,
+                              capture_output=True, text=True)
+        figures[key] = round(float(done.stdout), 3)
+        rmtree(job["out"])
+    return figures
 
 
 # -- the run ------------------------------------------------------------------------------------------------
