@@ -52,7 +52,7 @@ def open_repository(settings):
 class RepositoryOpener:
     """Opens a repository on a helper thread while the caller does its own set-up (vCenter login, finding the VM).
 
-    Why: opening derives the key from the passphrase (scrypt: about half a second of CPU, run outside the GIL),
+    Why: opening derives the key from the passphrase (scrypt: 0.25 to 0.4 s of CPU, run outside the GIL),
     and a vCenter login and lookup are round trips spent waiting; in sequence they are the largest fixed cost
     of a small incremental. Use as a context manager: ``result()`` waits for the repository and returns it, or
     raises what opening raised; leaving the context waits for the helper and closes the repository it opened

@@ -30,7 +30,7 @@ from ..errors import TransferError
 from .direct_io import DirectWriter
 
 __all__ = ["DiskSource", "DiskTarget", "RawFileSource", "RawFileTarget", "MemorySource", "MemoryTarget",
-           "HandleTarget", "file_data_extents"]
+           "HandleTarget"]
 
 _ZERO_STEP = 8 * 1024 * 1024
 _FALLOC_FL_KEEP_SIZE = 0x01
