@@ -13,7 +13,9 @@ requirements:
   - python >= 3.11
   - cryptography
   - zstandard
+  - jsonschema
   - boto3 (for V(s3://) repositories)
+  - pynacl (optional; opening a passphrase repository derives its key about a third faster)
 options:
   repository:
     description:
