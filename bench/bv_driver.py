@@ -47,6 +47,7 @@ def _link_collection():
 _link_collection()
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend  # noqa: E402
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import TransferOptions  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import RawFileSource  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import (  # noqa: E402
     BackupDisk, backup_disks, plan_backup)
@@ -91,7 +92,7 @@ def cmd_backup_file(args):
             plan = plan_backup(source, repository.chunk_size, changed=changed, previous=previous_index)
             item = BackupDisk(key=DISK_KEY, source=source, plan=plan, index=DiskIndex(source.capacity, repository.chunk_size),
                               previous=previous_index)
-            results = backup_disks(backup, [item], workers=args.workers)
+            results = backup_disks(backup, [item], TransferOptions(workers=args.workers))
             result = results[DISK_KEY]
             backup.add_disk_index(DISK_KEY, result.index)
             mode = "incremental" if changed is not None else "full"

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup, repository, restore, settings
 
 REQUIRED = ("BLOCKVAULT_REAL_VCENTER", "BLOCKVAULT_REAL_USER", "BLOCKVAULT_REAL_PASSWORD", "BLOCKVAULT_REAL_VM",
@@ -37,4 +37,4 @@ def test_backup_incremental_and_file_restore_round_trip(tmp_path):
                                  disk=disk["key"], path=str(path))
         assert result["disks"][0]["sha256"] == disk["sha256"]
         chunk_size = repository.show_repository(repo)["repository"]["chunk_size"]
-        assert blockhash.file_blocksum(str(path), chunk_size) == disk["sha256"]
+        assert file_blocksum(str(path), chunk_size) == disk["sha256"]

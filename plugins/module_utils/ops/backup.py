@@ -30,6 +30,7 @@ import time
 from ..errors import BlockvaultError, ConfigurationError, LockError
 from ..repo import DiskIndex
 from ..repo.locks import describe as describe_lock
+from ..transfer import TransferOptions
 from ..transfer.pipeline import BackupDisk, backup_disks, plan_backup
 from ..vddk import library as vddk_library
 from ..vddk.connection import Connection
@@ -261,8 +262,8 @@ def _run_backup(stack, session, vm_obj, captured, vm_key, previous, mode, quiesc
                                 previous=previous_index))
     progress.set_phase("transfer")
     stack.enter_context(SessionKeepalive(session, describe=vm_label))
-    results = backup_disks(backup, items, workers=int(workers), memory_budget=int(memory_budget), progress=progress,
-                           vm=vm_label, run_id=run_id)
+    results = backup_disks(backup, items, TransferOptions(workers=int(workers), memory_budget=int(memory_budget),
+                                                          progress=progress, vm=vm_label, run_id=run_id))
     progress.set_phase("commit")
     manifest_disks = []
     for key, (disk, disk_mode, reason) in decisions.items():

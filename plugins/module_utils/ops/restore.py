@@ -29,8 +29,9 @@ import logging
 import os
 
 from ..errors import BlockvaultError, ChangeTrackingError, ConfigurationError, RestoreRefusedError, VMNotFoundError
+from ..transfer import TransferOptions
 from ..transfer.endpoints import RawFileTarget
-from ..transfer.restore import restore_disk
+from ..transfer.restore import DiskRestore, restore_disk
 from ..vddk import library as vddk_library
 from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere import cbt, config, disks as vm_disks, inventory
@@ -94,8 +95,9 @@ def _restore_one(repository, manifest, entry, target, workers, memory_budget, pr
     def fetch(digest):
         return repository.read_chunk(repository.codec.storage_id(digest))
 
-    result = restore_disk(index, fetch, target, workers=workers, memory_budget=memory_budget, compare=compare,
-                          changed_chunks=changed_chunks, progress=progress, disk_key=entry["key"], vm=manifest["vm"]["name"], run_id=run_id)
+    result = restore_disk(DiskRestore(entry["key"], index, fetch, target, changed_chunks=changed_chunks, compare=compare),
+                          TransferOptions(workers=workers, memory_budget=memory_budget, progress=progress,
+                                          vm=manifest["vm"]["name"], run_id=run_id))
     if result.blocksum != entry["sha256"]:
         raise BlockvaultError("Disk %s restored to data whose SHA-256 %s differs from the recorded %s." % (
             entry["key"], result.blocksum, entry["sha256"]), phase="restore", disk=entry["key"])

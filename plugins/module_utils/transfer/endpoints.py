@@ -25,7 +25,7 @@ import os
 import threading
 from typing import Optional, Protocol, runtime_checkable
 
-from ..blockhash import file_data_extents
+from .file_extents import file_data_extents
 from ..errors import TransferError
 from .direct_io import DirectWriter
 

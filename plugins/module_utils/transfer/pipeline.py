@@ -3,15 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The backup pipeline: every disk of a VM read in parallel into one repository session.
 
-Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
+Shape (ovirt-imageio's executor, adapted to hashing and deduplication), on one ``executor.Executor``:
 
-- one **reader thread per disk**, using that disk's own source handle (VDDK: one handle per thread). It first
+- one **reader thread per disk** (a producer of the executor), using that disk's own source handle (VDDK: one handle per thread). It first
   records the chunks that need no read (ZERO -> zero sentinel, CARRY -> the previous index's digest), then
   walks the plan's read requests: takes a buffer from the shared BufferPool (waits when none is free), reads
-  up to one buffer (8 MiB by default) with ``read_into`` straight into it, and queues one task per chunk, a
-  memoryview slice of the buffer (zero copy). A source with ``read_into_many`` (VDDK's pipelined async reads)
+  up to one buffer (8 MiB by default) with ``read_into`` straight into it, and submits one ChunkTask per
+  chunk, a memoryview slice of the buffer (zero copy). A source with ``read_into_many`` (VDDK's pipelined async reads)
   gets up to ``read_batch`` requests per call, into buffers that are free at that moment;
-- **one shared pool of ``workers`` threads** processes chunk tasks from all disks as they come, overlapping
+- **the executor's ``workers`` threads**, shared by all disks, process chunk tasks from all disks as they come, overlapping
   with the reads: zero check (``blockhash.is_zero``, a memcmp), SHA-256,
   ``session.has_chunk``, ``session.put_chunk``
   (which compresses, encrypts and stores), then records the digest in the disk's new index. A digest being
@@ -20,7 +20,7 @@ Shape (after ovirt-imageio's executor, adapted to hashing and deduplication):
 
 Memory bound: the BufferPool holds at most ``memory_budget`` bytes of chunk data, and no more buffers than the
 workers can use (``backup_buffer_layout``: readers outrun hashing, so more buffers would only sit filled); the
-task queue only references those buffers, so data in flight never exceeds the budget whatever the number and
+work queue only references those buffers (it has room for every chunk they hold, so it never waits first), so data in flight never exceeds the budget whatever the number and
 size of disks. Outside it: ``workers`` times what ``put_chunk`` needs to compress and encrypt one chunk, and
 the indexes themselves (32 bytes per chunk).
 
@@ -30,9 +30,9 @@ returns the stored bytes (0 when already present). Indexes are DiskIndex objects
 ``digest``, ``blocksum``); the pipeline serializes its calls on each index with a per-disk lock, so they need
 not be thread-safe. The caller adds the filled indexes to the session and commits (ops).
 
-Failure and cancellation: the first exception in any reader or worker is recorded, a shared stop flag is set,
-readers stop before their next read (or while waiting for a buffer), workers drop queued chunks, every source
-is closed (by its reader, in its thread) and the first error is raised with the disk, VM and run id filled in
+Failure and cancellation (the executor's contract): the first exception in any reader or worker is recorded and
+closes the work queue, readers stop before their next read (or while waiting for a buffer), workers stop after
+their chunk in hand, the chunks left queued give their buffers back, every source is closed (by its reader, in its thread) and the first error is raised with the disk, VM and run id filled in
 (``errors.with_context``; a non-engine exception is wrapped in TransferError, the original as ``__cause__``).
 Setting the ``cancel`` Event passed in stops the run the same way and raises CancelledError, unless every chunk
 was already done.
@@ -43,16 +43,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import queue
 import threading
 import time
 
 from ..blockhash import is_zero
 from ..errors import BlockvaultError, CancelledError, TransferError
-from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool, BufferRef, read_buffer_layout
+from .buffers import BufferPool, BufferRef, read_buffer_layout
+from .executor import Closed, Executor
+from .options import TransferOptions
 from .plan import CARRY, ZERO, plan_disk
 
-__all__ = ["BackupDisk", "DiskBackupResult", "backup_buffer_layout", "backup_disks", "plan_backup", "wrap_error"]
+__all__ = ["BackupDisk", "ChunkTask", "DiskBackupResult", "backup_buffer_layout", "backup_disks", "plan_backup", "wrap_error"]
 
 log = logging.getLogger(__name__)
 
@@ -133,44 +134,54 @@ class _DiskState:
         return True
 
 
-class _BackupRun:
-    """One call of backup_disks: readers, workers, the first error. Used once, from the calling thread."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChunkTask:
+    """One chunk read into a pool buffer, for a worker to hash and store: ``view`` is its slice of the buffer
+    (valid until ``ref.done()``, which gives the buffer back once all its chunks are done)."""
 
-    def __init__(self, session, disks, workers, pool, cancel, progress, vm, run_id, read_batch):
+    disk: _DiskState
+    index: int
+    view: memoryview
+    ref: BufferRef
+
+
+class _BackupRun:
+    """One call of backup_disks: the per-disk readers (producers of an Executor) and the chunk store step its
+    workers run. Used once, from the calling thread; the workers share this object as their handler (they need
+    no handle of their own: the session is thread-safe), so ``handle`` and ``close`` are thread-safe."""
+
+    def __init__(self, session, disks, options, pool, read_batch):
         self.session = session
         self.read_batch = read_batch
         self.states = [_DiskState(disk) for disk in disks]
-        self.workers = workers
+        self.workers = options.workers
         self.pool = pool
-        self.cancel = cancel
-        self.progress = progress
-        self.vm = vm
-        self.run_id = run_id
-        self.stop = threading.Event()
-        self.tasks = queue.SimpleQueue()
-        self.error = None
-        self._error_lock = threading.Lock()
+        self.progress = options.progress
+        self.vm = options.vm
+        self.run_id = options.run_id
+        chunk_size = self.states[0].plan.chunk_size if self.states else pool.size
+        # room for every chunk the pool's buffers can hold: the pool bounds memory, the queue never waits first
+        self.executor = Executor(cancel=options.cancel, queue_size=pool.count * max(1, pool.size // chunk_size),
+                                 cancelled_error=self.cancelled_error, discard=self.drop, on_close=self.wake_readers,
+                                 name="bv-backup-worker")
         self._inflight = set()
         self._inflight_lock = threading.Lock()
 
-    def cancelled(self):
-        return self.stop.is_set() or (self.cancel is not None and self.cancel.is_set())
+    def wake_readers(self):
+        self.pool.wake()                  # readers waiting for a buffer re-check executor.cancelled()
 
-    def fail(self, state, exc, action):
-        with self._error_lock:
-            first = self.error is None
-            if first:
-                self.error = wrap_error(exc, action, state.key if state else None, self.vm, self.run_id)
-        if first:
-            log.error("Backup of disk %s stops: %s", state.key if state else "?", self.error)
-            self.stop.set()
-            self.pool.wake()
-        else:
-            log.debug("Further error after the first one (disk %s): %r", state.key if state else "?", exc)
+    def cancelled_error(self):
+        incomplete = [s.key for s in self.states if s.chunks_done != s.plan.chunks_read]
+        return CancelledError("The backup was cancelled on request before disks %s were read completely."
+                              % ", ".join(str(k) for k in incomplete), phase="transfer", vm=self.vm, run_id=self.run_id)
 
-    # -- readers ---------------------------------------------------------------------------------------
+    def context(self, exc, action, state):
+        return wrap_error(exc, action, state.key, self.vm, self.run_id)
+
+    # -- readers (producers) ---------------------------------------------------------------------------
 
     def read_disk(self, state):
+        """The reader of one disk, in its own thread: ZERO/CARRY chunks, then the reads, each chunk submitted."""
         source = state.disk.source
         read_many = getattr(source, "read_into_many", None) if self.read_batch > 1 else None
         try:
@@ -178,10 +189,11 @@ class _BackupRun:
             self.record_unread(state)
             requests = state.plan.read_requests(self.pool.size)
             pending = next(requests, None)
-            while pending is not None and not self.cancelled():
-                buf = self.pool.acquire(self.cancelled)
+            while pending is not None:
+                self.executor.check()
+                buf = self.pool.acquire(self.executor.cancelled)
                 if buf is None:
-                    break
+                    continue              # stopping: check() raises Closed
                 batch = [(pending, buf)]
                 pending = next(requests, None)
                 # more requests in one call only with buffers free right now: waiting for a buffer while holding
@@ -192,10 +204,11 @@ class _BackupRun:
                         break
                     batch.append((pending, extra))
                     pending = next(requests, None)
-                if not self.read_batch_into(state, source, read_many, batch):
-                    break
+                self.read_batch_into(state, source, read_many, batch)
+        except Closed:
+            raise
         except BaseException as exc:     # a bug or an index error: still stop the run cleanly
-            self.fail(state, exc, "Reading")
+            raise self.context(exc, "Reading", state)
         finally:
             self.close_source(state)
             with state.lock:
@@ -206,11 +219,11 @@ class _BackupRun:
                 self.report_done(state)
 
     def report_done(self, state):
-        if self.progress is not None and not self.cancelled():
+        if not self.executor.cancelled():
             self.progress.set_disk_phase(state.key, "done")
 
     def read_batch_into(self, state, source, read_many, batch):
-        """Read the (request, buffer) pairs of ``batch`` and queue their chunks; False after a failure."""
+        """Read the (request, buffer) pairs of ``batch`` and submit their chunks."""
         views = [memoryview(buf)[:length] for (offset, length), buf in batch]
         try:
             if len(batch) == 1:
@@ -222,18 +235,23 @@ class _BackupRun:
                 self.pool.release(buf)
             start = batch[0][0][0]
             end = batch[-1][0][0] + batch[-1][0][1]
-            self.fail(state, exc, "Reading %d bytes at offset %d" % (end - start, start))
-            return False
+            raise self.context(exc, "Reading %d bytes at offset %d" % (end - start, start), state)
         chunk_size = state.plan.chunk_size
+        submit = self.executor.submit
         for ((offset, length), buf), view in zip(batch, views):
             chunks = (length + chunk_size - 1) // chunk_size
             with state.lock:
                 state.result.bytes_read += length
             ref = BufferRef(self.pool, buf, chunks)
             first = offset // chunk_size
-            for j in range(chunks):
-                self.tasks.put((state, first + j, view[j * chunk_size:min((j + 1) * chunk_size, length)], ref))
-        return True
+            j = 0
+            try:
+                for j in range(chunks):
+                    submit(ChunkTask(state, first + j, view[j * chunk_size:min((j + 1) * chunk_size, length)], ref))
+            except Closed:
+                for _ in range(j, chunks):     # the chunks never queued still hold the buffer
+                    ref.done()
+                raise
 
     def record_unread(self, state):
         """ZERO and CARRY chunks: recorded in the index without reading."""
@@ -263,23 +281,24 @@ class _BackupRun:
         except Exception as exc:  # a read-only handle: the data read is complete, so log and go on (like imageio)
             log.warning("Closing the source of disk %s failed: %s", state.key, exc)
 
-    # -- workers ---------------------------------------------------------------------------------------
+    # -- workers: the handler of every worker thread ---------------------------------------------------
 
-    def work(self):
-        while True:
-            task = self.tasks.get()
-            if task is None:
-                return
-            state, index, view, ref = task
-            try:
-                if not self.cancelled():
-                    self.process(state, index, view)
-            except BaseException as exc:
-                self.fail(state, exc, "Storing chunk %d" % index)
-            finally:
-                ref.done()
+    def handle(self, task):
+        try:
+            self.store(task)
+        except BaseException as exc:
+            raise self.context(exc, "Storing chunk %d" % task.index, task.disk)
+        finally:
+            task.ref.done()
 
-    def process(self, state, index, view):
+    def close(self):
+        """Nothing to close: the workers share the session, which the caller owns."""
+
+    def drop(self, task):
+        task.ref.done()                   # a task no worker will store: its buffer goes back to the pool
+
+    def store(self, task):
+        state, index, view = task.disk, task.index, task.view
         length = view.nbytes
         result = state.result
         if is_zero(view):
@@ -314,49 +333,24 @@ class _BackupRun:
         with state.lock:
             state.finished = time.monotonic()
             done = state.done_now()
-        if self.progress is not None:
-            self.progress.advance(state.key, length)
+        self.progress.advance(state.key, length)
         if done:
             self.report_done(state)
 
     # -- the run ---------------------------------------------------------------------------------------
 
     def run(self):
-        if self.progress is not None:
-            for state in self.states:
-                self.progress.add_disk(state.key, state.plan.bytes_to_read)
-        workers = [threading.Thread(target=self.work, name="bv-backup-worker-%d" % n, daemon=True)
-                   for n in range(self.workers)]
-        readers = [threading.Thread(target=self.read_disk, args=(state,), name="bv-backup-read-%s" % state.key,
-                                    daemon=True) for state in self.states]
-        started = []
+        for state in self.states:
+            self.progress.add_disk(state.key, state.plan.bytes_to_read)
         try:
-            for thread in workers + readers:
-                thread.start()
-                started.append(thread)
-            for thread in readers:
-                thread.join()
-        except BaseException as exc:     # KeyboardInterrupt in the caller, or a thread that could not start
-            self.fail(None, exc, "Starting the backup")
-            for thread in readers:
-                if thread in started:
-                    thread.join()
-            raise
+            with self.executor as executor:
+                for _ in range(self.workers):
+                    executor.add_worker(self.worker_handler)
+                for state in self.states:
+                    executor.add_producer(self.read_disk, state, name="bv-backup-read-%s" % state.key)
         finally:
-            for thread in workers:        # one stop marker per worker
-                self.tasks.put(None)
-            for thread in workers:
-                if thread in started:
-                    thread.join()
             for state in self.states:     # readers that never ran still own an open source
                 self.close_source(state)
-        if self.error is not None:
-            raise self.error
-        incomplete = [s.key for s in self.states if s.chunks_done != s.plan.chunks_read]
-        if incomplete:
-            raise CancelledError("The backup was cancelled on request before disks %s were read completely."
-                                 % ", ".join(str(k) for k in incomplete), phase="transfer", vm=self.vm,
-                                 run_id=self.run_id)
         results = {}
         for state in self.states:
             result = state.result
@@ -364,6 +358,9 @@ class _BackupRun:
             result.blocksum = state.disk.index.blocksum()
             results[state.key] = result
         return results
+
+    def worker_handler(self):
+        return self
 
 
 def _check_disk(disk):
@@ -390,18 +387,19 @@ def backup_buffer_layout(chunk_size, memory_budget, workers, read_batch=4):
     return size, max(1, min(count, 2 * max(1, workers) + max(1, read_batch)))
 
 
-def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET, cancel=None, progress=None,
-                 vm=None, run_id=None, buffer_pool=None, read_batch=4):
+def backup_disks(session, disks, options=TransferOptions(), buffer_pool=None, read_batch=4):
     """Back up ``disks`` (BackupDisk list) into ``session`` in parallel; return {disk key: DiskBackupResult}.
 
-    ``workers``: threads hashing and storing chunks, shared by all disks. ``memory_budget``: bytes of chunk
-    data in flight (see ``backup_buffer_layout``); ``buffer_pool`` replaces the pool built from it (tests).
-    ``progress``: an object with ``add_disk(key, total)`` and ``advance(key, nbytes)`` (progress.RunProgress);
-    ``cancel``: a threading.Event that stops the run. ``read_batch``: read requests a reader may pass in one
-    ``read_into_many`` call when its source has one (VDDK's async reads: fewer round trips), using only buffers
-    free at that moment. Raises the first error (see the module docstring).
+    ``options`` (TransferOptions): ``workers`` threads hashing and storing chunks, shared by all disks;
+    ``memory_budget`` bytes of chunk data in flight (see ``backup_buffer_layout``); ``progress`` gets
+    ``add_disk(key, total)``, ``advance(key, nbytes)`` and the disks' "done" phase; ``cancel`` (an Event) stops
+    the run; ``vm`` and ``run_id`` go into every error. ``buffer_pool`` replaces the pool built from the budget
+    (tests). ``read_batch``: read requests a reader may pass in one ``read_into_many`` call when its source has
+    one (VDDK's async reads: fewer round trips), using only buffers free at that moment. Raises the first error
+    (see the module docstring).
     """
     disks = list(disks)
+    workers = options.workers
     try:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -414,7 +412,7 @@ def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET,
             raise ValueError("every disk of one backup uses the repository's chunk size")
         chunk_size = chunk_sizes.pop() if chunk_sizes else 1
         if buffer_pool is None:
-            buffer_pool = BufferPool(*backup_buffer_layout(chunk_size, memory_budget, workers, read_batch))
+            buffer_pool = BufferPool(*backup_buffer_layout(chunk_size, options.memory_budget, workers, read_batch))
         elif buffer_pool.size < chunk_size:
             raise ValueError("the buffer pool's buffers are smaller than one chunk")
     except BaseException:
@@ -424,4 +422,4 @@ def backup_disks(session, disks, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET,
             except Exception as exc:
                 log.warning("Closing the source of disk %s failed: %s", disk.key, exc)
         raise
-    return _BackupRun(session, disks, workers, buffer_pool, cancel, progress, vm, run_id, max(1, read_batch)).run()
+    return _BackupRun(session, disks, options, buffer_pool, max(1, read_batch)).run()

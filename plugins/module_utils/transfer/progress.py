@@ -33,7 +33,7 @@ import time
 
 from ..errors import ConfigurationError, redact
 
-__all__ = ["RunProgress", "StatusFile", "RunLogHandler", "read_status", "utc_now_iso"]
+__all__ = ["NULL_PROGRESS", "NullProgress", "RunProgress", "StatusFile", "RunLogHandler", "read_status", "utc_now_iso"]
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -136,6 +136,43 @@ class RunProgress:
             "disks": disks,
             "last_error": error,
         }
+
+
+class NullProgress:
+    """A RunProgress that counts nothing: every method of RunProgress, each doing nothing.
+
+    The pipelines take a progress object always (``NULL_PROGRESS`` by default) and never test for None.
+    Stateless, so thread-safe; ``NULL_PROGRESS`` is the shared instance.
+    """
+
+    run_id = None
+    vm = None
+    phase = None
+
+    def subscribe(self, listener):
+        pass
+
+    def set_phase(self, phase):
+        pass
+
+    def add_disk(self, key, total, phase="transfer"):
+        pass
+
+    def set_disk_phase(self, key, phase):
+        pass
+
+    def advance(self, key, nbytes):
+        pass
+
+    def set_error(self, exc):
+        pass
+
+    def snapshot(self):
+        return {"run_id": None, "vm": None, "phase": None, "started": None, "updated": None, "bytes_done": 0,
+                "bytes_total": 0, "mb_per_s": 0.0, "eta_seconds": None, "disks": [], "last_error": None}
+
+
+NULL_PROGRESS = NullProgress()
 
 
 class StatusFile:

@@ -3,13 +3,14 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The restore pipeline: one disk from its DiskIndex and a chunk fetcher to a DiskTarget.
 
-``workers`` threads take work items from one shared cursor over the index, in order: a data chunk (fetch its
+The calling thread walks the index in order and submits typed work items to an ``executor.Executor`` whose
+``workers`` threads handle them: a data chunk, DataChunk (fetch its
 plaintext with ``fetch_chunk(digest)``, verify length and SHA-256 against the index, write it at its offset and
 at the offsets of its later copies in the disk: each distinct chunk is fetched once),
-or a run of zero chunks (skipped when ``target.known_zeroed``, a fresh sparse target; else one
-``target.zero`` call per run of up to 1 GiB). Each worker writes through its own handle, ``target.clone()``
-(VDDK: one handle per thread); a target without ``clone`` is shared under a lock. Clones are flushed and closed
-by the worker that made them; ``target`` itself is flushed at the end and stays open (the caller closes it).
+a run of zero chunks, ZeroRun (skipped when ``target.known_zeroed``, a fresh sparse target; else one
+``target.zero`` call per run of up to 1 GiB), or in compare mode a zero chunk to check, CheckZero. Each worker writes through its own handle, ``target.clone()``
+(VDDK: one handle per thread), opened in the worker's thread; a target without ``clone`` is shared under a lock.
+Clones are flushed and closed by the worker that made them; ``target`` itself is flushed at the end and stays open (the caller closes it).
 
 In-place rollback ("only differing chunks"): ``changed_chunks`` (a set of chunk indexes that may differ, from
 CBT) restricts the work to those chunks; the others are trusted to hold the index's data. ``compare=True``
@@ -22,9 +23,10 @@ read back unchanged in compare mode, the zero digest for zero chunks, the index 
 
 Memory bound: each worker holds at most one fetched chunk, plus one compare buffer in compare mode and its
 handle's bounce buffer when the target copies writes (``target.bounce_buffers``, direct I/O); the
-number of workers is capped so that this fits ``memory_budget``. Failure and cancellation: as in the backup
-pipeline (first error recorded, other workers stop after their current item, every clone closed, the error
-raised with the disk in its context; the ``cancel`` Event raises CancelledError unless all work was done).
+number of workers is capped so that this fits ``memory_budget``; the work queue holds item descriptions only.
+Failure and cancellation: the executor's contract (first error recorded, other workers stop after their current
+item, every clone closed by its worker, the error raised with the disk in its context; the ``cancel`` Event
+raises CancelledError unless all work was done).
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ import time
 
 from ..blockhash import DiskDigest, is_zero
 from ..errors import CancelledError, ConfigurationError, CorruptionError, TransferError
-from .buffers import DEFAULT_MEMORY_BUDGET, BufferPool
+from .buffers import BufferPool
+from .executor import Closed, Executor
+from .options import TransferOptions
 from .pipeline import wrap_error
 
-__all__ = ["RestoreResult", "restore_disk"]
+__all__ = ["CheckZero", "DataChunk", "DiskRestore", "RestoreResult", "ZeroRun", "restore_disk"]
 
 log = logging.getLogger(__name__)
 
@@ -71,39 +75,89 @@ class RestoreResult:
         return dataclasses.asdict(self)
 
 
-class _Restore:
-    """One call of restore_disk: the work cursor, the workers, the first error. Used once."""
+@dataclasses.dataclass(frozen=True)
+class DiskRestore:
+    """What to restore: the disk ``key`` (for messages and progress), its ``index`` (a DiskIndex: ``capacity``,
+    ``chunk_size``, ``count``, ``digest(i)``, ``blocksum()``), ``fetch_chunk(digest) -> bytes`` (a chunk's
+    plaintext, e.g. through ``repo.read_chunk``), the ``target`` (a DiskTarget of the index's capacity, which
+    the caller closes) and, for an in-place rollback, ``changed_chunks`` or ``compare`` (module docstring)."""
 
-    def __init__(self, index, fetch_chunk, target, workers, compare, changed_chunks, cancel, progress, key, vm,
-                 run_id):
-        self.index = index
-        self.fetch_chunk = fetch_chunk
-        self.target = target
+    key: object
+    index: object
+    fetch_chunk: object
+    target: object
+    changed_chunks: object = None
+    compare: bool = False
+
+
+# The work items, in disk order: each is handled by its own method of _RestoreWorker.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DataChunk:
+    """Chunk ``index`` holds data of SHA-256 ``digest``: fetch, verify and write it (and its later copies)."""
+
+    index: int
+    digest: bytes
+
+    @property
+    def first_chunk(self):
+        return self.index
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ZeroRun:
+    """``count`` zero chunks from chunk ``start``: one ``target.zero`` call."""
+
+    start: int
+    count: int
+
+    @property
+    def first_chunk(self):
+        return self.start
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckZero:
+    """Compare mode: chunk ``index`` must be zero; read it and zero it only when it is not."""
+
+    index: int
+
+    @property
+    def first_chunk(self):
+        return self.index
+
+
+class _Restore:
+    """One call of restore_disk: the work items, the shared counters and the checksum. Used once; the calling
+    thread produces the items into an Executor whose workers each hold a _RestoreWorker. ``count_done`` and the
+    DiskDigest (distinct indexes) are thread-safe."""
+
+    def __init__(self, job, options, workers):
+        self.job = job
+        self.index = job.index
+        self.fetch_chunk = job.fetch_chunk
+        self.target = job.target
+        self.compare = job.compare
+        self.key = job.key
         self.workers = workers
-        self.compare = compare
-        self.cancel = cancel
-        self.progress = progress
-        self.key = key
-        self.vm = vm
-        self.run_id = run_id
-        self.capacity = index.capacity
-        self.chunk_size = index.chunk_size
-        self.count = index.count
+        self.progress = options.progress
+        self.vm = options.vm
+        self.run_id = options.run_id
+        self.capacity = self.index.capacity
+        self.chunk_size = self.index.chunk_size
+        self.count = self.index.count
         self.written = DiskDigest(self.capacity, self.chunk_size)
-        self.result = RestoreResult(key)
-        self.stop = threading.Event()
-        self.error = None
-        self.lock = threading.Lock()             # result counters, error
-        self.cursor_lock = threading.Lock()
+        self.result = RestoreResult(self.key)
+        self.lock = threading.Lock()             # result counters
         self.target_lock = threading.Lock()      # only when the target cannot be cloned
-        self.exhausted = False
-        self.pool = BufferPool(self.chunk_size, workers) if compare else None
-        if progress is not None:
-            progress.add_disk(key, self.capacity)
-        if changed_chunks is None:
+        self.pool = BufferPool(self.chunk_size, workers) if self.compare else None
+        self.executor = Executor(cancel=options.cancel, cancelled_error=self.cancelled_error,
+                                 name="bv-restore-%s" % self.key)
+        self.progress.add_disk(self.key, self.capacity)
+        if job.changed_chunks is None:
             todo = range(self.count)
         else:
-            todo = sorted({int(i) for i in changed_chunks if 0 <= int(i) < self.count})
+            todo = sorted({int(i) for i in job.changed_chunks if 0 <= int(i) < self.count})
             self.trust_unchanged(set(todo))
         self.copies = self.find_copies(todo)
         self.items = self.generate(todo)
@@ -111,14 +165,18 @@ class _Restore:
     def chunk_length(self, i):
         return min(self.chunk_size, self.capacity - i * self.chunk_size)
 
-    def cancelled(self):
-        return self.stop.is_set() or (self.cancel is not None and self.cancel.is_set())
+    def cancelled_error(self):
+        return CancelledError("The restore of disk %s was cancelled on request before it was complete." % self.key,
+                              phase="restore", disk=self.key, vm=self.vm, run_id=self.run_id)
+
+    def context(self, exc, action):
+        return wrap_error(exc, action, self.key, self.vm, self.run_id)
 
     def count_done(self, nbytes, **counters):
         with self.lock:
             for name, value in counters.items():
                 setattr(self.result, name, getattr(self.result, name) + value)
-        if self.progress is not None and nbytes:
+        if nbytes:
             self.progress.advance(self.key, nbytes)
 
     def trust_unchanged(self, todo):
@@ -153,8 +211,8 @@ class _Restore:
         return copies
 
     def generate(self, todo):
-        """Work items in disk order: ("data", i, digest), ("zero", first, n), ("check_zero", i, 1); a later copy of a
-        data chunk has no item of its own (``copies``)."""
+        """Work items in disk order: DataChunk, ZeroRun, CheckZero; a later copy of a data chunk has no item of its
+        own (``copies``)."""
         run_first = run_count = 0
         max_run = max(1, _MAX_ZERO_RUN // self.chunk_size)
         later_copies = {i for places in self.copies.values() for i in places}
@@ -164,11 +222,11 @@ class _Restore:
             digest = self.index.digest(i)
             if digest != _ZERO_DIGEST:
                 if run_count:
-                    yield ("zero", run_first, run_count)
+                    yield ZeroRun(run_first, run_count)
                     run_count = 0
-                yield ("data", i, digest)
+                yield DataChunk(i, digest)
             elif self.compare:
-                yield ("check_zero", i, 1)
+                yield CheckZero(i)
             elif self.target.known_zeroed:
                 self.written.set_zero(i)
                 self.count_done(self.chunk_length(i), chunks_skipped=1)
@@ -176,140 +234,31 @@ class _Restore:
                 run_count += 1
             else:
                 if run_count:
-                    yield ("zero", run_first, run_count)
+                    yield ZeroRun(run_first, run_count)
                 run_first, run_count = i, 1
         if run_count:
-            yield ("zero", run_first, run_count)
+            yield ZeroRun(run_first, run_count)
 
-    def next_item(self):
-        with self.cursor_lock:
-            if self.exhausted:
-                return None
-            item = next(self.items, None)
-            if item is None:
-                self.exhausted = True
-            return item
-
-    def fail(self, exc, action):
-        with self.lock:
-            first = self.error is None
-            if first:
-                self.error = wrap_error(exc, action, self.key, self.vm, self.run_id)
-        if first:
-            log.error("Restore of disk %s stops: %s", self.key, self.error)
-            self.stop.set()
-        else:
-            log.debug("Further error after the first one (disk %s): %r", self.key, exc)
-
-    # -- workers ---------------------------------------------------------------------------------------
-
-    def work(self):
-        clone = getattr(self.target, "clone", None)
-        handle = None
-        buf = None
-        action = "Opening a handle on the target"
-        try:
-            handle = clone() if clone is not None else None
-            if self.pool is not None:
-                buf = self.pool.acquire()
-            while not self.cancelled():
-                item = self.next_item()
-                if item is None:
-                    break
-                kind, i, extra = item
-                action = "Restoring chunk %d" % i
-                if handle is None:        # shared target: only its calls are serialized, fetches stay parallel
-                    self.do_item(self.target, self.target_lock, buf, kind, i, extra)
-                else:
-                    self.do_item(handle, _NO_LOCK, buf, kind, i, extra)
-            if handle is not None and self.error is None:   # also after a cancel: what was written must be durable
-                action = "Flushing the target"
-                handle.flush()
-        except BaseException as exc:
-            self.fail(exc, action)
-        finally:
-            if buf is not None:
-                self.pool.release(buf)
-            if handle is not None:
-                try:
-                    handle.close()
-                except BaseException as exc:     # a write handle that fails to close may have lost data
-                    self.fail(exc, "Closing a handle on the target")
-
-    def do_item(self, handle, handle_lock, buf, kind, i, extra):
-        """One work item; every call on ``handle`` is made under ``handle_lock``."""
-        offset = i * self.chunk_size
-        if kind == "zero":
-            length = min(extra * self.chunk_size, self.capacity - offset)
-            with handle_lock:
-                handle.zero(offset, length)
-            for j in range(i, i + extra):
-                self.written.set_zero(j)
-            self.count_done(length, chunks_zeroed=extra, bytes_zeroed=length)
-            return
-        length = self.chunk_length(i)
-        if self.compare:
-            view = memoryview(buf)[:length]
-            with handle_lock:
-                handle.read_into(offset, view)
-            if kind == "check_zero":
-                if is_zero(view):
-                    self.written.set_zero(i)
-                    self.count_done(length, chunks_compared=1, chunks_unchanged=1)
-                else:
-                    with handle_lock:
-                        handle.zero(offset, length)
-                    self.written.set_zero(i)
-                    self.count_done(length, chunks_compared=1, chunks_zeroed=1, bytes_zeroed=length)
-                return
-            if hashlib.sha256(view).digest() == extra:
-                self.written.set(i, extra)
-                self.count_done(length, chunks_compared=1, chunks_unchanged=1)
-                return
-        data = self.fetch_chunk(extra)
-        actual = hashlib.sha256(data).digest()
-        if len(data) != length or actual != extra:
-            raise CorruptionError("Chunk %d of disk %s (%s) read from the repository is %d bytes with SHA-256 %s, not the %d "
-                                  "bytes the index records; run validate on the repository."
-                                  % (i, self.key, extra.hex(), len(data), actual.hex(), length),
-                                  object_name=extra.hex())
-        for place in [i] + self.copies.get(i, []):
-            with handle_lock:
-                handle.write(place * self.chunk_size, data)
-            self.written.set(place, actual)
-            self.count_done(length, chunks_written=1, bytes_written=length, chunks_compared=1 if self.compare else 0)
+    def open_worker(self):
+        """The executor's handler factory: runs in the worker's own thread."""
+        return _RestoreWorker(self)
 
     # -- the run ---------------------------------------------------------------------------------------
 
     def run(self):
         started = time.monotonic()
-        threads = [threading.Thread(target=self.work, name="bv-restore-%s-%d" % (self.key, n), daemon=True)
-                   for n in range(self.workers)]
-        running = []
-        try:
-            for thread in threads:
-                thread.start()
-                running.append(thread)
-        except BaseException as exc:
-            self.fail(exc, "Starting the restore")
-        try:
-            for thread in running:
-                thread.join()
-        except BaseException as exc:     # KeyboardInterrupt in the caller: stop the workers, then re-raise
-            self.fail(exc, "Restoring")
-            for thread in running:
-                thread.join()
-            raise
-        if self.error is None and not self.exhausted:
-            raise CancelledError("The restore of disk %s was cancelled on request before it was complete." % self.key,
-                                 phase="restore", disk=self.key, vm=self.vm, run_id=self.run_id)
-        if self.error is None:
+        with self.executor as executor:
+            for _ in range(self.workers):
+                executor.add_worker(self.open_worker)
             try:
-                self.target.flush()
-            except BaseException as exc:
-                self.fail(exc, "Flushing the target")
-        if self.error is not None:
-            raise self.error
+                for item in self.items:
+                    executor.submit(item)
+            except Closed:
+                pass                      # a worker failed or the run was cancelled: leaving the block raises it
+        try:
+            self.target.flush()
+        except BaseException as exc:
+            raise self.context(exc, "Flushing the target")
         self.result.blocksum = self.written.hexdigest()
         expected = self.index.blocksum()
         if self.result.blocksum != expected:
@@ -317,29 +266,123 @@ class _Restore:
                                 "is not the restore point's." % (self.key, self.result.blocksum, expected),
                                 disk=self.key, vm=self.vm, run_id=self.run_id)
         self.result.duration = max(0.0, time.monotonic() - started)
-        if self.progress is not None:
-            self.progress.set_disk_phase(self.key, "done")
+        self.progress.set_disk_phase(self.key, "done")
         return self.result
 
 
-def restore_disk(index, fetch_chunk, target, workers=4, memory_budget=DEFAULT_MEMORY_BUDGET, changed_chunks=None,
-                 compare=False, cancel=None, progress=None, disk_key=None, vm=None, run_id=None):
-    """Restore one disk (see the module docstring); return its RestoreResult.
+class _RestoreWorker:
+    """The handler of one restore worker thread, built in that thread: its own ``target.clone()`` (VDDK: one handle
+    per thread), or the shared target under a lock when the target cannot be cloned (fetches stay parallel), and
+    its compare buffer. ``close()`` (by the same thread) flushes the clone unless the run failed (after a cancel
+    too: what was written must be durable), gives the buffer back and closes the clone. Not shared."""
 
-    ``index``: a DiskIndex (``capacity``, ``chunk_size``, ``count``, ``digest(i)``, ``blocksum()``);
-    ``fetch_chunk(digest) -> bytes``: a chunk's plaintext (e.g. ``repo.read_chunk``); ``target``: a DiskTarget
-    of the index's capacity. ``progress``: ``add_disk(key, total)`` and ``advance(key, nbytes)``.
+    def __init__(self, restore):
+        self.restore = restore
+        self.chunk_size = restore.chunk_size
+        clone = getattr(restore.target, "clone", None)
+        try:
+            self.target = clone() if clone is not None else restore.target
+        except BaseException as exc:
+            raise restore.context(exc, "Opening a handle on the target")
+        self.owned = clone is not None
+        self.lock = _NO_LOCK if self.owned else restore.target_lock
+        self.buf = restore.pool.acquire() if restore.pool is not None else None
+
+    def handle(self, item):
+        try:
+            self._methods[type(item)](self, item)
+        except BaseException as exc:
+            raise self.restore.context(exc, "Restoring chunk %d" % item.first_chunk)
+
+    def close(self):
+        restore = self.restore
+        try:
+            if self.owned and not restore.executor.failed:
+                try:
+                    self.target.flush()
+                except BaseException as exc:
+                    restore.executor.fail(restore.context(exc, "Flushing the target"))
+        finally:
+            if self.buf is not None:
+                restore.pool.release(self.buf)
+                self.buf = None
+            if self.owned:
+                try:
+                    self.target.close()
+                except BaseException as exc:     # a write handle that fails to close may have lost data
+                    raise restore.context(exc, "Closing a handle on the target")
+
+    def zero_run(self, item):
+        restore = self.restore
+        offset = item.start * self.chunk_size
+        length = min(item.count * self.chunk_size, restore.capacity - offset)
+        with self.lock:
+            self.target.zero(offset, length)
+        for j in range(item.start, item.start + item.count):
+            restore.written.set_zero(j)
+        restore.count_done(length, chunks_zeroed=item.count, bytes_zeroed=length)
+
+    def check_zero(self, item):
+        restore = self.restore
+        i = item.index
+        offset, length = i * self.chunk_size, restore.chunk_length(i)
+        view = memoryview(self.buf)[:length]
+        with self.lock:
+            self.target.read_into(offset, view)
+        if is_zero(view):
+            restore.written.set_zero(i)
+            restore.count_done(length, chunks_compared=1, chunks_unchanged=1)
+            return
+        with self.lock:
+            self.target.zero(offset, length)
+        restore.written.set_zero(i)
+        restore.count_done(length, chunks_compared=1, chunks_zeroed=1, bytes_zeroed=length)
+
+    def data_chunk(self, item):
+        restore = self.restore
+        i, digest = item.index, item.digest
+        length = restore.chunk_length(i)
+        if restore.compare:
+            view = memoryview(self.buf)[:length]
+            with self.lock:
+                self.target.read_into(i * self.chunk_size, view)
+            if hashlib.sha256(view).digest() == digest:
+                restore.written.set(i, digest)
+                restore.count_done(length, chunks_compared=1, chunks_unchanged=1)
+                return
+        data = restore.fetch_chunk(digest)
+        actual = hashlib.sha256(data).digest()
+        if len(data) != length or actual != digest:
+            raise CorruptionError("Chunk %d of disk %s (%s) read from the repository is %d bytes with SHA-256 %s, not the %d "
+                                  "bytes the index records; run validate on the repository."
+                                  % (i, restore.key, digest.hex(), len(data), actual.hex(), length),
+                                  object_name=digest.hex())
+        for place in [i] + restore.copies.get(i, []):
+            with self.lock:
+                self.target.write(place * self.chunk_size, data)
+            restore.written.set(place, actual)
+            restore.count_done(length, chunks_written=1, bytes_written=length, chunks_compared=1 if restore.compare else 0)
+
+    _methods = {DataChunk: data_chunk, ZeroRun: zero_run, CheckZero: check_zero}
+
+
+def restore_disk(job, options=TransferOptions()):
+    """Restore one disk, ``job`` (a DiskRestore), as the module docstring says; return its RestoreResult.
+
+    ``options`` (TransferOptions): ``workers`` (capped so their buffers fit ``memory_budget``), ``progress``
+    (``add_disk``, ``advance`` and the "done" phase under the disk key), ``cancel``, ``vm`` and ``run_id``.
     """
+    index, target, key = job.index, job.target, job.key
+    workers, memory_budget = options.workers, options.memory_budget
     if workers < 1:
         raise ValueError("workers must be at least 1")
     if target.capacity != index.capacity:
         raise TransferError("The target of disk %s holds %d bytes; the restore point's disk holds %d. Restore to a disk of "
-                            "the same size." % (disk_key, target.capacity, index.capacity), disk=disk_key, vm=vm,
-                            run_id=run_id)
-    per_worker = index.chunk_size * (2 if compare else 1) + (index.chunk_size if getattr(target, "bounce_buffers", False) else 0)
+                            "the same size." % (key, target.capacity, index.capacity), disk=key, vm=options.vm,
+                            run_id=options.run_id)
+    per_worker = index.chunk_size * (2 if job.compare else 1) + (index.chunk_size if getattr(target, "bounce_buffers", False) else 0)
     if memory_budget < per_worker:
         raise ConfigurationError("The memory budget of %d bytes cannot hold one worker's %d bytes of chunk data; set "
                                  "memory_budget to at least %d bytes." % (memory_budget, per_worker, per_worker))
     workers = max(1, min(workers, memory_budget // per_worker))
-    return _Restore(index, fetch_chunk, target, workers, compare, changed_chunks, cancel, progress,
-                    disk_key, vm, run_id).run()
+    return _Restore(job, options, workers).run()

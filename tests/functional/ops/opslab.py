@@ -12,7 +12,7 @@ import uuid
 
 from labkit import LABCTL
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
@@ -155,4 +155,4 @@ def sha256_file(path):
 
 
 def blocksum_file(path):
-    return blockhash.file_blocksum(str(path), CHUNK)
+    return file_blocksum(str(path), CHUNK)

@@ -1,4 +1,4 @@
-"""The block-based disk checksum: definition, zero blocks, tail blocks, file recomputation."""
+"""The block-based disk checksum: definition, zero blocks, tail blocks (file recomputation: transfer/test_file_extents)."""
 import hashlib
 import os
 
@@ -52,31 +52,3 @@ def test_is_zero():
     assert blockhash.is_zero(bytes(4096))
     assert not blockhash.is_zero(bytes(4095) + b"\1")
     assert blockhash.is_zero(memoryview(bytearray(10)))
-
-
-def test_file_blocksum_skips_holes_and_equals_definition(tmp_path):
-    path = tmp_path / "disk.raw"
-    data = bytearray(16 * BLOCK + 4096)
-    data[BLOCK:2 * BLOCK] = os.urandom(BLOCK)
-    data[9 * BLOCK + 17:9 * BLOCK + 4000] = os.urandom(4000 - 17)
-    data[-10:] = b"0123456789"
-    with open(path, "wb") as image:
-        image.truncate(len(data))
-        for start in (BLOCK, 9 * BLOCK, len(data) - 4096):
-            image.seek(start)
-            image.write(data[start:start + 4096 if start != BLOCK else 2 * BLOCK])
-    assert path.read_bytes() == bytes(data)
-    assert blockhash.file_blocksum(str(path), BLOCK, workers=2) == reference_blocksum(bytes(data), BLOCK)
-
-
-def test_standalone_reference_tool_agrees(tmp_path):
-    import subprocess
-    import sys
-    import pathlib
-
-    data = make_image("rztr", tail=777)
-    path = tmp_path / "image.raw"
-    path.write_bytes(data)
-    tool = pathlib.Path(__file__).resolve().parents[4] / "tools" / "blocksum.py"
-    printed = subprocess.run([sys.executable, str(tool), str(path), str(BLOCK)], check=True, capture_output=True, text=True).stdout
-    assert printed.strip() == blockhash.file_blocksum(str(path), BLOCK) == reference_blocksum(data, BLOCK)

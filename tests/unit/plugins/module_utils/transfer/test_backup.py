@@ -10,8 +10,10 @@ import pytest
 from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     BackendError, CancelledError, ConfigurationError, TransferError, VddkError)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import TransferOptions
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.buffers import read_buffer_layout
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import MemorySource, RawFileSource
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import (
     BackupDisk, backup_disks, plan_backup)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.plan import plan_disk
@@ -39,8 +41,8 @@ def test_full_backup_records_digests_zero_sentinels_and_dedup(fakes):
     data = fakes.make_data("rzdrdzh", tail=1000)
     source = fakes.CountingSource(MemorySource(data))
     session = fakes.FakeSession()
-    results = backup_disks(session, [disk(fakes, "2000", source)], workers=3, memory_budget=4 * C, vm="vm1",
-                           run_id="r1")
+    results = backup_disks(session, [disk(fakes, "2000", source)],
+                           TransferOptions(workers=3, memory_budget=4 * C, vm="vm1", run_id="r1"))
     result = results["2000"]
     assert digests(result.index) == digests(fakes.index_of(data, C))
     assert result.index.digest(1) == bytes(32) and result.index.digest(5) == bytes(32)
@@ -61,7 +63,8 @@ def test_full_backup_records_digests_zero_sentinels_and_dedup(fakes):
 
 def test_blocksum_equals_the_definition(fakes):
     data = fakes.make_data("rzr", tail=512)
-    results = backup_disks(fakes.FakeSession(), [disk(fakes, "a", MemorySource(data))], workers=2, memory_budget=4 * C)
+    results = backup_disks(fakes.FakeSession(), [disk(fakes, "a", MemorySource(data))],
+                           TransferOptions(workers=2, memory_budget=4 * C))
     assert results["a"].blocksum == reference_blocksum(data)
 
 
@@ -70,19 +73,21 @@ def test_sparse_raw_file_reads_only_allocated_chunks(tmp_path, fakes):
     path = tmp_path / "disk.img"
     fakes.write_sparse(path, data)
     source = fakes.CountingSource(RawFileSource(path))
-    results = backup_disks(fakes.FakeSession(), [disk(fakes, "d", source)], workers=2, memory_budget=8 * C)
+    results = backup_disks(fakes.FakeSession(), [disk(fakes, "d", source)],
+                           TransferOptions(workers=2, memory_budget=8 * C))
     assert source.reads == [(0, C), (4 * C, 2 * C), (8 * C, 4096)]
     result = results["d"]
     assert (result.chunks_read, result.chunks_zero, result.bytes_read) == (4, 5, 3 * C + 4096)
     assert digests(result.index) == digests(fakes.index_of(data, C))
-    assert result.blocksum == blockhash.file_blocksum(str(path), C)
+    assert result.blocksum == file_blocksum(str(path), C)
 
 
 def test_chunks_already_in_the_repository_are_not_stored_again(fakes):
     data = fakes.make_data("rrz")
     present = [hashlib.sha256(data[i * C:(i + 1) * C]).digest() for i in (0, 1)]
     session = fakes.FakeSession(present=present)
-    result = backup_disks(session, [disk(fakes, "a", MemorySource(data))], workers=2, memory_budget=4 * C)["a"]
+    result = backup_disks(session, [disk(fakes, "a", MemorySource(data))],
+                          TransferOptions(workers=2, memory_budget=4 * C))["a"]
     assert (result.chunks_new, result.chunks_deduped, result.bytes_new) == (0, 2, 0)
     assert session.puts == []
 
@@ -99,8 +104,8 @@ def test_incremental_reads_exactly_the_changed_allocated_chunks_and_carries_the_
     changed = [(2 * C + 10, 100), (5 * C, 5), (6 * C, C)]
     allocated = [(0, 6 * C), (7 * C, C)]
     source = fakes.CountingSource(MemorySource(new, allocated=allocated))
-    result = backup_disks(fakes.FakeSession(), [disk(fakes, "2001", source, previous, changed)], workers=3,
-                          memory_budget=16 * C)["2001"]
+    result = backup_disks(fakes.FakeSession(), [disk(fakes, "2001", source, previous, changed)],
+                          TransferOptions(workers=3, memory_budget=16 * C))["2001"]
     assert source.reads == [(2 * C, C), (5 * C, C)]
     assert source.bytes_read == result.bytes_read == 2 * C
     expected = digests(fakes.index_of(new, C))
@@ -116,8 +121,9 @@ def test_disks_are_read_in_parallel_each_by_its_own_thread(fakes):
     sources = {key: fakes.CountingSource(MemorySource(fakes.make_data("rrrrzr", seed=n)), barrier=barrier)
                for n, key in enumerate(("a", "b", "c"))}
     progress = RunProgress(run_id="r", vm="vm")
-    results = backup_disks(fakes.FakeSession(), [disk(fakes, k, s) for k, s in sources.items()], workers=2,
-                           buffer_pool=fakes.instrumented_pool(2 * C, 6), progress=progress)
+    results = backup_disks(fakes.FakeSession(), [disk(fakes, k, s) for k, s in sources.items()],
+                           TransferOptions(workers=2, progress=progress),
+                           buffer_pool=fakes.instrumented_pool(2 * C, 6))
     assert sorted(results) == ["a", "b", "c"]
     assert [s.threads for s in sources.values()] == [{"bv-backup-read-a"}, {"bv-backup-read-b"}, {"bv-backup-read-c"}]
     snapshot = progress.snapshot()
@@ -148,8 +154,8 @@ def test_a_read_failure_cancels_the_other_disks_closes_everything_and_raises_wit
     other = _other_disk_waiting_for_the_cancel(fakes, pool)
     failing.fail_after = other.reading                     # fail once the other disk is in its first read
     with pytest.raises(VddkError) as info:
-        backup_disks(fakes.FakeSession(), [disk(fakes, "2000", failing), disk(fakes, "2001", other)], workers=2,
-                     buffer_pool=pool, vm="web01", run_id="run-7")
+        backup_disks(fakes.FakeSession(), [disk(fakes, "2000", failing), disk(fakes, "2001", other)],
+                     TransferOptions(workers=2, vm="web01", run_id="run-7"), buffer_pool=pool)
     err = info.value
     assert (str(err), err.disk, err.vm, err.run_id, err.phase) == (
         "VDDK Read failed: sector out of range.", "2000", "web01", "run-7", "vddk")
@@ -163,7 +169,8 @@ def test_an_os_error_is_wrapped_in_a_transfer_error_naming_the_disk_and_range(fa
     source = fakes.CountingSource(MemorySource(fakes.make_data("rrrr")), fail_read_at=2,
                                   fail_with=OSError(5, "Input/output error"))
     with pytest.raises(TransferError) as info:
-        backup_disks(fakes.FakeSession(), [disk(fakes, "scsi0:1", source)], workers=1, memory_budget=4 * C)
+        backup_disks(fakes.FakeSession(), [disk(fakes, "scsi0:1", source)],
+                     TransferOptions(workers=1, memory_budget=4 * C))
     assert str(info.value) == ("Reading 131072 bytes at offset 131072 of disk scsi0:1 failed: Input/output error "
                                "(OSError).")
     assert info.value.disk == "scsi0:1" and isinstance(info.value.__cause__, OSError)
@@ -178,8 +185,8 @@ def test_a_put_chunk_failure_cancels_the_run_and_raises_with_its_disk(fakes):
                                                                       transient=True), fail_after=other.reading)
     failing = fakes.CountingSource(MemorySource(data))
     with pytest.raises(BackendError) as info:
-        backup_disks(session, [disk(fakes, "2000", failing), disk(fakes, "2001", other)], workers=3,
-                     buffer_pool=pool, vm="db01")
+        backup_disks(session, [disk(fakes, "2000", failing), disk(fakes, "2001", other)],
+                     TransferOptions(workers=3, vm="db01"), buffer_pool=pool)
     assert info.value.disk == "2000" and info.value.vm == "db01"
     assert str(info.value) == "Writing chunk x to S3 failed: 503 Slow Down."
     assert len(other.reads) == 1
@@ -199,7 +206,8 @@ def test_cancel_on_request_stops_reading_and_raises_cancelled(fakes):
 
     source.read_into = read_then_cancel
     with pytest.raises(CancelledError, match="cancelled on request before disks a were read completely"):
-        backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], workers=2, memory_budget=4 * C, cancel=cancel)
+        backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)],
+                     TransferOptions(workers=2, memory_budget=4 * C, cancel=cancel))
     assert len(source.reads) == 2
     assert source.closed == 1
 
@@ -209,7 +217,8 @@ def test_cancel_set_before_the_start_reads_nothing(fakes):
     cancel.set()
     source = fakes.CountingSource(MemorySource(fakes.make_data("rr")))
     with pytest.raises(CancelledError):
-        backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], memory_budget=4 * C, cancel=cancel)
+        backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)],
+                     TransferOptions(memory_budget=4 * C, cancel=cancel))
     assert source.reads == [] and source.closed == 1
 
 
@@ -228,8 +237,8 @@ def test_memory_budget_bounds_the_buffers_in_flight_whatever_the_disk_size(fakes
     opener = threading.Thread(target=open_gate_when_readers_wait)
     opener.start()
     try:
-        results = backup_disks(session, [disk(fakes, "a", sources[0]), disk(fakes, "b", sources[1])], workers=2,
-                               buffer_pool=pool)
+        results = backup_disks(session, [disk(fakes, "a", sources[0]), disk(fakes, "b", sources[1])],
+                               TransferOptions(workers=2), buffer_pool=pool)
     finally:
         gate.set()
         opener.join()
@@ -278,8 +287,8 @@ def test_only_the_first_error_is_raised_and_no_pipeline_thread_survives(fakes):
     first = fakes.CountingSource(MemorySource(fakes.make_data("rrrr")), fail_read_at=1,
                                  fail_with=VddkError("first failure"), fail_after=second.reading)
     with pytest.raises(VddkError, match="^first failure$") as info:
-        backup_disks(fakes.FakeSession(), [disk(fakes, "one", first), disk(fakes, "two", second)], workers=3,
-                     buffer_pool=pool)
+        backup_disks(fakes.FakeSession(), [disk(fakes, "one", first), disk(fakes, "two", second)],
+                     TransferOptions(workers=3), buffer_pool=pool)
     assert info.value.disk == "one"
     assert (first.closed, second.closed) == (1, 1)
     assert [t.name for t in threading.enumerate() if t.name.startswith("bv-")] == []
@@ -295,8 +304,8 @@ def test_a_source_with_read_into_many_gets_batches_of_requests_into_free_buffers
     data = fakes.make_data("r" * 16)
     source = fakes.BatchingSource(MemorySource(data))
     pool = fakes.instrumented_pool(2 * C, 8)
-    result = backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], workers=2, buffer_pool=pool,
-                          read_batch=4)["a"]
+    result = backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], TransferOptions(workers=2),
+                          buffer_pool=pool, read_batch=4)["a"]
     assert source.batches == [[(i * 2 * C, 2 * C) for i in range(4)], [(i * 2 * C, 2 * C) for i in range(4, 8)]]
     assert source.reads == []
     assert digests(result.index) == digests(fakes.index_of(data, C))
@@ -307,8 +316,8 @@ def test_batches_never_exceed_the_free_buffers(fakes):
     data = fakes.make_data("r" * 16, seed=4)
     source = fakes.BatchingSource(MemorySource(data))
     pool = fakes.instrumented_pool(2 * C, 2)
-    result = backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], workers=2, buffer_pool=pool,
-                          read_batch=4)["a"]
+    result = backup_disks(fakes.FakeSession(), [disk(fakes, "a", source)], TransferOptions(workers=2),
+                          buffer_pool=pool, read_batch=4)["a"]
     single = [[request] for request in source.reads]        # batches of one go through read_into
     batches = sorted(source.batches + single)
     assert max(len(batch) for batch in batches) <= 2
@@ -338,9 +347,10 @@ def test_disks_with_nothing_to_read_complete_without_reading(fakes):
     unchanged_data = fakes.make_data("rzr", seed=6)
     previous = fakes.index_of(unchanged_data, C)
     unchanged = fakes.CountingSource(MemorySource(unchanged_data, allocated=[(0, 3 * C)]))
-    results = backup_disks(fakes.FakeSession(), [disk(fakes, "empty", empty), disk(fakes, "holes", holes),
+    results = backup_disks(fakes.FakeSession(),
+                           [disk(fakes, "empty", empty), disk(fakes, "holes", holes),
                                                  disk(fakes, "same", unchanged, previous, changed=[])],
-                           memory_budget=4 * C)
+                           TransferOptions(memory_budget=4 * C))
     assert (empty.reads, holes.reads, unchanged.reads) == ([], [], [])
     assert results["empty"].blocksum == hashlib.sha256(b"").hexdigest()
     assert results["holes"].blocksum == reference_blocksum(bytes(3 * C))

@@ -125,7 +125,8 @@ def test_direct_can_be_switched_off(tmp_path):
 
 
 def test_an_in_place_rollback_of_an_image_reads_back_what_direct_writes_wrote(disk_dir, fakes):
-    from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.restore import restore_disk
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.restore import DiskRestore, restore_disk
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import TransferOptions
     wanted = fakes.make_data("rrzrdr", tail=512)
     current = bytearray(wanted)
     current[CHUNK + 5] ^= 0x55                               # one chunk differs
@@ -136,8 +137,10 @@ def test_an_in_place_rollback_of_an_image_reads_back_what_direct_writes_wrote(di
     chunks = {index.digest(i): wanted[i * CHUNK:(i + 1) * CHUNK] for i in range(index.count)}
     with RawFileTarget(path, len(wanted), create=False) as target:
         assert target.bounce_buffers is True
-        result = restore_disk(index, chunks.__getitem__, target, workers=2, memory_budget=16 * CHUNK, compare=True)
+        result = restore_disk(DiskRestore(None, index, chunks.__getitem__, target, compare=True),
+                              TransferOptions(workers=2, memory_budget=16 * CHUNK))
         assert (result.chunks_written, result.chunks_zeroed) == (1, 1)
-        again = restore_disk(index, chunks.__getitem__, target, workers=2, memory_budget=16 * CHUNK, compare=True)
+        again = restore_disk(DiskRestore(None, index, chunks.__getitem__, target, compare=True),
+                             TransferOptions(workers=2, memory_budget=16 * CHUNK))
         assert (again.chunks_written, again.chunks_zeroed, again.chunks_unchanged) == (0, 0, index.count)
     assert path.read_bytes() == wanted

@@ -4,11 +4,12 @@ import threading
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     BackendError, CancelledError, ConfigurationError, CorruptionError, TransferError)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import TransferOptions
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import MemoryTarget, RawFileTarget
-from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.restore import restore_disk
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
+from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.restore import DiskRestore, restore_disk
 
 C = 64 * 1024
 
@@ -39,11 +40,12 @@ def test_restore_to_a_new_raw_file_is_byte_identical_and_sparse(tmp_path, fakes)
     index = fakes.index_of(data, C)
     path = tmp_path / "restored.img"
     target = fakes.CountingTarget(RawFileTarget(path, len(data)))
-    result = restore_disk(index, Repo(data).read_chunk, target, workers=3, memory_budget=16 * C, disk_key="2000")
+    result = restore_disk(DiskRestore("2000", index, Repo(data).read_chunk, target),
+                          TransferOptions(workers=3, memory_budget=16 * C))
     target.close()
     assert path.read_bytes() == data
     assert fakes.data_extents(path) == [(0, C), (3 * C, 2 * C), (6 * C, C + 4096)]
-    assert result.blocksum == index.blocksum() == blockhash.file_blocksum(str(path), C)
+    assert result.blocksum == index.blocksum() == file_blocksum(str(path), C)
     assert (result.chunks_written, result.chunks_skipped, result.chunks_zeroed, result.bytes_written) == (
         5, 3, 0, 4 * C + 4096)
     assert target.zeros == []
@@ -56,7 +58,8 @@ def test_restore_to_a_new_raw_file_is_byte_identical_and_sparse(tmp_path, fakes)
 def test_zero_chunks_of_a_target_not_known_zeroed_are_zeroed_in_runs(fakes):
     data = fakes.make_data("rzzrzzzr", tail=100)
     target = fakes.CountingTarget(MemoryTarget(len(data), known_zeroed=False, data=bytearray(b"\xff" * len(data))))
-    result = restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, target, workers=2, memory_budget=4 * C)
+    result = restore_disk(DiskRestore(None, fakes.index_of(data, C), Repo(data).read_chunk, target),
+                          TransferOptions(workers=2, memory_budget=4 * C))
     assert bytes(target.inner.data) == data
     assert target.zeros == [chunk_range(1, 2), chunk_range(4, 3)]
     assert (result.chunks_zeroed, result.bytes_zeroed, result.chunks_written) == (5, 5 * C, 4)
@@ -71,8 +74,8 @@ def test_rollback_with_changed_chunks_writes_only_those(fakes):
     wanted = bytes(wanted)
     target = fakes.CountingTarget(MemoryTarget(len(old), known_zeroed=False, data=bytearray(old)))
     repo = Repo(wanted)
-    result = restore_disk(fakes.index_of(wanted, C), repo.read_chunk, target, workers=2, memory_budget=8 * C,
-                          changed_chunks={3, 1, 99})
+    result = restore_disk(DiskRestore(None, fakes.index_of(wanted, C), repo.read_chunk, target, changed_chunks={3, 1, 99}),
+                          TransferOptions(workers=2, memory_budget=8 * C))
     assert bytes(target.inner.data) == wanted
     assert target.writes == [chunk_range(1)]
     assert target.zeros == [chunk_range(3)]
@@ -90,8 +93,8 @@ def test_rollback_by_comparing_reads_every_chunk_and_writes_only_differing_ones(
     current[5 * C:6 * C] = bytes(C)                       # should hold data, reads as zero
     target = fakes.CountingTarget(MemoryTarget(len(wanted), known_zeroed=False, data=current))
     repo = Repo(wanted)
-    result = restore_disk(fakes.index_of(wanted, C), repo.read_chunk, target, workers=3, memory_budget=6 * C,
-                          compare=True)
+    result = restore_disk(DiskRestore(None, fakes.index_of(wanted, C), repo.read_chunk, target, compare=True),
+                          TransferOptions(workers=3, memory_budget=6 * C))
     assert bytes(target.inner.data) == wanted
     assert target.writes == [chunk_range(2), chunk_range(5)]
     assert target.zeros == [chunk_range(4)]
@@ -109,8 +112,8 @@ def test_a_chunk_failing_verification_raises_corruption_and_closes_every_clone(f
     repo.chunks[bad] = b"\x01" * C
     target = fakes.CountingTarget(MemoryTarget(len(data)))
     with pytest.raises(CorruptionError) as info:
-        restore_disk(fakes.index_of(data, C), repo.read_chunk, target, workers=2, memory_budget=4 * C,
-                     disk_key="2001", vm="web01", run_id="r9")
+        restore_disk(DiskRestore("2001", fakes.index_of(data, C), repo.read_chunk, target),
+                     TransferOptions(workers=2, memory_budget=4 * C, vm="web01", run_id="r9"))
     err = info.value
     assert str(err) == ("Chunk 2 of disk 2001 (%s) read from the repository is 65536 bytes with SHA-256 %s, not the "
                         "65536 bytes the index records; run validate on the repository."
@@ -124,8 +127,8 @@ def test_a_write_failure_stops_the_restore_with_the_disk_in_context(fakes):
     data = fakes.make_data("rrrrrrrr")
     target = fakes.CountingTarget(MemoryTarget(len(data)), fail_write_at=3, fail_with=OSError(28, "No space left on device"))
     with pytest.raises(TransferError) as info:
-        restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, target, workers=2, memory_budget=4 * C,
-                     disk_key="d1")
+        restore_disk(DiskRestore("d1", fakes.index_of(data, C), Repo(data).read_chunk, target),
+                     TransferOptions(workers=2, memory_budget=4 * C))
     assert str(info.value).endswith("of disk d1 failed: No space left on device (OSError).")
     assert str(info.value).startswith("Restoring chunk ")
     assert info.value.disk == "d1"
@@ -140,14 +143,16 @@ def test_a_fetch_error_is_raised_as_is_with_the_disk(fakes):
         raise BackendError("Reading chunk from S3 failed: 500.", transient=True)
 
     with pytest.raises(BackendError) as info:
-        restore_disk(fakes.index_of(data, C), fetch, MemoryTarget(len(data)), memory_budget=4 * C, disk_key="k")
+        restore_disk(DiskRestore("k", fakes.index_of(data, C), fetch, MemoryTarget(len(data))),
+                     TransferOptions(memory_budget=4 * C))
     assert info.value.disk == "k"
 
 
 def test_a_target_that_cannot_be_cloned_is_shared_under_a_lock(fakes):
     data = fakes.make_data("rrzrr")
     target = fakes.CountingTarget(MemoryTarget(len(data)), clonable=False)
-    result = restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, target, workers=3, memory_budget=8 * C)
+    result = restore_disk(DiskRestore(None, fakes.index_of(data, C), Repo(data).read_chunk, target),
+                          TransferOptions(workers=3, memory_budget=8 * C))
     assert bytes(target.inner.data) == data
     assert target.log["clones"] == [] and target.flushed == 1 and target.closed == 0
     assert result.chunks_written == 4
@@ -156,19 +161,22 @@ def test_a_target_that_cannot_be_cloned_is_shared_under_a_lock(fakes):
 def test_memory_budget_caps_the_workers(fakes):
     data = fakes.make_data("rrrr")
     target = fakes.CountingTarget(MemoryTarget(len(data), known_zeroed=False))
-    restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, target, workers=8, memory_budget=3 * C, compare=True)
+    restore_disk(DiskRestore(None, fakes.index_of(data, C), Repo(data).read_chunk, target, compare=True),
+                 TransferOptions(workers=8, memory_budget=3 * C))
     assert len(target.log["clones"]) == 1                  # 2 chunks per comparing worker
     target = fakes.CountingTarget(MemoryTarget(len(data)))
-    restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, target, workers=8, memory_budget=3 * C)
+    restore_disk(DiskRestore(None, fakes.index_of(data, C), Repo(data).read_chunk, target),
+                 TransferOptions(workers=8, memory_budget=3 * C))
     assert len(target.log["clones"]) == 3
     with pytest.raises(ConfigurationError, match="cannot hold one worker's 131072 bytes"):
-        restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, target, memory_budget=C, compare=True)
+        restore_disk(DiskRestore(None, fakes.index_of(data, C), Repo(data).read_chunk, target, compare=True),
+                     TransferOptions(memory_budget=C))
 
 
 def test_capacity_mismatch_is_refused(fakes):
     data = fakes.make_data("rr")
     with pytest.raises(TransferError, match="The target of disk 7 holds 65536 bytes; the restore point's disk holds 131072"):
-        restore_disk(fakes.index_of(data, C), Repo(data).read_chunk, MemoryTarget(C), disk_key="7")
+        restore_disk(DiskRestore("7", fakes.index_of(data, C), Repo(data).read_chunk, MemoryTarget(C)))
 
 
 def test_cancel_on_request(fakes):
@@ -182,8 +190,8 @@ def test_cancel_on_request(fakes):
 
     target = fakes.CountingTarget(MemoryTarget(len(data)))
     with pytest.raises(CancelledError, match="The restore of disk x was cancelled on request"):
-        restore_disk(fakes.index_of(data, C), fetch, target, workers=1, memory_budget=4 * C, cancel=cancel,
-                     disk_key="x")
+        restore_disk(DiskRestore("x", fakes.index_of(data, C), fetch, target),
+                     TransferOptions(workers=1, memory_budget=4 * C, cancel=cancel))
     assert target.writes == [chunk_range(0)]               # the chunk in hand is finished, nothing more
     assert all(c.closed == 1 and c.flushed == 1 for c in target.log["clones"])
 
@@ -193,7 +201,8 @@ def test_a_checksum_different_from_the_index_is_an_error(fakes):
     index = fakes.index_of(data, C)
     index.blocksum = lambda: "0" * 64
     with pytest.raises(TransferError, match="The restored disk k has checksum [0-9a-f]{64}, not the 0{64} its index"):
-        restore_disk(index, Repo(data).read_chunk, MemoryTarget(len(data)), memory_budget=4 * C, disk_key="k")
+        restore_disk(DiskRestore("k", index, Repo(data).read_chunk, MemoryTarget(len(data))),
+                     TransferOptions(memory_budget=4 * C))
 
 
 def test_fetches_stay_parallel_when_the_target_is_shared(fakes):
@@ -211,7 +220,8 @@ def test_fetches_stay_parallel_when_the_target_is_shared(fakes):
         return repo.read_chunk(digest)
 
     target = fakes.CountingTarget(MemoryTarget(len(data)), clonable=False)
-    restore_disk(fakes.index_of(data, C), fetch, target, workers=2, memory_budget=4 * C)
+    restore_disk(DiskRestore(None, fakes.index_of(data, C), fetch, target),
+                 TransferOptions(workers=2, memory_budget=4 * C))
     assert bytes(target.inner.data) == data and not barrier.broken
 
 
@@ -221,8 +231,8 @@ def test_progress_counts_every_chunk_once_whatever_happened_to_it(fakes):
     wanted = fakes.make_data("rzrzr", tail=1000)
     progress = RunProgress()
     target = MemoryTarget(len(wanted), known_zeroed=False, data=bytearray(wanted))
-    restore_disk(fakes.index_of(wanted, C), Repo(wanted).read_chunk, target, memory_budget=4 * C,
-                 changed_chunks={1, 2}, progress=progress, disk_key="d")
+    restore_disk(DiskRestore("d", fakes.index_of(wanted, C), Repo(wanted).read_chunk, target, changed_chunks={1, 2}),
+                 TransferOptions(memory_budget=4 * C, progress=progress))
     assert progress.snapshot()["disks"] == [{"key": "d", "phase": "done", "bytes_done": len(wanted),
                                              "bytes_total": len(wanted)}]
 
@@ -233,7 +243,8 @@ def test_a_chunk_repeated_in_the_disk_is_fetched_once_and_written_at_every_place
     repo = Repo(data)
     path = tmp_path / "restored.img"
     target = fakes.CountingTarget(RawFileTarget(path, len(data)))
-    result = restore_disk(index, repo.read_chunk, target, workers=3, memory_budget=16 * C, disk_key="2000")
+    result = restore_disk(DiskRestore("2000", index, repo.read_chunk, target),
+                          TransferOptions(workers=3, memory_budget=16 * C))
     target.close()
     assert path.read_bytes() == data
     dup = hashlib.sha256(data[:C]).digest()
@@ -247,6 +258,7 @@ def test_compare_mode_fetches_each_differing_place_on_its_own(fakes):
     data = fakes.make_data("drd")
     target = fakes.CountingTarget(MemoryTarget(len(data), known_zeroed=False, data=bytearray(len(data))))
     repo = Repo(data)
-    result = restore_disk(fakes.index_of(data, C), repo.read_chunk, target, workers=1, memory_budget=8 * C, compare=True)
+    result = restore_disk(DiskRestore(None, fakes.index_of(data, C), repo.read_chunk, target, compare=True),
+                          TransferOptions(workers=1, memory_budget=8 * C))
     assert bytes(target.inner.data) == data
     assert len(repo.fetched) == 3 and result.chunks_written == 3
