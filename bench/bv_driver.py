@@ -47,6 +47,7 @@ def _link_collection():
 _link_collection()
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend  # noqa: E402
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmRecord  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import TransferOptions  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.endpoints import RawFileSource  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeline import (  # noqa: E402
@@ -86,7 +87,7 @@ def cmd_backup_file(args):
         run_id = "bench-%d" % time.time_ns()
         with repository.begin_backup(VM_KEY, run_id) as backup:
             source = RawFileSource(args.image)
-            previous_index = backup.previous_index(previous["id"], DISK_KEY) if (previous and changed is not None) else None
+            previous_index = backup.previous_index(previous.id, DISK_KEY) if (previous and changed is not None) else None
             if previous_index is None:
                 changed = None
             plan = plan_backup(source, repository.chunk_size, changed=changed, previous=previous_index)
@@ -96,14 +97,11 @@ def cmd_backup_file(args):
             result = results[DISK_KEY]
             backup.add_disk_index(DISK_KEY, result.index)
             mode = "incremental" if changed is not None else "full"
-            vm = {"key": VM_KEY, "name": "bench", "moref": None, "uuid": None, "instance_uuid": None, "config": {}}
-            manifest = {"run_id": run_id, "backup_mode": mode, "vm": vm,
-                        "disks": [{"key": DISK_KEY, "label": "Hard disk 1", "controller": None, "unit_number": 0,
-                                   "file_name": os.path.abspath(args.image), "uuid": None, "change_id": None,
-                                   "capacity": source.capacity, "mode": mode, "reason": None,
-                                   "bytes_read": result.bytes_read, "bytes_new": result.bytes_new}],
-                        "stats": {"bytes_read": result.bytes_read}}
-            rp_id = backup.commit(manifest)
+            disk = DiskRecord(key=DISK_KEY, label="Hard disk 1", unit_number=0, file_name=os.path.abspath(args.image),
+                              capacity=source.capacity, mode=mode, bytes_read=result.bytes_read, bytes_new=result.bytes_new)
+            draft = ManifestDraft.build(run_id, VmRecord(key=VM_KEY, name="bench"), [disk],
+                                        stats={"bytes_read": result.bytes_read})
+            rp_id = backup.commit(draft).id
         return {"restore_point": rp_id, "mode": mode, "result": result.as_dict()}
     finally:
         repository.close()
@@ -112,9 +110,12 @@ def cmd_backup_file(args):
 def cmd_restore_file(args):
     # the product path of `vm_restore target=file`; "latest" of the VM: one repository open (one scrypt), as a user's
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa
-    result = ops_restore.restore(None, None, repo_settings(args.repo), restore_point="latest", vm_name=args.vm, target="file",
-                                 path=os.path.abspath(args.out), force=True, workers=args.workers,
-                                 status_file=os.path.join(os.path.dirname(os.path.abspath(args.out)), "status-restore.json"))
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings  # noqa
+    request = ops_restore.RestoreRequest(ops_restore.RestorePointQuery("latest", args.vm),
+                                         ops_restore.File(path=os.path.abspath(args.out), force=True))
+    settings = RunSettings(workers=args.workers,
+                           status_file=os.path.join(os.path.dirname(os.path.abspath(args.out)), "status-restore.json"))
+    result = ops_restore.restore(request, Endpoints(repo=repo_settings(args.repo)), settings)
     return {"restore_point": result["restore_point"]["id"], "disks": result["disks"]}
 
 
@@ -132,9 +133,10 @@ def _lab_settings(labdir):
 def cmd_backup_lab(args):
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup  # noqa
     vsphere, vddk = _lab_settings(args.labdir)
-    result = ops_backup.backup_vm(vsphere, vddk, repo_settings(args.repo), {"name": args.vm}, quiesce=False,
-                                  workers=args.workers,
-                                  status_file=os.path.join(os.path.abspath(args.repo) + "-status", "backup.json"))
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings  # noqa
+    settings = RunSettings(workers=args.workers, status_file=os.path.join(os.path.abspath(args.repo) + "-status", "backup.json"))
+    result = ops_backup.backup_vm(ops_backup.BackupRequest(vm={"name": args.vm}, quiesce=False),
+                                  Endpoints(repo=repo_settings(args.repo), vsphere=vsphere, vddk=vddk), settings)
     return {"restore_point": result["restore_point"]["id"], "disks": result["disks"], "bytes_read": result["bytes_read"],
             "bytes_written": result["bytes_written"], "duration": result["duration"]}
 
@@ -142,10 +144,11 @@ def cmd_backup_lab(args):
 def cmd_restore_lab(args):
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa
     vsphere, vddk = _lab_settings(args.labdir)
-    result = ops_restore.restore(vsphere, vddk, repo_settings(args.repo), restore_point="latest", vm_name=args.vm,
-                                 target="new_vm", new_name=args.name, overrides={"resource_pool": "DC0_C0"},
-                                 workers=args.workers,
-                                 status_file=os.path.join(os.path.abspath(args.repo) + "-status", "restore.json"))
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings  # noqa
+    request = ops_restore.RestoreRequest(ops_restore.RestorePointQuery("latest", args.vm),
+                                         ops_restore.NewVm(args.name, placement=ops_restore.Placement(resource_pool="DC0_C0")))
+    settings = RunSettings(workers=args.workers, status_file=os.path.join(os.path.abspath(args.repo) + "-status", "restore.json"))
+    result = ops_restore.restore(request, Endpoints(repo=repo_settings(args.repo), vsphere=vsphere, vddk=vddk), settings)
     return {"restore_point": result["restore_point"]["id"], "vm": result["vm"], "disks": result["disks"]}
 
 

@@ -158,6 +158,7 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
     """One ingest + read-back case in this process; returns the figures (called in a subprocess)."""
     _link_collection()
     from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, LocalBackend, Repository, crypto
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmRecord
 
     crypto.SCRYPT_PARAMS = {"n": 1 << 14, "r": 8, "p": 1}
     pool = make_pool(kind)
@@ -183,11 +184,10 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
             ingest_seconds = _parallel(threads, count, ingest)
             ingest_cpu = _cpu_seconds() - cpu_before
             session.add_disk_index("2000", index)
-            disk = {"key": "2000", "label": "Hard disk 1", "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0},
-                    "unit_number": 0, "capacity": count * CHUNK, "file_name": "[ds] bench/bench.vmdk", "uuid": None, "change_id": None,
-                    "mode": "full", "reason": "benchmark", "bytes_read": count * CHUNK, "bytes_new": session.bytes_stored}
-            rp_id = session.commit({"vm": {"key": "bench-vm", "name": "bench", "moref": None, "uuid": None, "instance_uuid": None,
-                                           "config": {}}, "backup_mode": "full", "disks": [disk], "stats": {}})
+            disk = DiskRecord(key="2000", label="Hard disk 1", controller={"key": 1000, "type": "pvscsi", "bus_number": 0},
+                              unit_number=0, capacity=count * CHUNK, file_name="[ds] bench/bench.vmdk", mode="full",
+                              reason="benchmark", bytes_read=count * CHUNK, bytes_new=session.bytes_stored)
+            rp_id = session.commit(ManifestDraft.build(session.run_id, VmRecord(key="bench-vm", name="bench"), [disk])).id
         stored = sum(info.size for info in backend.list("chunks/"))
         reader = repo.open_disk_reader(rp_id, "2000", cache_chunks=0)
 

@@ -20,7 +20,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 from ansible.module_utils.common.parameters import remove_values
 
-from .errors import BlockvaultError, MissingDependencyError, ValidationFailedError, redact
+from .errors import BlockvaultError, ConfigurationError, MissingDependencyError, ValidationFailedError, redact
+from .ops.requests import Endpoints, RunSettings
 from .ops.settings import RepositorySettings, VddkSettings, VSphereSettings
 
 __all__ = [
@@ -178,6 +179,28 @@ class BlockvaultModule(object):
             object_lock_days=params["object_lock_days"],
             validate_certs=params["s3_validate_certs"],
         )
+
+    def endpoints(self, vsphere=True):
+        """Endpoints of the run: the repository, and vCenter and VDDK unless ``vsphere`` is false (then optional)."""
+        return Endpoints(repo=self.repository_settings(), vsphere=self.vsphere_settings(optional=not vsphere),
+                         vddk=self.vddk_settings(optional=not vsphere))
+
+    def run_settings(self, **values):
+        """RunSettings from the options workers, memory_budget_mb and status_file (when the module has them), with
+        check mode; ``values`` override (e.g. a module whose workers default differs)."""
+        params = self.params
+        for option in ("workers", "memory_budget_mb"):
+            if option in params and params[option] < 1:
+                raise ConfigurationError("%s is %d: give 1 or more%s." % (option, params[option], " MiB" if option.endswith("_mb") else ""))
+        settings = {"check": self.check_mode}
+        if "workers" in params:
+            settings["workers"] = params["workers"]
+        if "memory_budget_mb" in params:
+            settings["memory_budget"] = params["memory_budget_mb"] * MIB
+        if "status_file" in params:
+            settings["status_file"] = params["status_file"]
+        settings.update(values)
+        return RunSettings(**settings)
 
     # -- running and reporting --------------------------------------------------------------------------------
 

@@ -21,9 +21,10 @@ __all__ = [
     "BlockvaultError", "ConfigurationError", "MissingDependencyError", "CancelledError",
     "RepositoryError", "RepositoryNotFoundError", "RepositoryExistsError", "RepositoryFormatError",
     "WrongKeyError", "CorruptionError", "LockError", "BackendError", "NotFoundInBackendError",
-    "VSphereError", "AuthenticationError", "CertificateError", "VMNotFoundError", "TaskError",
-    "TaskTimeoutError", "SnapshotError", "ChangeTrackingError",
-    "VddkError", "VddkLoadError", "VddkTransientError",
+    "VSphereError", "AuthenticationError", "CertificateError", "VMNotFoundError", "ObjectNotFoundError",
+    "AmbiguousObjectError", "TaskError", "TaskTimeoutError", "SnapshotError", "ChangeTrackingError", "CbtReasonError",
+    "VddkError", "VddkLoadError", "VddkTransientError", "VddkAuthenticationError", "VddkNotFoundError", "VddkAccessError",
+    "VddkOutOfRangeError", "VddkReadOnlyError",
     "TransferError", "RestoreRefusedError", "ValidationFailedError", "redact",
 ]
 
@@ -176,6 +177,18 @@ class VMNotFoundError(VSphereError):
     """No VM matches the name, path, UUID or moref given."""
 
 
+class ObjectNotFoundError(VSphereError):
+    """No inventory object (datacenter, folder, datastore, pool, network, host) matches the name given."""
+
+
+class AmbiguousObjectError(VSphereError):
+    """A name matches several inventory objects; ``matches`` lists "path (moref)" strings."""
+
+    def __init__(self, message, matches=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.matches = list(matches or ())
+
+
 class TaskError(VSphereError):
     """A vSphere task ended in error; ``fault`` names the vSphere fault type."""
 
@@ -198,6 +211,16 @@ class ChangeTrackingError(VSphereError):
     default_phase = "cbt"
 
 
+class CbtReasonError(ChangeTrackingError):
+    """CBT cannot answer for one disk, which is then read (or compared) in full: ``reason`` is a user-readable
+    sentence, ``fault`` the vSphere fault name."""
+
+    def __init__(self, message, reason=None, fault=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reason = reason or message
+        self.fault = fault
+
+
 # -- VDDK ------------------------------------------------------------------------------------
 
 class VddkError(BlockvaultError):
@@ -210,6 +233,28 @@ class VddkError(BlockvaultError):
         self.code = code
         self.text = text
         self.function = function
+
+
+class VddkAuthenticationError(VddkError):
+    """VDDK could not log in (VIX_E_AUTHENTICATION_FAIL): wrong user/password or an expired session cookie."""
+
+    default_phase = "connect"
+
+
+class VddkNotFoundError(VddkError):
+    """The VM, snapshot or disk VDDK was asked for does not exist (4, 4000, 13000-13024)."""
+
+
+class VddkAccessError(VddkError):
+    """VDDK was refused access to the disk (13), typically because no requested transport mode is usable."""
+
+
+class VddkOutOfRangeError(VddkError):
+    """A read or write past the disk's capacity (16007): a product bug or a disk that shrank."""
+
+
+class VddkReadOnlyError(VddkError):
+    """A write to a disk opened read-only (11)."""
 
 
 class VddkLoadError(VddkError, ConfigurationError):

@@ -175,7 +175,7 @@ errors:
   sample: []
 """
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, ValidationFailedError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import validate as ops_validate
 
@@ -199,22 +199,12 @@ def _damage_message(result):
 
 def validate(bv):
     params = bv.params
-    for option in ("workers", "memory_budget_mb"):
-        if params[option] < 1:
-            raise ConfigurationError("%s is %d: give 1 or more." % (option, params[option]))
     if params["restore_point"] == "latest" and not params["vm"]:
         raise ConfigurationError("restore_point=latest needs vm: the name of the VM whose newest restore point to check.")
+    request = ops_validate.ValidateRequest(level=params["level"], restore_point=params["restore_point"], vm=params["vm"],
+                                           scratch_path=params["scratch_path"])
     try:
-        result = dict(ops_validate.validate(
-            repo=bv.repository_settings(),
-            level=params["level"],
-            restore_point=params["restore_point"],
-            vm=params["vm"],
-            scratch_path=params["scratch_path"],
-            check=bv.check_mode,
-            workers=params["workers"],
-            memory_budget=params["memory_budget_mb"] * MIB,
-        ))
+        result = dict(ops_validate.validate(request=request, repo=bv.repository_settings(), settings=bv.run_settings()))
     except ValidationFailedError as err:
         if params["on_damage"] == "fail" or not isinstance(err.report, dict):
             raise

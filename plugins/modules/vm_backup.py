@@ -272,40 +272,26 @@ plan:
       sample: 20261125T083000Z-1a2b
 """
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule, disk_reference
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
 
 
 def _disk_references(values):
-    if values is None:
-        return None
-    return [disk_reference(value) for value in values]
+    return tuple(disk_reference(value) for value in values or ())
 
 
 def backup(bv):
     params = bv.params
-    if params["workers"] < 1:
-        raise ConfigurationError("workers is %d: give 1 or more." % params["workers"])
-    if params["memory_budget_mb"] < 1:
-        raise ConfigurationError("memory_budget_mb is %d: give 1 or more MiB." % params["memory_budget_mb"])
-    vm = dict((key, params[key]) for key in ("name", "uuid", "moid") if params[key])
-    return ops_backup.backup_vm(
-        vsphere=bv.vsphere_settings(),
-        vddk=bv.vddk_settings(),
-        repo=bv.repository_settings(),
-        vm=vm,
+    request = ops_backup.BackupRequest(
+        vm=dict((key, params[key]) for key in ("name", "uuid", "moid") if params[key]),
         mode=params["mode"],
         quiesce=params["quiesce"],
         allow_crash_consistent=params["allow_crash_consistent"],
         include_disks=_disk_references(params["include_disks"]),
         exclude_disks=_disk_references(params["exclude_disks"]),
-        workers=params["workers"],
-        memory_budget=params["memory_budget_mb"] * MIB,
         run_id=params["run_id"],
-        status_file=params["status_file"],
-        check=bv.check_mode,
     )
+    return ops_backup.backup_vm(request=request, endpoints=bv.endpoints(), settings=bv.run_settings())
 
 
 def main():

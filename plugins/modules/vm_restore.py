@@ -333,49 +333,38 @@ diff:
       type: dict
 """
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils._module import MIB, BlockvaultModule, disk_reference
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
 
 
-def _target_vm(value):
-    if not value:
-        return None
-    return dict((key, value[key]) for key in ("name", "uuid", "moid") if value.get(key))
-
-
-def _overrides(value):
-    # only what the user set: the engine refuses keys it does not know and takes unset placement as "default"
-    return dict((key, item) for key, item in (value or {}).items() if item is not None)
+def _target(params):
+    """The engine's restore target from the module's options (the option names are translated here)."""
+    target, disk = params["target"], disk_reference(params["disk"])
+    overrides = params["overrides"] or {}
+    if target == "file":
+        return ops_restore.File(path=params["path"], disk=disk, force=params["force"])
+    if target == "disk":
+        return ops_restore.DiskToVm(vm=params["target_vm"], disk=disk, disk_format=overrides.get("disk_format") or "same")
+    if target == "in_place":
+        return ops_restore.InPlace(vm=params["target_vm"], force=params["force"])
+    placement = ops_restore.Placement(
+        datacenter=overrides.get("datacenter"), folder=overrides.get("folder"),
+        resource_pool=overrides.get("resource_pool") or overrides.get("cluster"), host=overrides.get("host"),
+        datastore=overrides.get("datastore"))
+    return ops_restore.NewVm(name=params["new_name"], placement=placement, network_mapping=overrides.get("network_mapping"),
+                             disk_format=overrides.get("disk_format") or "same", power_on=bool(overrides.get("power_on")),
+                             force=params["force"])
 
 
 def restore(bv):
     params = bv.params
-    if params["before"] and params["restore_point"] != "latest":
-        raise ConfigurationError("before applies to restore_point=latest only, not to restore point %s." % params["restore_point"])
-    for option in ("workers", "memory_budget_mb"):
-        if params[option] < 1:
-            raise ConfigurationError("%s is %d: give 1 or more." % (option, params[option]))
-    needs_vsphere = params["target"] != "file"
-    result = dict(ops_restore.restore(
-        vsphere=bv.vsphere_settings(optional=not needs_vsphere),
-        vddk=bv.vddk_settings(optional=not needs_vsphere),
-        repo=bv.repository_settings(),
-        restore_point=params["restore_point"],
-        vm_name=params["name"],
-        before=params["before"],
-        target=params["target"],
-        new_name=params["new_name"],
-        disk=disk_reference(params["disk"]),
-        path=params["path"],
-        overrides=_overrides(params["overrides"]),
-        force=params["force"],
-        workers=params["workers"],
-        memory_budget=params["memory_budget_mb"] * MIB,
-        status_file=params["status_file"],
-        check=bv.check_mode,
-        target_vm=_target_vm(params["target_vm"]),
-    ))
+    request = ops_restore.RestoreRequest(
+        source=ops_restore.RestorePointQuery(restore_point=params["restore_point"], vm_name=params["name"],
+                                             before=params["before"]),
+        target=_target(params),
+    )
+    result = dict(ops_restore.restore(request=request, endpoints=bv.endpoints(vsphere=request.target.needs_vsphere),
+                                      settings=bv.run_settings()))
     diff = result.pop("diff", None)
     if bv.diff_mode and diff:
         result["diff"] = diff

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup, repository, requests, restore, settings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup, repository, restore, settings
 
 REQUIRED = ("BLOCKVAULT_REAL_VCENTER", "BLOCKVAULT_REAL_USER", "BLOCKVAULT_REAL_PASSWORD", "BLOCKVAULT_REAL_VM",
             "BLOCKVAULT_REAL_VDDK")
@@ -26,15 +26,17 @@ def test_backup_incremental_and_file_restore_round_trip(tmp_path):
     vddk = settings.VddkSettings(libdir=env["BLOCKVAULT_REAL_VDDK"], transports=env.get("BLOCKVAULT_REAL_TRANSPORTS", "nbdssl:nbd"))
     repo = settings.RepositorySettings(location=str(tmp_path / "repo"), passphrase="real-vcenter-test")
     repository.ensure_repository(repo)
-    vm = {"name": env["BLOCKVAULT_REAL_VM"]}
-    first = backup.backup_vm(vsphere, vddk, repo, vm, status_file=str(tmp_path / "first.json"))
-    second = backup.backup_vm(vsphere, vddk, repo, vm, status_file=str(tmp_path / "second.json"))
+    endpoints = requests.Endpoints(repo=repo, vsphere=vsphere, vddk=vddk)
+    request = backup.BackupRequest(vm={"name": env["BLOCKVAULT_REAL_VM"]})
+    first = backup.backup_vm(request, endpoints, requests.RunSettings(status_file=str(tmp_path / "first.json")))
+    second = backup.backup_vm(request, endpoints, requests.RunSettings(status_file=str(tmp_path / "second.json")))
     assert first["changed"] and second["changed"]
     assert all(disk["mode"] in ("full", "incremental") for disk in second["disks"])
     for disk in second["disks"]:
         path = tmp_path / ("disk-%s.raw" % disk["key"])
-        result = restore.restore(vsphere, vddk, repo, restore_point=second["restore_point"]["id"], target="file",
-                                 disk=disk["key"], path=str(path))
+        result = restore.restore(restore.RestoreRequest(restore.RestorePointQuery(second["restore_point"]["id"]),
+                                                        restore.File(path=str(path), disk=disk["key"])),
+                                 requests.Endpoints(repo=repo))
         assert result["disks"][0]["sha256"] == disk["sha256"]
         chunk_size = repository.show_repository(repo)["repository"]["chunk_size"]
         assert file_blocksum(str(path), chunk_size) == disk["sha256"]

@@ -3,29 +3,27 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Operations: what the Ansible modules (and scripts, and tests) call.
 
-Each operation takes settings (``ops.settings``) and plain arguments, returns a plain, JSON-able
-dict (``changed``, the operation's figures), raises ``errors.BlockvaultError`` subclasses carrying
-phase, VM, disk and run id, and can return its plan without acting (``check=True``). Nothing here
-imports Ansible.
+Each operation takes a request (what to do), ``Endpoints`` (where the repository, vCenter and VDDK are) and
+``RunSettings`` (workers, memory budget, status file, check mode), all immutable values checked when built
+(ops.requests); it returns a plain, JSON-able dict (``changed``, the operation's figures), raises
+``errors.BlockvaultError`` subclasses carrying phase, VM, disk and run id, and returns its plan without acting in
+check mode. A run's shared state (session, repository, progress, ExitStack) travels as one ``RunContext``
+(ops.context). Nothing here imports Ansible; the modules translate their option names into these values.
 
-The contract the modules program against (keyword arguments; the modules' unit tests check their calls against
-these signatures):
-
+- ``backup.backup_vm(BackupRequest(vm, mode, quiesce, allow_crash_consistent, include_disks, exclude_disks, run_id),
+  endpoints, settings) -> {changed, run_id, restore_point: {id, vm, created}, disks: [{key, label, mode, reason,
+  bytes_read, bytes_new, sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks}``
+  or, in check mode, ``{changed, run_id, vm, plan}``; ``vm`` is a VmSelector (name | path | uuid | instance_uuid |
+  moid).
+- ``restore.restore(RestoreRequest(RestorePointQuery(restore_point, vm_name, before), target), endpoints, settings)
+  -> {changed, restore_point, vm or path, disks: [{key, sha256, bytes_written, ...}], diff}``; ``target`` is one of
+  ``NewVm(name, placement, network_mapping, disk_format, power_on, force)``, ``InPlace(vm, force)``,
+  ``DiskToVm(vm, disk, disk_format)``, ``File(path, disk, force)`` (ops.targets), each with its own ``run``.
+- ``validate.validate(ValidateRequest(level, restore_point, vm, scratch_path), repo, settings) -> {changed: False, ok,
+  level, checked: {...}, damaged: [{chunk, object, problem, affects: [{restore_point, vm, vm_name, disk, ranges}]}],
+  errors: [...]}``.
 - ``repository.ensure_repository(repo, chunk_size=None, encryption=True, compression_level=None, new_passphrase,
-  new_key_file, check) -> {changed, created, keys_added, repository: {location, id, format_version, chunk_size,
-  encryption, compression_level, created, key_slots}}`` (None: the default when creating, not compared otherwise);
-  ``repository.show_repository(repo) -> {changed: False, repository}``.
-- ``backup.backup_vm(vsphere, vddk, repo, vm, mode, quiesce, allow_crash_consistent, include_disks,
-  exclude_disks, workers, memory_budget, run_id, status_file, check) -> {changed, run_id, restore_point: {id, vm,
-  created}, disks: [{key, label, mode, reason, bytes_read, bytes_new, sha256}], bytes_read, bytes_written, duration,
-  throughput_mbps, quiesced, skipped_disks}`` or, in check mode, ``{changed, run_id, vm, plan}``; ``vm`` is a dict
-  with one of ``name``, ``uuid``, ``instance_uuid``, ``moid``, ``path``.
-- ``restore.restore(vsphere, vddk, repo, restore_point, vm_name, before, target, new_name, disk, path, overrides,
-  force, workers, memory_budget, status_file, check, target_vm) -> {changed, restore_point, vm or path, disks:
-  [{key, sha256, bytes_written, ...}], diff}``; ``target`` is new_vm | in_place | disk | file.
-- ``validate.validate(repo, level, restore_point, vm, scratch_path, check, workers, memory_budget) -> {changed:
-  False, ok, level, checked: {...}, damaged: [{chunk, object, problem, affects: [{restore_point, vm, vm_name, disk,
-  ranges}]}], errors: [...]}``.
+  new_key_file, check) -> {changed, created, keys_added, repository: {...}}``; ``repository.show_repository(repo)``.
 - ``info.list_restore_points(repo, vm) -> {changed: False, vms: {name: [summary]}, count}`` and
   ``info.run_status(status_file) -> {changed: False, status}``.
 - ``prune.prune(repo, policy, vm, gc, check) -> {changed, removed: [...], kept: [...], gc: {...}, diff}``.

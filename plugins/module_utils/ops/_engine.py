@@ -23,13 +23,6 @@ from ..transfer.progress import RunLogHandler, RunProgress, StatusFile
 
 log = logging.getLogger("blockvault")
 
-MIB = 1024 * 1024
-
-
-def utc_iso(moment=None):
-    moment = moment or datetime.datetime.now(datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def new_run_id():
     """A run id that sorts by time and is unique without coordination."""
@@ -100,13 +93,13 @@ class RepositoryOpener:
 
 
 def manifests_of(repository, vm_name=None):
-    """Manifests of the repository's restore points, oldest first; only those of the VM named ``vm_name`` if given.
+    """Manifests (repo.model.Manifest) of the repository's restore points, oldest first; only those of the VM named ``vm_name`` if given.
 
     Restore point names carry a VM tag, not the VM's name (which may change, and is encrypted in an encrypted
     repository), so selecting by name reads the manifests (cached by the repository: they are immutable).
     """
     manifests = (repository.load_manifest(point.id) for point in repository.list_restore_points())
-    return [manifest for manifest in manifests if vm_name is None or manifest["vm"]["name"] == vm_name]
+    return [manifest for manifest in manifests if vm_name is None or manifest.vm.name == vm_name]
 
 
 def default_status_path(run_id):

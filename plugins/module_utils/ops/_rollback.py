@@ -24,7 +24,9 @@ import logging
 
 from ..errors import ChangeTrackingError, SnapshotError
 from ..transfer.plan import chunk_indexes
-from ..vsphere import cbt, snapshots
+from ..vsphere.snapshots import snapshot_name
+from ._disk_match import change_id_unusable
+from ._restore_io import DiskWrite
 
 __all__ = ["CBT", "COMPARE", "DiskRollback", "plan_rollback"]
 
@@ -41,29 +43,16 @@ class DiskRollback:
     Immutable; thread-safe.
     """
 
-    key: str
+    key: object
     method: str
     reason: str
     changed_chunks: frozenset = None
 
-    def restore_options(self):
-        """Keyword arguments of the disk's restore: changed chunks only, or read and compare every chunk."""
+    def disk_write(self, entry, disk):
+        """The DiskWrite of ``entry`` onto the live ``disk``: the changed chunks only, or read and compare every chunk."""
         if self.method == CBT:
-            return {"changed_chunks": self.changed_chunks, "compare": False}
-        return {"compare": True}
-
-
-def _mismatch(entry, disk):
-    """Why the restore point's change id cannot describe ``disk`` (a DiskInfo of the VM), or None."""
-    if not entry.get("change_id"):
-        return "the restore point stored no change id for the disk"
-    if entry.get("uuid") and disk.uuid and entry["uuid"] != disk.uuid:
-        return "the disk's uuid changed since the restore point (a different disk)"
-    if int(entry["capacity"]) != disk.capacity:
-        return "the disk's size changed since the restore point"
-    if entry.get("file_name") and entry["file_name"] != disk.file_name:
-        return "the disk's file moved from %s to %s since the restore point" % (entry["file_name"], disk.file_name)
-    return None
+            return DiskWrite(entry=entry, disk=disk, changed_chunks=self.changed_chunks)
+        return DiskWrite(entry=entry, disk=disk, compare=True)
 
 
 def _compare(key, reason):
@@ -72,28 +61,28 @@ def _compare(key, reason):
 
 def _query(vm, snapshot, entry, disk, chunk_size):
     try:
-        areas = cbt.changed_areas(vm, snapshot, disk.key, disk.capacity, entry["change_id"], disk_label=disk.label)
+        areas = vm.changed_areas(snapshot, disk, entry.change_id)
     except ChangeTrackingError as exc:
-        return _compare(entry["key"], getattr(exc, "reason", None) or exc.message)
+        return _compare(entry.key, getattr(exc, "reason", None) or exc.message)
     changed = frozenset(chunk_indexes(areas, disk.capacity, chunk_size))
-    return DiskRollback(key=entry["key"], method=CBT, changed_chunks=changed,
+    return DiskRollback(key=entry.key, method=CBT, changed_chunks=changed,
                         reason="CBT reports %d chunk(s) changed since the restore point's change id %s"
-                               % (len(changed), entry["change_id"]))
+                               % (len(changed), entry.change_id))
 
 
 def plan_rollback(vm, pairs, run_id, chunk_size):
-    """A DiskRollback for each (manifest disk entry, live DiskInfo) pair, in order. ``vm`` must be powered off.
+    """A DiskRollback for each (DiskEntry, live DiskInfo) pair, in order. ``vm`` (a VmHandle) must be powered off.
 
     Raises SnapshotError only when the temporary snapshot could not be removed (then nothing must be written:
     the disks would be written under a snapshot); every other CBT failure falls back to compare.
     """
-    if not cbt.is_cbt_enabled(vm):
-        return [_compare(entry["key"], "Changed Block Tracking is off on VM %s" % vm.name) for entry, _disk in pairs]
+    if not vm.cbt_enabled():
+        return [_compare(entry.key, "Changed Block Tracking is off on VM %s" % vm.name) for entry, _disk in pairs]
     plans, candidates = {}, []
     for entry, disk in pairs:
-        reason = _mismatch(entry, disk)
+        reason = change_id_unusable(entry, disk)
         if reason:
-            plans[entry["key"]] = _compare(entry["key"], reason)
+            plans[entry.key] = _compare(entry.key, reason)
         else:
             candidates.append((entry, disk))
     if candidates:
@@ -106,20 +95,19 @@ def plan_rollback(vm, pairs, run_id, chunk_size):
                                                  "it), then restore again.") from exc
     for plan in plans.values():
         log.info("in-place rollback of disk %s of VM %s: %s (%s)", plan.key, vm.name, plan.method, plan.reason)
-    return [plans[entry["key"]] for entry, _disk in pairs]
+    return [plans[entry.key] for entry, _disk in pairs]
 
 
 def _snapshot_name(run_id):
-    return snapshots.snapshot_name("rollback-%s" % run_id)
+    return snapshot_name("rollback-%s" % run_id)
 
 
 def _query_all(vm, candidates, run_id, chunk_size):
     """{key: DiskRollback} of the candidates, from one temporary snapshot removed before returning."""
     with contextlib.ExitStack() as stack:
         try:
-            taking = snapshots.backup_snapshot(vm, "rollback-%s" % run_id, quiesce=False, vm_name=vm.name)
-            snapshot = stack.enter_context(taking)
+            snapshot = stack.enter_context(vm.backup_snapshot("rollback-%s" % run_id, quiesce=False))
         except SnapshotError as exc:
             reason = "the snapshot CBT is queried with could not be taken (%s)" % exc.message
-            return {entry["key"]: _compare(entry["key"], reason) for entry, _disk in candidates}
-        return {entry["key"]: _query(vm, snapshot, entry, disk, chunk_size) for entry, disk in candidates}
+            return {entry.key: _compare(entry.key, reason) for entry, _disk in candidates}
+        return {entry.key: _query(vm, snapshot, entry, disk, chunk_size) for entry, disk in candidates}

@@ -17,13 +17,12 @@ __all__ = ["list_restore_points", "run_status", "summarize"]
 
 def summarize(manifest):
     """One restore point as the modules return it: no chunk lists, integers for bytes, UTC ISO-8601 times."""
-    stats = manifest.get("stats", {})
-    return {"id": manifest["id"], "vm": manifest["vm"]["name"], "vm_key": manifest["vm"]["key"], "run_id": manifest["run_id"],
-            "created": manifest["created"], "backup_mode": manifest["backup_mode"],
-            "bytes_read": stats.get("bytes_read", 0), "bytes_written": stats.get("bytes_written", 0),
-            "disks": [{"key": d["key"], "label": d.get("label"), "capacity": d["capacity"], "mode": d["mode"],
-                       "reason": d.get("reason"), "bytes_new": d.get("bytes_new", 0), "sha256": d["sha256"]}
-                      for d in manifest["disks"]]}
+    return {"id": manifest.id, "vm": manifest.vm.name, "vm_key": manifest.vm.key, "run_id": manifest.run_id,
+            "created": manifest.created, "backup_mode": manifest.backup_mode,
+            "bytes_read": manifest.stat("bytes_read"), "bytes_written": manifest.stat("bytes_written"),
+            "disks": [{"key": d.key.value, "label": d.label, "capacity": d.capacity, "mode": d.mode,
+                       "reason": d.reason, "bytes_new": d.bytes_new, "sha256": d.sha256}
+                      for d in manifest.disks]}
 
 
 def list_restore_points(repo, vm=None):
@@ -31,7 +30,7 @@ def list_restore_points(repo, vm=None):
     with contextlib.closing(open_repository(repo)) as repository:
         vms = {}
         for manifest in manifests_of(repository, vm or None):
-            vms.setdefault(manifest["vm"]["name"], []).append(summarize(manifest))
+            vms.setdefault(manifest.vm.name, []).append(summarize(manifest))
     return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values())}
 
 

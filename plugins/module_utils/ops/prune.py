@@ -14,7 +14,7 @@ __all__ = ["prune"]
 
 
 def _vm_key_for_name(repository, name):
-    keys = {manifest["vm"]["key"] for manifest in manifests_of(repository, name)}
+    keys = {manifest.vm.key for manifest in manifests_of(repository, name)}
     if not keys:
         raise ConfigurationError("No restore point of a VM named %s in the repository (backup_info lists the VMs)." % name)
     if len(keys) > 1:
@@ -35,7 +35,7 @@ def prune(repo, policy, vm=None, gc=True, check=False):
 
         def described(rp_id):
             manifest = repository.load_manifest(rp_id)
-            return {"id": rp_id, "vm": manifest["vm"]["name"], "created": manifest["created"]}
+            return manifest.reference()
 
         removed = [described(rp_id) for rp_id in report["remove"]]
         kept = [dict(described(entry["id"]), reasons=entry["reasons"]) for entry in report["keep"]]

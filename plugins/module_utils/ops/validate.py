@@ -7,44 +7,63 @@ restore (full, plus a test restore of each disk to a scratch file whose blocksum
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 
 from ..errors import BlockvaultError, ConfigurationError
-from ._engine import MIB, manifests_of, open_repository
-from .restore import select_restore_point, _restore_file
+from ._engine import manifests_of, new_run_id
+from .context import open_run
+from .requests import Endpoints, RestorePointQuery, RunSettings
+from .restore import select_restore_point
+from .targets import File
 
-__all__ = ["validate", "LEVELS"]
+__all__ = ["validate", "ValidateRequest", "LEVELS"]
 
 LEVELS = ("quick", "full", "restore")
 
 
-def _selected_points(repository, restore_point, vm):
-    if restore_point and restore_point != "latest":
-        return [repository.load_manifest(restore_point)]
-    if restore_point == "latest" or vm:
-        if vm and restore_point == "latest":
-            return [select_restore_point(repository, "latest", vm)]
-        chosen = manifests_of(repository, vm or None)
-        if vm and not chosen:
-            raise ConfigurationError("No restore point of VM %s in the repository." % vm)
+@dataclasses.dataclass(frozen=True)
+class ValidateRequest:
+    """What to validate: ``level`` quick | full | restore; one restore point (an id, or ``latest`` of ``vm``), every
+    restore point of the VM named ``vm``, or (neither) the whole repository. Test restores go under ``scratch_path``."""
+
+    level: str = "quick"
+    restore_point: str = None
+    vm: str = None
+    scratch_path: str = None
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ConfigurationError("level %r: use one of %s." % (self.level, ", ".join(LEVELS)))
+
+
+def _selected_points(repository, request):
+    if request.restore_point and request.restore_point != "latest":
+        return [repository.load_manifest(request.restore_point)]
+    if request.restore_point == "latest" or request.vm:
+        if request.vm and request.restore_point == "latest":
+            return [select_restore_point(repository, RestorePointQuery("latest", request.vm))]
+        chosen = manifests_of(repository, request.vm or None)
+        if request.vm and not chosen:
+            raise ConfigurationError("No restore point of VM %s in the repository." % request.vm)
         return chosen
     return None
 
 
-def _test_restores(repository, manifests, scratch_dir, workers, memory_budget):
+def _test_restores(context, manifests, scratch_dir):
     results, damaged = [], []
     with tempfile.TemporaryDirectory(prefix="blockvault-validate-", dir=scratch_dir) as scratch:
         for manifest in manifests:
-            for entry in manifest["disks"]:
-                path = os.path.join(scratch, "%s-%s.raw" % (manifest["id"], entry["key"]))
+            for entry in manifest.disks:
+                path = os.path.join(scratch, "%s-%s.raw" % (manifest.id, entry.key))
                 try:
-                    done = _restore_file(repository, manifest, entry["key"], path, False, workers, memory_budget, None, None, False)
-                    results.append({"restore_point": manifest["id"], "disk": entry["key"], "sha256": done["disks"][0]["sha256"],
+                    done = File(path=path, disk=entry.key.value).run(context, manifest)
+                    results.append({"restore_point": manifest.id, "disk": entry.key.value, "sha256": done["disks"][0]["sha256"],
                                     "ok": True})
                 except BlockvaultError as exc:
-                    results.append({"restore_point": manifest["id"], "disk": entry["key"], "ok": False, "error": str(exc)})
-                    damaged.append({"restore_point": manifest["id"], "vm": manifest["vm"]["name"], "disk": entry["key"],
+                    results.append({"restore_point": manifest.id, "disk": entry.key.value, "ok": False, "error": str(exc)})
+                    damaged.append({"restore_point": manifest.id, "vm": manifest.vm.name, "disk": entry.key.value,
                                     "error_class": exc.error_class, "error": str(exc)})
                 finally:
                     with contextlib.suppress(OSError):
@@ -52,20 +71,22 @@ def _test_restores(repository, manifests, scratch_dir, workers, memory_budget):
     return results, damaged
 
 
-def validate(repo, level="quick", restore_point=None, vm=None, scratch_path=None, check=False, workers=2,
-             memory_budget=256 * MIB):
-    """Validate; never changes anything. Returns {changed: False, ok, level, checked, damaged}.
+def validate(request, repo, settings=RunSettings(workers=2)):
+    """Validate ``request`` (a ValidateRequest) in the repository of RepositorySettings ``repo``; never changes
+    anything. Returns {changed: False, ok, level, checked, damaged, errors}.
 
     ``damaged`` lists every damaged chunk with the restore points, VMs, disks and byte ranges it affects (and,
     at level restore, every disk whose test restore failed).
     """
-    if level not in LEVELS:
-        raise ConfigurationError("level %r: use one of %s." % (level, ", ".join(LEVELS)))
-    with contextlib.closing(open_repository(repo)) as repository:
-        manifests = _selected_points(repository, restore_point, vm)
-        ids = [m["id"] for m in manifests] if manifests is not None else [None]
-        reports = [repository.validate(level="quick" if level == "quick" else "full", restore_point=rp_id, workers=workers)
-                   for rp_id in ids]
+    # a validation writes nothing but its scratch files: it runs with no status file, whatever check mode says
+    quiet = dataclasses.replace(settings, check=False)
+    with open_run(Endpoints(repo=repo), quiet, new_run_id(), request.vm, vsphere=False, report=False) as context:
+        repository = context.repository
+        manifests = _selected_points(repository, request)
+        ids = [m.id for m in manifests] if manifests is not None else [None]
+        level = request.level
+        reports = [repository.validate(level="quick" if level == "quick" else "full", restore_point=rp_id,
+                                       workers=settings.workers) for rp_id in ids]
         damaged = [dict(chunk) for report in reports for chunk in report["damaged_chunks"]]
         errors = [error for report in reports for error in report["errors"]]
         checked = {"restore_points": sum(r["restore_points"] for r in reports),
@@ -74,7 +95,7 @@ def validate(repo, level="quick", restore_point=None, vm=None, scratch_path=None
         if level == "restore":
             if manifests is None:
                 manifests = manifests_of(repository)
-            restores, failed = _test_restores(repository, manifests, scratch_path, workers, memory_budget)
+            restores, failed = _test_restores(context, manifests, request.scratch_path)
             checked["test_restores"] = restores
             errors.extend(failed)
     return {"changed": False, "ok": not damaged and not errors, "level": level, "checked": checked,

@@ -19,6 +19,7 @@ import time
 from collections import namedtuple
 
 from ..errors import BackendError, NotFoundInBackendError
+from ..fileio import fsync_directory
 
 ObjectInfo = namedtuple("ObjectInfo", "name size mtime")
 ObjectInfo.__doc__ = "A listed object: name relative to the repository root, size in bytes, modification time (epoch s)."
@@ -152,11 +153,7 @@ class LocalBackend(Backend):
             else:
                 os.rename(tmp, path)
             if self.fsync:
-                dfd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                fsync_directory(directory)
         except OSError as exc:
             try:
                 os.unlink(tmp)

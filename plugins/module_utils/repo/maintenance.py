@@ -54,14 +54,14 @@ def _referenced_chunks(repository, rp_ids, on_error):
         except BlockvaultError as exc:
             on_error(rp_id, None, exc)
             continue
-        for disk in manifest["disks"]:
+        for disk in manifest.disks:
             try:
-                index = repository.load_disk_index(rp_id, disk["key"])
-                if index.blocksum() != disk["sha256"]:
+                index = repository.load_disk_index(rp_id, disk.key)
+                if index.blocksum() != disk.sha256:
                     raise CorruptionError("The checksum of disk %s of %s computed from its index differs from the manifest's." % (
-                        disk["key"], rp_id), object_name=disk["index"])
+                        disk.key, rp_id), object_name=disk.index)
             except BlockvaultError as exc:
-                on_error(rp_id, disk["key"], exc)
+                on_error(rp_id, disk.key.value, exc)
                 continue
             referenced.update(codec.storage_id(digest) for digest in index.referenced())
     return referenced
@@ -200,9 +200,9 @@ def _validate_locked(repository, level, restore_point, workers):
                 manifest = repository.load_manifest(rp_id)
             except BlockvaultError:
                 continue
-            for disk in manifest["disks"]:
+            for disk in manifest.disks:
                 try:
-                    index = repository.load_disk_index(rp_id, disk["key"])
+                    index = repository.load_disk_index(rp_id, disk.key)
                 except BlockvaultError:
                     continue
                 positions = {}
@@ -212,8 +212,8 @@ def _validate_locked(repository, level, restore_point, workers):
                         if storage_id in problems:
                             positions.setdefault(storage_id, []).append(position)
                 for storage_id, found in positions.items():
-                    affects[storage_id].append({"restore_point": rp_id, "vm": manifest["vm"]["key"], "vm_name": manifest["vm"]["name"],
-                                                "disk": disk["key"], "ranges": _ranges(found, index)})
+                    affects[storage_id].append({"restore_point": rp_id, "vm": manifest.vm.key, "vm_name": manifest.vm.name,
+                                                "disk": disk.key.value, "ranges": _ranges(found, index)})
         damaged = [{"chunk": chunk_id.hex(), "object": chunk_name(chunk_id), "problem": problem, "affects": affects[chunk_id]}
                    for chunk_id, problem in sorted(problems.items())]
     return {"level": level, "ok": not errors and not damaged, "restore_points": len(rp_ids), "chunks_referenced": len(referenced),

@@ -9,7 +9,6 @@ import hashlib
 import json
 import secrets
 import threading
-from collections import namedtuple
 
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
                       RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
@@ -18,11 +17,10 @@ from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
+from .model import Manifest, RestorePoint
 from .reader import DiskReader
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
 
-RestorePoint = namedtuple("RestorePoint", "id created vm_tag")
-RestorePoint.__doc__ = "A restore point as listed from object names: id, created (UTC datetime), vm_tag (16 hex)."
 
 
 class Repository:
@@ -223,12 +221,16 @@ class Repository:
 
     def remember_manifest(self, manifest):
         with self._cache_lock:
-            self._manifests[manifest["id"]] = manifest
+            self._manifests[manifest.id] = manifest
 
     def read_chunk(self, storage_id):
         """The verified plaintext of chunk ``storage_id`` (NotFoundInBackendError when missing)."""
         name = chunk_name(storage_id)
         return self.codec.decode(storage_id, self.backend.get(name), name)
+
+    def fetch_chunk(self, digest):
+        """The verified plaintext of the chunk whose SHA-256 is ``digest`` (a restore's chunk fetcher)."""
+        return self.read_chunk(self.codec.storage_id(digest))
 
     # -- restore points ----------------------------------------------------------------------
 
@@ -261,7 +263,7 @@ class Repository:
     def find_restore_point(self, vm, run_id):
         """The id of ``vm``'s restore point made by ``run_id``, or None."""
         for point in reversed(self.list_restore_points(vm)):
-            if self.load_manifest(point.id).get("run_id") == run_id:
+            if self.load_manifest(point.id).run_id == run_id:
                 return point.id
         return None
 
@@ -278,16 +280,17 @@ class Repository:
         except NotFoundInBackendError:
             raise RepositoryError("Restore point %s does not exist in %s." % (rp_id, self.location),
                                   hint="List the restore points to pick an existing one.") from None
-        manifest = decode_manifest(name, blob, self.keys)
+        manifest = Manifest.from_json(decode_manifest(name, blob, self.keys))
         self.remember_manifest(manifest)
         return manifest
 
-    def _disk_entry(self, manifest, disk_key):
-        for disk in manifest["disks"]:
-            if disk["key"] == str(disk_key):
+    @staticmethod
+    def _disk_entry(manifest, disk_key):
+        for disk in manifest.disks:
+            if disk.key.value == str(disk_key):
                 return disk
         raise ConfigurationError("Restore point %s has no disk %r (it has %s)." % (
-            manifest["id"], disk_key, ", ".join(d["key"] for d in manifest["disks"]) or "none"))
+            manifest.id, disk_key, ", ".join(d.key.value for d in manifest.disks) or "none"))
 
     def load_disk_index(self, rp_id, disk_key):
         """The verified DiskIndex of a disk of a restore point (checked against the manifest)."""
@@ -295,18 +298,18 @@ class Repository:
         manifest = self.load_manifest(rp_id)
         disk = self._disk_entry(manifest, disk_key)
         name = index_name(rp_id, disk_key)
-        if disk["index"] != name:
-            raise CorruptionError("Manifest %s names index %s for disk %s, expected %s." % (rp_id, disk["index"], disk_key, name),
+        if disk.index != name:
+            raise CorruptionError("Manifest %s names index %s for disk %s, expected %s." % (rp_id, disk.index, disk_key, name),
                                   object_name=manifest_name(rp_id))
         try:
             blob = self.backend.get(name)
         except NotFoundInBackendError:
             raise CorruptionError("Index %s of restore point %s is missing." % (name, rp_id), object_name=name, disk=disk_key) from None
-        if hashlib.sha256(blob).hexdigest() != disk["index_sha256"]:
+        if hashlib.sha256(blob).hexdigest() != disk.index_sha256:
             raise CorruptionError("Index %s does not match the checksum its manifest records: it is damaged." % name,
                                   object_name=name, disk=disk_key)
         index = DiskIndex.from_bytes(self.keys.unseal(name, blob) if self.keys is not None else blob, name)
-        if index.capacity != disk["capacity"] or index.chunk_size != manifest["chunk_size"]:
+        if index.capacity != disk.capacity or index.chunk_size != manifest.chunk_size:
             raise CorruptionError("Index %s disagrees with its manifest on capacity or chunk size." % name, object_name=name)
         return index
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from ..errors import BackendError, BlockvaultError, ConfigurationError, Corrupti
 from .format import (CHUNKS_PREFIX, ZERO_SENTINEL, DiskIndex, check_disk_key, chunk_id_from_name, index_name, isotime, utcnow,
                      manifest_name, new_restore_point_id)
 from .manifest import validate_manifest
+from .model import DiskEntry, Manifest, ManifestDraft
 
 
 def list_chunk_infos(backend):
@@ -160,48 +160,45 @@ class BackupSession:
                                  "sha256": index.blocksum()}
         return name
 
-    def commit(self, manifest):
-        """Complete the manifest, validate it against the schema, check the lock, write it: the restore point exists.
+    def commit(self, draft):
+        """Complete ``draft`` (a ManifestDraft) into the restore point's Manifest, validate it, check the lock, write it.
 
-        Fills ``format_version``, ``id``, ``created``, ``chunk_size``, ``run_id`` and per disk ``index``,
-        ``index_sha256``, ``sha256``, ``sha256_block_size`` (a given ``sha256`` must match the index).
-        Returns the restore point id.
+        The repository fills ``id``, ``created``, ``chunk_size`` and per disk ``index``, ``index_sha256``, ``sha256``,
+        ``sha256_block_size`` (a given ``sha256`` must match the index). Returns the committed Manifest.
         """
         self._check_open()
-        manifest = copy.deepcopy(manifest)
-        vm = manifest.get("vm") or {}
-        if vm.get("key") != self.vm_key:
-            raise ConfigurationError("The manifest's vm.key %r differs from the session's vm_key %r." % (vm.get("key"), self.vm_key))
-        if manifest.setdefault("run_id", self.run_id) != self.run_id:
-            raise ConfigurationError("The manifest's run_id %r differs from the session's %r." % (manifest["run_id"], self.run_id))
-        manifest.update(format_version=1, id=self.restore_point_id, chunk_size=self._codec.chunk_size)
-        manifest.setdefault("created", self.started)
-        manifest.setdefault("started", self.started)
-        manifest.setdefault("finished", isotime())
-        manifest.setdefault("stats", {})
-        disks = manifest.get("disks") or []
-        keys = [str(disk.get("key")) for disk in disks]
+        if not isinstance(draft, ManifestDraft):
+            raise ConfigurationError("commit needs a ManifestDraft (ManifestDraft.build), not %s." % type(draft).__name__)
+        if draft.vm.key != self.vm_key:
+            raise ConfigurationError("The manifest's vm.key %r differs from the session's vm_key %r." % (draft.vm.key, self.vm_key))
+        if draft.run_id != self.run_id:
+            raise ConfigurationError("The manifest's run_id %r differs from the session's %r." % (draft.run_id, self.run_id))
+        keys = [disk.key.value for disk in draft.disks]
         if sorted(keys) != sorted(self._disks) or len(set(keys)) != len(keys):
             raise ConfigurationError("The manifest lists disks %s but indexes were added for %s." % (sorted(keys), sorted(self._disks)))
-        for disk in disks:
-            disk["key"] = str(disk["key"])
-            written = self._disks[disk["key"]]
-            if disk.get("capacity", written["capacity"]) != written["capacity"]:
+        entries = []
+        for record in draft.disks:
+            written = self._disks[record.key.value]
+            if record.capacity != written["capacity"]:
                 raise ConfigurationError("Disk %s: manifest capacity %r differs from its index's %d." % (
-                    disk["key"], disk.get("capacity"), written["capacity"]))
-            if disk.get("sha256") not in (None, written["sha256"]):
-                raise CorruptionError("Disk %s: the checksum computed during the backup differs from the one of its index." % disk["key"],
-                                      disk=disk["key"])
-            disk.update(index=written["index"], index_sha256=written["index_sha256"], sha256=written["sha256"],
-                        sha256_block_size=self._codec.chunk_size, capacity=written["capacity"])
-        validate_manifest(manifest, "the new manifest", ConfigurationError)
+                    record.key, record.capacity, written["capacity"]))
+            if record.sha256 not in (None, written["sha256"]):
+                raise CorruptionError("Disk %s: the checksum computed during the backup differs from the one of its index." % record.key,
+                                      disk=record.key.value)
+            entries.append(DiskEntry(record=record, sha256=written["sha256"], sha256_block_size=self._codec.chunk_size,
+                                     index=written["index"], index_sha256=written["index_sha256"]))
+        manifest = Manifest(id=self.restore_point_id, run_id=self.run_id, vm=draft.vm, created=self.started,
+                            started=draft.started or self.started, finished=isotime(), backup_mode=draft.backup_mode,
+                            chunk_size=self._codec.chunk_size, disks=tuple(entries), stats=dict(draft.stats))
+        document = manifest.to_json()
+        validate_manifest(document, "the new manifest", ConfigurationError)
         self._lock.ensure_valid()
         name = manifest_name(self.restore_point_id)
-        self.repository.backend.put(name, self.repository.encode_manifest(name, manifest))
+        self.repository.backend.put(name, self.repository.encode_manifest(name, document))
         self._state = "committed"
         self.repository.remember_manifest(manifest)
         self._release()
-        return self.restore_point_id
+        return manifest
 
     def abort(self):
         """End without a restore point; indexes already written are removed (best effort), chunks stay for reuse."""

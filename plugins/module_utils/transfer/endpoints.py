@@ -27,6 +27,7 @@ from typing import Optional, Protocol, runtime_checkable
 
 from .file_extents import file_data_extents
 from ..errors import TransferError
+from ..fileio import fsync_directory
 from .direct_io import DirectWriter
 
 __all__ = ["DiskSource", "DiskTarget", "RawFileSource", "RawFileTarget", "MemorySource", "MemoryTarget",
@@ -248,11 +249,7 @@ class RawFileTarget:
     def flush(self):
         os.fsync(self._fd)
         if not self._dir_synced:                 # a new file's directory entry must be durable too
-            dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(os.path.dirname(os.path.abspath(self.path)))
             self._dir_synced = True
 
     def clone(self):

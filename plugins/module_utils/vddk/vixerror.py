@@ -10,7 +10,8 @@ what to do. Pure functions, thread-safe.
 
 from __future__ import annotations
 
-from ..errors import VddkError, VddkTransientError
+from ..errors import (VddkAccessError, VddkAuthenticationError, VddkError, VddkNotFoundError, VddkOutOfRangeError,
+                      VddkReadOnlyError, VddkTransientError)
 
 __all__ = [
     "VIX_E_FAIL", "VIX_E_INVALID_ARG", "VIX_E_FILE_NOT_FOUND", "VIX_E_OBJECT_IS_BUSY", "VIX_E_FILE_READ_ONLY",
@@ -38,28 +39,6 @@ _TRANSIENT = frozenset((VIX_E_OBJECT_IS_BUSY, VIX_E_HOST_NOT_CONNECTED, VIX_E_HO
                         VIX_E_HOST_TCP_CONN_LOST, VIX_E_CANNOT_CONNECT_TO_HOST))
 _HTTP_RANGE = range(30001, 30203)
 _SNAPSHOT_RANGE = range(13000, 13025)
-
-
-class VddkAuthenticationError(VddkError):
-    """VDDK could not log in (VIX_E_AUTHENTICATION_FAIL): wrong user/password or an expired session cookie."""
-
-    default_phase = "connect"
-
-
-class VddkNotFoundError(VddkError):
-    """The VM, snapshot or disk VDDK was asked for does not exist (4, 4000, 13000-13024)."""
-
-
-class VddkAccessError(VddkError):
-    """VDDK was refused access to the disk (13), typically because no requested transport mode is usable."""
-
-
-class VddkOutOfRangeError(VddkError):
-    """A read or write past the disk's capacity (16007): a product bug or a disk that shrank."""
-
-
-class VddkReadOnlyError(VddkError):
-    """A write to a disk opened read-only (11)."""
 
 
 def is_transient(code):

@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import uuid
 
-from ..errors import BlockvaultError, ChangeTrackingError
+from ..errors import BlockvaultError, CbtReasonError, ChangeTrackingError
 from ._pyvmomi import fault_message, fault_name, is_fault, require_pyvmomi, vim
 from .snapshots import SNAPSHOT_PREFIX, BackupSnapshot, list_snapshots, remove_snapshot
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
@@ -60,15 +60,6 @@ class CbtStatus:
     enabled: bool
     enabled_now: bool = False
     reason: str = None
-
-
-class CbtReasonError(ChangeTrackingError):
-    """ChangeTrackingError carrying ``reason`` (a user-readable sentence) and the vSphere ``fault`` name."""
-
-    def __init__(self, message, reason=None, fault=None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.reason = reason or message
-        self.fault = fault
 
 
 def is_cbt_enabled(vm):

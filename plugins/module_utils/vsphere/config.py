@@ -31,7 +31,7 @@ from .inventory import ObjectNotFoundError, datacenter_of, find_network
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
 __all__ = ["CONFIG_FORMAT", "CreatedVM", "capture_config", "build_config_spec", "create_vm", "add_disk", "set_extra_config",
-           "extra_config_value", "power_on", "power_off", "destroy_vm", "DISK_FORMATS", "OVERRIDE_KEYS"]
+           "extra_config_value", "power_state", "power_on", "power_off", "destroy_vm", "DISK_FORMATS", "OVERRIDE_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -371,19 +371,20 @@ def extra_config_value(vm, key):
     return value
 
 
-def _power_state(vm):
+def power_state(vm):
+    """"poweredOn", "poweredOff" or "suspended"."""
     return str(vm.runtime.powerState)
 
 
 def power_on(vm, timeout=DEFAULT_TASK_TIMEOUT):
     """Power the VM on (nothing to do when it is on)."""
-    if _power_state(vm) != "poweredOn":
+    if power_state(vm) != "poweredOn":
         wait_for_task(vm.PowerOnVM_Task(), timeout=timeout, what="power on VM %s" % moref_id(vm))
 
 
 def power_off(vm, timeout=DEFAULT_TASK_TIMEOUT):
     """Power the VM off, hard (nothing to do when it is off)."""
-    if _power_state(vm) != "poweredOff":
+    if power_state(vm) != "poweredOff":
         wait_for_task(vm.PowerOffVM_Task(), timeout=timeout, what="power off VM %s" % moref_id(vm))
 
 

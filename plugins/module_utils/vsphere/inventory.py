@@ -19,7 +19,7 @@ thread-safe as far as pyVmomi's stub is.
 
 from __future__ import annotations
 
-from ..errors import ConfigurationError, VMNotFoundError, VSphereError
+from ..errors import AmbiguousObjectError, ConfigurationError, ObjectNotFoundError, VMNotFoundError
 from ._pyvmomi import fault_message, fault_name, is_fault, moref_id, object_properties, require_pyvmomi, vim, vmodl
 
 __all__ = [
@@ -30,18 +30,6 @@ __all__ = [
 
 #: objects per RetrievePropertiesEx page (vCenter may return fewer)
 PAGE_SIZE = 500
-
-
-class ObjectNotFoundError(VSphereError):
-    """No inventory object (datacenter, folder, datastore, pool, network, host) matches the name given."""
-
-
-class AmbiguousObjectError(VSphereError):
-    """A name matches several inventory objects; ``matches`` lists "path (moref)" strings."""
-
-    def __init__(self, message, matches=None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.matches = list(matches or ())
 
 
 def unescape_name(name):

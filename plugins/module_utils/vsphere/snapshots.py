@@ -26,6 +26,7 @@ import logging
 
 from ..errors import BlockvaultError, SnapshotError, TaskError
 from ._pyvmomi import moref_id, object_properties
+from .disks import list_disks
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
 __all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "snapshot_name", "is_blockvault_snapshot", "list_snapshots",
@@ -63,6 +64,10 @@ class BackupSnapshot:
     run_id: str
     quiesced: bool
     quiesce_error: str = None
+
+    def disks(self):
+        """DiskInfo of the snapshot's disks (file names and change ids of the point in time), in device order."""
+        return list_disks(self.snapshot)
 
 
 def snapshot_name(run_id):

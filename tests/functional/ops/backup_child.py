@@ -10,8 +10,10 @@ import pathlib
 import sys
 import time
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.backup import backup_vm
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import restore
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.backup import BackupRequest, backup_vm
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import (NewVm, Placement, RestorePointQuery,
+                                                                                    RestoreRequest, restore)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
@@ -30,11 +32,15 @@ def main(path):
         spec = json.load(handle)
     if spec.get("pause_before_commit"):
         pause_before_commit(spec["pause_before_commit"])
-    settings = (VSphereSettings(**spec["vsphere"]), VddkSettings(**spec["vddk"]), RepositorySettings(**spec["repo"]))
+    endpoints = Endpoints(vsphere=VSphereSettings(**spec["vsphere"]), vddk=VddkSettings(**spec["vddk"]),
+                          repo=RepositorySettings(**spec["repo"]))
+    settings = RunSettings(status_file=spec["status_file"])
     if spec.get("restore"):
-        result = restore(*settings, target="new_vm", status_file=spec["status_file"], **spec["restore"])
+        restoring = spec["restore"]
+        target = NewVm(restoring["new_name"], placement=Placement(**restoring.get("placement", {})))
+        result = restore(RestoreRequest(RestorePointQuery(restoring["restore_point"]), target), endpoints, settings)
     else:
-        result = backup_vm(*settings, {"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"], status_file=spec["status_file"])
+        result = backup_vm(BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"]), endpoints, settings)
     print(json.dumps(result))
 
 

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from opslab import LABVDDK_VARS, Env  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import NewVm
 
 
 @pytest.fixture
@@ -32,6 +33,6 @@ def scratch_vm(env):
     """A new VM restored from a backup of lab-vm1 (name returned), destroyed after the test."""
     name = "scratch-%s" % uuid.uuid4().hex[:8]
     base = env.backup("lab-vm1")
-    env.restore(base["restore_point"]["id"], target="new_vm", new_name=name)
+    env.restore(base["restore_point"]["id"], NewVm(name))
     yield name
     env.destroy(name)

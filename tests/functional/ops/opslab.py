@@ -4,6 +4,7 @@ Every test is independent of the others and of their order: each has its own rep
 own VDDK stats file; tests that change a VM's disks (add, grow, reset CBT, roll back) work on a scratch VM made
 by restoring lab-vm1 into a new VM (``scratch_vm``), destroyed at the end.
 """
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -15,6 +16,7 @@ from labkit import LABCTL
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import BackupRequest, Endpoints, RunSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, crypto, open_backend
@@ -25,7 +27,8 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session
 MIB = 1 << 20
 CHUNK = 1 * MIB
 PASSPHRASE = "correct horse battery staple"
-PLACEMENT = {"resource_pool": "DC0_C0"}   # the lab datacenter has 2 compute resources: placement must be given
+PLACEMENT = ops_restore.Placement(resource_pool="DC0_C0")   # the lab datacenter has 2 compute resources: give one
+RUN_SETTINGS = ("workers", "memory_budget", "status_file", "check")
 LABVDDK_VARS = ("LABVDDK_STATS", "LABVDDK_FAIL_READ_NTH", "LABVDDK_FAIL_READ_TIMES", "LABVDDK_FAIL_READ_RATE",
                 "LABVDDK_FAIL_WRITE_NTH", "LABVDDK_FAIL_WRITE_TIMES", "LABVDDK_FAIL_WRITE_RATE", "LABVDDK_FAIL_CODE",
                 "LABVDDK_FAIL_SEED", "LABVDDK_LATENCY_US")
@@ -69,19 +72,33 @@ class Env:
         return {key: int(value) for key, value in (line.split() for line in path.read_text().splitlines())}
 
     # -- operations -------------------------------------------------------------------------------------
-    def backup(self, vm="lab-vm1", **kwargs):
-        kwargs.setdefault("status_file", str(self.tmp_path / "status" / ("%s.json" % uuid.uuid4().hex[:8])))
-        return ops_backup.backup_vm(self.vsphere, self.vddk, self.repo, {"name": vm}, quiesce=False, **kwargs)
+    @property
+    def endpoints(self):
+        return Endpoints(repo=self.repo, vsphere=self.vsphere, vddk=self.vddk)
 
-    def restore(self, restore_point, **kwargs):
-        kwargs.setdefault("status_file", str(self.tmp_path / "status" / ("%s.json" % uuid.uuid4().hex[:8])))
-        if kwargs.get("target") == "new_vm":
-            kwargs["overrides"] = dict(PLACEMENT, **(kwargs.get("overrides") or {}))
-        return ops_restore.restore(self.vsphere, self.vddk, self.repo, restore_point=restore_point, **kwargs)
+    def run_settings(self, options):
+        """RunSettings from the run options among ``options`` (removed from it), with a fresh status file."""
+        settings = {name: options.pop(name) for name in RUN_SETTINGS if name in options}
+        settings.setdefault("status_file", str(self.tmp_path / "status" / ("%s.json" % uuid.uuid4().hex[:8])))
+        return RunSettings(**settings)
+
+    def backup(self, vm="lab-vm1", **options):
+        settings = self.run_settings(options)
+        options.setdefault("quiesce", False)
+        return ops_backup.backup_vm(BackupRequest(vm={"name": vm}, **options), self.endpoints, settings)
+
+    def restore(self, restore_point, target, vm_name=None, **options):
+        """Restore to ``target`` (a target object of ops.restore); a NewVm gets the lab's placement unless it has one."""
+        settings = self.run_settings(options)
+        if isinstance(target, ops_restore.NewVm) and target.placement == ops_restore.Placement():
+            target = dataclasses.replace(target, placement=PLACEMENT)
+        request = ops_restore.RestoreRequest(ops_restore.RestorePointQuery(restore_point, vm_name, options.pop("before", None)),
+                                             target)
+        return ops_restore.restore(request, self.endpoints, settings)
 
     def restore_file(self, restore_point, disk_key):
         path = self.tmp_path / ("restored-%s-%s.raw" % (restore_point, disk_key))
-        self.restore(restore_point, target="file", disk=disk_key, path=str(path))
+        self.restore(restore_point, ops_restore.File(path=str(path), disk=disk_key))
         return path
 
     def repository(self):

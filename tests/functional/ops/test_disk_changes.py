@@ -5,6 +5,7 @@ import pytest
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import RestoreRefusedError
 
 from opslab import MIB, sha256_file  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import InPlace
 
 pytestmark = pytest.mark.lab
 
@@ -76,6 +77,6 @@ def test_cbt_reset_add_disk_and_grow_disk(env, scratch_vm):
 
     # rolling back in place to a restore point from before the grow: refused (the disk is larger now), nothing written
     with pytest.raises(RestoreRefusedError) as refused:
-        env.restore(baseline["restore_point"]["id"], target="in_place")
+        env.restore(baseline["restore_point"]["id"], InPlace())
     assert str(refused.value) == ("VM %s has no disk %s of %d bytes to roll back: restore to a new VM instead."
                                   % (vm, keys[1], 16 * MIB))

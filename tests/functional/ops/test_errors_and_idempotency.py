@@ -15,6 +15,8 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import rest
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import VddkSettings, VSphereSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory, snapshots
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import NewVm
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import BackupRequest, Endpoints, RunSettings
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +35,8 @@ def test_wrong_password_is_an_authentication_error_without_the_password(env):
     settings = VSphereSettings(host=env.vsphere.host, username=env.vsphere.username, password=WRONG_PASSWORD,
                                port=env.vsphere.port, ca_bundle=env.vsphere.ca_bundle)
     with pytest.raises(AuthenticationError) as failed:
-        ops_backup.backup_vm(settings, env.vddk, env.repo, {"name": "lab-vm1"}, run_id="wrong-password")
+        ops_backup.backup_vm(BackupRequest(vm={"name": "lab-vm1"}, run_id="wrong-password"),
+                             Endpoints(repo=env.repo, vsphere=settings, vddk=env.vddk))
     error = failed.value
     assert str(error) == ("vCenter %s rejected the user name or password for %s: check username/password."
                           % (env.vsphere.host, env.vsphere.username))
@@ -47,7 +50,8 @@ def test_thumbprint_of_another_certificate_is_a_certificate_error(env):
     assert other != env.vddk.thumbprint
     vddk = VddkSettings(libdir=env.vddk.libdir, thumbprint=other)
     with pytest.raises(CertificateError) as failed:
-        ops_backup.backup_vm(env.vsphere, vddk, env.repo, {"name": "lab-vm1"}, run_id="wrong-thumbprint")
+        ops_backup.backup_vm(BackupRequest(vm={"name": "lab-vm1"}, run_id="wrong-thumbprint"),
+                             Endpoints(repo=env.repo, vsphere=env.vsphere, vddk=vddk))
     assert str(failed.value) == ("The certificate of vCenter %s:%d has SHA-1 thumbprint %s but vddk_thumbprint is %s. Check "
                                  "that you reach the right server, then fix or remove vddk_thumbprint."
                                  % (env.vsphere.host, env.vsphere.port, env.vddk.thumbprint, other))
@@ -178,8 +182,9 @@ def test_session_kept_alive_during_the_transfer_and_a_failed_keepalive_only_logg
 def test_without_vddk_thumbprint_vddk_gets_the_verified_one(env):
     vddk = VddkSettings(libdir=env.vddk.libdir)
     stats = env.new_stats()
-    result = ops_backup.backup_vm(env.vsphere, vddk, env.repo, {"name": "lab-vm2"}, quiesce=False,
-                                  status_file=str(env.tmp_path / "no-thumbprint.json"))
+    result = ops_backup.backup_vm(BackupRequest(vm={"name": "lab-vm2"}, quiesce=False),
+                                  Endpoints(repo=env.repo, vsphere=env.vsphere, vddk=vddk),
+                                  RunSettings(status_file=str(env.tmp_path / "no-thumbprint.json")))
     assert result["changed"] is True and [d["mode"] for d in result["disks"]] == ["full"]
     assert result["bytes_read"] == env.read_stats(stats)["bytes_read"] > 0     # VDDK's Open accepted the thumbprint
 
@@ -205,7 +210,7 @@ def test_session_kept_alive_during_a_restore_into_a_vm(env, monkeypatch):
     monkeypatch.setattr(ops_restore, "restore_disk", restore_after_two_keepalives)
     name = "keepalive-%s" % backup["run_id"][-8:]
     try:
-        restored = env.restore(backup["restore_point"]["id"], target="new_vm", new_name=name)
+        restored = env.restore(backup["restore_point"]["id"], NewVm(name))
         assert restored["changed"] is True and len(calls) >= 2
     finally:
         env.destroy(name)

@@ -1,5 +1,6 @@
 """kill -9 of a backup at several points: the next run removes the orphan snapshot, ignores the dead run's lock,
 completes, reuses the chunks the killed run stored, and the repository validates."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import L
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config, inventory
 
 from opslab import LABVDDK_VARS, PASSPHRASE, PLACEMENT, sha256_file  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import NewVm
 
 pytestmark = pytest.mark.lab
 
@@ -145,7 +147,7 @@ def test_restore_killed_mid_write_leaves_a_vm_marked_incomplete(env):
             return False
 
     child = start_child(env, "restore-" + name, latency_us=100000,
-                        restore={"restore_point": rp_id, "new_name": name, "overrides": dict(PLACEMENT)})
+                        restore={"restore_point": rp_id, "new_name": name, "placement": dataclasses.asdict(PLACEMENT)})
     try:
         try:
             wait_for(some_data_written, child, "a written chunk")
@@ -157,11 +159,11 @@ def test_restore_killed_mid_write_leaves_a_vm_marked_incomplete(env):
         assert marker.startswith("restore run ") and marker.endswith(
             " of restore point %s has not finished writing the disks: delete this VM or restore again" % rp_id)
         with pytest.raises(RestoreRefusedError) as refused:
-            env.restore(rp_id, target="new_vm", new_name=name)
+            env.restore(rp_id, NewVm(name))
         assert str(refused.value) == ("A VM named %s exists already, left by a restore that did not complete (its advanced "
                                       "setting blockvault.restore.incomplete says so): set force to replace it, or choose "
                                       "another new_name." % name)
-        env.restore(rp_id, target="new_vm", new_name=name, force=True)
+        env.restore(rp_id, NewVm(name, force=True))
         with env.session() as session:
             assert config.extra_config_value(inventory.find_vm(session, name=name), "blockvault.restore.incomplete") == ""
         assert env.checksums(name) == live

@@ -9,6 +9,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.tasks import wait_for_task
 
 from opslab import sha256_file  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import File, NewVm
 
 pytestmark = pytest.mark.lab
 
@@ -66,17 +67,17 @@ def test_restore_check_mode_and_new_vm_overrides(env):
     backup = env.backup("lab-vm1")
     rp_id = backup["restore_point"]["id"]
     name = "overrides-%s" % uuid.uuid4().hex[:8]
-    planned = env.restore(rp_id, target="new_vm", new_name=name, check=True, overrides={"num_cpus": 2, "memory_mb": 256})
+    planned = env.restore(rp_id, NewVm(name, config_overrides={"num_cpus": 2, "memory_mb": 256}), check=True)
     assert planned["changed"] is True and planned["diff"]["before"] == {"vm": name, "exists": False}
     assert (planned["diff"]["after"]["num_cpus"], planned["diff"]["after"]["memory_mb"]) == (2, 256)
     with env.session() as session:
         with pytest.raises(VMNotFoundError):
             inventory.find_vm(session, name=name)
     path = env.tmp_path / "planned.raw"
-    planned_file = env.restore(rp_id, target="file", disk="2000", path=str(path), check=True)
+    planned_file = env.restore(rp_id, File(path=str(path), disk="2000"), check=True)
     assert planned_file["disks"] == [{"key": "2000", "sha256": backup["disks"][0]["sha256"]}] and not path.exists()
     try:
-        made = env.restore(rp_id, target="new_vm", new_name=name, overrides={"num_cpus": 2, "memory_mb": 256, "power_on": True})
+        made = env.restore(rp_id, NewVm(name, power_on=True, config_overrides={"num_cpus": 2, "memory_mb": 256}))
         assert made["vm"]["powered_on"] is True and env.power_state(name) == "poweredOn"
         with env.session() as session:
             hardware = inventory.find_vm(session, name=name).config.hardware

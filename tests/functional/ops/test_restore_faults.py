@@ -8,6 +8,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import C
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory
 
 from opslab import CHUNK  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import File, NewVm
 
 pytestmark = pytest.mark.lab
 
@@ -48,7 +49,7 @@ def test_transient_write_fault_is_retried(env):
     name = "retried-%s" % uuid.uuid4().hex[:8]
     status = env.tmp_path / "restore.json"
     try:
-        restored = env.restore(rp_id, target="new_vm", new_name=name, status_file=str(status))
+        restored = env.restore(rp_id, NewVm(name), status_file=str(status))
         env.knobs()
         assert [(d["chunks_written"], d["bytes_written"]) for d in restored["disks"]] == [(n, n * CHUNK) for n in counts]
         counted = env.read_stats(stats)
@@ -68,7 +69,7 @@ def test_permanent_write_fault_leaves_no_half_restored_vm(env):
     name = "failed-%s" % uuid.uuid4().hex[:8]
     try:
         with pytest.raises(VddkError) as failed:
-            env.restore(rp_id, target="new_vm", new_name=name)
+            env.restore(rp_id, NewVm(name))
     finally:
         env.knobs()
     error = failed.value
@@ -93,7 +94,7 @@ def test_damaged_chunk_leaves_no_file(env):
     chunk_path.write_bytes(bytes(damaged))
     target = env.tmp_path / "damaged.raw"
     with pytest.raises(CorruptionError) as failed:
-        env.restore(rp_id, target="file", disk="2016", path=str(target))
+        env.restore(rp_id, File(path=str(target), disk="2016"))
     assert failed.value.phase == "repository" and failed.value.run_id
     assert not target.exists() and not (env.tmp_path / "damaged.raw.partial").exists()
     assert not env.validate()[1]["ok"]

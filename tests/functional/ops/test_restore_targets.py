@@ -9,6 +9,8 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import C
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt
 
 from opslab import CHUNK, MIB  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import RunSettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import DiskToVm, InPlace, NewVm
 
 pytestmark = pytest.mark.lab
 
@@ -36,7 +38,7 @@ def test_restore_to_a_new_vm_is_byte_identical_and_refuses_an_existing_name(env)
     name = "restored-%s" % uuid.uuid4().hex[:8]
     try:
         status = env.tmp_path / "new-vm.json"
-        restored = env.restore(rp_id, target="new_vm", new_name=name, status_file=str(status))
+        restored = env.restore(rp_id, NewVm(name), status_file=str(status))
         document = json.loads(status.read_text())
         assert (document["state"], document["phase"], document["vm"]) == ("succeeded", "transfer", "lab-vm1")
         assert document["bytes_done"] == document["bytes_total"] == (64 + 16) * MIB
@@ -47,12 +49,12 @@ def test_restore_to_a_new_vm_is_byte_identical_and_refuses_an_existing_name(env)
         moid = restored["vm"]["moid"]
 
         with pytest.raises(RestoreRefusedError) as refused:
-            env.restore(rp_id, target="new_vm", new_name=name)
+            env.restore(rp_id, NewVm(name))
         assert str(refused.value) == ("A VM named %s exists already: choose another new_name, or set force to replace it." % name)
         assert vm_moid(env, name) == moid
 
         env.write(name, 0, 0, 8192, seed=3)
-        forced = env.restore(rp_id, target="new_vm", new_name=name, force=True)
+        forced = env.restore(rp_id, NewVm(name, force=True))
         assert forced["changed"] is True and forced["vm"]["moid"] != moid
         assert env.checksums(name) == live
     finally:
@@ -72,7 +74,7 @@ def test_in_place_rollback_writes_only_the_differing_chunks(env, scratch_vm):
     assert env.power_state(scratch_vm) == "poweredOff"
 
     stats = env.new_stats()
-    rolled_back = env.restore(rp_id, target="in_place")
+    rolled_back = env.restore(rp_id, InPlace())
     assert rolled_back["changed"] is True
     assert [(d["key"], d["chunks_written"], d["chunks_zeroed"], d["bytes_written"]) for d in rolled_back["disks"]] == [
         (keys[0], 1, 1, CHUNK), (keys[1], 0, 0, 0)]
@@ -83,7 +85,7 @@ def test_in_place_rollback_writes_only_the_differing_chunks(env, scratch_vm):
 
     assert rolled_back["cbt_reset"] is True
 
-    again = env.restore(rp_id, target="in_place")
+    again = env.restore(rp_id, InPlace())
     assert again["changed"] is False and again["cbt_reset"] is False
     assert [(d["chunks_written"], d["chunks_zeroed"]) for d in again["disks"]] == [(0, 0), (0, 0)]
     assert env.checksums(scratch_vm) == live
@@ -110,14 +112,14 @@ def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
 
     stats = env.new_stats()
     with pytest.raises(RestoreRefusedError) as refused:
-        env.restore(rp_id, target="in_place")
+        env.restore(rp_id, InPlace())
     assert str(refused.value) == ("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power it "
                                   "off first, or set force to have it powered off." % scratch_vm)
     assert refused.value.phase == "restore"
     assert not stats.exists()            # no VDDK connection was even made
     assert env.checksums(scratch_vm) == dirty and env.power_state(scratch_vm) == "poweredOn"
 
-    forced = env.restore(rp_id, target="in_place", force=True)
+    forced = env.restore(rp_id, InPlace(force=True))
     assert forced["changed"] is True and forced["cbt_reset"] is True
     second = backup["disks"][1]["key"]
     was_zero = first_chunk(env, rp_id, second, zero=True) == 0   # chunk 0 held zeros at backup time: zeroed, else written
@@ -131,7 +133,7 @@ def test_restore_one_disk_into_another_vm_and_latest_by_name(env, scratch_vm):
     backup = env.backup("lab-vm1")
     live = env.checksums("lab-vm1")
     before = env.lab.disks(scratch_vm)
-    restored = env.restore("latest", vm_name="lab-vm1", target="disk", disk="2016", target_vm={"name": scratch_vm})
+    restored = env.restore("latest", DiskToVm(vm={"name": scratch_vm}, disk="2016"), vm_name="lab-vm1")
     assert restored["restore_point"]["id"] == backup["restore_point"]["id"]
     assert restored["changed"] is True and [d["key"] for d in restored["disks"]] == ["2016"]
     after = env.lab.disks(scratch_vm)
@@ -150,7 +152,7 @@ def test_in_place_rollback_stops_before_writing_when_cbt_cannot_be_switched_off(
     monkeypatch.setattr(cbt, "disable_cbt", refuse)
     stats = env.new_stats()
     with pytest.raises(ChangeTrackingError) as failed:
-        env.restore(backup["restore_point"]["id"], target="in_place")
+        env.restore(backup["restore_point"]["id"], InPlace())
     assert str(failed.value) == (
         "VM %s: switching Changed Block Tracking off before the in-place restore failed, so nothing was written (the "
         "restore's writes would make the change ids of earlier backups wrong): Disabling CBT on VM %s failed: the lab says "
@@ -162,14 +164,14 @@ def test_in_place_rollback_stops_before_writing_when_cbt_cannot_be_switched_off(
 def test_a_new_vm_defaults_to_where_the_backed_up_vm_lives(env):
     backup = env.backup("lab-vm2")
     manifest = env.repository().load_manifest(backup["restore_point"]["id"])
-    assert manifest["vm"]["config"]["placement"] == {"datacenter": "DC0", "compute": "DC0_C0", "folder": "DC0/vm"}
+    assert manifest.vm.config.placement == {"datacenter": "DC0", "compute": "DC0_C0", "folder": "DC0/vm"}
     name = "placed-%s" % uuid.uuid4().hex[:8]
     try:
         # no placement options at all: the lab's datacenter has two compute resources, so only the recorded
         # placement can make this work
         from opslab import ops_restore  # pylint: disable=import-error,import-outside-toplevel
-        restored = ops_restore.restore(env.vsphere, env.vddk, env.repo, restore_point=backup["restore_point"]["id"],
-                                       target="new_vm", new_name=name, status_file=str(env.tmp_path / "placed.json"))
+        request = ops_restore.RestoreRequest(ops_restore.RestorePointQuery(backup["restore_point"]["id"]), NewVm(name))
+        restored = ops_restore.restore(request, env.endpoints, RunSettings(status_file=str(env.tmp_path / "placed.json")))
         with env.session() as session:
             from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory  # pylint: disable=import-outside-toplevel
             vm = inventory.find_vm(session, name=name)

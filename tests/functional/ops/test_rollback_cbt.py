@@ -7,6 +7,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import S
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshots
 
 from opslab import CHUNK, MIB  # pylint: disable=import-error
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import InPlace
 
 pytestmark = pytest.mark.lab
 
@@ -25,7 +26,7 @@ def index_digests(env, rp_id, disk_key):
 def manifest_disks(env, rp_id):
     repository = env.repository()
     try:
-        return repository.load_manifest(rp_id)["disks"]
+        return repository.load_manifest(rp_id).to_json()["disks"]
     finally:
         repository.close()
 
@@ -50,7 +51,7 @@ def test_rollback_with_cbt_reads_nothing_and_writes_exactly_the_changed_chunks(e
     assert env.checksums(scratch_vm) != live and env.power_state(scratch_vm) == "poweredOff"
 
     stats = env.new_stats()
-    rolled_back = env.restore(rp_id, target="in_place")
+    rolled_back = env.restore(rp_id, InPlace())
     changed_first = sorted({data_chunk, zero_chunk})
     expected = [written_and_zeroed(first, changed_first), written_and_zeroed(second, [4, 5])]
     assert [(d["key"], d["method"], d["reason"]) for d in rolled_back["disks"]] == [
@@ -71,7 +72,7 @@ def test_rollback_with_nothing_changed_writes_nothing_and_keeps_cbt(env, scratch
     backup = env.backup(scratch_vm)
     live = env.checksums(scratch_vm)
     stats = env.new_stats()
-    rolled_back = env.restore(backup["restore_point"]["id"], target="in_place")
+    rolled_back = env.restore(backup["restore_point"]["id"], InPlace())
     assert [(d["method"], d["chunks_written"], d["chunks_zeroed"]) for d in rolled_back["disks"]] == [("cbt", 0, 0)] * 2
     assert rolled_back["changed"] is False and rolled_back["cbt_reset"] is False
     assert (env.read_stats(stats)["bytes_read"], env.read_stats(stats)["writes"]) == (0, 0)
@@ -91,7 +92,7 @@ def test_rollback_after_a_cbt_reset_reads_and_compares_and_says_why(env, scratch
     env.labctl("reset-cbt", "--vm", scratch_vm)       # as after a power loss: the restore point's change ids are stale
 
     stats = env.new_stats()
-    rolled_back = env.restore(rp_id, target="in_place")
+    rolled_back = env.restore(rp_id, InPlace())
     reasons = [d["reason"] for d in rolled_back["disks"]]
     assert [d["method"] for d in rolled_back["disks"]] == ["compare", "compare"]
     for disk, reason in zip(manifest_disks(env, rp_id), reasons):
@@ -112,9 +113,9 @@ def test_rollback_after_a_cbt_reset_reads_and_compares_and_says_why(env, scratch
 def test_rollback_of_a_vm_without_cbt_compares(env, scratch_vm):
     backup = env.backup(scratch_vm)
     env.write(scratch_vm, 1, 0, 4096, seed=45)
-    first = env.restore(backup["restore_point"]["id"], target="in_place")   # switches CBT off before writing
+    first = env.restore(backup["restore_point"]["id"], InPlace())   # switches CBT off before writing
     assert [d["method"] for d in first["disks"]] == ["cbt", "cbt"] and first["cbt_reset"] is True
-    again = env.restore(backup["restore_point"]["id"], target="in_place")
+    again = env.restore(backup["restore_point"]["id"], InPlace())
     assert [(d["method"], d["reason"]) for d in again["disks"]] == [
         ("compare", COMPARE_PREFIX + "Changed Block Tracking is off on VM %s" % scratch_vm)] * 2
     assert again["changed"] is False
@@ -132,7 +133,7 @@ def test_rollback_compares_when_the_query_snapshot_cannot_be_taken(env, scratch_
         raise SnapshotError("Snapshot %s of VM %s: the lab's datastore is full." % (snapshots.snapshot_name(run_id), vm.name))
 
     monkeypatch.setattr(snapshots, "create_backup_snapshot", refuse)
-    rolled_back = env.restore(backup["restore_point"]["id"], target="in_place")
+    rolled_back = env.restore(backup["restore_point"]["id"], InPlace())
     assert [(d["method"], d["reason"], d["chunks_written"] + d["chunks_zeroed"]) for d in rolled_back["disks"]] == [
         ("compare", COMPARE_PREFIX + "the snapshot CBT is queried with could not be taken (Snapshot blockvault-%s of VM %s: the "
                                      "lab's datastore is full.)" % (asked[0], scratch_vm), count)
@@ -152,7 +153,7 @@ def test_rollback_writes_nothing_when_the_query_snapshot_cannot_be_removed(env, 
     monkeypatch.setattr(snapshots, "remove_snapshot", refuse)
     stats = env.new_stats()
     with pytest.raises(SnapshotError) as failed:
-        env.restore(backup["restore_point"]["id"], target="in_place")
+        env.restore(backup["restore_point"]["id"], InPlace())
     name = env.blockvault_snapshots(scratch_vm)[0]
     assert str(failed.value) == (
         "VM %s: the snapshot %s taken to ask CBT what changed since the restore point could not be removed, so the in-place "

@@ -2,7 +2,9 @@
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import RunSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.validate import ValidateRequest
 from ansible_collections.blockvault.vsphere.plugins.modules import backup_validate
 
 CHECKED = {"restore_points": 2, "chunks_referenced": 40, "chunks_read": 40}
@@ -18,9 +20,9 @@ def test_quick_check_of_the_whole_repository(run_module, ops_call):
     call = ops_call(backup_validate.ops_validate, "validate", result=GOOD)
     outcome, result = run_module(backup_validate, dict(repository="/srv/repo", passphrase="repo-pass-1"))
     assert outcome == "exit"
-    assert call.kwargs == {"repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"), "level": "quick",
-                           "restore_point": None, "vm": None, "scratch_path": None, "check": False, "workers": 2,
-                           "memory_budget": 256 * 1024 * 1024}
+    assert call.kwargs == {"request": ValidateRequest(level="quick", restore_point=None, vm=None, scratch_path=None),
+                           "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
+                           "settings": RunSettings(workers=2, memory_budget=256 * 1024 * 1024, check=False)}
     assert result == GOOD
 
 
@@ -30,8 +32,8 @@ def test_restore_level_of_the_latest_restore_point_of_a_vm(run_module, ops_call,
     run_module(backup_validate, dict(repository="/srv/repo", level="restore", vm="web01", restore_point="latest",
                                      scratch_path=scratch, workers=3, memory_budget_mb=32))
     kwargs = call.kwargs
-    assert (kwargs["level"], kwargs["vm"], kwargs["restore_point"], kwargs["scratch_path"]) == ("restore", "web01", "latest", scratch)
-    assert (kwargs["workers"], kwargs["memory_budget"]) == (3, 32 * 1024 * 1024)
+    assert kwargs["request"] == ValidateRequest(level="restore", vm="web01", restore_point="latest", scratch_path=scratch)
+    assert (kwargs["settings"].workers, kwargs["settings"].memory_budget) == (3, 32 * 1024 * 1024)
 
 
 def test_latest_needs_a_vm(run_module, ops_call):
@@ -85,7 +87,7 @@ def test_never_changed_even_if_the_operation_says_so(run_module, ops_call):
 def test_check_mode(run_module, ops_call):
     call = ops_call(backup_validate.ops_validate, "validate", result=GOOD)
     outcome = run_module(backup_validate, dict(repository="/srv/repo"), check_mode=True)[0]
-    assert outcome == "exit" and call.kwargs["check"] is True
+    assert outcome == "exit" and call.kwargs["settings"].check is True
 
 
 @pytest.mark.parametrize("option, value", [("level", "deep"), ("on_damage", "ignore")])

@@ -49,10 +49,10 @@ def test_settings_from_options(run_module, ops_call, vddk_dir, tmp_path):
         object_lock_days=7, s3_validate_certs=False, passphrase="repo-pass-1"))[0]
     assert outcome == "exit"
     kwargs = call.kwargs
-    assert kwargs["vsphere"] == VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1",
+    assert kwargs["endpoints"].vsphere == VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1",
                                                 port=8443, validate_certs=False, ca_bundle=str(ca))
-    assert kwargs["vddk"] == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint, transports="hotadd:nbd", config_file=None)
-    assert kwargs["repo"] == RepositorySettings(location="s3://bucket/prefix", passphrase="repo-pass-1", key_file=None,
+    assert kwargs["endpoints"].vddk == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint, transports="hotadd:nbd", config_file=None)
+    assert kwargs["endpoints"].repo == RepositorySettings(location="s3://bucket/prefix", passphrase="repo-pass-1", key_file=None,
                                                 s3_endpoint_url="https://minio:9000", region="eu-west-1", access_key="AKIA1",
                                                 secret_key="sk", session_token="st", object_lock_days=7, validate_certs=False)
 
@@ -77,10 +77,10 @@ def test_vsphere_vddk_and_aws_environment_fallbacks(run_module, ops_call, vddk_d
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
     outcome = run_module(vm_backup, dict(repository="s3://b/p", name="web01"))[0]
     assert outcome == "exit"
-    assert call.kwargs["vsphere"] == VSphereSettings(host="env-vc", username="env-user", password="env-pw", port=9443,
+    assert call.kwargs["endpoints"].vsphere == VSphereSettings(host="env-vc", username="env-user", password="env-pw", port=9443,
                                                      validate_certs=False, ca_bundle=str(ca))
-    assert call.kwargs["vddk"] == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint)
-    repo = call.kwargs["repo"]
+    assert call.kwargs["endpoints"].vddk == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint)
+    repo = call.kwargs["endpoints"].repo
     assert (repo.access_key, repo.secret_key, repo.session_token, repo.region, repo.s3_endpoint_url) == (
         "env-ak", "env-sk", "env-st", "env-region", "https://env-endpoint")
 
@@ -90,15 +90,15 @@ def test_options_win_over_environment(run_module, ops_call, vddk_dir, monkeypatc
     monkeypatch.setenv("AWS_REGION", "env-region")
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
     run_module(vm_backup, backup_args(vddk_dir, repository="s3://b/p", region="task-region"))
-    assert call.kwargs["vsphere"].host == "vc.example.com"
-    assert call.kwargs["repo"].region == "task-region"
+    assert call.kwargs["endpoints"].vsphere.host == "vc.example.com"
+    assert call.kwargs["endpoints"].repo.region == "task-region"
 
 
 def test_default_region_is_the_second_fallback(run_module, ops_call, vddk_dir, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "default-region")
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
     run_module(vm_backup, backup_args(vddk_dir, repository="s3://b/p"))
-    assert call.kwargs["repo"].region == "default-region"
+    assert call.kwargs["endpoints"].repo.region == "default-region"
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ def test_real_module_output_holds_no_secret(ops_call, vddk_dir, monkeypatch, mod
 def test_secrets_are_not_in_the_settings_repr(run_module, ops_call, vddk_dir):
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
     run_module(vm_backup, _secret_args(vddk_dir))
-    text = repr(call.kwargs["vsphere"]) + repr(call.kwargs["repo"])
+    text = repr(call.kwargs["endpoints"].vsphere) + repr(call.kwargs["endpoints"].repo)
     for value in SECRETS.values():
         assert value not in text
 

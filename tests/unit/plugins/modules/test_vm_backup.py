@@ -1,9 +1,11 @@
 """vm_backup: options to ops.backup.backup_vm, check mode, results passed through."""
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import BackupRequest, Endpoints, RunSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings,
 )
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.vm import VmSelector
 from ansible_collections.blockvault.vsphere.plugins.modules import vm_backup
 
 RESULT = {
@@ -30,20 +32,13 @@ def test_defaults_reach_the_operation_exactly(run_module, backup_vm, args, vddk_
     outcome, result = run_module(vm_backup, dict(args, name="web01"))
     assert outcome == "exit"
     assert backup_vm.kwargs == {
-        "vsphere": VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1"),
-        "vddk": VddkSettings(libdir=vddk_dir, transports="nbdssl:nbd"),
-        "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
-        "vm": {"name": "web01"},
-        "mode": "auto",
-        "quiesce": True,
-        "allow_crash_consistent": False,
-        "include_disks": None,
-        "exclude_disks": None,
-        "workers": 4,
-        "memory_budget": 256 * 1024 * 1024,
-        "run_id": None,
-        "status_file": None,
-        "check": False,
+        "request": BackupRequest(vm=VmSelector(name="web01"), mode="auto", quiesce=True, allow_crash_consistent=False,
+                                 include_disks=(), exclude_disks=(), run_id=None),
+        "endpoints": Endpoints(
+            repo=RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
+            vsphere=VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1"),
+            vddk=VddkSettings(libdir=vddk_dir, transports="nbdssl:nbd")),
+        "settings": RunSettings(workers=4, memory_budget=256 * 1024 * 1024, status_file=None, check=False),
     }
     assert result == RESULT
 
@@ -53,24 +48,24 @@ def test_every_option_reaches_the_operation(run_module, backup_vm, args, tmp_pat
     run_module(vm_backup, dict(args, moid="vm-42", mode="incremental", quiesce=False, allow_crash_consistent=True,
                                include_disks=["Hard disk 1", "2001", 2002], workers=8, memory_budget_mb=64,
                                run_id="run-1", status_file=status))
-    kwargs = backup_vm.kwargs
-    assert kwargs["vm"] == {"moid": "vm-42"}
-    assert (kwargs["mode"], kwargs["quiesce"], kwargs["allow_crash_consistent"]) == ("incremental", False, True)
-    assert kwargs["include_disks"] == ["Hard disk 1", "2001", "2002"]
-    assert (kwargs["workers"], kwargs["memory_budget"], kwargs["run_id"], kwargs["status_file"]) == (8, 64 * 1048576, "run-1", status)
+    request, settings = backup_vm.kwargs["request"], backup_vm.kwargs["settings"]
+    assert request == BackupRequest(vm=VmSelector(moid="vm-42"), mode="incremental", quiesce=False, allow_crash_consistent=True,
+                                    include_disks=("Hard disk 1", "2001", "2002"), run_id="run-1")
+    assert settings == RunSettings(workers=8, memory_budget=64 * 1048576, status_file=status, check=False)
 
 
 def test_vm_by_uuid_and_excluded_disks(run_module, backup_vm, args):
     run_module(vm_backup, dict(args, uuid="4211-abcd", exclude_disks=[2001]))
-    assert backup_vm.kwargs["vm"] == {"uuid": "4211-abcd"}
-    assert backup_vm.kwargs["exclude_disks"] == ["2001"] and backup_vm.kwargs["include_disks"] is None
+    request = backup_vm.kwargs["request"]
+    assert request.vm == VmSelector(uuid="4211-abcd")
+    assert request.exclude_disks == ("2001",) and request.include_disks == ()
 
 
 def test_check_mode_asks_for_the_plan(run_module, ops_call, args):
     plan = {"changed": True, "plan": {"disks": [], "skipped": {}, "previous_restore_point": None}, "vm": "web01", "run_id": "run-9"}
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=plan)
     outcome, result = run_module(vm_backup, dict(args, name="web01"), check_mode=True)
-    assert outcome == "exit" and call.kwargs["check"] is True
+    assert outcome == "exit" and call.kwargs["settings"].check is True
     assert result == plan
 
 

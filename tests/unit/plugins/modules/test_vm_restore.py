@@ -2,9 +2,14 @@
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import (
+    DiskToVm, File, InPlace, NewVm, Placement, RestorePointQuery, RestoreRequest,
+)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings,
 )
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.vm import VmSelector
 from ansible_collections.blockvault.vsphere.plugins.modules import vm_restore
 
 RESULT = {
@@ -15,8 +20,6 @@ RESULT = {
                "chunks_zeroed": 0, "bytes_zeroed": 0, "chunks_unchanged": 0}],
     "diff": {"before": {"vm": "web01-restored", "exists": False}, "after": {"vm": "web01-restored", "power_on": False}},
 }
-# what the engine gets when no override is set: the suboption defaults, never a None (the engine refuses unknown keys)
-DEFAULT_OVERRIDES = {"disk_format": "same", "power_on": False}
 
 
 @pytest.fixture
@@ -34,23 +37,14 @@ def test_latest_to_a_new_vm_reaches_the_operation_exactly(run_module, restore, a
     outcome, result = run_module(vm_restore, dict(args, name="web01", new_name="web01-restored"))
     assert outcome == "exit"
     assert restore.kwargs == {
-        "vsphere": VSphereSettings(host="vc.example.com", username="restore@vsphere.local", password="vc-pass-1"),
-        "vddk": VddkSettings(libdir=vddk_dir),
-        "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
-        "restore_point": "latest",
-        "vm_name": "web01",
-        "before": None,
-        "target": "new_vm",
-        "new_name": "web01-restored",
-        "disk": None,
-        "path": None,
-        "overrides": DEFAULT_OVERRIDES,
-        "force": False,
-        "workers": 4,
-        "memory_budget": 256 * 1024 * 1024,
-        "status_file": None,
-        "check": False,
-        "target_vm": None,
+        "request": RestoreRequest(source=RestorePointQuery(restore_point="latest", vm_name="web01", before=None),
+                                  target=NewVm(name="web01-restored", placement=Placement(), network_mapping=None,
+                                               disk_format="same", power_on=False, force=False)),
+        "endpoints": Endpoints(
+            repo=RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
+            vsphere=VSphereSettings(host="vc.example.com", username="restore@vsphere.local", password="vc-pass-1"),
+            vddk=VddkSettings(libdir=vddk_dir)),
+        "settings": RunSettings(workers=4, memory_budget=256 * 1024 * 1024, status_file=None, check=False),
     }
     assert result == {"changed": True, "restore_point": RESULT["restore_point"], "vm": RESULT["vm"], "disks": RESULT["disks"]}
 
@@ -59,8 +53,12 @@ def test_overrides_set_are_passed_and_unset_ones_left_out(run_module, restore, a
     overrides = {"datacenter": "dc1", "cluster": "c2", "datastore": "ds2", "network_mapping": {"VM Network": "Isolated"},
                  "disk_format": "eagerzeroedthick", "power_on": True}
     run_module(vm_restore, dict(args, name="web01", new_name="copy", overrides=overrides, memory_budget_mb=64, workers=2))
-    assert restore.kwargs["overrides"] == overrides
-    assert (restore.kwargs["memory_budget"], restore.kwargs["workers"]) == (64 * 1024 * 1024, 2)
+    # the module's option names become the engine's: cluster is where the VM runs, network_mapping maps networks
+    assert restore.kwargs["request"].target == NewVm(
+        name="copy", placement=Placement(datacenter="dc1", resource_pool="c2", datastore="ds2"),
+        network_mapping={"VM Network": "Isolated"}, disk_format="eagerzeroedthick", power_on=True)
+    settings = restore.kwargs["settings"]
+    assert (settings.memory_budget, settings.workers) == (64 * 1024 * 1024, 2)
 
 
 def test_unknown_override_is_refused(run_module, restore, args):
@@ -71,14 +69,13 @@ def test_unknown_override_is_refused(run_module, restore, args):
 
 def test_restore_point_by_id_in_place_with_force(run_module, restore, args):
     run_module(vm_restore, dict(args, restore_point="r42", target="in_place", force=True))
-    kwargs = restore.kwargs
-    assert (kwargs["restore_point"], kwargs["vm_name"], kwargs["target"], kwargs["force"]) == ("r42", None, "in_place", True)
-    assert kwargs["target_vm"] is None
+    request = restore.kwargs["request"]
+    assert request == RestoreRequest(RestorePointQuery(restore_point="r42"), InPlace(vm=None, force=True))
 
 
 def test_in_place_to_another_vm(run_module, restore, args):
     run_module(vm_restore, dict(args, restore_point="r42", target="in_place", target_vm={"moid": "vm-9"}))
-    assert restore.kwargs["target_vm"] == {"moid": "vm-9"}
+    assert restore.kwargs["request"].target == InPlace(vm=VmSelector(moid="vm-9"), force=False)
 
 
 def test_target_vm_takes_one_identifier(run_module, restore, args):
@@ -91,9 +88,9 @@ def test_target_vm_takes_one_identifier(run_module, restore, args):
 def test_latest_before_a_time_one_disk_to_another_vm(run_module, restore, args):
     run_module(vm_restore, dict(args, name="web01", before="2026-11-26T00:00:00Z", target="disk", disk=2001,
                                 target_vm={"name": "helper"}))
-    kwargs = restore.kwargs
-    assert (kwargs["before"], kwargs["target"], kwargs["disk"]) == ("2026-11-26T00:00:00Z", "disk", "2001")
-    assert kwargs["target_vm"] == {"name": "helper"}
+    assert restore.kwargs["request"] == RestoreRequest(
+        RestorePointQuery(restore_point="latest", vm_name="web01", before="2026-11-26T00:00:00Z"),
+        DiskToVm(vm=VmSelector(name="helper"), disk="2001", disk_format="same"))
 
 
 def test_before_needs_latest(run_module, restore, args):
@@ -108,7 +105,8 @@ def test_file_target_needs_neither_vsphere_nor_vddk(run_module, restore, tmp_pat
     outcome = run_module(vm_restore, dict(repository="/srv/repo", restore_point="r42", target="file", disk="Hard disk 2", path=path))[0]
     assert outcome == "exit"
     kwargs = restore.kwargs
-    assert (kwargs["vsphere"], kwargs["vddk"], kwargs["path"], kwargs["disk"]) == (None, None, path, "Hard disk 2")
+    assert (kwargs["endpoints"].vsphere, kwargs["endpoints"].vddk) == (None, None)
+    assert kwargs["request"].target == File(path=path, disk="Hard disk 2", force=False)
 
 
 def test_vm_targets_need_vsphere(run_module, restore, vddk_dir):
@@ -138,7 +136,7 @@ def test_diff_only_in_diff_mode(run_module, restore, args):
 
 def test_check_mode(run_module, restore, args):
     outcome = run_module(vm_restore, dict(args, name="web01", new_name="copy"), check_mode=True)[0]
-    assert outcome == "exit" and restore.kwargs["check"] is True
+    assert outcome == "exit" and restore.kwargs["settings"].check is True
 
 
 def test_refused_restore_is_a_failure_with_context(run_module, ops_call, args):

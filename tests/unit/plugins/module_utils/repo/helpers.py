@@ -6,6 +6,7 @@ import uuid
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 
 MIB = 1 << 20
 BUCKET = "blockvault-test"
@@ -96,32 +97,29 @@ def backup(repo, vm_key, disks, run_id=None, previous=None, changed=None, thread
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 stored += sum(pool.map(work, numbers))
             session.add_disk_index(disk_key, index)
-            entries.append({"key": disk_key, "label": "Hard disk %s" % disk_key, "capacity": len(data),
-                            "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0}, "unit_number": 0,
-                            "file_name": "[ds1] %s/%s.vmdk" % (vm_key, disk_key), "uuid": "6000c29" + disk_key, "change_id": "52 aa/%d" % len(data),
-                            "mode": "incremental" if previous else "full", "reason": "test", "bytes_read": len(data), "bytes_new": 0})
-        manifest = {"vm": {"key": vm_key, "name": "vm " + vm_key, "moref": "vm-42", "uuid": None, "instance_uuid": vm_key,
-                           "config": {"guest_id": "otherGuest64", "firmware": "efi", "num_cpus": 2, "memory_mb": 2048,
-                                      "controllers": [], "nics": [], "annotation": "tést"}},
-                    "backup_mode": "incremental" if previous else "full", "disks": entries, "stats": {"stored": stored}}
-        rp_id = session.commit(manifest)
+            entries.append(disk_record(disk_key, len(data), mode="incremental" if previous else "full",
+                                       change_id="52 aa/%d" % len(data), file_name="[ds1] %s/%s.vmdk" % (vm_key, disk_key)))
+        rp_id = session.commit(ManifestDraft.build(session.run_id, vm_record(vm_key), entries, stats={"stored": stored})).id
     return rp_id, stored
 
 
-def disk_entry(disk_key, capacity, mode="full"):
-    """A manifest disk entry as the engine fills it (the repository adds index, index_sha256, sha256, block size)."""
-    return {"key": disk_key, "label": "Hard disk %s" % disk_key, "capacity": capacity,
-            "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0}, "unit_number": 0,
-            "file_name": "[ds1] vm/%s.vmdk" % disk_key, "uuid": "6000c29" + disk_key, "change_id": None,
-            "mode": mode, "reason": "test", "bytes_read": capacity, "bytes_new": 0}
+def disk_record(disk_key, capacity, mode="full", change_id=None, file_name=None):
+    """What a backup knows of a disk it stored (the repository adds index, index_sha256, sha256, block size)."""
+    return DiskRecord(key=disk_key, label="Hard disk %s" % disk_key, capacity=capacity,
+                      controller={"key": 1000, "type": "pvscsi", "bus_number": 0}, unit_number=0,
+                      file_name=file_name or "[ds1] vm/%s.vmdk" % disk_key, uuid="6000c29" + disk_key, change_id=change_id,
+                      mode=mode, reason="test", bytes_read=capacity, bytes_new=0)
 
 
-def manifest_for(vm_key, disks, backup_mode="full"):
-    """A complete manifest for ``disks`` {disk_key: capacity}."""
-    return {"vm": {"key": vm_key, "name": "vm " + vm_key, "moref": "vm-42", "uuid": None, "instance_uuid": vm_key,
-                   "config": {"guest_id": "otherGuest64", "firmware": "efi", "num_cpus": 2, "memory_mb": 2048,
-                              "controllers": [], "nics": [], "annotation": "tést"}},
-            "backup_mode": backup_mode, "disks": [disk_entry(k, c) for k, c in disks.items()], "stats": {}}
+def vm_record(vm_key):
+    config = VmConfig.from_json({"name": "vm " + vm_key, "guest_id": "otherGuest64", "firmware": "efi", "num_cpus": 2,
+                                 "memory_mb": 2048, "controllers": [], "nics": [], "annotation": "tést"})
+    return VmRecord(key=vm_key, name="vm " + vm_key, moref="vm-42", instance_uuid=vm_key, config=config)
+
+
+def manifest_for(vm_key, disks, run_id="r"):
+    """The ManifestDraft of ``disks`` {disk_key: capacity} of run ``run_id``."""
+    return ManifestDraft.build(run_id, vm_record(vm_key), [disk_record(k, c) for k, c in disks.items()])
 
 
 def read_disk(repo, rp_id, disk_key):

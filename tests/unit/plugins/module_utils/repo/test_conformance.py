@@ -1,4 +1,5 @@
 """Conformance suite: every test runs against the local backend and against a real moto S3 server."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -108,7 +109,7 @@ def test_round_trip_random_and_structured(backend, encrypted):
     for key, data in disks.items():
         assert read_disk(repo, rp_id, key) == bytes(data)
         index = repo.load_disk_index(rp_id, key)
-        manifest_disk = [d for d in repo.load_manifest(rp_id)["disks"] if d["key"] == key][0]
+        manifest_disk = repo.load_manifest(rp_id).disk(key).to_json()
         zero_chunks = [i for i in range(index.count) if not any(data[i * MIB:(i + 1) * MIB])]
         assert [i for i in range(index.count) if index.get(i) == ZERO_SENTINEL] == zero_chunks
         expected = blockhash.DiskDigest(len(data), MIB)
@@ -161,7 +162,7 @@ def test_incremental_carries_chunks_over(backend):
     second, stored = backup(repo, "vm-a", {"2000": data}, previous=first, changed={"2000": {1, 4}})
     assert stored > 0
     assert read_disk(repo, second, "2000") == bytes(data)
-    assert repo.load_manifest(second)["disks"][0]["sha256"] == hashlib.sha256(b"".join(
+    assert repo.load_manifest(second).disks[0].sha256 == hashlib.sha256(b"".join(
         hashlib.sha256(bytes(data[i * MIB:(i + 1) * MIB])).digest() for i in range(6))).hexdigest()
     # each restore point is complete by itself: deleting the first does not affect the second
     repo.delete_restore_point(first)
@@ -180,8 +181,8 @@ def test_list_find_show_delete(backend):
     assert repo.find_restore_point("vm-a", "run-2") == a2
     assert repo.find_restore_point("vm-b", "run-2") is None
     manifest = reopen(repo).load_manifest(a1)
-    assert manifest["vm"]["name"] == "vm vm-a" and manifest["run_id"] == "run-1" and manifest["vm"]["config"]["annotation"] == "tést"
-    assert manifest["disks"][0]["index"] == "indexes/%s/2000" % a1
+    assert manifest.vm.name == "vm vm-a" and manifest.run_id == "run-1" and manifest.vm.config.annotation == "tést"
+    assert manifest.disks[0].index == "indexes/%s/2000" % a1
     repo.delete_restore_point(a1)
     assert [p.id for p in repo.list_restore_points("vm-a")] == [a2]
     assert backend.list("indexes/%s/" % a1) == []
@@ -210,8 +211,11 @@ def test_manifest_schema_and_consistency_checked_at_commit(backend):
         session.add_disk_index("2000", index)
         with pytest.raises(ConfigurationError, match="lists disks"):
             session.commit(manifest_for("vm-a", {}))
-        with pytest.raises(ConfigurationError, match="does not match the manifest schema: backup_mode: 'weird' is not one of"):
-            session.commit(manifest_for("vm-a", {"2000": MIB}, backup_mode="weird"))
+        with pytest.raises(ConfigurationError, match="backup_mode 'weird' is not one of full, incremental, auto"):
+            session.commit(dataclasses.replace(manifest_for("vm-a", {"2000": MIB}), backup_mode="weird"))
+        draft = manifest_for("vm-a", {"2000": MIB})
+        with pytest.raises(ConfigurationError, match="does not match the manifest schema: vm/name: 5 is not of type 'string'"):
+            session.commit(dataclasses.replace(draft, vm=dataclasses.replace(draft.vm, name=5)))
         with pytest.raises(CorruptionError, match="names 1 chunk"):
             bad = DiskIndex(MIB, MIB)
             bad.set(0, hashlib.sha256(b"never stored").digest())
@@ -295,7 +299,7 @@ def test_gc_waits_for_writers_and_never_removes_their_chunks(backend):
             other.gc()
         assert len(backend.list("chunks/")) == 3
         session.add_disk_index("2000", index)
-        rp_id = session.commit(manifest_for("vm-a", {"2000": len(data)}))
+        rp_id = session.commit(manifest_for("vm-a", {"2000": len(data)})).id
     report = reopen(repo).gc()
     assert report["chunks_removed"] == 0 and report["chunks_referenced"] == 3
     assert read_disk(repo, rp_id, "2000") == bytes(data)

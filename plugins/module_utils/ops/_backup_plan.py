@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backup's planner: which disks, and for each one full or incremental, and why.
+
+Per-disk mode: incremental needs the previous restore point of this VM to hold a changeId for a disk with the same
+key, uuid, capacity and file, CBT to have been on before this run, and QueryChangedDiskAreas to answer. Anything
+else reads that disk in full (allocated areas only) and the result says why; the other disks stay incremental.
+Dedup makes a full cost reads, not storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+
+from ..errors import CbtReasonError, ConfigurationError
+from ..repo import DiskIndex
+from ..repo.model import DiskKey
+from ..transfer.pipeline import BackupDisk, plan_backup
+from ._disk_match import change_id_unusable
+
+__all__ = ["BackupPlanner", "PlannedDisk", "select_disks"]
+
+log = logging.getLogger("blockvault.backup")
+
+
+def select_disks(disks, include, exclude):
+    """Disks to back up, and {label: reason} of those left out (filters, independent disks, physical RDMs)."""
+    include, exclude = set(include or ()), set(exclude or ())
+    known = {str(disk.key) for disk in disks} | {disk.label for disk in disks}
+    unknown = sorted(item for item in include | exclude if item not in known)
+    if unknown:
+        raise ConfigurationError("include_disks/exclude_disks name disk(s) %s that the VM does not have; its disks are %s."
+                                 % (", ".join(unknown), ", ".join("%s (key %s)" % (d.label, d.key) for d in disks)))
+    selected, skipped = [], {}
+    for disk in disks:
+        names = {str(disk.key), disk.label}
+        if include and not names & include:
+            skipped[disk.label] = "not in include_disks"
+        elif names & exclude:
+            skipped[disk.label] = "in exclude_disks"
+        elif disk.skip_reason:
+            skipped[disk.label] = disk.skip_reason
+        else:
+            selected.append(disk)
+    if not selected:
+        raise ConfigurationError("No disk of the VM is left to back up (%s)." % "; ".join("%s: %s" % item for item in skipped.items()))
+    return selected, skipped
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedDisk:
+    """One disk of the run: its live DiskInfo, mode and reason, and the transfer's BackupDisk (which owns the source)."""
+
+    key: DiskKey
+    disk: object
+    mode: str
+    reason: str
+    transfer: BackupDisk
+
+
+class BackupPlanner:
+    """Decides full or incremental per disk against the previous restore point (a Manifest, or None).
+
+    Pure apart from ``plan``, which asks CBT and opens the disks. Immutable after construction; one run's thread.
+    """
+
+    def __init__(self, mode, previous, chunk_size):
+        self.mode = mode
+        self.previous = previous
+        self.chunk_size = chunk_size
+        self._previous_disks = {disk.key: disk for disk in previous.disks} if previous is not None else {}
+
+    def incremental_reason(self):
+        return "changed areas since restore point %s" % self.previous.id
+
+    def full_reason(self, disk, cbt_enabled, cbt_reason=None, cbt_enabled_now=False):
+        """Why ``disk`` (a live DiskInfo) must be read in full, or None when an incremental read may be tried."""
+        if self.mode == "full":
+            return "a full backup was requested"
+        if self.previous is None:
+            return "this is the VM's first restore point"
+        entry = self._previous_disks.get(DiskKey.of(disk.key))
+        if entry is None:
+            return "the previous restore point has no disk with key %s" % disk.key
+        if not cbt_enabled:
+            return cbt_reason or "Changed Block Tracking is off on the VM"
+        if cbt_enabled_now:
+            return "Changed Block Tracking was enabled by this run: changes before it are unknown"
+        return change_id_unusable(entry, disk)
+
+    def plan(self, context, vm, snapshot, disks, cbt_status, session):
+        """A PlannedDisk for each of ``disks`` (DiskInfo of ``snapshot``), each with its own VDDK source opened.
+
+        An incremental disk reads CBT's changed areas since the previous change id and carries the rest over
+        from the previous index; when CBT cannot answer, that disk is read in full and the reason says why.
+        """
+        planned = []
+        with contextlib.ExitStack() as opened:      # closes the sources opened so far if planning fails
+            for disk in disks:
+                key = DiskKey.of(disk.key)
+                reason = self.full_reason(disk, cbt_status.enabled, cbt_status.reason, cbt_status.enabled_now)
+                changed = None
+                if reason is None:
+                    try:
+                        changed = [(area.start, area.length) for area in
+                                   vm.changed_areas(snapshot, disk, self._previous_disks[key].change_id)]
+                    except CbtReasonError as exc:
+                        reason = exc.reason
+                source = context.open_disk(vm.moref, disk, read_only=True, snapshot_moref=snapshot.moref)
+                opened.callback(source.close)
+                previous_index = session.previous_index(self.previous.id, key.value) if changed is not None else None
+                plan = plan_backup(source, self.chunk_size, changed=changed, previous=previous_index)
+                if reason:
+                    log.info("disk %s of VM %s is read in full: %s", disk.label, context.label, reason)
+                transfer = BackupDisk(key=key.value, source=source, plan=plan, index=DiskIndex(disk.capacity, self.chunk_size),
+                                      previous=previous_index)
+                planned.append(PlannedDisk(key=key, disk=disk, mode="full" if changed is None else "incremental",
+                                           reason=reason or self.incremental_reason(), transfer=transfer))
+            opened.pop_all()        # the sources belong to the transfer from here on
+        return planned

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""RunContext: what every step of a run shares, in place of long parameter lists.
+
+A run (a backup, a restore) opens the same things in the same order: its status file and run log, the repository
+on a helper thread while it logs in to vCenter, then VDDK when it first moves data. ``open_run`` does that once for
+every operation and yields the RunContext; every cleanup goes on the context's ExitStack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..errors import BlockvaultError
+from ..transfer import TransferOptions
+from ..transfer.progress import NullProgress
+from ..vddk import library as vddk_library
+from ..vddk.retry import RetryingDisk, connection_factory
+from ..vsphere.session import VSphereSession
+from ._engine import RepositoryOpener, run_reporting
+from ._vddk_io import SessionKeepalive, connect_arguments
+
+__all__ = ["RunContext", "open_run"]
+
+
+class RunContext:
+    """One run: its id, settings, progress, ExitStack, repository (opened on a helper thread) and vCenter session.
+
+    ``label`` is the VM the run is about (for messages, the status file and error context): set it once known.
+    Thread-safety: owned by the run's thread; the transfer's worker threads only see the TransferOptions it builds.
+    """
+
+    def __init__(self, run_id, endpoints, settings, progress, stack, opener):
+        self.run_id = run_id
+        self.endpoints = endpoints
+        self.settings = settings
+        self.progress = progress
+        self.stack = stack
+        self.session = None
+        self._opener = opener
+        self._label = None
+
+    @property
+    def check(self):
+        return self.settings.check
+
+    @property
+    def label(self):
+        return self._label
+
+    @label.setter
+    def label(self, value):
+        self._label = value
+        self.progress.vm = value
+
+    @property
+    def repository(self):
+        """The opened Repository (waits for the helper thread; raises what opening raised)."""
+        return self._opener.result()
+
+    def set_phase(self, phase):
+        self.progress.set_phase(phase)
+
+    def transfer_options(self):
+        return TransferOptions(workers=int(self.settings.workers), memory_budget=int(self.settings.memory_budget),
+                               progress=self.progress, vm=self._label, run_id=self.run_id)
+
+    def vddk_library(self):
+        vddk = self.endpoints.vddk
+        return vddk_library.initialize(vddk.libdir, vddk.config_file)
+
+    def connect_arguments(self, vm_moref, snapshot_moref=None):
+        return connect_arguments(self.session, self.endpoints.vddk, vm_moref, snapshot_moref=snapshot_moref)
+
+    def open_disk(self, vm_moref, disk, read_only, snapshot_moref=None):
+        """A RetryingDisk on the disk file ``disk.file_name`` of VM ``vm_moref`` (each with its own VDDK connection:
+        a transient failure reconnects and repeats the call)."""
+        connect = self.connect_arguments(vm_moref, snapshot_moref)
+        return RetryingDisk(connection_factory(self.vddk_library(), disk.file_name, read_only=read_only, **connect),
+                            describe="disk %s of VM %s" % (disk.label or disk.key, self._label or vm_moref))
+
+    def keepalive(self):
+        """Keep the vCenter session (whose cookie VDDK uses) alive until the run ends."""
+        self.stack.enter_context(SessionKeepalive(self.session, describe=self._label or self.run_id))
+
+    def error_context(self, exc, phase):
+        """``exc`` (a BlockvaultError) with this run's id, VM and ``phase`` filled in where unset."""
+        return exc.with_context(vm=self._label, run_id=self.run_id, phase=phase)
+
+
+@contextlib.contextmanager
+def open_run(endpoints, settings, run_id, label, vsphere=True, report=True):
+    """The RunContext of a run: status file and run log (none in check mode or unless ``report``), the repository
+    opening on a helper thread, and (``vsphere``) the vCenter session logged in meanwhile. Engine errors leave with
+    the run's context."""
+    if settings.check or not report:
+        reporting = contextlib.nullcontext(NullProgress())
+    else:
+        reporting = run_reporting(run_id, label, settings.status_file)
+    with reporting as progress, contextlib.ExitStack() as stack:
+        progress.set_phase("connect")
+        opener = stack.enter_context(RepositoryOpener(endpoints.repo))
+        context = RunContext(run_id, endpoints, settings, progress, stack, opener)
+        if vsphere:
+            vddk = endpoints.vddk
+            context.session = stack.enter_context(VSphereSession.from_settings(endpoints.vsphere, vddk_thumbprint=vddk.thumbprint))
+        try:
+            yield context
+        except BlockvaultError as exc:
+            raise context.error_context(exc, None)

@@ -1,0 +1,298 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where a restore goes: one class per target, each with its options and its own ``run(context, manifest)``.
+
+- ``File``: one disk to a raw image file, written as ``PATH.partial`` and renamed when complete, so a failed restore
+  never leaves a file that looks whole.
+- ``NewVm``: a new VM created from the captured configuration (placed where the backed-up VM lived unless told
+  otherwise). Until its disks are written it carries the advanced setting ``blockvault.restore.incomplete``, so a
+  restore killed outright leaves a VM that says so (a rerun refuses it by name, force replaces it); a VM whose disks
+  could not be written is destroyed again.
+- ``InPlace``: the VM's own disks rolled back, writing only the chunks that differ (ops/_rollback.py); CBT goes off
+  before the first write, so the next backup reads in full (result ``cbt_reset``).
+- ``DiskToVm``: one disk added to an existing VM.
+
+Safety: a new VM's name must be free, an in-place target powered off, a file absent, unless ``force`` (which
+powers off / replaces). Targets are immutable values; ``run`` is called once per restore by the run's thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+
+from ..errors import ChangeTrackingError, ConfigurationError, RestoreRefusedError
+from ..fileio import fsync_directory
+from ..transfer.endpoints import RawFileTarget
+from ..vsphere.config import DISK_FORMATS
+from ..vsphere.placement import resolve_placement
+from ..vsphere.vm import VmSelector, create_vm, find_vm, find_vm_or_none
+from . import _rollback
+from ._restore_io import DiskWrite, restore_one_disk, write_vm_disks
+from ._vddk_io import BeforeFirstWrite
+
+__all__ = ["RestoreTarget", "File", "NewVm", "InPlace", "DiskToVm", "Placement", "INCOMPLETE_KEY"]
+
+log = logging.getLogger("blockvault.restore")
+
+#: advanced setting (extraConfig) of a VM whose restore has not finished writing its disks
+INCOMPLETE_KEY = "blockvault.restore.incomplete"
+INCOMPLETE_VALUE = "restore run %s of restore point %s has not finished writing the disks: delete this VM or restore again"
+
+
+class RestoreTarget:
+    """Base of the restore targets: ``needs_vsphere`` says whether the run logs in to vCenter."""
+
+    needs_vsphere = True
+
+    def run(self, context, manifest):
+        """Restore ``manifest`` (or plan it in check mode); the result dict (changed, disks, diff, ...)."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class File(RestoreTarget):
+    """One disk (``disk``: key or label; the first when None) to the raw image file ``path``."""
+
+    path: str
+    disk: str = None
+    force: bool = False
+
+    needs_vsphere = False
+
+    def __post_init__(self):
+        if not self.path:
+            raise ConfigurationError("target file needs path: where to write the raw image.")
+
+    def run(self, context, manifest):
+        entry = manifest.disk(self.disk)
+        path = os.path.abspath(self.path)
+        exists = os.path.exists(path)
+        if exists and not self.force:
+            raise RestoreRefusedError("%s exists: restoring disk %s there would overwrite it. Choose another path or set force."
+                                      % (path, entry.key))
+        diff = {"before": {"path": path, "exists": exists}, "after": {"path": path, "capacity": entry.capacity}}
+        if context.check:
+            return {"changed": True, "path": path, "disks": [{"key": entry.key.value, "sha256": entry.sha256}], "diff": diff}
+        partial = path + ".partial"
+        target = RawFileTarget(partial, entry.capacity, create=True)
+        try:
+            with contextlib.closing(target):
+                written = restore_one_disk(context, manifest, DiskWrite(entry=entry, disk=None), target)
+            os.replace(partial, path)
+            fsync_directory(os.path.dirname(path))   # the rename itself must survive a crash, not only the data
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+        return {"changed": True, "path": path, "disks": [written], "diff": diff}
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a new VM goes, by inventory names; unset ones default to where the backed-up VM lived."""
+
+    datacenter: str = None
+    folder: str = None
+    resource_pool: str = None       # a cluster, host or resource pool name
+    host: str = None
+    datastore: str = None
+
+    def resolve(self, session, source, default_datastore):
+        """The vsphere Placement: what the user gave, else the backed-up VM's (``source``: {datacenter, compute,
+        folder}) when that still exists (a DR site may lack it: then the user's own options decide)."""
+        given = {key: value for key, value in dataclasses.asdict(self).items() if value}
+        defaults = {}
+        if not (self.resource_pool or self.host) and source.get("compute"):
+            defaults["resource_pool"] = source["compute"]
+        if not self.folder and not self.datacenter and source.get("folder"):
+            defaults["folder"] = source["folder"]
+        if not self.datacenter and source.get("datacenter"):
+            defaults["datacenter"] = source["datacenter"]
+        if defaults:
+            try:
+                return resolve_placement(session, default_datastore=default_datastore, **dict(defaults, **given))
+            except ConfigurationError as exc:
+                log.info("the backed-up VM's placement %s is not usable here (%s); using the restore's own options", defaults, exc)
+        return resolve_placement(session, default_datastore=default_datastore, **given)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVm(RestoreTarget):
+    """A new VM named ``name`` from the restore point's configuration; ``network_mapping`` maps the backed-up VM's
+    networks to networks where it is restored; ``config_overrides`` changes captured settings (num_cpus,
+    cores_per_socket, memory_mb, annotation, guest_id, hardware_version, keep_mac_addresses)."""
+
+    name: str
+    placement: Placement = Placement()
+    network_mapping: dict = None
+    disk_format: str = "same"
+    power_on: bool = False
+    force: bool = False
+    config_overrides: dict = None
+
+    def __post_init__(self):
+        if not self.name:
+            raise ConfigurationError("target new_vm needs new_name: the name of the VM to create.")
+        if self.disk_format not in DISK_FORMATS:
+            raise ConfigurationError("disk_format %r is not one of %s." % (self.disk_format, ", ".join(DISK_FORMATS)))
+
+    def run(self, context, manifest):
+        captured = manifest.vm.config
+        existing = find_vm_or_none(context.session, self.name)
+        diff = {"before": {"vm": self.name, "exists": existing is not None},
+                "after": {"vm": self.name, "num_cpus": self._overrides().get("num_cpus", captured.num_cpus),
+                          "memory_mb": self._overrides().get("memory_mb", captured.memory_mb),
+                          "disks": [{"key": d.key.value, "capacity": d.capacity} for d in manifest.disks],
+                          "power_on": self.power_on}}
+        if existing is not None:
+            self._check_replace(existing)
+            if existing.is_powered_on and not context.check:
+                existing.power_off()
+        default_datastore = (captured.disks or [{}])[0].get("datastore")
+        placement = self.placement.resolve(context.session, captured.placement or {}, default_datastore)
+        if context.check:
+            return {"changed": True, "vm": {"name": self.name},
+                    "disks": [{"key": d.key.value, "sha256": d.sha256} for d in manifest.disks], "diff": diff}
+        if existing is not None:
+            existing.destroy()
+        context.set_phase("create_vm")
+        config = captured.with_disks(disk.key for disk in manifest.disks).to_json()
+        created, new_disks = create_vm(context.session, config, self._overrides(), placement)
+        try:
+            # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
+            # leaves a VM that says it is incomplete, not a half-written one that looks good.
+            created.set_extra_config({INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
+            writes = [DiskWrite(entry=entry, disk=_new_disk(new_disks, entry)) for entry in manifest.disks]
+            written = write_vm_disks(context, manifest, created, writes, known_zeroed=True)
+            created.set_extra_config({INCOMPLETE_KEY: ""})
+            if self.power_on:
+                created.power_on()
+        except BaseException:
+            log.error("restore into new VM %s failed: destroying it so that no half-restored VM is left", self.name)
+            with contextlib.suppress(Exception):
+                created.destroy()
+            raise
+        return {"changed": True, "vm": {"name": self.name, "moid": created.moref, "powered_on": self.power_on},
+                "disks": written, "diff": diff}
+
+    def _overrides(self):
+        """What vsphere.config changes in the captured configuration."""
+        return dict(self.config_overrides or {}, name=self.name, disk_format=self.disk_format,
+                    network_map=dict(self.network_mapping or {}))
+
+    def _check_replace(self, existing):
+        if self.force:
+            return
+        incomplete = False
+        with contextlib.suppress(Exception):   # only refines the message
+            incomplete = bool(existing.extra_config_value(INCOMPLETE_KEY))
+        if incomplete:
+            raise RestoreRefusedError("A VM named %s exists already, left by a restore that did not complete (its advanced "
+                                      "setting %s says so): set force to replace it, or choose another new_name."
+                                      % (self.name, INCOMPLETE_KEY))
+        raise RestoreRefusedError("A VM named %s exists already: choose another new_name, or set force to replace it." % self.name)
+
+
+def _new_disk(new_disks, entry):
+    for key, disk in new_disks.items():
+        if str(key) == entry.key.value:
+            return disk
+    raise ConfigurationError("The new VM has no disk for backed-up disk %s." % entry.key)
+
+
+@dataclasses.dataclass(frozen=True)
+class InPlace(RestoreTarget):
+    """The backed-up VM itself (or ``vm``), its disks rolled back to the restore point; ``force`` powers it off."""
+
+    vm: VmSelector = None
+    force: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "vm", VmSelector.of(self.vm))
+
+    def run(self, context, manifest):
+        backed_up = manifest.vm
+        selector = self.vm or (VmSelector(instance_uuid=backed_up.instance_uuid) if backed_up.instance_uuid
+                               else VmSelector(name=backed_up.name))
+        vm = find_vm(context.session, selector)
+        pairs = _in_place_disks(vm, manifest)
+        powered_on = vm.is_powered_on
+        if powered_on and not self.force:
+            raise RestoreRefusedError("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power "
+                                      "it off first, or set force to have it powered off." % vm.name)
+        planned = [{"key": entry.key.value, "sha256": entry.sha256} for entry, _disk in pairs]
+        diff = {"before": {"vm": vm.name, "power_state": vm.power_state}, "after": {"vm": vm.name, "disks": planned}}
+        if context.check:
+            return {"changed": True, "vm": {"name": vm.name, "moid": vm.moref}, "disks": planned, "diff": diff}
+        if powered_on:
+            vm.power_off()
+        # CBT since the restore point says which chunks to rewrite; asked before CBT goes off below (it needs the epoch)
+        context.set_phase("plan")
+        methods = _rollback.plan_rollback(vm, pairs, context.run_id, context.repository.chunk_size)
+        # Writes from outside the guest invalidate the change ids of earlier backups (CBT may not see them): CBT goes off
+        # before the first write, so the next backup enables it again and reads in full. Nothing to write, no reset.
+        cbt_reset = BeforeFirstWrite(lambda: _switch_cbt_off_before_rollback(vm))
+        writes = [plan.disk_write(entry, disk) for plan, (entry, disk) in zip(methods, pairs)]
+        written = write_vm_disks(context, manifest, vm, writes, known_zeroed=False, before_write=cbt_reset)
+        for disk, plan in zip(written, methods):
+            disk.update(method=plan.method, reason=plan.reason)
+        # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
+        changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
+        return {"changed": changed, "vm": {"name": vm.name, "moid": vm.moref}, "disks": written, "diff": diff,
+                "cbt_reset": cbt_reset.done}
+
+
+def _in_place_disks(vm, manifest):
+    """(DiskEntry, live DiskInfo) pairs of an in-place rollback; RestoreRefusedError for a missing disk."""
+    live = {str(d.key): d for d in vm.disks()}
+    pairs = []
+    for entry in manifest.disks:
+        disk = live.get(entry.key.value)
+        if disk is None or disk.capacity != entry.capacity:
+            raise RestoreRefusedError("VM %s has no disk %s of %d bytes to roll back: restore to a new VM instead." % (
+                vm.name, entry.key, entry.capacity))
+        pairs.append((entry, disk))
+    return pairs
+
+
+def _switch_cbt_off_before_rollback(vm):
+    try:
+        vm.disable_cbt()
+    except ChangeTrackingError as exc:
+        raise ChangeTrackingError("VM %s: switching Changed Block Tracking off before the in-place restore failed, so nothing "
+                                  "was written (the restore's writes would make the change ids of earlier backups wrong): %s"
+                                  % (vm.name, exc.message), vm=vm.name,
+                                  hint="Fix the cause (a VM with snapshots cannot always be reconfigured), or restore to a new "
+                                       "VM.") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskToVm(RestoreTarget):
+    """One disk (``disk``: key or label; the first when None) added to the existing VM ``vm``."""
+
+    vm: VmSelector
+    disk: str = None
+    disk_format: str = "same"
+
+    def __post_init__(self):
+        object.__setattr__(self, "vm", VmSelector.of(self.vm))
+        if self.vm is None:
+            raise ConfigurationError("target disk needs the VM that receives the disk (target_vm).")
+
+    def run(self, context, manifest):
+        entry = manifest.disk(self.disk)
+        vm = find_vm(context.session, self.vm)
+        controller = vm.first_controller()
+        unit = vm.free_unit(controller)
+        diff = {"before": {"vm": vm.name}, "after": {"vm": vm.name, "new_disk": {"capacity": entry.capacity, "unit_number": unit}}}
+        if context.check:
+            return {"changed": True, "vm": {"name": vm.name, "moid": vm.moref},
+                    "disks": [{"key": entry.key.value, "sha256": entry.sha256}], "diff": diff}
+        thick = self.disk_format in ("thick", "eagerzeroedthick")
+        new_disk = vm.add_disk(controller, unit, entry.capacity, thin=not thick)
+        written = write_vm_disks(context, manifest, vm, [DiskWrite(entry=entry, disk=new_disk)], known_zeroed=True)
+        return {"changed": True, "vm": {"name": vm.name, "moid": vm.moref}, "disks": written, "diff": diff}

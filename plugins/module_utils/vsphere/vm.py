@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A VM as the layers above vSphere see it: a handle with verbs, and the selector that finds it.
+
+The operations (ops/) never touch pyVmomi objects or their attributes (``_moId``, ``runtime.powerState``,
+``resourcePool``): they find a ``VmHandle`` with ``find_vm(session, VmSelector)`` and call its methods, each a thin
+wrapper over this package's functions (inventory, disks, snapshots, cbt, config). What is vSphere logic (the free
+unit number of a controller, where a VM lives) lives here, where the vSphere rules are known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ..errors import ConfigurationError, VMNotFoundError
+from . import cbt, config, disks, inventory, snapshots
+from ._pyvmomi import moref_id
+from .tasks import DEFAULT_TASK_TIMEOUT
+
+__all__ = ["VmSelector", "VmHandle", "find_vm", "find_vm_or_none", "create_vm", "SCSI_RESERVED_UNIT"]
+
+log = logging.getLogger(__name__)
+
+#: the unit number a SCSI controller reserves for itself
+SCSI_RESERVED_UNIT = 7
+_SCSI_TYPES = ("pvscsi", "lsilogic", "lsilogicsas", "buslogic", "scsi")
+#: how many units a controller offers (vSphere's configuration maximums); SCSI: 16, less the reserved one
+_UNIT_COUNT = {"ide": 2, "sata": 30, "nvme": 15}
+_DEFAULT_UNIT_COUNT = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class VmSelector:
+    """How a user names a VM: exactly one of name, path, uuid (BIOS, or instance with ``use_instance_uuid``),
+    instance_uuid, moid; ``datacenter`` narrows the search. Immutable."""
+
+    name: str = None
+    path: str = None
+    uuid: str = None
+    instance_uuid: str = None
+    moid: str = None
+    datacenter: str = None
+    use_instance_uuid: bool = False
+
+    @classmethod
+    def of(cls, value):
+        """A VmSelector from a selector, a dict of its fields, or None (None)."""
+        if value is None or isinstance(value, cls):
+            return value
+        return cls(**{key: item for key, item in dict(value).items() if item not in (None, "")})
+
+    def describe(self):
+        """The VM as the user named it (for messages and the status file before the VM is found)."""
+        for value in (self.name, self.path, self.uuid, self.instance_uuid, self.moid):
+            if value:
+                return str(value)
+        return None
+
+    def as_spec(self):
+        return {key: value for key, value in dataclasses.asdict(self).items() if value}
+
+
+class VmHandle:
+    """One VM of one session. Immutable reference; the VM's state is read live by each call.
+
+    Thread-safety: as the session's pyVmomi stub (calls may come from several threads; pyVmomi serialises them).
+    """
+
+    def __init__(self, managed_object):
+        self._vm = managed_object
+        self.moref = moref_id(managed_object)
+
+    def __repr__(self):
+        return "VmHandle(%s)" % self.moref
+
+    @property
+    def managed_object(self):
+        """The pyVmomi object, for this package only."""
+        return self._vm
+
+    @property
+    def name(self):
+        return self._vm.name
+
+    @property
+    def power_state(self):
+        """"poweredOn", "poweredOff" or "suspended"."""
+        return config.power_state(self._vm)
+
+    @property
+    def is_powered_on(self):
+        return self.power_state == "poweredOn"
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def capture_config(self):
+        """The configuration as a JSON-able dict (config.capture_config), plus where the VM lives (``placement``)."""
+        captured = config.capture_config(self._vm)
+        captured["placement"] = self.placement()
+        return captured
+
+    def placement(self):
+        """{datacenter, compute, folder} of the VM, recorded so that a restore to a new VM defaults there; {} when
+        the inventory cannot say (a template has no pool: the backup must not fail for a lost default)."""
+        vm = self._vm
+        try:
+            datacenter = inventory.datacenter_of(vm)
+            return {"datacenter": datacenter.name if datacenter is not None else None,
+                    "compute": vm.resourcePool.owner.name if vm.resourcePool is not None else None,
+                    "folder": inventory.inventory_path(vm.parent) if vm.parent is not None else None}
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            log.warning("could not record the placement of VM %s: %s", self.moref, exc)
+            return {}
+
+    def disks(self):
+        """DiskInfo of every virtual disk, in device order."""
+        return disks.list_disks(self._vm)
+
+    def first_controller(self):
+        """The VM's first disk controller (ControllerInfo), or ConfigurationError when it has none."""
+        controller = next(iter(disks.list_controllers(self._vm).values()), None)
+        if controller is None:
+            raise ConfigurationError("VM %s has no disk controller to attach a disk to." % self.name)
+        return controller
+
+    def free_unit(self, controller):
+        """The lowest free unit number of ``controller`` (a ControllerInfo); ConfigurationError when it is full."""
+        used = {disk.unit_number for disk in self.disks() if disk.controller.key == controller.key}
+        if controller.type in _SCSI_TYPES:
+            used.add(SCSI_RESERVED_UNIT)
+        for unit in range(_UNIT_COUNT.get(controller.type, _DEFAULT_UNIT_COUNT)):
+            if unit not in used:
+                return unit
+        raise ConfigurationError("Controller %s of VM %s has no free unit for another disk." % (controller.key, self.name),
+                                 hint="Add a controller to the VM, or remove a disk from this one.")
+
+    def add_disk(self, controller, unit, capacity, thin=True):
+        """Add a new disk of ``capacity`` bytes at (controller, unit); its DiskInfo."""
+        return config.add_disk(self._vm, controller.key, unit, capacity, thin=thin)
+
+    def extra_config_value(self, key):
+        return config.extra_config_value(self._vm, key)
+
+    def set_extra_config(self, values):
+        config.set_extra_config(self._vm, values)
+
+    # -- power and life -------------------------------------------------------------------------
+
+    def power_on(self):
+        config.power_on(self._vm)
+
+    def power_off(self):
+        config.power_off(self._vm)
+
+    def destroy(self):
+        config.destroy_vm(self._vm)
+
+    # -- change tracking and snapshots ----------------------------------------------------------
+
+    def cbt_enabled(self):
+        return cbt.is_cbt_enabled(self._vm)
+
+    def ensure_cbt(self):
+        return cbt.ensure_cbt(self._vm, vm_name=self.name)
+
+    def disable_cbt(self):
+        cbt.disable_cbt(self._vm, vm_name=self.name)
+
+    def changed_areas(self, snapshot, disk, change_id):
+        """CBT's changed areas of ``disk`` (a DiskInfo) between ``change_id`` and ``snapshot`` (a BackupSnapshot)."""
+        return cbt.changed_areas(self._vm, snapshot, disk.key, disk.capacity, change_id, disk_label=disk.label)
+
+    def remove_orphan_snapshots(self, live_run_ids):
+        return snapshots.remove_orphan_snapshots(self._vm, live_run_ids=live_run_ids, vm_name=self.name)
+
+    def backup_snapshot(self, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT):
+        """Context manager yielding the BackupSnapshot ``blockvault-<run_id>``, removed on the way out."""
+        return snapshots.backup_snapshot(self._vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent,
+                                         timeout=timeout, vm_name=self.name)
+
+
+def find_vm(session, selector):
+    """The VmHandle of the one VM ``selector`` (a VmSelector) names; VMNotFoundError or AmbiguousObjectError."""
+    return VmHandle(inventory.find_vm_by_spec(session, VmSelector.of(selector).as_spec()))
+
+
+def find_vm_or_none(session, name):
+    """The VmHandle of the VM named ``name``, or None when there is none."""
+    try:
+        return VmHandle(inventory.find_vm(session, name=name))
+    except VMNotFoundError:
+        return None
+
+
+def create_vm(session, captured, overrides, placement):
+    """Create a powered-off VM from a captured configuration (a dict) at ``placement`` (placement.Placement).
+
+    Returns (VmHandle, {captured disk key: DiskInfo of the new VM}); see config.create_vm.
+    """
+    created = config.create_vm(session, captured, overrides, placement.folder, placement.resource_pool, placement.datastore,
+                               host=placement.host)
+    return VmHandle(created.vm), created.disks

@@ -1,0 +1,72 @@
+"""repo.model: the one conversion between manifests and their JSON, and the drafts a backup builds."""
+import dataclasses
+import json
+
+import pytest
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.manifest import validate_manifest
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import (
+    DiskKey, DiskRecord, Manifest, ManifestDraft, VmConfig, VmRecord)
+
+DOCUMENT = {
+    "format_version": 1, "id": "20261201T010203.000004Z-0123456789abcdef-89abcdef", "run_id": "r1",
+    "vm": {"key": "5012-ab", "name": "web01", "moref": "vm-42", "uuid": "4211", "instance_uuid": "5012-ab",
+           "config": {"name": "web01", "guest_id": "otherGuest64", "firmware": "efi", "num_cpus": 2, "cores_per_socket": 1,
+                      "memory_mb": 2048, "annotation": "", "hardware_version": "vmx-19", "template": False, "bios_uuid": "4211",
+                      "instance_uuid": "5012-ab", "controllers": [{"key": 1000, "type": "pvscsi", "bus_number": 0}],
+                      "disks": [{"key": 2000, "datastore": "ds1"}], "nics": [], "cdrom": False,
+                      "placement": {"datacenter": "DC0", "compute": "C0", "folder": "DC0/vm"},
+                      "format": 1, "a_field_of_a_newer_version": {"kept": True}}},
+    "created": "2026-12-01T01:02:03Z", "started": "2026-12-01T01:02:03Z", "finished": "2026-12-01T01:04:00Z",
+    "backup_mode": "incremental", "chunk_size": 4194304,
+    "disks": [{"key": "2000", "label": "Hard disk 1", "controller": {"key": 1000, "type": "pvscsi", "bus_number": 0},
+               "unit_number": 0, "capacity": 8388608, "file_name": "[ds1] web01/web01.vmdk", "uuid": "6000c29",
+               "change_id": "52 aa/7", "mode": "incremental", "reason": "changed areas since restore point x",
+               "bytes_read": 4096, "bytes_new": 100, "sha256": "ab" * 32, "sha256_block_size": 4194304,
+               "index": "indexes/20261201T010203.000004Z-0123456789abcdef-89abcdef/2000", "index_sha256": "cd" * 32}],
+    "stats": {"bytes_read": 4096, "skipped_disks": {}},
+}
+
+
+def test_a_manifest_round_trips_exactly_and_keeps_unknown_config_fields():
+    manifest = Manifest.from_json(json.loads(json.dumps(DOCUMENT)))
+    assert manifest.to_json() == DOCUMENT
+    validate_manifest(manifest.to_json(), "the test manifest")
+    assert manifest.vm.config.extra == {"format": 1, "a_field_of_a_newer_version": {"kept": True}}
+
+
+def test_typed_access():
+    manifest = Manifest.from_json(DOCUMENT)
+    disk = manifest.disk("Hard disk 1")
+    assert disk is manifest.disk("2000") is manifest.disk(2000) is manifest.disk()
+    assert (disk.key, disk.capacity, disk.change_id, disk.mode) == (DiskKey("2000"), 8388608, "52 aa/7", "incremental")
+    assert manifest.reference() == {"id": DOCUMENT["id"], "vm": "web01", "created": "2026-12-01T01:02:03Z"}
+    assert manifest.vm.config.placement["compute"] == "C0"
+    with pytest.raises(ConfigurationError, match=r"has no disk '2001'; its disks are Hard disk 1 \(key 2000\)"):
+        manifest.disk("2001")
+
+
+def test_disk_keys_are_checked_and_compare_by_value():
+    assert DiskKey.of(2000) == DiskKey("2000") and str(DiskKey.of("2000")) == "2000"
+    assert sorted([DiskKey("2001"), DiskKey("2000")]) == [DiskKey("2000"), DiskKey("2001")]
+    for bad in ("", "..", "a/b", "x" * 65):
+        with pytest.raises(ConfigurationError, match="A disk key must be 1-64 characters"):
+            DiskKey(bad)
+
+
+def test_the_draft_says_its_mode_from_its_disks():
+    vm = VmRecord(key="k", name="vm", config=VmConfig("vm"))
+    full = DiskRecord(key=2000, capacity=1, mode="full")
+    incremental = DiskRecord(key=2001, capacity=1, mode="incremental")
+    assert ManifestDraft.build("r", vm, [full]).backup_mode == "full"
+    assert ManifestDraft.build("r", vm, [incremental]).backup_mode == "incremental"
+    assert ManifestDraft.build("r", vm, [full, incremental]).backup_mode == "auto"
+    assert full.key == DiskKey("2000")
+    with pytest.raises(ConfigurationError, match="Disk 2000: mode 'differential' is neither full nor incremental."):
+        dataclasses.replace(full, mode="differential")
+
+
+def test_vm_config_keeps_only_the_disks_asked_for():
+    config = VmConfig.from_json({"name": "vm", "disks": [{"key": 2000}, {"key": 2001}]})
+    assert config.with_disks(["2001"]).disks == ({"key": 2001},)
