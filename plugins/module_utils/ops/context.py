@@ -98,14 +98,16 @@ def open_run(endpoints, settings, run_id, label, vsphere=True, report=True):
         reporting = contextlib.nullcontext(NullProgress())
     else:
         reporting = run_reporting(run_id, label, settings.status_file)
-    with reporting as progress, contextlib.ExitStack() as stack:
-        progress.set_phase("connect")
-        opener = stack.enter_context(RepositoryOpener(endpoints.repo))
-        context = RunContext(run_id, endpoints, settings, progress, stack, opener)
-        if vsphere:
-            vddk = endpoints.vddk
-            context.session = stack.enter_context(VSphereSession.from_settings(endpoints.vsphere, vddk_thumbprint=vddk.thumbprint))
-        try:
+    context = None
+    try:
+        with reporting as progress, contextlib.ExitStack() as stack:
+            progress.set_phase("connect")
+            opener = stack.enter_context(RepositoryOpener(endpoints.repo))
+            context = RunContext(run_id, endpoints, settings, progress, stack, opener)
+            if vsphere:
+                context.session = stack.enter_context(
+                    VSphereSession.from_settings(endpoints.vsphere, vddk_thumbprint=endpoints.vddk.thumbprint))
             yield context
-        except BlockvaultError as exc:
-            raise context.error_context(exc, None)
+    except BlockvaultError as exc:
+        # a failed login or lookup is this run's error too: named with its run id (and the VM once known)
+        raise exc.with_context(vm=context.label if context is not None else None, run_id=run_id)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _backup_plan
 
 from opslab import MIB, sha256_file  # pylint: disable=import-error
 
@@ -39,13 +39,13 @@ def test_backup_during_guest_writes_restores_the_snapshot_data(env, monkeypatch)
     # Deterministic overlap: the run plans its first disk (no data read yet) only once the guest has written
     # after the snapshot; the VDDK latency keeps the reads slow besides.
     guest_done = threading.Event()
-    plan_backup = ops_backup.plan_backup
+    plan_backup = _backup_plan.plan_backup
 
     def plan_after_the_guest_wrote(*args, **kwargs):
         guest_done.wait(60)
         return plan_backup(*args, **kwargs)
 
-    monkeypatch.setattr(ops_backup, "plan_backup", plan_after_the_guest_wrote)
+    monkeypatch.setattr(_backup_plan, "plan_backup", plan_after_the_guest_wrote)
 
     env.knobs(LATENCY_US=20000)
     thread = threading.Thread(target=guest)

@@ -9,9 +9,8 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     AuthenticationError, CertificateError, ConfigurationError, LockError, VMNotFoundError, VSphereError)
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _vddk_io
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _restore_io, _vddk_io
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import VddkSettings, VSphereSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory, snapshots
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
@@ -117,7 +116,8 @@ def test_check_mode_returns_the_plan_and_touches_nothing(env, monkeypatch):
     planned = env.backup("lab-vm1", check=True, run_id="check-2")
     rp_id = real["restore_point"]["id"]
     assert [(d["key"], d["mode"], d["reason"]) for d in planned["plan"]["disks"]] == [
-        ("2000", "incremental", "changed areas since %s" % rp_id), ("2016", "incremental", "changed areas since %s" % rp_id)]
+        ("2000", "incremental", "changed areas since restore point %s" % rp_id),
+        ("2016", "incremental", "changed areas since restore point %s" % rp_id)]
     assert planned["plan"]["previous_restore_point"] == rp_id
     assert len(taken) == 1 and env.restore_points() == [rp_id]
     assert env.blockvault_snapshots("lab-vm1") == []
@@ -199,7 +199,7 @@ def test_session_kept_alive_during_a_restore_into_a_vm(env, monkeypatch):
         if len(calls) >= 2:
             two_calls.set()
 
-    restore_disk = ops_restore.restore_disk
+    restore_disk = _restore_io.restore_disk
 
     def restore_after_two_keepalives(*args, **kwargs):
         assert two_calls.wait(30), "keepalive was not called during the restore"
@@ -207,7 +207,7 @@ def test_session_kept_alive_during_a_restore_into_a_vm(env, monkeypatch):
 
     monkeypatch.setattr(VSphereSession, "keepalive", keepalive)
     monkeypatch.setattr(_vddk_io.SessionKeepalive, "interval", 0.01)
-    monkeypatch.setattr(ops_restore, "restore_disk", restore_after_two_keepalives)
+    monkeypatch.setattr(_restore_io, "restore_disk", restore_after_two_keepalives)
     name = "keepalive-%s" % backup["run_id"][-8:]
     try:
         restored = env.restore(backup["restore_point"]["id"], NewVm(name))
