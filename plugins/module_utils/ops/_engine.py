@@ -37,11 +37,8 @@ def new_run_id():
 
 
 def backend_for(settings):
-    """The backend (with retries and a concurrency limit) of RepositorySettings ``settings``."""
-    return open_backend(settings.location, endpoint_url=settings.s3_endpoint_url, region=settings.region,
-                        access_key=settings.access_key, secret_key=settings.secret_key,
-                        session_token=settings.session_token, object_lock_days=settings.object_lock_days,
-                        verify_tls=settings.validate_certs)
+    """The backend (with retries and a concurrency limit) of RepositorySettings ``settings``: ``open_backend(settings)``."""
+    return open_backend(settings)
 
 
 def open_repository(settings):
