@@ -156,7 +156,7 @@ def cmd_destroy_vm(args):
     from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config, inventory  # noqa
     from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession  # noqa
     vsphere, vddk = _lab_settings(args.labdir)
-    with VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint) as session:
+    with VSphereSession(vsphere, vddk_thumbprint=vddk.thumbprint) as session:
         vm_config.destroy_vm(inventory.find_vm(session, name=args.name))
     return {}
 

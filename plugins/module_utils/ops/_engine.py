@@ -29,17 +29,9 @@ def new_run_id():
     return "%s-%s" % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"), secrets.token_hex(4))
 
 
-def backend_for(settings):
-    """The backend (with retries and a concurrency limit) of RepositorySettings ``settings``."""
-    return open_backend(settings.location, endpoint_url=settings.s3_endpoint_url, region=settings.region,
-                        access_key=settings.access_key, secret_key=settings.secret_key,
-                        session_token=settings.session_token, object_lock_days=settings.object_lock_days,
-                        verify_tls=settings.validate_certs)
-
-
 def open_repository(settings):
     """Open the repository of RepositorySettings ``settings`` (RepositoryNotFoundError, WrongKeyError, ...)."""
-    return Repository.open(backend_for(settings), passphrase=settings.passphrase, key_file=settings.key_file)
+    return Repository.open(open_backend(settings), passphrase=settings.passphrase, key_file=settings.key_file)
 
 
 class RepositoryOpener:

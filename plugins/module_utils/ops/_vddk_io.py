@@ -17,6 +17,7 @@ import logging
 import threading
 
 from ..transfer.endpoints import HandleTarget
+from ..vddk.connection import ConnectParams
 
 log = logging.getLogger("blockvault.vddk")
 
@@ -72,11 +73,11 @@ def vddk_thumbprint(session, vddk):
     return session.thumbprint
 
 
-def connect_arguments(session, vddk, vm_moref, snapshot_moref=None):
-    """Keyword arguments of vddk.Connection for ``vm_moref`` (through the session's cookie, never the password)."""
-    return dict(server=session.host, port=session.port, vm_moref=vm_moref, thumbprint=vddk_thumbprint(session, vddk),
-                user=session.user, session_cookie=session.session_cookie, snapshot_moref=snapshot_moref,
-                transport_modes=vddk.transports)
+def connect_params(session, vddk, vm_moref, snapshot_moref=None):
+    """The vddk ConnectParams for ``vm_moref`` (through the session's cookie, never the password)."""
+    return ConnectParams(server=session.host, port=session.port, vm_moref=vm_moref, thumbprint=vddk_thumbprint(session, vddk),
+                         user=session.user, session_cookie=session.session_cookie, snapshot_moref=snapshot_moref,
+                         transport_modes=vddk.transports)
 
 
 class SessionKeepalive:

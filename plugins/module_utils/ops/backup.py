@@ -114,7 +114,7 @@ class _Backup:
         snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
                                                       allow_crash_consistent=request.allow_crash_consistent))
         snap_disks = select_disks(snap.disks(), request.include_disks, request.exclude_disks)[0]
-        access = Connection(context.vddk_library(), read_only=True, **context.connect_arguments(vm.moref, snap.moref))
+        access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
         if access.prepare_for_access(ACCESS_IDENTITY):
             stack.callback(access.end_access, ACCESS_IDENTITY)

@@ -19,7 +19,7 @@ from ..vddk import library as vddk_library
 from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere.session import VSphereSession
 from ._engine import RepositoryOpener, run_reporting
-from ._vddk_io import SessionKeepalive, connect_arguments
+from ._vddk_io import SessionKeepalive, connect_params
 
 __all__ = ["RunContext", "open_run"]
 
@@ -70,14 +70,15 @@ class RunContext:
         vddk = self.endpoints.vddk
         return vddk_library.initialize(vddk.libdir, vddk.config_file)
 
-    def connect_arguments(self, vm_moref, snapshot_moref=None):
-        return connect_arguments(self.session, self.endpoints.vddk, vm_moref, snapshot_moref=snapshot_moref)
+    def connect_params(self, vm_moref, snapshot_moref=None):
+        """The vddk ConnectParams of VM ``vm_moref`` (through the session's cookie, never the password)."""
+        return connect_params(self.session, self.endpoints.vddk, vm_moref, snapshot_moref=snapshot_moref)
 
     def open_disk(self, vm_moref, disk, read_only, snapshot_moref=None):
         """A RetryingDisk on the disk file ``disk.file_name`` of VM ``vm_moref`` (each with its own VDDK connection:
         a transient failure reconnects and repeats the call)."""
-        connect = self.connect_arguments(vm_moref, snapshot_moref)
-        return RetryingDisk(connection_factory(self.vddk_library(), disk.file_name, read_only=read_only, **connect),
+        params = self.connect_params(vm_moref, snapshot_moref)
+        return RetryingDisk(connection_factory(self.vddk_library(), disk.file_name, params, read_only=read_only),
                             describe="disk %s of VM %s" % (disk.label or disk.key, self._label or vm_moref))
 
     def keepalive(self):
@@ -106,7 +107,7 @@ def open_run(endpoints, settings, run_id, label, vsphere=True, report=True):
             context = RunContext(run_id, endpoints, settings, progress, stack, opener)
             if vsphere:
                 context.session = stack.enter_context(
-                    VSphereSession.from_settings(endpoints.vsphere, vddk_thumbprint=endpoints.vddk.thumbprint))
+                    VSphereSession(endpoints.vsphere, vddk_thumbprint=endpoints.vddk.thumbprint))
             yield context
     except BlockvaultError as exc:
         # a failed login or lookup is this run's error too: named with its run id (and the VM once known)

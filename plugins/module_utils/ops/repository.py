@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 
 from ..errors import RepositoryNotFoundError, WrongKeyError, ConfigurationError
-from ..repo import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, Repository
-from ._engine import backend_for, open_repository
+from ..repo import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, Repository, open_backend
+from ._engine import open_repository
 
 __all__ = ["ensure_repository", "show_repository", "describe"]
 
@@ -31,7 +31,7 @@ def describe(repository):
 
 def _opens_with(settings, passphrase=None, key_file=None):
     try:
-        Repository.open(backend_for(settings), passphrase=passphrase, key_file=key_file).close()
+        Repository.open(open_backend(settings), passphrase=passphrase, key_file=key_file).close()
         return True
     except WrongKeyError:
         return False
@@ -52,7 +52,7 @@ def ensure_repository(repo, chunk_size=None, encryption=True, compression_level=
             return {"changed": True, "created": True, "keys_added": [],
                     "repository": {"location": repo.location, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE,
                                    "encryption": encryption, "compression_level": compression_level or DEFAULT_COMPRESSION_LEVEL}}
-        repository = Repository.create(backend_for(repo), chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+        repository = Repository.create(open_backend(repo), chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
                                        compression_level=compression_level or DEFAULT_COMPRESSION_LEVEL,
                                        encryption=encryption, passphrase=repo.passphrase, key_file=repo.key_file)
         created = True

@@ -9,10 +9,10 @@ MissingDependencyError when needed and missing.
 
 API used by the transfer and ops layers::
 
-    from .repo import Repository, DiskIndex, open_backend
+    from .repo import Repository, DiskIndex, RepositorySettings, open_backend
 
-    backend = open_backend("/backups/repo")                      # or "s3://bucket/prefix", endpoint_url=, region=,
-                                                                 # access_key=, secret_key=, object_lock_days=
+    backend = open_backend("/backups/repo")                      # a bare location, or RepositorySettings("s3://bucket/prefix",
+                                                                 # s3_endpoint_url=, region=, access_key=, secret_key=, ...)
     repo = Repository.create(backend, chunk_size=4 << 20, compression_level=1, encryption=True, passphrase="...")
     repo = Repository.open(backend, passphrase="...")            # or key_file="/path"; WrongKeyError if wrong
     repo.chunk_size
@@ -47,7 +47,8 @@ from .format import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, ZERO_SENTINEL
 from .locks import LockSettings
 from .repository import Repository, RestorePoint
 from .session import BackupSession
+from .settings import RepositorySettings, S3Settings
 
 __all__ = ["Repository", "RestorePoint", "BackupSession", "DiskIndex", "LockSettings", "ZERO_SENTINEL", "DEFAULT_CHUNK_SIZE",
            "DEFAULT_COMPRESSION_LEVEL",
-           "open_backend", "LocalBackend", "RetryingBackend", "ConcurrencyLimitedBackend", "generate_key_file"]
+           "open_backend", "RepositorySettings", "S3Settings", "LocalBackend", "RetryingBackend", "ConcurrencyLimitedBackend", "generate_key_file"]

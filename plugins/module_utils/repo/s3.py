@@ -9,6 +9,7 @@ import datetime
 
 from ..errors import BackendError, ConfigurationError, MissingDependencyError, NotFoundInBackendError
 from .backend import Backend, ObjectInfo, check_name
+from .settings import S3Settings
 
 # boto3 and botocore, imported by the first S3Backend: they take 0.2 s to import, which every operation on a
 # local repository (most of them, and every small incremental) would otherwise pay.
@@ -38,18 +39,18 @@ _RETAINED_PREFIXES = ("chunks/", "indexes/", "manifests/")
 class S3Backend(Backend):
     """Objects as ``<prefix>/<name>`` in an S3 bucket (AWS or any S3-compatible store).
 
-    Thread-safe: one boto3 client shared by all threads (boto3 clients are thread-safe); the connection pool
-    holds ``max_pool_connections``. Listing is strongly consistent on AWS S3 and on compatible stores that
-    promise it (the lock protocol relies on it). With ``object_lock_days`` the bucket must have Object Lock
-    enabled; chunks, indexes and manifests get a retention of that many days in ``object_lock_mode``.
+    ``settings`` (an S3Settings, see repo.settings) says how to reach the bucket. Thread-safe: one boto3 client
+    shared by all threads (boto3 clients are thread-safe); the connection pool holds ``max_pool_connections``.
+    Listing is strongly consistent on AWS S3 and on compatible stores that promise it (the lock protocol relies on
+    it). With ``settings.object_lock_days`` the bucket must have Object Lock enabled; chunks, indexes and manifests
+    get a retention of that many days in ``settings.object_lock_mode``.
     """
 
     parallel_listing = True
 
-    def __init__(self, bucket, prefix="", endpoint_url=None, region=None, access_key=None, secret_key=None,
-                 session_token=None, object_lock_days=None, object_lock_mode="GOVERNANCE", max_pool_connections=10,
-                 verify_tls=True):
+    def __init__(self, bucket, prefix="", settings=S3Settings(), max_pool_connections=10):
         _import_boto3()
+        object_lock_days, object_lock_mode = settings.object_lock_days, settings.object_lock_mode
         if not bucket:
             raise ConfigurationError("The S3 repository URL needs a bucket: s3://BUCKET/PREFIX.")
         if object_lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
@@ -63,9 +64,9 @@ class S3Backend(Backend):
         self.object_lock_mode = object_lock_mode
         config = botocore.config.Config(max_pool_connections=max_pool_connections, retries={"max_attempts": 2, "mode": "standard"},
                                         connect_timeout=20, read_timeout=120)
-        session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                                        aws_session_token=session_token, region_name=region)
-        self.client = session.client("s3", endpoint_url=endpoint_url, config=config, verify=verify_tls)
+        session = boto3.session.Session(aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
+                                        aws_session_token=settings.session_token, region_name=settings.region)
+        self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=settings.verify_tls)
 
     def _key(self, name):
         return self.prefix + check_name(name)

@@ -6,7 +6,8 @@
 Typical use (a backup worker)::
 
     lib = initialize("/opt/vmware-vix-disklib-distrib")                 # main thread, once
-    with Connection(lib, server, "vm-57", thumbprint, user=u, password=p, snapshot_moref="snapshot-70") as conn:
+    params = ConnectParams(server, "vm-57", thumbprint, user=u, password=p, snapshot_moref="snapshot-70")
+    with Connection(lib, params) as conn:
         with conn.open_disk("[ds1] vm/vm.vmdk") as disk:                  # one handle per worker thread
             extents = disk.allocated_extents()                            # None: unknown, read everything
             disk.read_into(0, buffer)
@@ -14,7 +15,7 @@ Typical use (a backup worker)::
 Importing this package loads nothing; ``initialize`` does the dlopen.
 """
 
-from .connection import Connection, DEFAULT_TRANSPORT_MODES, normalize_thumbprint, session_cookie_value
+from .connection import ConnectParams, Connection, DEFAULT_TRANSPORT_MODES, normalize_thumbprint, session_cookie_value
 from .disk import DiskHandle, DiskInfo, create_disk
 from .library import VddkLibrary, current, initialize, shutdown
 from .retry import RetryingDisk, connection_factory
@@ -22,7 +23,7 @@ from .vixerror import (VddkAccessError, VddkAuthenticationError, VddkNotFoundErr
                        VddkReadOnlyError, is_transient)
 
 __all__ = [
-    "Connection", "DEFAULT_TRANSPORT_MODES", "normalize_thumbprint", "session_cookie_value", "DiskHandle", "DiskInfo",
+    "ConnectParams", "Connection", "DEFAULT_TRANSPORT_MODES", "normalize_thumbprint", "session_cookie_value", "DiskHandle", "DiskInfo",
     "create_disk", "VddkLibrary", "current", "initialize", "shutdown", "RetryingDisk", "connection_factory",
     "VddkAccessError", "VddkAuthenticationError", "VddkNotFoundError", "VddkOutOfRangeError", "VddkReadOnlyError",
     "is_transient",

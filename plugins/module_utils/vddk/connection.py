@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import re
 import threading
 
@@ -14,7 +15,7 @@ from . import structs as S
 from .disk import DiskHandle
 from .library import LOGGER, SERIAL_LOCK
 
-__all__ = ["Connection", "normalize_thumbprint", "session_cookie_value", "DEFAULT_TRANSPORT_MODES"]
+__all__ = ["Connection", "ConnectParams", "normalize_thumbprint", "session_cookie_value", "DEFAULT_TRANSPORT_MODES"]
 
 DEFAULT_TRANSPORT_MODES = "nbdssl:nbd"
 _KNOWN_MODES = ("file", "san", "hotadd", "nbdssl", "nbd")
@@ -47,47 +48,75 @@ def _check_modes(modes):
     return modes
 
 
-class Connection:
-    """One VixDiskLib connection to the VM ``vm_moref`` (live disks, or as snapshot ``snapshot_moref`` sees them).
+@dataclasses.dataclass(frozen=True)
+class ConnectParams:
+    """Where and as whom a Connection connects: the VM ``vm_moref`` on ``server`` (vCenter or ESXi) whose certificate
+    has SHA-1 ``thumbprint``, live or as snapshot ``snapshot_moref`` sees it, through ``transport_modes``.
 
     Credentials: ``user`` + ``password``, or ``session_cookie`` (the vmware_soap_session of a logged-in pyvmomi
-    session, raw cookie header accepted) with optional ``user``/``session_key``. Secrets live only in C buffers
-    owned by this object, are zeroed on close and never appear in repr, logs or errors.
+    session, raw cookie header accepted) with optional ``user``/``session_key``. Validated when built
+    (ConfigurationError naming the bad value); ``thumbprint`` is stored normalised ("AA:BB:..."), ``port`` as an int.
+    Immutable and thread-safe, so one value may open many connections (retry factories); the secrets never appear
+    in its repr. Not to be confused with ``structs.ConnectParams``, the C structure a Connection fills from it.
+    """
 
-    Use as a context manager (``with Connection(...) as conn``) or call ``connect()``/``close()``. ``close()``
-    closes the disk handles still open on it first (VDDK forbids Disconnect with open handles).
+    server: str
+    vm_moref: str
+    thumbprint: str
+    user: str = None
+    password: str = dataclasses.field(default=None, repr=False)
+    session_cookie: str = dataclasses.field(default=None, repr=False)
+    session_key: str = dataclasses.field(default=None, repr=False)
+    port: int = 443
+    snapshot_moref: str = None
+    transport_modes: str = DEFAULT_TRANSPORT_MODES
+    nfc_host_port: int = 902
+
+    def __post_init__(self):
+        if not self.server:
+            raise ConfigurationError("The VDDK connection needs a server (vCenter or ESXi host name).")
+        if not self.vm_moref or not _MOREF.match(self.vm_moref):
+            raise ConfigurationError("The VM managed object id %r is not valid (expected e.g. 'vm-57')." % (self.vm_moref,))
+        if self.snapshot_moref is not None and not _MOREF.match(self.snapshot_moref):
+            raise ConfigurationError("The snapshot managed object id %r is not valid (expected e.g. 'snapshot-70')."
+                                     % (self.snapshot_moref,))
+        if self.session_cookie is None and (not self.user or self.password is None):
+            raise ConfigurationError("The VDDK connection needs a user name and password, or a session cookie.")
+        if not 0 < int(self.port) < 65536:
+            raise ConfigurationError("The VDDK port %r is not a TCP port." % (self.port,))
+        # normalised once here, so every Connection built from this value sees the same strings
+        object.__setattr__(self, "port", int(self.port))
+        object.__setattr__(self, "transport_modes", _check_modes(self.transport_modes or DEFAULT_TRANSPORT_MODES))
+        object.__setattr__(self, "thumbprint", normalize_thumbprint(self.thumbprint))
+
+
+class Connection:
+    """One VixDiskLib connection to the VM of ``params`` (a ConnectParams): its live disks, or as its snapshot sees them.
+
+    The secrets of ``params`` are copied into C buffers owned by this object (the Connection keeps no reference to
+    ``params``), zeroed on close, and never appear in repr, logs or errors.
+
+    Use as a context manager (``with Connection(library, params) as conn``) or call ``connect()``/``close()``.
+    ``close()`` closes the disk handles still open on it first (VDDK forbids Disconnect with open handles).
     Thread-safety: connect/close/open_disk may be called from any thread (they take the process-wide VDDK lock);
     each DiskHandle then belongs to one worker thread.
     """
 
-    def __init__(self, library, server, vm_moref, thumbprint, user=None, password=None, session_cookie=None,
-                 session_key=None, port=443, snapshot_moref=None, read_only=True,
-                 transport_modes=DEFAULT_TRANSPORT_MODES, nfc_host_port=902):
-        if not server:
-            raise ConfigurationError("The VDDK connection needs a server (vCenter or ESXi host name).")
-        if not vm_moref or not _MOREF.match(vm_moref):
-            raise ConfigurationError("The VM managed object id %r is not valid (expected e.g. 'vm-57')." % (vm_moref,))
-        if snapshot_moref is not None and not _MOREF.match(snapshot_moref):
-            raise ConfigurationError("The snapshot managed object id %r is not valid (expected e.g. 'snapshot-70')."
-                                     % (snapshot_moref,))
-        if session_cookie is None and (not user or password is None):
-            raise ConfigurationError("The VDDK connection needs a user name and password, or a session cookie.")
-        if not 0 < int(port) < 65536:
-            raise ConfigurationError("The VDDK port %r is not a TCP port." % (port,))
+    def __init__(self, library, params, read_only=True):
         self.library = library
-        self.server = server
-        self.port = int(port)
-        self.vm_moref = vm_moref
-        self.snapshot_moref = snapshot_moref
+        self.server = params.server
+        self.port = params.port
+        self.vm_moref = params.vm_moref
+        self.snapshot_moref = params.snapshot_moref
         self.read_only = bool(read_only)
-        self.transport_modes = _check_modes(transport_modes or DEFAULT_TRANSPORT_MODES)
-        self.thumbprint = normalize_thumbprint(thumbprint)
-        self.user = user
+        self.transport_modes = params.transport_modes
+        self.thumbprint = params.thumbprint
+        self.user = params.user
         self._buffers = {}          # name -> ctypes string buffer, alive as long as VDDK may read them
         self._alloc_ptr = None      # params allocated by VixDiskLib_AllocateConnectParams, when used
         self._params = None
         self._closed = False
-        self._fields = self._prepare_fields(user, password, session_cookie, session_key, nfc_host_port)
+        self._fields = self._prepare_fields(params)
         self._handle = None
         self._disks = set()
         self._lock = threading.Lock()
@@ -107,23 +136,23 @@ class Connection:
         self._buffers[name] = buf
         return ctypes.cast(buf, ctypes.c_char_p)
 
-    def _prepare_fields(self, user, password, session_cookie, session_key, nfc_host_port):
+    def _prepare_fields(self, params):
         """The parameter values as C strings owned by this object (copied into the structure on demand)."""
         fields = {
             "vmxSpec": self._cstr("vmxSpec", "moref=%s" % self.vm_moref),
             "serverName": self._cstr("serverName", self.server),
             "thumbPrint": self._cstr("thumbPrint", self.thumbprint),
             "port": self.port,
-            "nfcHostPort": int(nfc_host_port or 0),
+            "nfcHostPort": int(params.nfc_host_port or 0),
             "specType": S.SPEC_VMX,
         }
-        if session_cookie is not None:
+        if params.session_cookie is not None:
             fields["credType"] = S.CRED_SESSIONID
-            fields["creds.sessionId"] = (self._cstr("cookie", session_cookie_value(session_cookie)),
-                                         self._cstr("sessionUser", user), self._cstr("key", session_key))
+            fields["creds.sessionId"] = (self._cstr("cookie", session_cookie_value(params.session_cookie)),
+                                         self._cstr("sessionUser", params.user), self._cstr("key", params.session_key))
         else:
             fields["credType"] = S.CRED_UID
-            fields["creds.uid"] = (self._cstr("userName", user), self._cstr("password", password))
+            fields["creds.uid"] = (self._cstr("userName", params.user), self._cstr("password", params.password))
         return fields
 
     def _ensure_params(self):

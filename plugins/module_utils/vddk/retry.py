@@ -105,10 +105,12 @@ class RetryingDisk:
         self.close()
 
 
-def connection_factory(library, path, read_only=True, **connection_kwargs):
-    """A zero-argument callable opening ``path`` on a new Connection(library, **connection_kwargs) it owns."""
+def connection_factory(library, path, params, read_only=True):
+    """A zero-argument callable opening ``path`` on a new Connection(library, params, read_only) it owns.
+
+    ``params`` is a ConnectParams (immutable, so every reconnect uses the same one)."""
     def open_disk():
-        conn = Connection(library, read_only=read_only, **connection_kwargs).connect()
+        conn = Connection(library, params, read_only=read_only).connect()
         try:
             return conn.open_disk(path, read_only=read_only, own_connection=True)
         except BaseException:

@@ -30,8 +30,9 @@ from .disks import DiskInfo, list_controllers, list_disks
 from .inventory import ObjectNotFoundError, datacenter_of, find_network
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
-__all__ = ["CONFIG_FORMAT", "CreatedVM", "capture_config", "build_config_spec", "create_vm", "add_disk", "set_extra_config",
-           "extra_config_value", "power_state", "power_on", "power_off", "destroy_vm", "DISK_FORMATS", "OVERRIDE_KEYS"]
+__all__ = ["CONFIG_FORMAT", "CreatedVM", "DiskSpec", "capture_config", "build_config_spec", "create_vm", "add_disk",
+           "set_extra_config", "extra_config_value", "power_state", "power_on", "power_off", "destroy_vm", "DISK_FORMATS",
+           "OVERRIDE_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,18 @@ class CreatedVM:
     moref: str
     name: str
     disks: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskSpec:
+    """A new virtual disk for ``add_disk``: ``capacity`` in bytes, thin or thick, in the VM's own folder unless
+    ``datastore_name`` says where, in ``disk_mode`` ("persistent", "independent_persistent", ...). Immutable; thread-safe.
+    """
+
+    capacity: int
+    thin: bool = True
+    datastore_name: str = None
+    disk_mode: str = "persistent"
 
 
 def _nic_types():
@@ -311,18 +324,20 @@ def map_new_disks(captured, new_disks):
     return mapping
 
 
-def create_vm(session, captured, overrides, folder, resource_pool, datastore, host=None, timeout=DEFAULT_TASK_TIMEOUT):
-    """Create a VM from a captured configuration; return CreatedVM (with the disk mapping).
+def create_vm(session, captured, overrides, placement, timeout=DEFAULT_TASK_TIMEOUT):
+    """Create a VM from a captured configuration where ``placement`` (a placement.Placement) says; return CreatedVM
+    (with the disk mapping).
 
-    ``datastore`` is a vim.Datastore or a datastore name. The VM is left powered off. If the disk
-    mapping fails the new VM is destroyed before the error is raised.
+    ``placement.datastore`` is a vim.Datastore or a datastore name; ``placement.host`` may be None. The VM is left
+    powered off. If the disk mapping fails the new VM is destroyed before the error is raised.
     """
     require_pyvmomi()
     overrides = dict(overrides or {})
+    datastore = placement.datastore
     datastore_name = datastore if isinstance(datastore, str) else datastore.name
-    networks = _resolve_networks(session, captured, overrides, datacenter_of(folder))
+    networks = _resolve_networks(session, captured, overrides, datacenter_of(placement.folder))
     spec, _disk_keys = build_config_spec(captured, overrides, datastore_name, networks)
-    task = folder.CreateVM_Task(config=spec, pool=resource_pool, host=host)
+    task = placement.folder.CreateVM_Task(config=spec, pool=placement.resource_pool, host=placement.host)
     vm = wait_for_task(task, timeout=timeout, what="create VM %s" % spec.name)
     try:
         disks = map_new_disks(captured, list_disks(vm))
@@ -335,17 +350,17 @@ def create_vm(session, captured, overrides, folder, resource_pool, datastore, ho
     return CreatedVM(vm=vm, moref=moref_id(vm), name=spec.name, disks=disks)
 
 
-def add_disk(vm, controller_key, unit, capacity, thin=True, datastore_name=None, disk_mode="persistent",
-             timeout=DEFAULT_TASK_TIMEOUT):
-    """Add a new virtual disk of ``capacity`` bytes at (controller_key, unit); return its DiskInfo."""
+def add_disk(vm, controller_key, unit, spec, timeout=DEFAULT_TASK_TIMEOUT):
+    """Add the new virtual disk ``spec`` (a DiskSpec) at (controller_key, unit); return its DiskInfo."""
     require_pyvmomi()
-    file_name = "[%s]" % datastore_name if datastore_name else ""
-    capacity = int(capacity)
+    file_name = "[%s]" % spec.datastore_name if spec.datastore_name else ""
+    capacity = int(spec.capacity)
     device = vim.vm.device.VirtualDisk(
         key=-1, controllerKey=controller_key, unitNumber=unit, capacityInBytes=capacity, capacityInKB=(capacity + 1023) // 1024,
-        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=file_name, diskMode=disk_mode, thinProvisioned=bool(thin)))
-    spec = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=device)])
-    wait_for_task(vm.ReconfigVM_Task(spec=spec), timeout=timeout,
+        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=file_name, diskMode=spec.disk_mode,
+                                                              thinProvisioned=bool(spec.thin)))
+    change = vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=device)])
+    wait_for_task(vm.ReconfigVM_Task(spec=change), timeout=timeout,
                   what="add a %d-byte disk at controller %s unit %s of VM %s" % (capacity, controller_key, unit, moref_id(vm)))
     for disk in list_disks(vm):
         if disk.controller.key == controller_key and disk.unit_number == unit:

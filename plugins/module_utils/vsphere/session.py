@@ -85,7 +85,7 @@ def normalize_thumbprint(value):
 class VSphereSession:
     """One logged-in session to a vCenter (or ESXi) SOAP endpoint.
 
-    Contract: use as a context manager (``with VSphereSession(...) as session:``) or call
+    Contract: use as a context manager (``with VSphereSession(settings) as session:``) or call
     ``connect()``/``close()``. After connect, ``content`` is the ServiceContent,
     ``session_cookie`` the vmware_soap_session value, ``thumbprint`` the server certificate's
     SHA-1 thumbprint. ``close()`` logs out and never raises.
@@ -94,18 +94,17 @@ class VSphereSession:
     calls through one session; connect() and close() must not race with other calls.
     """
 
-    def __init__(self, host, user, password, port=443, validate_certs=True, ca_bundle=None, vddk_thumbprint=None,
-                 timeout=120, connect_function=None):
-        if not host:
-            raise ConfigurationError("hostname is empty: give the vCenter host name (or set VMWARE_HOST).")
-        if not user:
-            raise ConfigurationError("username is empty: give the vCenter user name (or set VMWARE_USER).")
-        self.host = str(host)
-        self.port = int(port)
-        self.user = str(user)
-        self._password = password or ""
-        self.validate_certs = bool(validate_certs)
-        self.ca_bundle = ca_bundle
+    def __init__(self, settings, vddk_thumbprint=None, timeout=120, connect_function=None):
+        """``settings``: a VSphereSettings (already validated: host, username, password, port, validate_certs,
+        ca_bundle). ``vddk_thumbprint``: the thumbprint the user gave for VDDK, checked against the certificate at
+        login. ``timeout``: seconds for the HTTP connection. ``connect_function``: replaces pyVmomi's SmartConnect
+        (tests)."""
+        self.host = str(settings.host)
+        self.port = int(settings.port)
+        self.user = str(settings.username)
+        self._password = settings.password or ""
+        self.validate_certs = bool(settings.validate_certs)
+        self.ca_bundle = settings.ca_bundle
         self.expected_thumbprint = normalize_thumbprint(vddk_thumbprint) if vddk_thumbprint else None
         self.timeout = timeout
         self._connect_function = connect_function
@@ -113,12 +112,6 @@ class VSphereSession:
         self.content = None
         self.thumbprint = None
         self.thumbprint_verified = False
-
-    @classmethod
-    def from_settings(cls, settings, vddk_thumbprint=None, timeout=120):
-        """A session from ops.settings.VSphereSettings (host, username, password, port, validate_certs, ca_bundle)."""
-        return cls(settings.host, settings.username, settings.password, port=settings.port, validate_certs=settings.validate_certs,
-                   ca_bundle=settings.ca_bundle, vddk_thumbprint=vddk_thumbprint, timeout=timeout)
 
     def __repr__(self):
         state = "connected" if self.service_instance is not None else "not connected"

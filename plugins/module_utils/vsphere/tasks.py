@@ -11,11 +11,14 @@ and turns the outcome into a result or a typed error:
 - no end in time   -> TaskTimeoutError (the task is asked to cancel when vSphere says it can be)
 - polling fails on the network more than a few times in a row -> VSphereError (single drops are retried)
 
-``what`` is a short phrase ("create snapshot blockvault-r1 of VM web01") used in messages.
+``what`` is a short phrase ("create snapshot blockvault-r1 of VM web01") used in messages. How it polls
+(backoff, jitter, tolerated network errors, and the clock, sleep and random hooks tests replace) is a
+``WaitPolicy``; callers normally keep ``DEFAULT_POLICY``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import logging
 import random
@@ -24,12 +27,32 @@ import time
 from ..errors import TaskError, TaskTimeoutError, VSphereError
 from ._pyvmomi import fault_message, fault_name, object_properties
 
-__all__ = ["wait_for_task", "DEFAULT_TASK_TIMEOUT"]
+__all__ = ["wait_for_task", "WaitPolicy", "DEFAULT_POLICY", "DEFAULT_TASK_TIMEOUT"]
 
 log = logging.getLogger(__name__)
 
 #: seconds; snapshot removal with consolidation of a large delta can take long
 DEFAULT_TASK_TIMEOUT = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitPolicy:
+    """How ``wait_for_task`` polls: the first delay (seconds), doubling up to ``max_delay``, each shortened by up to
+    ``jitter`` (a fraction) times ``rng()``; up to ``max_poll_errors`` consecutive network errors are retried.
+    ``sleep``/``clock``/``rng`` are ``time.sleep``/``time.monotonic``/``random.random`` unless a test injects its own.
+    Immutable; thread-safe when its hooks are.
+    """
+
+    initial_delay: float = 0.1
+    max_delay: float = 2.0
+    jitter: float = 0.5
+    max_poll_errors: int = 3
+    sleep: object = time.sleep
+    clock: object = time.monotonic
+    rng: object = random.random
+
+
+DEFAULT_POLICY = WaitPolicy()
 
 _TASK_INFO_PATHS = ("info.state", "info.error", "info.result", "info.progress", "info.cancelable")
 
@@ -51,18 +74,18 @@ def _sleep_plan(initial_delay, max_delay, jitter, rng):
         delay = min(delay * 2.0, max_delay)
 
 
-def wait_for_task(task, timeout=DEFAULT_TASK_TIMEOUT, what="vSphere task", progress=None, initial_delay=0.1, max_delay=2.0,
-                  jitter=0.5, sleep=time.sleep, clock=time.monotonic, rng=random.random, max_poll_errors=3):
+def wait_for_task(task, what="vSphere task", timeout=DEFAULT_TASK_TIMEOUT, progress=None, policy=DEFAULT_POLICY):
     """Wait until ``task`` ends; return ``task.info.result``.
 
     ``progress(percent)`` is called with each new integer percentage vSphere reports.
-    ``timeout`` is in seconds (None = wait forever). ``sleep``/``clock``/``rng`` are injectable
-    for tests. Raises TaskError or TaskTimeoutError. Up to ``max_poll_errors`` consecutive network
-    errors while polling are retried; more raise VSphereError. vSphere faults while polling propagate.
+    ``timeout`` is in seconds (None = wait forever). ``policy`` (a WaitPolicy) says how to poll. Raises
+    TaskError or TaskTimeoutError. Up to ``policy.max_poll_errors`` consecutive network errors while polling
+    are retried; more raise VSphereError. vSphere faults while polling propagate.
     Thread-safe: keeps no state outside the call.
     """
+    sleep, clock = policy.sleep, policy.clock
     deadline = None if timeout is None else clock() + timeout
-    delays = _sleep_plan(initial_delay, max_delay, jitter, rng)
+    delays = _sleep_plan(policy.initial_delay, policy.max_delay, policy.jitter, policy.rng)
     last_progress = None
     poll_errors = 0
     while True:
@@ -72,7 +95,7 @@ def wait_for_task(task, timeout=DEFAULT_TASK_TIMEOUT, what="vSphere task", progr
         except (OSError, http.client.HTTPException) as exc:
             # the task goes on in vCenter: a dropped connection is no reason to lose track of it
             poll_errors += 1
-            if poll_errors > max_poll_errors:
+            if poll_errors > policy.max_poll_errors:
                 raise VSphereError("Lost contact with vCenter while waiting for %s (task %s): %s." % (what, _task_id(task), exc),
                                    hint="Check the task in the vSphere client; the next run cleans up what it left.") from exc
             log.warning("polling %s (task %s) failed (%s); trying again", what, _task_id(task), exc)

@@ -138,7 +138,7 @@ class VmHandle:
 
     def add_disk(self, controller, unit, capacity, thin=True):
         """Add a new disk of ``capacity`` bytes at (controller, unit); its DiskInfo."""
-        return config.add_disk(self._vm, controller.key, unit, capacity, thin=thin)
+        return config.add_disk(self._vm, controller.key, unit, config.DiskSpec(capacity, thin=thin))
 
     def extra_config_value(self, key):
         return config.extra_config_value(self._vm, key)
@@ -199,6 +199,5 @@ def create_vm(session, captured, overrides, placement):
 
     Returns (VmHandle, {captured disk key: DiskInfo of the new VM}); see config.create_vm.
     """
-    created = config.create_vm(session, captured, overrides, placement.folder, placement.resource_pool, placement.datastore,
-                               host=placement.host)
+    created = config.create_vm(session, captured, overrides, placement)
     return VmHandle(created.vm), created.disks

@@ -113,7 +113,7 @@ def new_vm_name(lab):
     info = lab.info
     settings = VSphereSettings(host=info["host"], username=info["user"], password=info["password"], port=int(info["port"]),
                                ca_bundle=info["ca_bundle"])
-    with VSphereSession.from_settings(settings, vddk_thumbprint=info["thumbprint"]) as session:
+    with VSphereSession(settings, vddk_thumbprint=info["thumbprint"]) as session:
         try:
             vm = inventory.find_vm(session, name=name)
         except VMNotFoundError:

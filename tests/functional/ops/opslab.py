@@ -138,7 +138,7 @@ class Env:
         return [self.lab.checksum(vm, n, snapshot=snapshot) for n in range(len(self.lab.disks(vm)))]
 
     def session(self):
-        return VSphereSession.from_settings(self.vsphere, vddk_thumbprint=self.vddk.thumbprint)
+        return VSphereSession(self.vsphere, vddk_thumbprint=self.vddk.thumbprint)
 
     def blockvault_snapshots(self, vm_name):
         with self.session() as session:

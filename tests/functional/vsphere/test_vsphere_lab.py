@@ -10,6 +10,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt, config, disks, inventory, placement, snapshots
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.settings import VSphereSettings
 
 pytestmark = pytest.mark.lab
 MIB = 1 << 20
@@ -18,9 +19,11 @@ MIB = 1 << 20
 def lab_session(lab, password=None, **overrides):
     """A VSphereSession to the lab (CA bundle and expected thumbprint from the lab), with overrides."""
     info = lab.info
-    kwargs = dict(port=int(info["port"]), ca_bundle=info["ca_bundle"], vddk_thumbprint=info["thumbprint"])
+    kwargs = dict(port=int(info["port"]), ca_bundle=info["ca_bundle"])
     kwargs.update(overrides)
-    return VSphereSession(info["host"], info["user"], password or info["password"], **kwargs)
+    vddk_thumbprint = kwargs.pop("vddk_thumbprint", info["thumbprint"])
+    settings = VSphereSettings(info["host"], info["user"], password or info["password"], **kwargs)
+    return VSphereSession(settings, vddk_thumbprint=vddk_thumbprint)
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +211,9 @@ def test_capture_and_create_a_copy(vs, vm1):
     name = "lab-vm1-copy-%s" % uuid.uuid4().hex[:6]
     where = placement.resolve_placement(vs, resource_pool="DC0_C0", default_datastore=captured["disks"][0]["datastore"])
     with pytest.raises(ConfigurationError, match="Network 'Prod LAN' .* network_map"):
-        config.create_vm(vs, captured, {"name": name}, where.folder, where.resource_pool, where.datastore)
+        config.create_vm(vs, captured, {"name": name}, where)
     overrides = {"name": name, "disk_format": "thin", "network_map": {"Prod LAN": "DC0_DVPG0"}}
-    created = config.create_vm(vs, captured, overrides, where.folder, where.resource_pool, where.datastore)
+    created = config.create_vm(vs, captured, overrides, where)
     try:
         assert created.name == name and inventory.find_vm(vs, name=name)._moId == created.moref
         assert {key: (d.capacity, d.controller.type, d.controller.bus_number, d.unit_number, d.thin)
@@ -223,8 +226,8 @@ def test_capture_and_create_a_copy(vs, vm1):
         assert [(n["type"], n["network"], n["network_type"], n["mac_address_type"]) for n in copy["nics"]] == [
             ("vmxnet3", "DC0_DVPG0", "distributed", "generated")]
         assert copy["nics"][0]["mac_address"] != "00:50:56:aa:bb:cc"
-        added = config.add_disk(created.vm, created.disks[captured["disks"][0]["key"]].controller.key, 1, 8 * MIB,
-                                datastore_name="LocalDS_0")
+        added = config.add_disk(created.vm, created.disks[captured["disks"][0]["key"]].controller.key, 1,
+                                config.DiskSpec(8 * MIB, datastore_name="LocalDS_0"))
         assert (added.capacity, added.unit_number) == (8 * MIB, 1)
         config.power_on(created.vm)
         assert str(created.vm.runtime.powerState) == "poweredOn"

@@ -18,7 +18,7 @@ from pyVmomi import vim
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     ConfigurationError, VddkError, VddkTransientError)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import library, vixerror
-from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import Connection
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import ConnectParams, Connection
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.retry import RetryingDisk, connection_factory
 
 pytestmark = pytest.mark.lab
@@ -53,12 +53,12 @@ def clean_knobs(monkeypatch):
             monkeypatch.delenv(name)
 
 
-def connect(lab, vddk, vm, **kwargs):
+def connect(lab, vddk, vm, read_only=True, **kwargs):
     info = lab.info
     args = dict(user=info["user"], password=info["password"], port=info["port"])
     args.update(kwargs)
     thumbprint = args.pop("thumbprint", info["thumbprint"])
-    return Connection(vddk, info["host"], vm._moId, thumbprint, **args)
+    return Connection(vddk, ConnectParams(info["host"], vm._moId, thumbprint, **args), read_only=read_only)
 
 
 def disk_of(lab, vm_name, index):
@@ -230,8 +230,8 @@ def test_log_callbacks_format_arguments_and_redact(lab, vddk, morefs, caplog):
 def test_unknown_vm_and_snapshot(lab, vddk, morefs):
     vm = morefs["lab-vm1"]
     with pytest.raises(vixerror.VddkNotFoundError) as info:
-        Connection(vddk, lab.info["host"], "vm-999999", lab.info["thumbprint"], user=lab.info["user"],
-                   password=lab.info["password"], port=lab.info["port"]).connect()
+        Connection(vddk, ConnectParams(lab.info["host"], "vm-999999", lab.info["thumbprint"], user=lab.info["user"],
+                                       password=lab.info["password"], port=lab.info["port"])).connect()
     assert info.value.code == 4000
     with pytest.raises(vixerror.VddkNotFoundError) as info:
         connect(lab, vddk, vm, snapshot_moref="snapshot-999999").connect()
@@ -481,9 +481,9 @@ def test_retrying_disk_reconnects_through_the_factory(lab, vddk, morefs, monkeyp
     monkeypatch.setenv("LABVDDK_FAIL_CODE", "14011")
     target = disk_of(lab, "lab-vm1", 1)
     info = lab.info
-    factory = connection_factory(vddk, target["fileName"], server=info["host"], vm_moref=morefs["lab-vm1"]._moId,
-                                 thumbprint=info["thumbprint"], user=info["user"], password=info["password"],
-                                 port=info["port"])
+    factory = connection_factory(vddk, target["fileName"], ConnectParams(
+        server=info["host"], vm_moref=morefs["lab-vm1"]._moId, thumbprint=info["thumbprint"], user=info["user"],
+        password=info["password"], port=info["port"]))
     sleeps = []
     with open(target["flat"], "rb") as flat:
         expected = flat.read(3 * CHUNK)

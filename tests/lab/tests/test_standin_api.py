@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VddkError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import library, structs as S, vixerror
-from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import Connection
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import ConnectParams, Connection
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.disk import create_disk
 
 pytestmark = pytest.mark.lab
@@ -56,10 +56,11 @@ def clean_knobs(monkeypatch):
             monkeypatch.delenv(name)
 
 
-def connect(lab, vddk, vm, **kwargs):
+def connect(lab, vddk, vm, read_only=True, **kwargs):
     info = lab.info
-    return Connection(vddk, info["host"], vm, info["thumbprint"], user=info["user"], password=info["password"],
-                      port=info["port"], **kwargs)
+    params = ConnectParams(info["host"], vm, info["thumbprint"], user=info["user"], password=info["password"],
+                           port=info["port"], **kwargs)
+    return Connection(vddk, params, read_only=read_only)
 
 
 def test_create_makes_a_sparse_disk_with_descriptor(lab, vddk, vm2, scratch_disks):
@@ -208,7 +209,7 @@ def test_disk_lines_restrict_open_to_the_vms_disks(lab, vddk, fake_lab):
     vm1_disk = lab.disks("lab-vm1")[1]["fileName"]
 
     def open_fake(path, vm="vm-2"):
-        with Connection(vddk, "127.0.0.1", vm, thumbprint, user="u", password="p", port=port) as conn:
+        with Connection(vddk, ConnectParams("127.0.0.1", vm, thumbprint, user="u", password="p", port=port)) as conn:
             with conn.open_disk(path) as disk:
                 return disk.capacity
     assert open_fake(vm1_disk) == 16 * MIB                 # no disk lines: any disk of a known datastore

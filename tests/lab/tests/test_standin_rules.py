@@ -30,9 +30,10 @@ VIOLATION = "LABVDDK RULE VIOLATION: "
 
 def _connect(lib, read_only=True, **kwargs):
     env = os.environ
-    return connection.Connection(lib, env["VMWARE_HOST"], env["STANDIN_VM"], env["VDDK_THUMBPRINT"],
-                                 user=env["VMWARE_USER"], password=env["VMWARE_PASSWORD"],
-                                 port=int(env["VMWARE_PORT"]), read_only=read_only, **kwargs).connect()
+    params = connection.ConnectParams(env["VMWARE_HOST"], env["STANDIN_VM"], env["VDDK_THUMBPRINT"],
+                                      user=env["VMWARE_USER"], password=env["VMWARE_PASSWORD"],
+                                      port=int(env["VMWARE_PORT"]), **kwargs)
+    return connection.Connection(lib, params, read_only=read_only).connect()
 
 
 def _result(code):

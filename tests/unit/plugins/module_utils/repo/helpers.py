@@ -4,7 +4,7 @@ import threading
 import uuid
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, RepositorySettings, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 
@@ -15,8 +15,9 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def s3_backend(endpoint, bucket=BUCKET, **kwargs):
-    return open_backend("s3://%s/t-%s" % (bucket, uuid.uuid4().hex), endpoint_url=endpoint, region="us-east-1",
-                        access_key="testing", secret_key="testing", **kwargs)
+    """A backend on a fresh prefix of ``bucket`` at the moto server ``endpoint``; ``kwargs``: more RepositorySettings."""
+    return open_backend(RepositorySettings("s3://%s/t-%s" % (bucket, uuid.uuid4().hex), s3_endpoint_url=endpoint, region="us-east-1",
+                                           access_key="testing", secret_key="testing", **kwargs))
 
 
 def fast_locks(repo, stale_after=60.0):

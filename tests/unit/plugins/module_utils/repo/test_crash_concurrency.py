@@ -65,12 +65,12 @@ def test_killed_session_leaves_chunks_the_next_session_reuses(backend_factory, r
     location = backend.location
     kwargs = {}
     if location.startswith("s3://"):
-        kwargs = dict(endpoint_url=request.getfixturevalue("moto_endpoint"), region="us-east-1", access_key="testing",
+        kwargs = dict(s3_endpoint_url=request.getfixturevalue("moto_endpoint"), region="us-east-1", access_key="testing",
                       secret_key="testing")
     script = """
 import hashlib, os, signal, sys
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
-repo = Repository.open(open_backend(sys.argv[1], **eval(sys.argv[2])))
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, RepositorySettings, open_backend
+repo = Repository.open(open_backend(RepositorySettings(sys.argv[1], **eval(sys.argv[2]))))
 data = open(sys.argv[3], "rb").read()
 session = repo.begin_backup(vm_key="vm-a", run_id="doomed")
 for i in range(3):

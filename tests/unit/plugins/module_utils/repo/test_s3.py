@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, ConfigurationError, NotFoundInBackendError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import RepositorySettings, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import list_chunk_ids
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
     LOCKED_BUCKET, MIB, CountingBackend, backup, make_repo, random_disk, s3_backend)
@@ -32,12 +32,12 @@ def test_object_lock_retention_on_backup_data_only(moto_endpoint):
 
 def test_object_lock_refused_on_local(tmp_path):
     with pytest.raises(ConfigurationError, match="object_lock_days applies to S3 repositories only"):
-        open_backend(str(tmp_path), object_lock_days=3)
+        open_backend(RepositorySettings(str(tmp_path), object_lock_days=3))
 
 
 def test_missing_bucket_and_bad_credentials_are_clear(moto_endpoint):
-    backend = open_backend("s3://no-such-bucket/x", endpoint_url=moto_endpoint, region="us-east-1", access_key="testing",
-                           secret_key="testing", retries=1)
+    backend = open_backend(RepositorySettings("s3://no-such-bucket/x", s3_endpoint_url=moto_endpoint, region="us-east-1",
+                                              access_key="testing", secret_key="testing"), retries=1)
     with pytest.raises(BackendError, match="NoSuchBucket.*Create the bucket first"):
         backend.put("config", b"{}")
     with pytest.raises(NotFoundInBackendError):

@@ -1,5 +1,6 @@
 """Connection parameters without a library: validation, thumbprint and cookie normalisation, no secrets shown."""
 import ctypes
+import dataclasses
 
 import pytest
 
@@ -39,8 +40,8 @@ def test_session_cookie_value(raw, value):
 
 
 def test_uid_params_and_no_secret_in_repr():
-    conn = C.Connection(NoLibrary(), "vc.example", "vm-57", TP, user="backup@vsphere.local", password="S3cret!",
-                        snapshot_moref="snapshot-70", port=8443)
+    conn = C.Connection(NoLibrary(), C.ConnectParams("vc.example", "vm-57", TP, user="backup@vsphere.local", password="S3cret!",
+                                                     snapshot_moref="snapshot-70", port=8443))
     p = conn._ensure_params()
     assert isinstance(p, S.ConnectParams)
     assert (p.vmxSpec, p.serverName, p.thumbPrint) == (b"moref=vm-57", b"vc.example", TP.encode())
@@ -52,7 +53,7 @@ def test_uid_params_and_no_secret_in_repr():
 
 
 def test_close_wipes_secrets():
-    conn = C.Connection(NoLibrary(), "vc", "vm-1", TP, user="u", password="S3cret!")
+    conn = C.Connection(NoLibrary(), C.ConnectParams("vc", "vm-1", TP, user="u", password="S3cret!"))
     buf = conn._buffers["password"]
     conn.close()
     assert buf.raw == b"\0" * ctypes.sizeof(buf)
@@ -63,7 +64,7 @@ def test_close_wipes_secrets():
 
 
 def test_session_params():
-    conn = C.Connection(NoLibrary(), "vc", "vm-1", TP, user="u", session_cookie="vmware_soap_session=abc; HttpOnly")
+    conn = C.Connection(NoLibrary(), C.ConnectParams("vc", "vm-1", TP, user="u", session_cookie="vmware_soap_session=abc; HttpOnly"))
     p = conn._ensure_params()
     assert p.credType == S.CRED_SESSIONID
     assert (p.creds.sessionId.cookie, p.creds.sessionId.userName, p.creds.sessionId.key) == (b"abc", b"u", None)
@@ -81,10 +82,20 @@ def test_validation(kwargs, message):
     args = dict(server="vc", vm_moref="vm-1", thumbprint=TP, user="u", password="p")
     args.update(kwargs)
     with pytest.raises(ConfigurationError) as info:
-        C.Connection(NoLibrary(), **args)
+        C.ConnectParams(**args)
     assert message in str(info.value)
 
 
 def test_user_transport_modes_kept():
-    conn = C.Connection(NoLibrary(), "vc", "vm-1", TP, user="u", password="p", transport_modes="hotadd:nbdssl:nbd")
+    conn = C.Connection(NoLibrary(), C.ConnectParams("vc", "vm-1", TP, user="u", password="p", transport_modes="hotadd:nbdssl:nbd"))
     assert conn.transport_modes == "hotadd:nbdssl:nbd"
+
+
+def test_params_are_normalised_once_and_show_no_secret():
+    params = C.ConnectParams("vc", "vm-1", TP.lower(), user="u", password="S3cret!", session_cookie="c00kie", session_key="k3y",
+                             port="8443", transport_modes=None)
+    assert (params.thumbprint, params.port, params.transport_modes) == (TP, 8443, "nbdssl:nbd")
+    assert repr(params) == ("ConnectParams(server='vc', vm_moref='vm-1', thumbprint='%s', user='u', port=8443, "
+                            "snapshot_moref=None, transport_modes='nbdssl:nbd', nfc_host_port=902)" % TP)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.server = "elsewhere"

@@ -8,6 +8,7 @@ from pyVmomi import vim
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, VSphereError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as cfg
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.disks import list_disks
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.placement import Placement
 
 dev = vim.vm.device
 GIB = 1 << 30
@@ -153,13 +154,18 @@ class FakeFolder:
         return done(new_vm)
 
 
+def placed_in(folder):
+    """A placement in ``folder``, resource pool "pool", on datastore "ds2" (by name)."""
+    return Placement(datacenter=None, folder=folder, resource_pool="pool", datastore="ds2")
+
+
 def test_create_vm_maps_new_disks_to_captured_keys(monkeypatch):
     networks = {"DR LAN": None, "Backup LAN": None}
     resolved = []
     monkeypatch.setattr(cfg, "find_network", lambda session, name, dc: resolved.append(name) or networks[name])
     monkeypatch.setattr(cfg, "datacenter_of", lambda folder: None)
     folder = FakeFolder()
-    created = cfg.create_vm(object(), captured_json(), {"name": "copy", "network_map": {"Prod LAN": "DR LAN"}}, folder, "pool", "ds2")
+    created = cfg.create_vm(object(), captured_json(), {"name": "copy", "network_map": {"Prod LAN": "DR LAN"}}, placed_in(folder))
     assert (created.moref, created.name) == ("vm-77", "copy")
     assert sorted(resolved) == ["Backup LAN", "DR LAN"]
     assert {key: (d.key, d.controller.type, d.controller.bus_number, d.unit_number, d.capacity) for key, d in created.disks.items()} == {
@@ -172,7 +178,7 @@ def test_create_vm_with_missing_disk_destroys_it_and_raises(monkeypatch):
     monkeypatch.setattr(cfg, "datacenter_of", lambda folder: None)
     folder = FakeFolder(drop_disk=True)
     with pytest.raises(VSphereError, match=r"The new VM lacks disk\(s\) matching Hard disk 2 \(lsilogicsas bus 1 unit 2, 3221749760 bytes\)"):
-        cfg.create_vm(object(), captured_json(), {}, folder, "pool", "ds2")
+        cfg.create_vm(object(), captured_json(), {}, placed_in(folder))
     assert folder.destroyed
 
 
@@ -182,4 +188,4 @@ def test_unknown_target_network_is_a_configuration_error(monkeypatch):
     monkeypatch.setattr(cfg, "find_network", missing)
     monkeypatch.setattr(cfg, "datacenter_of", lambda folder: None)
     with pytest.raises(ConfigurationError, match=r"Network 'Prod LAN' \(of NIC Network adapter 1\) does not exist .* network_map"):
-        cfg.create_vm(object(), captured_json(), {}, FakeFolder(), "pool", "ds2")
+        cfg.create_vm(object(), captured_json(), {}, placed_in(FakeFolder()))

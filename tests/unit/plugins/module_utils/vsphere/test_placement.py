@@ -1,4 +1,4 @@
-"""resolve_placement defaults and errors; find_vm_by_spec selectors; VSphereSession.from_settings."""
+"""resolve_placement defaults and errors; find_vm_by_spec selectors; VSphereSession from its settings."""
 from types import SimpleNamespace
 
 import pytest
@@ -78,8 +78,8 @@ def test_find_vm_by_spec_maps_selectors(monkeypatch):
         inventory.find_vm_by_spec(object(), {"hostname": "web"})
 
 
-def test_session_from_settings_keeps_every_field():
+def test_session_keeps_every_field_of_its_settings():
     settings = SimpleNamespace(host="vc1", username="u", password="p", port=8443, validate_certs=False, ca_bundle="/ca.pem")
-    s = VSphereSession.from_settings(settings, vddk_thumbprint="AA" * 20)
+    s = VSphereSession(settings, vddk_thumbprint="AA" * 20)
     assert (s.host, s.user, s.port, s.validate_certs, s.ca_bundle, s.expected_thumbprint) == (
         "vc1", "u", 8443, False, "/ca.pem", ":".join(["AA"] * 20))

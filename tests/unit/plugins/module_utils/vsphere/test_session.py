@@ -13,6 +13,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     AuthenticationError, CertificateError, ConfigurationError, VSphereError)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import (
     VSphereSession, build_ssl_context, normalize_thumbprint, sha1_thumbprint)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.settings import VSphereSettings
 
 PASSWORD = "S3cr3t-Pa55"
 COOKIE = "52a8c0de-9f0e-secret-cookie"
@@ -66,8 +67,9 @@ def connector(result=None, error=None, calls=None):
     return connect
 
 
-def session(connect, **kwargs):
-    return VSphereSession("vc.example.com", "backup@vsphere.local", PASSWORD, connect_function=connect, **kwargs)
+def session(connect, vddk_thumbprint=None, **settings):
+    return VSphereSession(VSphereSettings("vc.example.com", "backup@vsphere.local", PASSWORD, **settings),
+                          vddk_thumbprint=vddk_thumbprint, connect_function=connect)
 
 
 def assert_no_secret(err):
@@ -194,9 +196,9 @@ def test_thumbprint_helpers():
 
 def test_empty_host_or_user_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="hostname is empty"):
-        VSphereSession("", "u", "p")
+        VSphereSession(VSphereSettings("", "u", "p"))
     with pytest.raises(ConfigurationError, match="username is empty"):
-        VSphereSession("h", "", "p")
+        VSphereSession(VSphereSettings("h", "", "p"))
 
 
 def test_missing_ca_bundle_is_a_configuration_error(tmp_path):
@@ -274,9 +276,9 @@ def tls_server(tmp_path):
 def test_real_handshake_fails_without_the_ca_and_passes_with_it(tls_server):
     port, ca_bundle = tls_server
     with pytest.raises(CertificateError, match="could not be verified"):
-        VSphereSession("127.0.0.1", "u", PASSWORD, port=port, timeout=5).connect()
+        VSphereSession(VSphereSettings("127.0.0.1", "u", PASSWORD, port=port), timeout=5).connect()
     with pytest.raises(VSphereError) as caught:  # verified, then no vSphere API behind it
-        VSphereSession("127.0.0.1", "u", PASSWORD, port=port, ca_bundle=ca_bundle, timeout=5).connect()
+        VSphereSession(VSphereSettings("127.0.0.1", "u", PASSWORD, port=port, ca_bundle=ca_bundle), timeout=5).connect()
     assert caught.value.__class__ is VSphereError  # not a subclass (authentication/certificate)
     assert "127.0.0.1:%d" % port in str(caught.value)
     assert_no_secret(caught.value)

@@ -5,7 +5,7 @@ import pytest
 from pyVmomi import vim
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import TaskError, TaskTimeoutError, VSphereError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.tasks import wait_for_task
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.tasks import DEFAULT_TASK_TIMEOUT, WaitPolicy, wait_for_task
 
 
 def info(state, result=None, error=None, progress=None, cancelable=False):
@@ -46,8 +46,9 @@ class FakeClock:
         self.now += seconds
 
 
-def run(task, clock, **kwargs):
-    return wait_for_task(task, sleep=clock.sleep, clock=clock.clock, **kwargs)
+def run(task, clock, what="vSphere task", timeout=DEFAULT_TASK_TIMEOUT, progress=None, **policy):
+    return wait_for_task(task, what=what, timeout=timeout, progress=progress,
+                         policy=WaitPolicy(sleep=clock.sleep, clock=clock.clock, **policy))
 
 
 def test_returns_result_after_running_states_and_reports_progress():
