@@ -298,8 +298,11 @@ void lab_transport_charge(VixDiskLibHandle h, uint64_t bytes, uint64_t submit_ns
     }
     pthread_mutex_unlock(&tmu);
 
-    unsigned long long zero = 0;
-    atomic_compare_exchange_strong(&st.first_ns[m], &zero, (unsigned long long)submit_ns);
+    /* the earliest submission (threads may get here out of order): 0 means none yet */
+    unsigned long long first = atomic_load(&st.first_ns[m]);
+    while ((first == 0 || submit_ns < first) &&
+           !atomic_compare_exchange_weak(&st.first_ns[m], &first, (unsigned long long)submit_ns))
+        ;
     if (end > ready)
         atomic_fetch_add(&st.throttled, 1);
     if (end > lab_now_ns())
