@@ -311,7 +311,7 @@ def test_host_cap_is_shared_by_handles(lab, vddk, morefs, knobs, tmp_path):
 # -- asynchronous I/O --------------------------------------------------------------------------------------------
 
 def test_async_requests_are_in_flight_together_up_to_the_queue_depth(lab, vddk, morefs, knobs, tmp_path):
-    knobs(ASYNC_DEPTH=4, NBD_LATENCY_US=20000)
+    knobs(ASYNC_DEPTH=4, NBD_LATENCY_US=100000)     # far longer than submitting 4 requests takes
     target = lab.disks("lab-vm2")[0]
     with open(target["flat"], "rb") as flat:
         expected = flat.read(MIB)
