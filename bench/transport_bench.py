@@ -150,14 +150,21 @@ def prepare_lab(args):
     labdir = os.path.join(WORK, "lab")
     size = args.disk_mib * MIB
     lab = Lab.start(labdir, vm1_disk0=size, vm1_disk1=size, vm2_disk0=size)
-    environ = dict(os.environ, **lab.env())
-    for _extra in range(2):
-        subprocess.run([sys.executable, LABCTL, "add-disk", "--vm", "lab-vm1", "--size", str(size)], env=environ,
-                       check=True, capture_output=True)
-    for vm, count in CASES:
-        assert len(lab.disks(vm)) == count, lab.disks(vm)
-        for disk in range(count):
-            lab.write(vm, disk, 0, size, seed=100 + disk)
+    try:
+        environ = dict(os.environ, **lab.env())
+        for _extra in range(2):
+            done = subprocess.run([sys.executable, LABCTL, "add-disk", "--vm", "lab-vm1", "--size", str(size)],
+                                  env=environ, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit("transport bench: labctl add-disk failed:\n%s%s" % (done.stdout, done.stderr))
+        for vm, count in CASES:
+            if len(lab.disks(vm)) != count:
+                raise SystemExit("transport bench: %s has %d disks, expected %d" % (vm, len(lab.disks(vm)), count))
+            for disk in range(count):
+                lab.write(vm, disk, 0, size, seed=100 + disk)
+    except BaseException:
+        lab.stop()
+        raise
     return lab, labdir
 
 
