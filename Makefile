@@ -130,6 +130,15 @@ bench: install build-lab apt-bench
 	mkdir -p bench/results
 	$(PY) bench/repo_bench.py
 	$(PY) bench/e2e_bench.py
+	$(PY) bench/transport_bench.py
+	$(PY) bench/transport_bench.py --profile-caps --disk-mib 256
+
+# backup and restore through each transport the VDDK stand-in models (figures for docs/performance.md)
+.PHONY: bench-transport
+bench-transport: install build-lab
+	mkdir -p bench/results
+	$(PY) bench/transport_bench.py
+	$(PY) bench/transport_bench.py --profile-caps --disk-mib 256
 
 bench-quick: install build-lab apt-bench
 	$(PY) bench/e2e_bench.py --quick

@@ -61,7 +61,6 @@ _REQUIRED = {
     "VixDiskLib_Flush": (S.VixError, [_c.c_void_p]),
     "VixDiskLib_Create": (S.VixError, [_c.c_void_p, _c.c_char_p, _P(S.CreateParams), S.ProgressFunc, _c.c_void_p]),
     "VixDiskLib_GetTransportMode": (_c.c_char_p, [_c.c_void_p]),
-    "VixDiskLib_ListTransportModes": (_c.c_char_p, []),
     "VixDiskLib_FreeConnectParams": (None, [_P(S.ConnectParams)]),
 }
 
@@ -77,6 +76,8 @@ _OPTIONAL = {
     "VixDiskLib_ReadAsync": (S.VixError, [_c.c_void_p, S.SectorType, S.SectorType, _BUF, S.CompletionFunc, _c.c_void_p]),
     "VixDiskLib_WriteAsync": (S.VixError, [_c.c_void_p, S.SectorType, S.SectorType, _BUF, S.CompletionFunc, _c.c_void_p]),
     "VixDiskLib_Wait": (S.VixError, [_c.c_void_p]),
+    # informational only (nbdkit never calls it, and its test library lacks it)
+    "VixDiskLib_ListTransportModes": (_c.c_char_p, []),
 }
 
 
@@ -250,6 +251,9 @@ class VddkLibrary:
             raise error_for(err, self.error_text(err), "VixDiskLib_" + function, context)
 
     def transport_modes(self):
+        """The modes this VDDK offers ("file:san:hotadd:nbdssl:nbd"), or None when it lacks ListTransportModes."""
+        if not self.has("ListTransportModes"):
+            return None
         modes = self.cdll.VixDiskLib_ListTransportModes()
         return modes.decode() if modes else ""
 

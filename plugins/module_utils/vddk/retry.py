@@ -73,6 +73,11 @@ class RetryingDisk:
     def capacity(self):
         return self._attempt("capacity", lambda disk: disk.capacity)
 
+    @property
+    def transport_mode(self):
+        """The transport VDDK chose for the current handle (a reconnect may choose another one)."""
+        return self._attempt("transport_mode", lambda disk: disk.transport_mode)
+
     def read_into(self, offset, buffer):
         return self._call("read_into", offset, buffer)
 

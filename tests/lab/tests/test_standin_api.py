@@ -50,10 +50,12 @@ def scratch_disks(lab):
 
 
 @pytest.fixture(autouse=True)
-def clean_knobs(monkeypatch):
+def clean_knobs(monkeypatch, request):
     for name in list(os.environ):
         if name.startswith("LABVDDK_"):
             monkeypatch.delenv(name)
+    # the Nth-call counters are process-wide: each test starts them again (they restart when the faults change)
+    monkeypatch.setenv("LABVDDK_FAIL_RUN", request.node.nodeid)
 
 
 def connect(lab, vddk, vm, read_only=True, **kwargs):

@@ -8,7 +8,7 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 CC="${CC:-gcc}"
 CFLAGS=(-O2 -g -fPIC -shared -pthread -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fvisibility=hidden)
-SOURCES=("$HERE/standin.c" "$HERE/disk.c" "$HERE/net.c")
+SOURCES=("$HERE/standin.c" "$HERE/disk.c" "$HERE/net.c" "$HERE/transport.c" "$HERE/async.c")
 
 build() {  # build DIR EXTRA_CFLAGS...
     local dir="$OUT/$1/lib64"

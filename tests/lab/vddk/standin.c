@@ -9,10 +9,11 @@
  * Behaviour choices where real VDDK leaves room (see README.md next to this file):
  * - A wrong thumbprint does not fail ConnectEx: the connection is made without sending credentials and every
  *   Open on it fails with VIX_E_FAIL (1), as real VDDK reports it. The log callback says why.
- * - Transport modes: "nbd" and "nbdssl" are usable; a request naming only others ("hotadd", "san", "file")
- *   connects, then Open fails with VIX_E_FILE_ACCESS_ERROR (13) "Cannot use mode ...", as real VDDK does.
- * - Async calls do the I/O synchronously, then a background thread invokes the callback (so callbacks arrive on
- *   a foreign thread, as with real VDDK); Wait() returns when every callback of the handle has returned.
+ * - Transport modes: each Open picks the first requested mode usable for the disk (transport.c): "nbd" and
+ *   "nbdssl" always, "hotadd" and "san" when the run says the process may use them; none usable: Open fails with
+ *   VIX_E_FILE_ACCESS_ERROR (13) "Cannot use mode ...", as real VDDK does. What each mode costs is modelled there.
+ * - Async calls are queued per handle and served by the handle's worker thread (async.c), which invokes the
+ *   callback (on a foreign thread, as with real VDDK); Wait() returns when every callback of the handle has returned.
  * - Rules cover the serialized group Open/Close/ConnectEx/Disconnect/Create/PrepareForAccess/EndAccess/Cleanup.
  */
 #define _GNU_SOURCE
@@ -35,35 +36,31 @@
 
 /* -- process-wide state ---------------------------------------------------------------------------------------- */
 
-struct async_job {
-    struct async_job *next;
-    VixDiskLibHandle handle;
-    VixDiskLibCompletionCB callback;
-    void *cb_data;
-    VixError result;
-};
-
 static struct {
     atomic_int initialized;
     pid_t init_pid;
     VixDiskLibGenericLogFunc *log, *warn, *panic;
-    pthread_t worker;
-    pthread_mutex_t mu;              /* guards the queue, the registries and the config */
-    pthread_cond_t queue_cv, done_cv;
-    struct async_job *queue_head, *queue_tail;
-    int stop_worker;
-} g = { .mu = PTHREAD_MUTEX_INITIALIZER, .queue_cv = PTHREAD_COND_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER };
+    pthread_mutex_t mu;              /* guards the registries and the config */
+} g = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-static struct config {
+/* What decides which calls fail: when any of it changes, the Nth-call counters start again (and only then). */
+struct fault_config {
     long long fail_nth[2], fail_times[2];
     double fail_rate[2];
     unsigned long long seed;
     unsigned fail_code;
+    int per_handle;                  /* LABVDDK_FAIL_SCOPE=handle: each handle counts its own calls */
+    char run[128];                   /* LABVDDK_FAIL_RUN: a new value restarts the counters with the same faults */
+};
+
+static struct config {
+    struct fault_config fault;
     long latency_us;
     char stats_path[4096];
 } cfg;
 
-enum { KIND_READ = 0, KIND_WRITE = 1 };
+/* Process-wide Nth-call counters: a reconnect (a product's retry) does not reset them, as a real transient
+ * fault does not recur because the client reconnected. */
 static atomic_ullong call_count[2];
 static atomic_ullong stat_reads, stat_bytes_read, stat_writes, stat_bytes_written;
 
@@ -244,35 +241,52 @@ static double env_double(const char *name)
     return v && *v ? strtod(v, NULL) : 0.0;
 }
 
-static void load_config(void)
+/* Read the knobs (InitEx, every ConnectEx). `initial`: InitEx, where every counter starts from zero. */
+static VixError load_config(int initial)
 {
     struct config c;
     const char *stats = getenv("LABVDDK_STATS");
+    const char *scope = getenv("LABVDDK_FAIL_SCOPE");
+    const char *run = getenv("LABVDDK_FAIL_RUN");
 
     memset(&c, 0, sizeof c);
-    c.fail_nth[KIND_READ] = env_ll("LABVDDK_FAIL_READ_NTH", 0);
-    c.fail_nth[KIND_WRITE] = env_ll("LABVDDK_FAIL_WRITE_NTH", 0);
-    c.fail_times[KIND_READ] = env_ll("LABVDDK_FAIL_READ_TIMES", 1);
-    c.fail_times[KIND_WRITE] = env_ll("LABVDDK_FAIL_WRITE_TIMES", 1);
-    c.fail_rate[KIND_READ] = env_double("LABVDDK_FAIL_READ_RATE");
-    c.fail_rate[KIND_WRITE] = env_double("LABVDDK_FAIL_WRITE_RATE");
-    c.seed = (unsigned long long)env_ll("LABVDDK_FAIL_SEED", 0);
-    c.fail_code = (unsigned)env_ll("LABVDDK_FAIL_CODE", VIX_E_FAIL);
+    c.fault.fail_nth[KIND_READ] = env_ll("LABVDDK_FAIL_READ_NTH", 0);
+    c.fault.fail_nth[KIND_WRITE] = env_ll("LABVDDK_FAIL_WRITE_NTH", 0);
+    c.fault.fail_times[KIND_READ] = env_ll("LABVDDK_FAIL_READ_TIMES", 1);
+    c.fault.fail_times[KIND_WRITE] = env_ll("LABVDDK_FAIL_WRITE_TIMES", 1);
+    c.fault.fail_rate[KIND_READ] = env_double("LABVDDK_FAIL_READ_RATE");
+    c.fault.fail_rate[KIND_WRITE] = env_double("LABVDDK_FAIL_WRITE_RATE");
+    c.fault.seed = (unsigned long long)env_ll("LABVDDK_FAIL_SEED", 0);
+    c.fault.fail_code = (unsigned)env_ll("LABVDDK_FAIL_CODE", VIX_E_FAIL);
+    if (scope && *scope && strcmp(scope, "handle") != 0 && strcmp(scope, "process") != 0) {
+        lab_warn("VixDiskLib: LABVDDK_FAIL_SCOPE must be \"process\" or \"handle\", not \"%s\"\n", scope);
+        return VIX_E_INVALID_ARG;
+    }
+    c.fault.per_handle = scope && strcmp(scope, "handle") == 0;
+    snprintf(c.fault.run, sizeof c.fault.run, "%s", run ? run : "");
     c.latency_us = (long)env_ll("LABVDDK_LATENCY_US", 0);
     snprintf(c.stats_path, sizeof c.stats_path, "%s", stats ? stats : "");
+    VixError err = lab_transport_load();
+    if (err != VIX_OK)
+        return err;
     pthread_mutex_lock(&g.mu);
-    if (strcmp(c.stats_path, cfg.stats_path) != 0) {
+    if (initial || strcmp(c.stats_path, cfg.stats_path) != 0) {
         /* a new STATS file starts from zero: counters cover the calls since InitEx or since the path changed */
         atomic_store(&stat_reads, 0);
         atomic_store(&stat_bytes_read, 0);
         atomic_store(&stat_writes, 0);
         atomic_store(&stat_bytes_written, 0);
+        lab_transport_reset_stats();
+        lab_async_reset_stats();
+    }
+    if (initial || memcmp(&c.fault, &cfg.fault, sizeof c.fault) != 0) {
+        atomic_store(&call_count[KIND_READ], 0);
+        atomic_store(&call_count[KIND_WRITE], 0);
     }
     cfg = c;
     atomic_store(&latency_us, c.latency_us);
-    atomic_store(&call_count[KIND_READ], 0);
-    atomic_store(&call_count[KIND_WRITE], 0);
     pthread_mutex_unlock(&g.mu);
+    return VIX_OK;
 }
 
 static void write_stats(void)
@@ -292,6 +306,8 @@ static void write_stats(void)
     fprintf(f, "reads %llu\nbytes_read %llu\nwrites %llu\nbytes_written %llu\n",
             (unsigned long long)atomic_load(&stat_reads), (unsigned long long)atomic_load(&stat_bytes_read),
             (unsigned long long)atomic_load(&stat_writes), (unsigned long long)atomic_load(&stat_bytes_written));
+    lab_transport_write_stats(f);
+    lab_async_write_stats(f);
     if (fclose(f) == 0)
         rename(tmp, path);
     else
@@ -306,15 +322,15 @@ static uint64_t splitmix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* The injected failure code for this Read/Write call, or VIX_OK. */
-static VixError injected_fault(int kind)
+/* The injected failure code for this Read/Write call on h, or VIX_OK. */
+static VixError injected_fault(VixDiskLibHandle h, int kind)
 {
     pthread_mutex_lock(&g.mu);
-    unsigned long long n = atomic_fetch_add(&call_count[kind], 1) + 1;
-    long long nth = cfg.fail_nth[kind], times = cfg.fail_times[kind];
-    double rate = cfg.fail_rate[kind];
-    unsigned long long seed = cfg.seed;
-    unsigned code = cfg.fail_code;
+    unsigned long long n = cfg.fault.per_handle ? ++h->fail_count[kind] : atomic_fetch_add(&call_count[kind], 1) + 1;
+    long long nth = cfg.fault.fail_nth[kind], times = cfg.fault.fail_times[kind];
+    double rate = cfg.fault.fail_rate[kind];
+    unsigned long long seed = cfg.fault.seed;
+    unsigned code = cfg.fault.fail_code;
     pthread_mutex_unlock(&g.mu);
     int fail = nth > 0 && n >= (unsigned long long)nth && (times <= 0 || n < (unsigned long long)(nth + times));
 
@@ -327,53 +343,6 @@ static VixError injected_fault(int kind)
     lab_warn("VixDiskLib: injected failure of %s call %llu with error %u\n", kind == KIND_READ ? "read" : "write", n,
              code);
     return code;
-}
-
-/* -- async worker ---------------------------------------------------------------------------------------------- */
-
-static void *worker_main(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&g.mu);
-    for (;;) {
-        while (!g.queue_head && !g.stop_worker)
-            pthread_cond_wait(&g.queue_cv, &g.mu);
-        if (!g.queue_head)
-            break;
-        struct async_job *job = g.queue_head;
-        g.queue_head = job->next;
-        if (!g.queue_head)
-            g.queue_tail = NULL;
-        pthread_mutex_unlock(&g.mu);
-        job->callback(job->cb_data, job->result);
-        pthread_mutex_lock(&g.mu);
-        atomic_fetch_sub(&job->handle->async_pending, 1);
-        pthread_cond_broadcast(&g.done_cv);
-        free(job);
-    }
-    pthread_mutex_unlock(&g.mu);
-    return NULL;
-}
-
-static VixError queue_callback(VixDiskLibHandle h, VixDiskLibCompletionCB cb, void *data, VixError result)
-{
-    struct async_job *job = calloc(1, sizeof *job);
-    if (!job)
-        return VIX_E_OUT_OF_MEMORY;
-    job->handle = h;
-    job->callback = cb;
-    job->cb_data = data;
-    job->result = result;
-    atomic_fetch_add(&h->async_pending, 1);
-    pthread_mutex_lock(&g.mu);
-    if (g.queue_tail)
-        g.queue_tail->next = job;
-    else
-        g.queue_head = job;
-    g.queue_tail = job;
-    pthread_cond_signal(&g.queue_cv);
-    pthread_mutex_unlock(&g.mu);
-    return VIX_ASYNC;
 }
 
 /* -- init / exit / errors -------------------------------------------------------------------------------------- */
@@ -395,10 +364,9 @@ VixError VixDiskLib_InitEx(uint32_t majorVersion, uint32_t minorVersion, VixDisk
     g.warn = warn;
     g.panic = panic;
     g.init_pid = getpid();
-    g.stop_worker = 0;
-    load_config();
-    if (pthread_create(&g.worker, NULL, worker_main, NULL) != 0)
-        return VIX_E_OUT_OF_MEMORY;
+    VixError err = load_config(1);
+    if (err != VIX_OK)
+        return err;
     atomic_store(&g.initialized, 1);
     lab_log("VixDiskLib: VDDK lab stand-in initialised for API %u.%u, libDir %s, config %s (pid %d)\n", majorVersion,
             minorVersion, libDir ? libDir : "(none)", configFile ? configFile : "(none)", (int)g.init_pid);
@@ -410,11 +378,6 @@ void VixDiskLib_Exit(void)
     if (check_init("VixDiskLib_Exit") != VIX_OK)
         return;
     write_stats();
-    pthread_mutex_lock(&g.mu);
-    g.stop_worker = 1;
-    pthread_cond_broadcast(&g.queue_cv);
-    pthread_mutex_unlock(&g.mu);
-    pthread_join(g.worker, NULL);
     lab_log("VixDiskLib: exit (pid %d)\n", (int)getpid());
     atomic_store(&g.initialized, 0);
 }
@@ -613,23 +576,6 @@ static VixError lab_lookup(const VixDiskLibConnectParams *params, const char *vm
     return err;
 }
 
-static const char *pick_transport(const char *modes)
-{
-    char buf[256];
-    char *save = NULL, *mode;
-
-    if (!modes || !*modes)
-        return "nbdssl";
-    snprintf(buf, sizeof buf, "%s", modes);
-    for (mode = strtok_r(buf, ":", &save); mode; mode = strtok_r(NULL, ":", &save)) {
-        if (strcmp(mode, "nbdssl") == 0)
-            return "nbdssl";
-        if (strcmp(mode, "nbd") == 0)
-            return "nbd";
-    }
-    return "";
-}
-
 static void free_conn(VixDiskLibConnection c)
 {
     if (!c)
@@ -681,7 +627,6 @@ static VixError connect_locked(const VixDiskLibConnectParams *params, Bool readO
     c->server = strdup(params->serverName);
     c->snapshot_ref = snapshotRef ? strdup(snapshotRef) : NULL;
     c->read_only = readOnly != 0;
-    snprintf(c->transport, sizeof c->transport, "%s", pick_transport(transportModes));
     snprintf(c->requested_modes, sizeof c->requested_modes, "%s", transportModes ? transportModes : "");
 
     /* the thumbprint first: credentials go only to the server the caller trusts */
@@ -712,8 +657,9 @@ VixError VixDiskLib_ConnectEx(const VixDiskLibConnectParams *connectParams, Bool
     VixError err = serial_enter("VixDiskLib_ConnectEx");
     if (err != VIX_OK)
         return err;
-    load_config();
-    err = connect_locked(connectParams, readOnly, snapshotRef, transportModes, connection);
+    err = load_config(0);
+    if (err == VIX_OK)
+        err = connect_locked(connectParams, readOnly, snapshotRef, transportModes, connection);
     serial_exit();
     return err;
 }
@@ -826,7 +772,10 @@ static VixError resolve_path(VixDiskLibConnection c, const char *path, char **de
 
 static void free_handle(VixDiskLibHandle h)
 {
+    lab_async_stop(h);
+    lab_transport_close(h);
     lab_disk_close(h);
+    pthread_mutex_destroy(&h->disk_mu);
     free(h->vmdk_path);
     free(h->descriptor_path);
     free(h->flat_path);
@@ -849,11 +798,6 @@ static VixError open_locked(VixDiskLibConnection c, const char *path, uint32_t f
                  "the connection was made with a thumbprint that does not match the host certificate");
         return VIX_E_FAIL;
     }
-    if (!c->transport[0]) {
-        lab_warn("VixDiskLib: Cannot use mode %s to access %s: Cannot mount using this method. (%s)\n",
-                 c->requested_modes, path, "the lab offers nbdssl and nbd only");
-        return VIX_E_FILE_ACCESS_ERROR;
-    }
     if (c->num_disks > 0) {
         int known = 0;
         for (int i = 0; i < c->num_disks && !known; i++)
@@ -869,9 +813,14 @@ static VixError open_locked(VixDiskLibConnection c, const char *path, uint32_t f
         return VIX_E_OUT_OF_MEMORY;
     h->magic = HANDLE_MAGIC;
     h->fd = h->map_fd = h->data_fd = h->direct_fd = -1;
+    h->mode = -1;
+    pthread_mutex_init(&h->disk_mu, NULL);
     h->conn = c;
     h->vmdk_path = strdup(path);
-    err = resolve_path(c, path, &h->descriptor_path, &h->flat_path);
+    int writable = !c->read_only && !(flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+    err = lab_transport_open(h, writable);
+    if (err == VIX_OK)
+        err = resolve_path(c, path, &h->descriptor_path, &h->flat_path);
     if (err != VIX_OK) {
         free_handle(h);
         return err;
@@ -880,15 +829,17 @@ static VixError open_locked(VixDiskLibConnection c, const char *path, uint32_t f
         free_handle(h);
         return VIX_E_OUT_OF_MEMORY;
     }
-    h->snapshot_view = c->snapshot_ref != NULL;
-    h->read_only = c->read_only || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) || h->snapshot_view;
+    /* SAN and hotadd restores write the disk while the VM has a snapshot (the connection names it): the lab then
+     * writes the live disk, and the snapshot's copy-on-write view keeps what it had */
+    h->snapshot_view = c->snapshot_ref != NULL && !(writable && (h->mode == LAB_MODE_SAN || h->mode == LAB_MODE_HOTADD));
+    h->read_only = !writable || h->snapshot_view;
     err = lab_disk_open(h);
     if (err != VIX_OK) {
         free_handle(h);
         return err;
     }
     lab_log("VixDiskLib: opened %s (%s, %llu bytes, transport %s)\n", path, h->snapshot_view ? c->snapshot_ref : "live",
-            (unsigned long long)h->capacity, c->transport);
+            (unsigned long long)h->capacity, lab_mode_name(h->mode));
     atomic_fetch_add(&c->open_handles, 1);
     registry_add(h);
     *out = h;
@@ -931,7 +882,7 @@ const char *VixDiskLib_GetTransportMode(VixDiskLibHandle diskHandle)
 {
     if (check_handle(diskHandle, "VixDiskLib_GetTransportMode") != VIX_OK)
         return NULL;
-    return strcmp(diskHandle->conn->transport, "nbd") == 0 ? "nbd" : "nbdssl";
+    return lab_mode_name(diskHandle->mode);
 }
 
 VixError VixDiskLib_GetInfo(VixDiskLibHandle diskHandle, VixDiskLibInfo **info)
@@ -998,94 +949,102 @@ static VixError check_range(VixDiskLibHandle h, VixDiskLibSectorType start, VixD
     return VIX_OK;
 }
 
-static VixError do_read(VixDiskLibHandle h, VixDiskLibSectorType start, VixDiskLibSectorType n, uint8_t *buf,
-                        const char *fn)
+/* The disk I/O of one request whose fault and read-only checks passed: the range, then the disk, then the stats.
+ * The caller holds h->disk_mu. */
+VixError lab_io(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDiskLibSectorType n, uint8_t *buf,
+                const char *fn)
 {
-    latency();
-    VixError err = injected_fault(KIND_READ);
-    if (err == VIX_OK)
-        err = buf || n == 0 ? check_range(h, start, n, fn) : VIX_E_INVALID_ARG;
-    if (err == VIX_OK)
+    VixError err = buf || n == 0 ? check_range(h, start, n, fn) : VIX_E_INVALID_ARG;
+    if (err != VIX_OK)
+        return err;
+    if (kind == KIND_READ) {
         err = lab_disk_read(h, start * VIXDISKLIB_SECTOR_SIZE, n * VIXDISKLIB_SECTOR_SIZE, buf);
-    if (err == VIX_OK) {
-        atomic_fetch_add(&stat_reads, 1);
-        atomic_fetch_add(&stat_bytes_read, n * VIXDISKLIB_SECTOR_SIZE);
+        if (err == VIX_OK) {
+            atomic_fetch_add(&stat_reads, 1);
+            atomic_fetch_add(&stat_bytes_read, n * VIXDISKLIB_SECTOR_SIZE);
+        }
+    } else {
+        err = lab_disk_write(h, start * VIXDISKLIB_SECTOR_SIZE, n * VIXDISKLIB_SECTOR_SIZE, buf);
+        if (err == VIX_OK) {
+            atomic_fetch_add(&stat_writes, 1);
+            atomic_fetch_add(&stat_bytes_written, n * VIXDISKLIB_SECTOR_SIZE);
+        }
     }
     return err;
 }
 
-static VixError do_write(VixDiskLibHandle h, VixDiskLibSectorType start, VixDiskLibSectorType n, const uint8_t *buf,
-                         const char *fn)
+/* What is decided when a Read/Write (or its async form) is called: an injected fault, a write to a read-only disk.
+ * Counted at the call, so "the Nth call" means the Nth call the product made, async or not. */
+static VixError admit(VixDiskLibHandle h, int kind, const char *fn)
 {
     latency();
-    VixError err = injected_fault(KIND_WRITE);
-    if (err == VIX_OK && h->read_only) {
+    VixError err = injected_fault(h, kind);
+    if (err == VIX_OK && kind == KIND_WRITE && h->read_only) {
         lab_warn("VixDiskLib: %s to %s, which is open read-only\n", fn, h->vmdk_path);
         err = VIX_E_FILE_READ_ONLY;
     }
-    if (err == VIX_OK)
-        err = buf || n == 0 ? check_range(h, start, n, fn) : VIX_E_INVALID_ARG;
-    if (err == VIX_OK)
-        err = lab_disk_write(h, start * VIXDISKLIB_SECTOR_SIZE, n * VIXDISKLIB_SECTOR_SIZE, buf);
+    return err;
+}
+
+static VixError sync_io(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDiskLibSectorType n,
+                        uint8_t *buf, const char *fn)
+{
+    uint64_t submitted = lab_now_ns();
+    VixError err = io_enter(h, fn);
+    if (err != VIX_OK)
+        return err;
+    err = admit(h, kind, fn);
     if (err == VIX_OK) {
-        atomic_fetch_add(&stat_writes, 1);
-        atomic_fetch_add(&stat_bytes_written, n * VIXDISKLIB_SECTOR_SIZE);
+        pthread_mutex_lock(&h->disk_mu);
+        err = lab_io(h, kind, start, n, buf, fn);
+        pthread_mutex_unlock(&h->disk_mu);
+        if (err == VIX_OK)
+            lab_transport_charge(h, n * VIXDISKLIB_SECTOR_SIZE, submitted);
     }
+    io_exit(h);
+    return err;
+}
+
+static VixError async_io(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDiskLibSectorType n,
+                         uint8_t *buf, VixDiskLibCompletionCB callback, void *cbData, const char *fn)
+{
+    VixError err = io_enter(h, fn);
+    if (err != VIX_OK)
+        return err;
+    if (!callback)
+        err = VIX_E_INVALID_ARG;
+    else
+        err = lab_async_submit(h, kind, start, n, buf, callback, cbData, admit(h, kind, fn));
+    io_exit(h);
     return err;
 }
 
 VixError VixDiskLib_Read(VixDiskLibHandle diskHandle, VixDiskLibSectorType startSector, VixDiskLibSectorType numSectors,
                          uint8_t *readBuffer)
 {
-    VixError err = io_enter(diskHandle, "VixDiskLib_Read");
-    if (err != VIX_OK)
-        return err;
-    err = do_read(diskHandle, startSector, numSectors, readBuffer, "VixDiskLib_Read");
-    io_exit(diskHandle);
-    return err;
+    return sync_io(diskHandle, KIND_READ, startSector, numSectors, readBuffer, "VixDiskLib_Read");
 }
 
 VixError VixDiskLib_Write(VixDiskLibHandle diskHandle, VixDiskLibSectorType startSector, VixDiskLibSectorType numSectors,
                           const uint8_t *writeBuffer)
 {
-    VixError err = io_enter(diskHandle, "VixDiskLib_Write");
-    if (err != VIX_OK)
-        return err;
-    err = do_write(diskHandle, startSector, numSectors, writeBuffer, "VixDiskLib_Write");
-    io_exit(diskHandle);
-    return err;
+    return sync_io(diskHandle, KIND_WRITE, startSector, numSectors, (uint8_t *)writeBuffer, "VixDiskLib_Write");
 }
 
 VixError VixDiskLib_ReadAsync(VixDiskLibHandle diskHandle, VixDiskLibSectorType startSector,
                               VixDiskLibSectorType numSectors, uint8_t *readBuffer, VixDiskLibCompletionCB callback,
                               void *cbData)
 {
-    VixError err = io_enter(diskHandle, "VixDiskLib_ReadAsync");
-    if (err != VIX_OK)
-        return err;
-    if (!callback)
-        err = VIX_E_INVALID_ARG;
-    else
-        err = queue_callback(diskHandle, callback, cbData,
-                             do_read(diskHandle, startSector, numSectors, readBuffer, "VixDiskLib_ReadAsync"));
-    io_exit(diskHandle);
-    return err;
+    return async_io(diskHandle, KIND_READ, startSector, numSectors, readBuffer, callback, cbData,
+                    "VixDiskLib_ReadAsync");
 }
 
 VixError VixDiskLib_WriteAsync(VixDiskLibHandle diskHandle, VixDiskLibSectorType startSector,
                                VixDiskLibSectorType numSectors, const uint8_t *writeBuffer,
                                VixDiskLibCompletionCB callback, void *cbData)
 {
-    VixError err = io_enter(diskHandle, "VixDiskLib_WriteAsync");
-    if (err != VIX_OK)
-        return err;
-    if (!callback)
-        err = VIX_E_INVALID_ARG;
-    else
-        err = queue_callback(diskHandle, callback, cbData,
-                             do_write(diskHandle, startSector, numSectors, writeBuffer, "VixDiskLib_WriteAsync"));
-    io_exit(diskHandle);
-    return err;
+    return async_io(diskHandle, KIND_WRITE, startSector, numSectors, (uint8_t *)writeBuffer, callback, cbData,
+                    "VixDiskLib_WriteAsync");
 }
 
 VixError VixDiskLib_Wait(VixDiskLibHandle diskHandle)
@@ -1093,10 +1052,7 @@ VixError VixDiskLib_Wait(VixDiskLibHandle diskHandle)
     VixError err = io_enter(diskHandle, "VixDiskLib_Wait");
     if (err != VIX_OK)
         return err;
-    pthread_mutex_lock(&g.mu);
-    while (atomic_load(&diskHandle->async_pending) > 0)
-        pthread_cond_wait(&g.done_cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
+    lab_async_wait(diskHandle);
     io_exit(diskHandle);
     return VIX_OK;
 }
@@ -1106,8 +1062,10 @@ VixError VixDiskLib_Flush(VixDiskLibHandle diskHandle)
     VixError err = io_enter(diskHandle, "VixDiskLib_Flush");
     if (err != VIX_OK)
         return err;
+    pthread_mutex_lock(&diskHandle->disk_mu);
     if (!diskHandle->read_only && fdatasync(diskHandle->fd) != 0)
         err = VIX_E_FILE_ERROR;
+    pthread_mutex_unlock(&diskHandle->disk_mu);
     io_exit(diskHandle);
     return err;
 }
@@ -1121,11 +1079,12 @@ VixError VixDiskLib_QueryAllocatedBlocks(VixDiskLibHandle diskHandle, VixDiskLib
     if (err != VIX_OK)
         return err;
     uint64_t sectors = diskHandle->capacity / VIXDISKLIB_SECTOR_SIZE;
-    if (!blockList || chunkSize < VIXDISKLIB_MIN_CHUNK_SIZE || startSector % chunkSize != 0 ||
+    if (!blockList || chunkSize < VIXDISKLIB_MIN_CHUNK_SIZE || chunkSize % VIXDISKLIB_MIN_CHUNK_SIZE != 0 ||
+        startSector % chunkSize != 0 ||
         (numSectors % chunkSize != 0 && startSector + numSectors != sectors) ||
         numSectors / chunkSize > VIXDISKLIB_MAX_CHUNK_NUMBER) {
         lab_warn("VixDiskLib: QueryAllocatedBlocks(start %llu, count %llu, chunk %llu) of %s: the chunk size must be "
-                 "at least %d sectors, start and count multiples of it (count may end at the capacity), at most %d "
+                 "a multiple of %d sectors, start and count multiples of it (count may end at the capacity), at most %d "
                  "chunks\n", (unsigned long long)startSector, (unsigned long long)numSectors,
                  (unsigned long long)chunkSize, diskHandle->vmdk_path, VIXDISKLIB_MIN_CHUNK_SIZE,
                  VIXDISKLIB_MAX_CHUNK_NUMBER);
@@ -1133,6 +1092,8 @@ VixError VixDiskLib_QueryAllocatedBlocks(VixDiskLibHandle diskHandle, VixDiskLib
     }
     if (err == VIX_OK)
         err = check_range(diskHandle, startSector, numSectors, "VixDiskLib_QueryAllocatedBlocks");
+    if (err == VIX_OK)
+        lab_transport_query(diskHandle);
     if (err == VIX_OK)
         err = lab_disk_allocated(diskHandle, startSector * VIXDISKLIB_SECTOR_SIZE,
                                  (startSector + numSectors) * VIXDISKLIB_SECTOR_SIZE, chunkSize * VIXDISKLIB_SECTOR_SIZE,

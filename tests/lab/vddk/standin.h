@@ -7,8 +7,10 @@
 #ifndef LAB_STANDIN_H
 #define LAB_STANDIN_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "vixDiskLib.h"
@@ -27,8 +29,7 @@ struct VixDiskLibConnectParam {
     char *server;
     char *vm_moref;
     char *snapshot_ref;           /* NULL: live disks */
-    char transport[16];           /* the mode picked ("nbdssl"/"nbd"), "" when none of the requested is usable */
-    char requested_modes[128];
+    char requested_modes[128];    /* as given to ConnectEx ("" = VDDK's default order); each Open picks its mode */
     int read_only;
     int thumbprint_mismatch;      /* real VDDK reports this as VIX_E_FAIL at Open time */
     int num_datastores;
@@ -56,13 +57,47 @@ struct VixDiskLibHandleStruct {
     size_t bounce_len;
     uint64_t capacity;            /* bytes (snapshot capacity for a snapshot view) */
     atomic_int io_in_progress;
-    atomic_int async_pending;
+    atomic_int async_pending;     /* submitted asynchronous requests whose callback has not returned yet */
+    int mode;                     /* enum lab_mode: the transport chosen at Open (transport.c) */
+    int nfc_reserved;             /* this handle holds one NFC connection and its buffer memory */
+    uint64_t conn_free_ns;        /* the handle's own link is busy until then (CLOCK_MONOTONIC) */
+    unsigned long long fail_count[2];   /* per-handle Nth-call counters (LABVDDK_FAIL_SCOPE=handle) */
+    pthread_mutex_t disk_mu;      /* serializes the disk I/O of the caller's thread and the async worker */
+    struct lab_async *async;      /* the handle's request queue and worker thread, created at the first async call */
 };
+
+/* Transport modes the lab models (transport.c); the values index per-mode tables. */
+enum lab_mode { LAB_MODE_NBD = 0, LAB_MODE_NBDSSL, LAB_MODE_HOTADD, LAB_MODE_SAN, LAB_MODE_COUNT };
+enum { KIND_READ = 0, KIND_WRITE = 1 };
 
 /* standin.c */
 void lab_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lab_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 VixError lab_rule_violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* standin.c: the I/O of one request, shared by the synchronous calls and the async worker */
+VixError lab_io(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDiskLibSectorType n, uint8_t *buf,
+                const char *fn);
+
+/* transport.c: the cost model of the transport modes (PROTOCOL.md section 5) */
+VixError lab_transport_load(void);
+void lab_transport_reset_stats(void);
+void lab_transport_write_stats(FILE *f);
+const char *lab_mode_name(int mode);
+VixError lab_transport_open(VixDiskLibHandle h, int writable);
+void lab_transport_close(VixDiskLibHandle h);
+void lab_transport_charge(VixDiskLibHandle h, uint64_t bytes, uint64_t submit_ns);
+void lab_transport_query(VixDiskLibHandle h);
+int lab_async_depth(void);
+uint64_t lab_now_ns(void);
+
+/* async.c: per-handle request queue served by a worker thread */
+VixError lab_async_submit(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDiskLibSectorType n,
+                          uint8_t *buf, VixDiskLibCompletionCB cb, void *data, VixError preset);
+void lab_async_wait(VixDiskLibHandle h);
+void lab_async_stop(VixDiskLibHandle h);
+void lab_async_reset_stats(void);
+void lab_async_write_stats(FILE *f);
 
 /* net.c: TLS + HTTP against the simulator */
 struct lab_http_result {

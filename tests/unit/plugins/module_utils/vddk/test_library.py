@@ -163,3 +163,15 @@ def test_standin_layout(standin):
     soname = subprocess.run(["readelf", "-d", str(lib64 / "libvixDiskLib.so.8")], capture_output=True, text=True,
                             check=True).stdout
     assert "Library soname: [libvixDiskLib.so.8]" in soname
+
+
+def test_a_library_without_list_transport_modes_loads(tmp_path):
+    """nbdkit's test library has every required function but not ListTransportModes: only informational, optional."""
+    lib64 = tmp_path / "vddk" / "lib64"
+    lib64.mkdir(parents=True)
+    names = [name for name in library._REQUIRED if name != "VixDiskLib_ListTransportModes"]
+    compile_so("".join("int %s(void) { return 0; }\n" % name for name in names), lib64 / "libvixDiskLib.so.8")
+    cdll, path = library.load_library(str(tmp_path / "vddk"))
+    optional = library._declare(cdll, path)
+    assert "VixDiskLib_ListTransportModes" not in optional
+    assert library.VddkLibrary(cdll, path, str(tmp_path / "vddk"), optional).transport_modes() is None

@@ -11,6 +11,7 @@ class FakeDisk:
         self.number = number
         self.closed = False
         self.capacity = 1 << 20
+        self.transport_mode = "nbdssl" if number == 1 else "nbd"
 
     def read_into(self, offset, buffer):
         self.world.calls.append(("read", self.number, offset))
@@ -119,3 +120,11 @@ def test_close_failure_after_transient_is_tolerated_and_handle_reused():
 def test_attempts_must_be_positive():
     with pytest.raises(ValueError):
         RetryingDisk(lambda: None, attempts=0)
+
+
+def test_transport_mode_is_the_current_handles():
+    world = World([transient()])
+    disk = RetryingDisk(world.open_disk, attempts=3, sleep=world.sleeps.append)
+    assert disk.transport_mode == "nbdssl"
+    disk.read_into(0, bytearray(512))            # fails once: the second handle answers
+    assert disk.transport_mode == "nbd"
