@@ -181,14 +181,27 @@ class SeaweedServer(S3Server):
                 "-filer.port=%d" % filer, "-filer.port.grpc=%d" % filer_grpc,
                 "-s3.port=%d" % s3, "-s3.port.grpc=%d" % s3_grpc, "-s3.config=%s" % config,
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
-                "-admin.ui=false", "-admin.port=%d" % admin, "-admin.port.grpc=%d" % admin_grpc]
+                "-admin.ui=false", "-admin.port=%d" % admin, "-admin.port.grpc=%d" % admin_grpc,
+                # its unix sockets default to /tmp, where they would stay after the test session
+                "-s3.localSocket=%s" % (directory / "s3.sock"), "-filer.localSocket=%s" % (directory / "filer.sock")]
         log_path = directory / "weed.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       cwd=str(directory), start_new_session=True)
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(directory),
+                                       env=dict(os.environ, TMPDIR=str(directory)), start_new_session=True)
         server = cls(directory, s3, process, log_path)
+        # sockets weed names in /tmp whatever TMPDIR says: removed at stop (they carry this server's own port numbers)
+        server.leftovers = ["/tmp/seaweedfs-%s-grpc-%d.sock" % (kind, port) for kind, port in (
+            ("admin", admin_grpc), ("s3", s3_grpc), ("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc))]
         server._wait_ready(timeout)
         return server
+
+    def stop(self):
+        super().stop()
+        for path in self.leftovers:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 # -- pytest fixtures (import them into a conftest.py) --------------------------------------------------------------
