@@ -180,7 +180,7 @@ class SeaweedServer(S3Server):
                 "-volume.port=%d" % volume, "-volume.port.grpc=%d" % volume_grpc,
                 "-filer.port=%d" % filer, "-filer.port.grpc=%d" % filer_grpc,
                 "-s3.port=%d" % s3, "-s3.port.grpc=%d" % s3_grpc, "-s3.config=%s" % config,
-                "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-volume.preStopSeconds=0",
                 "-admin.ui=false", "-admin.port=%d" % admin, "-admin.port.grpc=%d" % admin_grpc,
                 # its unix sockets default to /tmp, where they would stay after the test session
                 "-s3.localSocket=%s" % (directory / "s3.sock"), "-filer.localSocket=%s" % (directory / "filer.sock")]
