@@ -66,6 +66,9 @@ def test_backup_data_is_retained_for_the_days_asked_and_cannot_be_destroyed(seaw
     assert _refused(client.delete_object, **delete) == "AccessDenied"   # what someone holding the keys cannot do
     shorter = dict(delete, Retention={"Mode": mode, "RetainUntilDate": now + datetime.timedelta(days=1)})
     assert _refused(client.put_object_retention, **shorter) == "AccessDenied"
+    longer = dict(delete, Retention={"Mode": mode, "RetainUntilDate": now + datetime.timedelta(days=4)})
+    client.put_object_retention(**longer)   # extending is always allowed
+    assert client.get_object_retention(**delete)["Retention"]["RetainUntilDate"] > now + datetime.timedelta(days=3, hours=23)
     if mode == "COMPLIANCE":  # not even an administrator who may bypass governance
         assert _refused(client.delete_object, BypassGovernanceRetention=True, **delete) == "AccessDenied"
         assert _refused(client.put_object_retention, BypassGovernanceRetention=True, **shorter) == "AccessDenied"

@@ -2,6 +2,7 @@
 
 Each test states AWS's behaviour (from its S3 API reference) and what each server does.
 """
+import datetime
 import traceback
 import uuid
 
@@ -10,7 +11,7 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, RepositoryNotFoundError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
-from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import PASSPHRASE, make_repo, s3_backend
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import LOCKED_BUCKET, PASSPHRASE, make_repo, s3_backend
 
 
 def _missing_bucket():
@@ -96,3 +97,21 @@ def test_moto_does_not_check_signatures(moto_server):
                           secret_key="anything")
     backend.put("config", b"{}")
     assert backend.get("config") == b"{}"
+
+
+@pytest.mark.parametrize("mode", ["GOVERNANCE", "COMPLIANCE"])
+def test_shortening_a_retention(s3_server, mode):
+    """AWS refuses to shorten a retention (AccessDenied; GOVERNANCE only with BypassGovernanceRetention), as SeaweedFS
+    does; moto accepts it. The product never shortens one: Object Lock is tested on SeaweedFS."""
+    client = s3_server.client()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = "retention-%s" % uuid.uuid4().hex
+    version = client.put_object(Bucket=LOCKED_BUCKET, Key=key, Body=b"x", ObjectLockMode=mode,
+                                ObjectLockRetainUntilDate=now + datetime.timedelta(days=2))["VersionId"]
+    shorter = dict(Bucket=LOCKED_BUCKET, Key=key, VersionId=version,
+                   Retention={"Mode": mode, "RetainUntilDate": now + datetime.timedelta(days=1)})
+    if s3_server.name == "moto":
+        client.put_object_retention(**shorter)
+        return
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        client.put_object_retention(**shorter)
