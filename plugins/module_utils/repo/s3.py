@@ -39,9 +39,9 @@ _RETAINED_PREFIXES = ("chunks/", "indexes/", "manifests/")
 class S3Backend(Backend):
     """Objects as ``<prefix>/<name>`` in an S3 bucket (AWS or any S3-compatible store).
 
-    Thread-safe: one boto3 client shared by all threads (boto3 clients are thread-safe); the connection pool
-    holds ``max_pool_connections``. Listing is strongly consistent on AWS S3 and on compatible stores that
-    promise it (the lock protocol relies on it). With ``object_lock_days`` the bucket must have Object Lock
+    Thread-safe: one boto3 client shared by all threads (boto3 clients are thread-safe), the one-time bucket check
+    under a lock; the connection pool holds ``max_pool_connections``. Listing is strongly consistent on AWS S3 and
+    on compatible stores that promise it (the lock protocol relies on it). With ``object_lock_days`` the bucket must have Object Lock
     enabled; chunks, indexes and manifests get a retention of that many days in ``object_lock_mode``.
 
     Before its first write the backend checks the bucket once (HeadBucket, and its Object Lock configuration when

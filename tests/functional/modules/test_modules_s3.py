@@ -1,20 +1,34 @@
 """The modules with an S3 repository, against the lab and each S3 server: moto and SeaweedFS (which checks signatures
 and enforces Object Lock). Where the servers differ from AWS, see tests/unit/.../repo/test_s3_servers_vs_aws.py.
 """
+import contextlib
 import hashlib
+import io
 import json
 import uuid
 
 import pytest
 
+from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
 from ansible_collections.blockvault.vsphere.plugins.modules import (
     backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
 )
-from ansible_collections.blockvault.vsphere.tests.functional.modules.test_modules_lab import PASSPHRASE, run
 from labkit.s3servers import LOCKED_BUCKET, PLAIN_BUCKET
 
 pytestmark = pytest.mark.lab
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def run(module, args):
+    """Run a module as Ansible would and return its parsed JSON output."""
+    stdout = io.StringIO()
+    with patch_module_args(dict(args, _ansible_check_mode=False, _ansible_diff=False)), contextlib.redirect_stdout(stdout):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(stdout.getvalue())
 
 
 def _s3_args(server, bucket=PLAIN_BUCKET, **extra):

@@ -39,7 +39,7 @@ def free_ports(count):
     """``count`` distinct free TCP ports on 127.0.0.1 (all held open until every one is chosen)."""
     sockets = []
     try:
-        for _ in range(count):
+        for _number in range(count):
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             sockets.append(sock)

@@ -4,7 +4,7 @@ The S3 servers are started once per test session by labkit.s3servers (see its do
 """
 import pytest
 
-from labkit.s3servers import moto_server, s3_server, seaweedfs_server  # noqa: F401  (fixtures used by the tests here)
+from labkit.s3servers import moto_server, s3_server, seaweedfs_server  # noqa: F401  pylint: disable=unused-import
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto, open_backend
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import s3_backend

@@ -6,7 +6,7 @@ import uuid
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
-from labkit.s3servers import LOCKED_BUCKET, PLAIN_BUCKET as BUCKET  # noqa: F401  (re-exported for the tests)
+from labkit.s3servers import LOCKED_BUCKET, PLAIN_BUCKET as BUCKET  # noqa: F401  pylint: disable=unused-import
 
 MIB = 1 << 20
 PASSPHRASE = "correct horse battery staple"
