@@ -115,6 +115,12 @@ sanity: install ansible-test-bootstrap
 units: install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/unit
 
+# The repository and module tests on the S3 servers only, moto and SeaweedFS (they run in units/functional too).
+.PHONY: s3-tests
+s3-tests: install build-lab
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/unit/plugins/module_utils/repo -k "moto or seaweedfs or s3"
+	$(PY) -m pytest -q tests/functional/modules/test_modules_s3.py
+
 .PHONY: lab-tests
 lab-tests: install build-lab
 	$(PY) -m pytest -q tests/lab/tests

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 
 from ..errors import BackendError, ConfigurationError, MissingDependencyError, NotFoundInBackendError
 from .backend import Backend, ObjectInfo, check_name
@@ -40,10 +41,16 @@ class S3Backend(Backend):
     """Objects as ``<prefix>/<name>`` in an S3 bucket (AWS or any S3-compatible store).
 
     ``settings`` (an S3Settings, see repo.settings) says how to reach the bucket. Thread-safe: one boto3 client
-    shared by all threads (boto3 clients are thread-safe); the connection pool holds ``max_pool_connections``.
-    Listing is strongly consistent on AWS S3 and on compatible stores that promise it (the lock protocol relies on
-    it). With ``settings.object_lock_days`` the bucket must have Object Lock enabled; chunks, indexes and manifests
-    get a retention of that many days in ``settings.object_lock_mode``.
+    shared by all threads (boto3 clients are thread-safe), the one-time bucket check under a lock; the connection
+    pool holds ``max_pool_connections``. Listing is strongly consistent on AWS S3 and on compatible stores that
+    promise it (the lock protocol relies on it). With ``settings.object_lock_days`` the bucket must have Object Lock
+    enabled; chunks, indexes and manifests get a retention of that many days in ``settings.object_lock_mode``.
+
+    Before its first write the backend checks the bucket once (HeadBucket, and its Object Lock configuration when
+    ``object_lock_days`` is set): AWS refuses a PutObject to a missing bucket, but some S3 servers (SeaweedFS)
+    create the bucket instead, which would hide a mistyped bucket name and give a bucket without Object Lock.
+    A read in a missing bucket raises NotFoundInBackendError, as for a missing object (AWS's HeadObject cannot
+    tell them apart), so opening a repository there says that no repository exists.
     """
 
     parallel_listing = True
@@ -67,6 +74,8 @@ class S3Backend(Backend):
         session = boto3.session.Session(aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
                                         aws_session_token=settings.session_token, region_name=settings.region)
         self.client = session.client("s3", endpoint_url=settings.endpoint_url, config=config, verify=settings.verify_tls)
+        self._bucket_checked = False
+        self._bucket_check_lock = threading.Lock()
 
     def _key(self, name):
         return self.prefix + check_name(name)
@@ -95,7 +104,45 @@ class S3Backend(Backend):
             return BackendError("No S3 credentials found for %s: give access_key/secret_key or configure the AWS chain." % self.location)
         return BackendError("S3 could not %s %s in %s: %s." % (action, name, self.location, type(exc).__name__))
 
+    def _check_bucket(self, name):
+        """Once per backend, before the first write: the bucket exists (and has Object Lock when retention is asked).
+
+        An answer that is not "missing" (access denied to these calls by a narrow policy, a store without them)
+        lets the write go on: the write itself then reports what is wrong.
+        """
+        with self._bucket_check_lock:
+            if self._bucket_checked:
+                return
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except botocore.exceptions.ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 404 or exc.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404"):
+                    raise BackendError("S3 could not write %s in %s: NoSuchBucket (404): bucket %s does not exist. "
+                                       "Create the bucket first or fix its name." % (name, self.location, self.bucket)) from None
+            except Exception as exc:
+                raise self._error("write", name, exc) from None
+            if self.object_lock_days:
+                self._check_object_lock()
+            self._bucket_checked = True
+
+    def _check_object_lock(self):
+        try:
+            answer = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
+                return
+            enabled = False
+        except Exception as exc:
+            raise self._error("check Object Lock of", "the bucket", exc) from None
+        if not enabled:
+            raise ConfigurationError("object_lock_days is set but bucket %s has no Object Lock: create the bucket with "
+                                     "Object Lock enabled, or leave object_lock_days unset." % self.bucket)
+
     def put(self, name, data, exclusive=False):
+        if not self._bucket_checked:
+            self._check_bucket(name)
         if isinstance(data, (list, tuple)):
             data = b"".join(data)
         kwargs = {"Bucket": self.bucket, "Key": self._key(name), "Body": bytes(data) if not isinstance(data, bytes) else data}
@@ -124,6 +171,11 @@ class S3Backend(Backend):
     def get(self, name):
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) == "NoSuchBucket":
+                raise NotFoundInBackendError("Object %s does not exist in %s: bucket %s does not exist." % (
+                    name, self.location, self.bucket)) from None
+            raise self._error("read", name, exc) from None
         except Exception as exc:
             raise self._error("read", name, exc) from None
 

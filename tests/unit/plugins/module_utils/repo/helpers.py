@@ -7,17 +7,19 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import B
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, RepositorySettings, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
+from labkit.s3servers import LOCKED_BUCKET, PLAIN_BUCKET as BUCKET  # noqa: F401  pylint: disable=unused-import
 
 MIB = 1 << 20
-BUCKET = "blockvault-test"
-LOCKED_BUCKET = "blockvault-locked"
 PASSPHRASE = "correct horse battery staple"
 
 
-def s3_backend(endpoint, bucket=BUCKET, **kwargs):
-    """A backend on a fresh prefix of ``bucket`` at the moto server ``endpoint``; ``kwargs``: more RepositorySettings."""
-    return open_backend(RepositorySettings("s3://%s/t-%s" % (bucket, uuid.uuid4().hex), s3_endpoint_url=endpoint, region="us-east-1",
-                                           access_key="testing", secret_key="testing", **kwargs))
+def s3_backend(server, bucket=BUCKET, **kwargs):
+    """A backend under a fresh prefix of ``bucket`` on ``server`` (a labkit.s3servers.S3Server), with its credentials;
+    ``kwargs``: more RepositorySettings."""
+    kwargs.setdefault("access_key", server.access_key)
+    kwargs.setdefault("secret_key", server.secret_key)
+    return open_backend(RepositorySettings("s3://%s/t-%s" % (bucket, uuid.uuid4().hex), s3_endpoint_url=server.endpoint,
+                                           region=server.region, **kwargs))
 
 
 def fast_locks(repo, stale_after=60.0):

@@ -64,9 +64,10 @@ def test_killed_session_leaves_chunks_the_next_session_reuses(backend_factory, r
     data = random_disk(4 * MIB, 9)
     location = backend.location
     kwargs = {}
-    if location.startswith("s3://"):
-        kwargs = dict(s3_endpoint_url=request.getfixturevalue("moto_endpoint"), region="us-east-1", access_key="testing",
-                      secret_key="testing")
+    server = backend_factory.server
+    if server is not None:
+        kwargs = dict(s3_endpoint_url=server.endpoint, region=server.region, access_key=server.access_key,
+                      secret_key=server.secret_key)
     script = """
 import hashlib, os, signal, sys
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, RepositorySettings, open_backend
