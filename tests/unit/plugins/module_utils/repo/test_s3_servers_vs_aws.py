@@ -10,7 +10,7 @@ import botocore.exceptions
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, RepositoryNotFoundError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, RepositorySettings, open_backend
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import LOCKED_BUCKET, PASSPHRASE, make_repo, s3_backend
 
 
