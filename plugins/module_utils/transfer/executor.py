@@ -10,7 +10,7 @@ on an Executor; neither carries a thread life cycle of its own.
 Shape::
 
     with Executor(cancel=event, name="bv-restore") as executor:
-        for _ in range(workers):
+        for number in range(workers):
             executor.add_worker(open_handler)      # open_handler() runs in the worker's thread
         executor.add_producer(read_disk, state)    # optional: producer threads that submit()
         for item in items:
@@ -261,7 +261,7 @@ class Executor:
         try:
             for thread in self._producers:
                 thread.join()
-            for _ in self._workers:
+            for worker in self._workers:
                 try:
                     self._queue.put(_STOP)
                 except Closed:

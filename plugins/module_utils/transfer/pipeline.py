@@ -20,9 +20,9 @@ Shape (ovirt-imageio's executor, adapted to hashing and deduplication), on one `
 
 Memory bound: the BufferPool holds at most ``memory_budget`` bytes of chunk data, and no more buffers than the
 workers can use (``backup_buffer_layout``: readers outrun hashing, so more buffers would only sit filled); the
-work queue only references those buffers (it has room for every chunk they hold, so it never waits first), so data in flight never exceeds the budget whatever the number and
-size of disks. Outside it: ``workers`` times what ``put_chunk`` needs to compress and encrypt one chunk, and
-the indexes themselves (32 bytes per chunk).
+work queue only references those buffers (it has room for every chunk they hold, so it never waits first), so
+data in flight never exceeds the budget whatever the number and size of disks. Outside it: ``workers`` times
+what ``put_chunk`` needs to compress and encrypt one chunk, and the indexes themselves (32 bytes per chunk).
 
 Contract of the session (``repo``'s backup session): ``has_chunk(digest)`` and ``put_chunk(digest, data)`` are
 thread-safe; ``put_chunk`` receives a read-only-by-contract memoryview that is valid only during the call and
@@ -32,7 +32,8 @@ not be thread-safe. The caller adds the filled indexes to the session and commit
 
 Failure and cancellation (the executor's contract): the first exception in any reader or worker is recorded and
 closes the work queue, readers stop before their next read (or while waiting for a buffer), workers stop after
-their chunk in hand, the chunks left queued give their buffers back, every source is closed (by its reader, in its thread) and the first error is raised with the disk, VM and run id filled in
+their chunk in hand, the chunks left queued give their buffers back, every source is closed (by its reader, in
+its thread) and the first error is raised with the disk, VM and run id filled in
 (``errors.with_context``; a non-engine exception is wrapped in TransferError, the original as ``__cause__``).
 Setting the ``cancel`` Event passed in stops the run the same way and raises CancelledError, unless every chunk
 was already done.
@@ -249,7 +250,7 @@ class _BackupRun:
                 for j in range(chunks):
                     submit(ChunkTask(state, first + j, view[j * chunk_size:min((j + 1) * chunk_size, length)], ref))
             except Closed:
-                for _ in range(j, chunks):     # the chunks never queued still hold the buffer
+                for never_queued in range(j, chunks):     # the chunks never queued still hold the buffer
                     ref.done()
                 raise
 
@@ -344,7 +345,7 @@ class _BackupRun:
             self.progress.add_disk(state.key, state.plan.bytes_to_read)
         try:
             with self.executor as executor:
-                for _ in range(self.workers):
+                for number in range(self.workers):
                     executor.add_worker(self.worker_handler)
                 for state in self.states:
                     executor.add_producer(self.read_disk, state, name="bv-backup-read-%s" % state.key)

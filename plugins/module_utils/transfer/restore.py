@@ -248,7 +248,7 @@ class _Restore:
     def run(self):
         started = time.monotonic()
         with self.executor as executor:
-            for _ in range(self.workers):
+            for number in range(self.workers):
                 executor.add_worker(self.open_worker)
             try:
                 for item in self.items:

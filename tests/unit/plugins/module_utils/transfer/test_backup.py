@@ -347,10 +347,9 @@ def test_disks_with_nothing_to_read_complete_without_reading(fakes):
     unchanged_data = fakes.make_data("rzr", seed=6)
     previous = fakes.index_of(unchanged_data, C)
     unchanged = fakes.CountingSource(MemorySource(unchanged_data, allocated=[(0, 3 * C)]))
-    results = backup_disks(fakes.FakeSession(),
-                           [disk(fakes, "empty", empty), disk(fakes, "holes", holes),
-                                                 disk(fakes, "same", unchanged, previous, changed=[])],
-                           TransferOptions(memory_budget=4 * C))
+    disks = [disk(fakes, "empty", empty), disk(fakes, "holes", holes),
+             disk(fakes, "same", unchanged, previous, changed=[])]
+    results = backup_disks(fakes.FakeSession(), disks, TransferOptions(memory_budget=4 * C))
     assert (empty.reads, holes.reads, unchanged.reads) == ([], [], [])
     assert results["empty"].blocksum == hashlib.sha256(b"").hexdigest()
     assert results["holes"].blocksum == reference_blocksum(bytes(3 * C))

@@ -10,7 +10,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.execut
 def wait_until(predicate, what):
     """Wait for a state another thread reaches (not a timing assertion: the deadline only stops a hung test)."""
     done = threading.Event()
-    for _ in range(3000):
+    for attempt in range(3000):
         if predicate():
             return
         done.wait(0.01)
@@ -56,7 +56,7 @@ def handled(log):
 def test_each_worker_builds_uses_and_closes_its_own_handler_in_its_thread():
     log = new_log()
     with Executor(name="bv-test") as executor:
-        for _ in range(3):
+        for number in range(3):
             executor.add_worker(lambda: Handler(log))
         for item in range(50):
             executor.submit(item)
@@ -89,7 +89,7 @@ def test_the_first_error_stops_every_thread_and_is_raised_and_unhandled_items_ar
             executor.add_worker(lambda: Handler(log, on))
             executor.submit("wait")               # one worker blocks on it, so the other one takes "fail"
             executor.submit("fail")
-            for _ in range(10):
+            for number in range(10):
                 executor.submit("x")
     assert handled(log) == ["fail", "wait"]
     assert discarded == ["x"] * 10                 # queued but never handled: handed back

@@ -182,3 +182,19 @@ def test_a_status_file_failing_during_the_run_does_not_fail_the_transfer(tmp_pat
     progress.set_phase("finishing")
     assert progress.snapshot()["bytes_done"] == 5
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["Writing the status file %s failed" % status.path]
+
+
+def test_null_progress_has_every_method_of_run_progress_and_the_options_default_to_it():
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import NULL_PROGRESS, NullProgress, TransferOptions
+
+    public = {name for name in vars(RunProgress) if not name.startswith("_")}
+    assert public - set(dir(NullProgress)) == set()
+    NULL_PROGRESS.add_disk("a", 10)
+    NULL_PROGRESS.advance("a", 10)
+    NULL_PROGRESS.set_disk_phase("a", "done")
+    NULL_PROGRESS.set_phase("commit")
+    assert NULL_PROGRESS.snapshot()["disks"] == [] and NULL_PROGRESS.phase is None
+    assert TransferOptions().progress is NULL_PROGRESS
+    assert TransferOptions(progress=None).progress is NULL_PROGRESS       # an optional progress needs no translation
+    progress = RunProgress()
+    assert TransferOptions(progress=progress).progress is progress
