@@ -90,7 +90,8 @@ func detachSnapshotKeys(vm *simulator.VirtualMachine) {
 }
 
 // repairLayoutNames gives back their directory to the layoutEx files the simulator's RefreshStorageInfo listed
-// as "[DS] name" (it drops the VM's directory), and drops the duplicates. Caller holds the VM's simulator lock.
+// as "[DS] name" (it drops the VM's directory), and drops duplicates and files that no longer exist. Caller
+// holds the VM's simulator lock.
 func repairLayoutNames(vm *simulator.VirtualMachine) {
 	if vm.Config == nil {
 		return
@@ -107,15 +108,24 @@ func repairLayoutNames(vm *simulator.VirtualMachine) {
 	seen := map[string]bool{}
 	files := vm.LayoutEx.File[:0]
 	for _, file := range vm.LayoutEx.File {
-		if p, err := datastoreFilePath(file.Name); err == nil && dir != "" {
-			if _, serr := os.Stat(p); serr != nil && strings.HasPrefix(file.Name, ds) {
-				fixed := ds + " " + dir + "/" + filepath.Base(strings.TrimSpace(file.Name[len(ds):]))
-				if q, err := datastoreFilePath(fixed); err == nil {
-					if _, err := os.Stat(q); err == nil {
-						file.Name = fixed
-					}
-				}
+		p, err := datastoreFilePath(file.Name)
+		if err != nil {
+			files = append(files, file) // not on a datastore the lab knows: left as the simulator has it
+			continue
+		}
+		if _, serr := os.Stat(p); serr != nil {
+			if !strings.HasPrefix(file.Name, ds) || dir == "" {
+				continue // gone
 			}
+			fixed := ds + " " + dir + "/" + filepath.Base(strings.TrimSpace(file.Name[len(ds):]))
+			q, err := datastoreFilePath(fixed)
+			if err != nil {
+				continue
+			}
+			if _, err := os.Stat(q); err != nil {
+				continue // gone
+			}
+			file.Name = fixed
 		}
 		if !seen[file.Name] {
 			seen[file.Name] = true
@@ -147,6 +157,7 @@ func (inv *inventory) fixSnapshotLayoutKeysLocked(vm *simulator.VirtualMachine) 
 func (inv *inventory) removeOrphanSnapshotFiles(vm *simulator.VirtualMachine, gone map[types.ManagedObjectReference]bool) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	repairLayoutNames(vm) // the names must be right before files are matched by name
 	live := map[types.ManagedObjectReference]bool{}
 	if vm.Snapshot != nil {
 		for _, ref := range snapshotRefs(vm.Snapshot.RootSnapshotList) {
