@@ -156,10 +156,7 @@ func (inv *inventory) reconcileVM(vm *simulator.VirtualMachine) {
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	vm.Capability.ChangeTrackingSupported = types.NewBool(true)
-	if vm.Config.ChangeTrackingEnabled == nil { // vCenter reports false, never unset, before CBT is enabled
-		vm.Config.ChangeTrackingEnabled = types.NewBool(false)
-	}
+	applyVCenterDefaults(vm)
 	on := vm.Config.ChangeTrackingEnabled != nil && *vm.Config.ChangeTrackingEnabled
 	prev, known := inv.cbtOn[vm.Self]
 	switched := known && prev != on
