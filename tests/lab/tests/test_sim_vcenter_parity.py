@@ -1,4 +1,4 @@
-"""The simulator where govmomi 0.24.2 differed from vCenter (PROTOCOL.md section 5): unset properties read through
+"""The simulator where govmomi 0.24.2 differed from vCenter (PROTOCOL.md section 6): unset properties read through
 Fetch, RenameSnapshot, reverts that bring disk content back, removeChildren, snapshot state and memory files,
 changeTrackingEnabled false by default. Each test failed against the unextended simulator."""
 import os
