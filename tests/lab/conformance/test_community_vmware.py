@@ -3,7 +3,6 @@ information, snapshots (create, list, revert, rename, remove, remove with childr
 on. Each playbook runs with TLS verified against the lab CA; the tests assert what the modules report and what
 pyVmomi and the lab's checksums see afterwards."""
 import json
-import os
 import pathlib
 import subprocess
 
@@ -99,6 +98,9 @@ def test_snapshot_lifecycle(clients_venv, clients_lab, si, tmp_path):
     assert tasks["Checksum after write"]["content"].strip() != original
     assert tasks["Revert to s1"]["changed"] is True
     assert tasks["Checksum after revert"]["content"].strip() == original
+    # s1 holds no memory: reverting to it powers the VM off, as vCenter does
+    assert tasks["Info after revert"]["instance"]["hw_power_status"] == "poweredOff"
+    assert tasks["Power on after revert"]["changed"] is True
     assert snapshot_names(tasks["List after rename"]) == [
         ("s1-renamed", "renamed by community.vmware"), ("s2", ""), ("s3", "")]
     # the rename and the tree, through pyVmomi

@@ -22,12 +22,15 @@ def si(lab):
 
 @pytest.fixture
 def vm2(si):
-    """lab-vm2 without snapshots before and after the test."""
+    """lab-vm2 powered on without snapshots before and after the test."""
     vm = find_vm(si, "lab-vm2")
     assert vm.snapshot is None
+    assert vm.runtime.powerState == "poweredOn"
     yield vm
     if vm.snapshot is not None:
         wait_task(vm.RemoveAllSnapshots_Task())
+    if vm.runtime.powerState != "poweredOn":
+        wait_task(vm.PowerOnVM_Task())
 
 
 def vm_files(lab, vm_name):
@@ -52,7 +55,7 @@ def test_unset_properties_read_as_none_through_fetch(si, lab):
     assert vm.parentVApp is None
     assert si.content.eventManager.latestEvent is None
     assert vm.name == "lab-vm2"  # the connection still works
-    assert not [p for p in lab.panics()]
+    assert not lab.panics()
 
 
 def test_fetch_of_an_invalid_property_is_a_fault(si):
@@ -106,6 +109,19 @@ def test_revert_to_snapshot_brings_the_disk_content_back(lab, vm2):
     assert lab.checksum("lab-vm2", 0) == original
 
 
+def test_revert_gives_the_vm_the_snapshot_power_state(vm2):
+    disk_only = wait_task(vm2.CreateSnapshot_Task(name="disk-only", memory=False, quiesce=False))
+    with_memory = wait_task(vm2.CreateSnapshot_Task(name="with-memory", memory=True, quiesce=False))
+    wait_task(disk_only.RevertToSnapshot_Task())
+    assert vm2.runtime.powerState == "poweredOff"
+    assert vm2.summary.runtime.powerState == "poweredOff"
+    wait_task(with_memory.RevertToSnapshot_Task())
+    assert vm2.runtime.powerState == "poweredOn"
+    wait_task(disk_only.RevertToSnapshot_Task())
+    wait_task(with_memory.RevertToSnapshot_Task(suppressPowerOn=True))
+    assert vm2.runtime.powerState == "suspended"
+
+
 def test_revert_to_current_snapshot_without_one_is_not_found(vm2):
     with pytest.raises(vim.fault.NotFound):
         wait_task(vm2.RevertToCurrentSnapshot_Task())
@@ -127,8 +143,8 @@ def test_remove_with_children_removes_the_children_and_their_files(lab, vm2):
     parent = wait_task(vm2.CreateSnapshot_Task(name="parent", memory=True, quiesce=False))
     child = wait_task(vm2.CreateSnapshot_Task(name="child", memory=True, quiesce=False))
     wait_task(vm2.CreateSnapshot_Task(name="grandchild", memory=False, quiesce=False))
-    assert tree_names(vm2.snapshot.rootSnapshotList) == {"parent": ["child"], "child": ["grandchild"],
-                                                        "grandchild": []}
+    expected_tree = {"parent": ["child"], "child": ["grandchild"], "grandchild": []}
+    assert tree_names(vm2.snapshot.rootSnapshotList) == expected_tree
     added = sorted(set(vm_files(lab, "lab-vm2")) - set(before))
     assert added == ["lab-vm2-Snapshot1.vmem", "lab-vm2-Snapshot1.vmsn", "lab-vm2-Snapshot2.vmem",
                      "lab-vm2-Snapshot2.vmsn", "lab-vm2-Snapshot3.vmsn"]

@@ -1,6 +1,6 @@
 // Snapshot methods where govmomi 0.24.2 differs from vCenter: RenameSnapshot (missing: MethodNotFound), revert
 // (RevertToSnapshot_Task, RevertToCurrentSnapshot_Task: the simulator only moves currentSnapshot; vCenter also
-// brings the disks back to the snapshot's content), RemoveSnapshot_Task with removeChildren (the simulator drops
+// brings the disks back to the snapshot's content and the VM to the snapshot's power state), RemoveSnapshot_Task with removeChildren (the simulator drops
 // the children from the tree but leaves their objects, frozen views and files behind) and CreateSnapshot_Task
 // without memory (vCenter records such a snapshot of a running VM as poweredOff: it holds no running state).
 package main
@@ -20,6 +20,7 @@ import (
 type snapshotOp struct {
 	vm          *simulator.VirtualMachine
 	revertTo    *types.ManagedObjectReference  // revert: the snapshot whose disk content comes back
+	noPowerOn   bool                           // revert with suppressPowerOn
 	descendants []types.ManagedObjectReference // RemoveSnapshot_Task with removeChildren
 	create      bool                           // CreateSnapshot_Task
 	memory      bool                           // ... with memory of a powered-on VM
@@ -70,7 +71,7 @@ func (f *front) beforeSnapshotOp(body interface{}) *snapshotOp {
 		if snap := snapshotOf(req.This); snap != nil {
 			if vm, ok := simulator.Map.Get(snap.Vm).(*simulator.VirtualMachine); ok {
 				ref := req.This
-				return &snapshotOp{vm: vm, revertTo: &ref}
+				return &snapshotOp{vm: vm, revertTo: &ref, noPowerOn: isTrue(req.SuppressPowerOn)}
 			}
 		}
 	case *types.RevertToCurrentSnapshot_Task:
@@ -78,7 +79,7 @@ func (f *front) beforeSnapshotOp(body interface{}) *snapshotOp {
 		if !ok {
 			return nil
 		}
-		op := &snapshotOp{vm: vm}
+		op := &snapshotOp{vm: vm, noPowerOn: isTrue(req.SuppressPowerOn)}
 		simulator.Map.WithLock(vm, func() {
 			if vm.Snapshot != nil && vm.Snapshot.CurrentSnapshot != nil {
 				ref := *vm.Snapshot.CurrentSnapshot
@@ -140,6 +141,7 @@ func (f *front) afterSnapshotOp(op *snapshotOp, response []byte) {
 		}
 	case op.revertTo != nil:
 		f.inv.revertDisks(*op.revertTo)
+		simulator.Map.WithLock(op.vm, func() { revertPowerState(op.vm, *op.revertTo, op.noPowerOn) })
 	case op.removal:
 		gone := map[types.ManagedObjectReference]bool{}
 		for _, ref := range op.descendants {
@@ -157,6 +159,29 @@ func (f *front) afterSnapshotOp(op *snapshotOp, response []byte) {
 			}
 		}
 	}
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// revertPowerState gives the VM the power state recorded in the snapshot, as vCenter's revert does: a snapshot
+// recorded poweredOff (taken powered off, or without memory) powers the VM off; one recorded poweredOn powers it
+// on unless suppressPowerOn. Only the state changes (no power events). Caller holds the VM's simulator lock.
+func revertPowerState(vm *simulator.VirtualMachine, ref types.ManagedObjectReference, suppressPowerOn bool) {
+	if vm.Snapshot == nil {
+		return
+	}
+	n := findSnapshotNode(vm.Snapshot.RootSnapshotList, ref)
+	if n == nil || n.State == vm.Runtime.PowerState {
+		return
+	}
+	state := n.State
+	if state == types.VirtualMachinePowerStatePoweredOn && suppressPowerOn {
+		state = types.VirtualMachinePowerStateSuspended
+	}
+	simulator.Map.Update(vm, []types.PropertyChange{
+		{Name: "runtime.powerState", Val: state},
+		{Name: "summary.runtime.powerState", Val: state},
+	})
 }
 
 // removeSnapshotLayout drops snapshot ref from the VM's layout (removeOrphanSnapshotFiles deletes its files, by
