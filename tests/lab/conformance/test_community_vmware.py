@@ -50,7 +50,7 @@ def run_playbook(venv, lab, name, tmp_path):
         pytest.fail(f"ansible-playbook {name} printed no JSON report (rc {result.returncode}):\n"
                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     tasks = {t["task"]["name"]: t["hosts"]["localhost"] for play in report["plays"] for t in play["tasks"]}
-    failed = {n: r.get("msg") for n, r in tasks.items() if r.get("failed")}
+    failed = {n: r.get("msg", "") + r.get("module_stderr", "")[-1500:] for n, r in tasks.items() if r.get("failed")}
     assert result.returncode == 0 and not failed, f"{name} failed (rc {result.returncode}): {failed}\n" \
                                                   f"{result.stderr[-2000:]}"
     return tasks
@@ -136,4 +136,7 @@ def test_power_off_and_on(clients_venv, clients_lab, si, tmp_path):
     assert tasks["Info when off"]["instance"]["hw_power_status"] == "poweredOff"
     assert tasks["Power on"]["changed"] is True
     assert tasks["Info when on"]["instance"]["hw_power_status"] == "poweredOn"
+    assert tasks["Power off with vmware.vmware"]["changed"] is True
+    assert tasks["Info when off with vmware.vmware"]["instance"]["hw_power_status"] == "poweredOff"
+    assert tasks["Power on with vmware.vmware"]["changed"] is True
     assert find_vm(si, "lab-vm2").runtime.powerState == "poweredOn"

@@ -105,3 +105,53 @@ def test_cbt_enable_through_reconfigure(si, clients_lab):
     finally:
         wait_task(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(changeTrackingEnabled=False)))
     assert vm.config.changeTrackingEnabled is False
+
+
+UNSET_AND_SET_PATHS = ["snapshot", "snapshot.currentSnapshot", "parentVApp", "guest.ipAddress",
+                       "config.changeTrackingEnabled", "rootSnapshot", "name"]
+
+
+def vm_filter_spec(obj, select=None):
+    collector = vmodl.query.PropertyCollector
+    return collector.FilterSpec(
+        objectSet=[collector.ObjectSpec(obj=obj, skip=select is not None, selectSet=select or [])],
+        propSet=[collector.PropertySpec(type=vim.VirtualMachine, pathSet=UNSET_AND_SET_PATHS)])
+
+
+def test_property_collector_leaves_unset_paths_out(si):
+    """RetrievePropertiesEx and RetrieveContents over a container view (community.vmware's way of finding VMs)
+    answer the set paths and leave the unset ones out, without a missingSet."""
+    content = si.content
+    vm = find_vm(si, "lab-vm2")
+    result = content.propertyCollector.RetrievePropertiesEx([vm_filter_spec(vm)],
+                                                           vmodl.query.PropertyCollector.RetrieveOptions())
+    assert [(p.name, p.val) for p in result.objects[0].propSet] == [
+        ("config.changeTrackingEnabled", False), ("rootSnapshot", []), ("name", "lab-vm2")]
+    assert list(result.objects[0].missingSet) == []
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    try:
+        traverse = vmodl.query.PropertyCollector.TraversalSpec(name="view", path="view", skip=False,
+                                                               type=vim.view.ContainerView)
+        objects = content.propertyCollector.RetrieveContents([vm_filter_spec(view, [traverse])])
+    finally:
+        view.DestroyView()
+    names = {next(p.val for p in o.propSet if p.name == "name") for o in objects}
+    assert {"lab-vm1", "lab-vm2"} <= names
+    assert all(sorted(p.name for p in o.propSet) == ["config.changeTrackingEnabled", "name", "rootSnapshot"]
+               for o in objects)
+
+
+def test_wait_for_updates_assigns_unset_paths_none(si):
+    content = si.content
+    vm = find_vm(si, "lab-vm2")
+    collector = content.propertyCollector.CreatePropertyCollector()
+    try:
+        collector.CreateFilter(vm_filter_spec(vm), True)
+        update = collector.WaitForUpdatesEx("", vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=5))
+        changes = {c.name: (c.op, c.val) for fs in update.filterSet for o in fs.objectSet for c in o.changeSet}
+    finally:
+        collector.DestroyPropertyCollector()
+    assert changes == {"snapshot": ("assign", None), "snapshot.currentSnapshot": ("assign", None),
+                       "parentVApp": ("assign", None), "guest.ipAddress": ("assign", None),
+                       "config.changeTrackingEnabled": ("assign", False), "rootSnapshot": ("assign", []),
+                       "name": ("assign", "lab-vm2")}
