@@ -123,8 +123,8 @@ def test_property_collector_leaves_unset_paths_out(si):
     answer the set paths and leave the unset ones out, without a missingSet."""
     content = si.content
     vm = find_vm(si, "lab-vm2")
-    result = content.propertyCollector.RetrievePropertiesEx([vm_filter_spec(vm)],
-                                                           vmodl.query.PropertyCollector.RetrieveOptions())
+    options = vmodl.query.PropertyCollector.RetrieveOptions()
+    result = content.propertyCollector.RetrievePropertiesEx([vm_filter_spec(vm)], options)
     assert [(p.name, p.val) for p in result.objects[0].propSet] == [
         ("config.changeTrackingEnabled", False), ("rootSnapshot", []), ("name", "lab-vm2")]
     assert list(result.objects[0].missingSet) == []
