@@ -85,8 +85,8 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		name = method.Name
 	}
 	f.serveRecovering(rec, r, name)
-	if snapOp != nil && rec.Code == http.StatusOK {
-		f.afterSnapshotOp(snapOp, rec.Body.Bytes())
+	if snapOp != nil {
+		f.afterSnapshotOp(snapOp, rec.Body.Bytes()) // a fault's body names no task: nothing but cleanup
 	}
 	if method != nil && !readOnlyMethods[method.Name] && rec.Code == http.StatusOK {
 		if req, ok := method.Body.(*types.CreateVirtualDisk_Task); ok {

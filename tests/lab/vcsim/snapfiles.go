@@ -135,6 +135,13 @@ func repairLayoutNames(vm *simulator.VirtualMachine) {
 	vm.LayoutEx.File = files
 }
 
+// fixSnapshotLayoutKeys is fixSnapshotLayoutKeysLocked for a caller that holds the VM's lock but not inv.mu.
+func (inv *inventory) fixSnapshotLayoutKeys(vm *simulator.VirtualMachine) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.fixSnapshotLayoutKeysLocked(vm)
+}
+
 // fixSnapshotLayoutKeysLocked points each snapshot's layoutEx data and memory keys at its recorded files (-1,
 // none, when a file is not in the layout). Caller holds the VM's simulator lock and inv.mu.
 func (inv *inventory) fixSnapshotLayoutKeysLocked(vm *simulator.VirtualMachine) {

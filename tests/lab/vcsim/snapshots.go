@@ -1,8 +1,9 @@
 // Snapshot methods where govmomi 0.24.2 differs from vCenter: RenameSnapshot (missing: MethodNotFound), revert
 // (RevertToSnapshot_Task, RevertToCurrentSnapshot_Task: the simulator only moves currentSnapshot; vCenter also
-// brings the disks back to the snapshot's content and the VM to the snapshot's power state), RemoveSnapshot_Task with removeChildren (the simulator drops
-// the children from the tree but leaves their objects, frozen views and files behind) and CreateSnapshot_Task
-// without memory (vCenter records such a snapshot of a running VM as poweredOff: it holds no running state).
+// brings the disks back to the snapshot's content and the VM to the snapshot's power state), RemoveSnapshot_Task
+// with removeChildren (the simulator drops the children from the tree but leaves their objects, frozen views and
+// files behind) and CreateSnapshot_Task without memory (vCenter records such a snapshot of a running VM as
+// poweredOff: it holds no running state).
 package main
 
 import (
@@ -113,20 +114,21 @@ func (f *front) beforeSnapshotOp(body interface{}) *snapshotOp {
 	return nil
 }
 
-// afterSnapshotOp finishes op when the simulator's task (the response's returnval) succeeded.
+// afterSnapshotOp finishes op when the simulator's task (the response's returnval) succeeded; when it did not
+// (a fault, a failed task), it only gives a removal's detached layout keys back.
 func (f *front) afterSnapshotOp(op *snapshotOp, response []byte) {
-	m := taskRefRE.FindSubmatch(response)
-	if m == nil {
-		return
-	}
-	task, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Task", Value: string(m[1])}).(*simulator.Task)
-	if !ok {
-		return
-	}
 	var state types.TaskInfoState
 	var result types.AnyType
-	simulator.Map.WithLock(task, func() { state, result = task.Info.State, task.Info.Result })
+	if m := taskRefRE.FindSubmatch(response); m != nil {
+		ref := types.ManagedObjectReference{Type: "Task", Value: string(m[1])}
+		if task, ok := simulator.Map.Get(ref).(*simulator.Task); ok {
+			simulator.Map.WithLock(task, func() { state, result = task.Info.State, task.Info.Result })
+		}
+	}
 	if state != types.TaskInfoStateSuccess {
+		if op.removal {
+			simulator.Map.WithLock(op.vm, func() { f.inv.fixSnapshotLayoutKeys(op.vm) })
+		}
 		return
 	}
 	switch {
