@@ -76,6 +76,7 @@ class Lab:
         self.info = info
         self.process = process
         self._ssl = None
+        self.final_log = None   # the simulator's whole log (stdout and stderr), kept by stop() before it deletes it
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     @classmethod
@@ -180,11 +181,29 @@ class Lab:
                 time.sleep(0.05)
         if status not in (None, 0):
             raise LabError(f"the simulator exited with status {status}; log:\n{_log_tail(self.dir / LOG_NAME)}")
+        self.final_log = self.log_text()
         try:
             (self.dir / LOG_NAME).unlink()
         except FileNotFoundError:
             pass
         return status
+
+    def log_text(self):
+        """The simulator's log so far ("" when there is none); after stop(), the log it had when it stopped."""
+        try:
+            return (self.dir / LOG_NAME).read_text(errors="replace")
+        except FileNotFoundError:
+            return self.final_log or ""
+
+    def panics(self):
+        """The lines of the simulator's log that report a panic (the front handler's "lab: panic ...", net/http's
+        "http: panic serving ...", the Go runtime's "panic: ..."), with the stack that follows each."""
+        lines = self.log_text().splitlines()
+        out = []
+        for index, line in enumerate(lines):
+            if "panic" in line.lower():
+                out.append("\n".join(lines[index:index + 12]))
+        return out
 
     def __enter__(self):
         return self

@@ -58,10 +58,18 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err == nil && method.Name == "Fetch" && f.serveUnsetFetch(w, r, method.Body) {
+		return
+	}
+	var snapOp *snapshotOp
 	if err == nil {
+		snapOp = f.beforeSnapshotOp(method.Body)
 		switch req := method.Body.(type) {
 		case *types.QueryChangedDiskAreas:
 			f.queryChangedDiskAreas(w, r, req)
+			return
+		case *types.RenameSnapshot:
+			f.renameSnapshot(w, r, req)
 			return
 		case *types.ReconfigVM_Task:
 			if msg, fault := checkNoShrink(req); fault != "" && f.sessionValid(r) {
@@ -72,7 +80,14 @@ func (f *front) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := httptest.NewRecorder()
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	f.mux.ServeHTTP(rec, r)
+	name := "a request that is not SOAP"
+	if method != nil {
+		name = method.Name
+	}
+	f.serveRecovering(rec, r, name)
+	if snapOp != nil {
+		f.afterSnapshotOp(snapOp, rec.Body.Bytes()) // a fault's body names no task: nothing but cleanup
+	}
 	if method != nil && !readOnlyMethods[method.Name] && rec.Code == http.StatusOK {
 		if req, ok := method.Body.(*types.CreateVirtualDisk_Task); ok {
 			f.afterCreateVirtualDisk(req)

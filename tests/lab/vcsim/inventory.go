@@ -40,6 +40,8 @@ type inventory struct {
 	cbtOn map[types.ManagedObjectReference]bool
 	snaps map[types.ManagedObjectReference]*snapRecord
 	order map[types.ManagedObjectReference][]int32
+	// snapFiles lists the datastore files ("[DS] dir/name") of each live snapshot: its state and memory files.
+	snapFiles map[types.ManagedObjectReference][]string
 	// removedSnaps remembers the VM of removed snapshots, for the entity of their removal task.
 	removedSnaps map[types.ManagedObjectReference]types.ManagedObjectReference
 }
@@ -51,6 +53,7 @@ func newInventory() *inventory {
 		snaps: make(map[types.ManagedObjectReference]*snapRecord),
 		order: make(map[types.ManagedObjectReference][]int32),
 
+		snapFiles:    make(map[types.ManagedObjectReference][]string),
 		removedSnaps: make(map[types.ManagedObjectReference]types.ManagedObjectReference),
 	}
 }
@@ -153,7 +156,7 @@ func (inv *inventory) reconcileVM(vm *simulator.VirtualMachine) {
 	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	vm.Capability.ChangeTrackingSupported = types.NewBool(true)
+	applyVCenterDefaults(vm)
 	on := vm.Config.ChangeTrackingEnabled != nil && *vm.Config.ChangeTrackingEnabled
 	prev, known := inv.cbtOn[vm.Self]
 	switched := known && prev != on
@@ -161,6 +164,7 @@ func (inv *inventory) reconcileVM(vm *simulator.VirtualMachine) {
 
 	// The simulator moves an edited device to the end of the list; vCenter keeps the order. Restore the order
 	// in which the lab first saw each device (new devices go last, in the simulator's order).
+	inv.fixSnapshotLayoutKeysLocked(vm)
 	devices := inv.stableOrder(vm.Self, vm.Config.Hardware.Device)
 	vm.Config.Hardware.Device = devices
 
@@ -358,6 +362,11 @@ func (inv *inventory) RemoveObject(ref types.ManagedObjectReference) {
 		inv.removedSnaps[ref] = rec.vm
 		delete(inv.snaps, ref)
 	case "VirtualMachine":
+		for snap, rec := range inv.snaps {
+			if rec.vm == ref {
+				delete(inv.snapFiles, snap)
+			}
+		}
 		delete(inv.cbtOn, ref)
 		delete(inv.order, ref)
 	}

@@ -312,3 +312,35 @@ func (v *viewReader) allocatedExtents() ([]extent, error) {
 	}
 	return mergeExtents(out), nil
 }
+
+// revertFlat writes back into F every block that snapshot moref preserved (the blocks written since it was
+// taken), through guestWrite. Blocks past the snapshot's capacity (a disk grown since) are left as they are.
+func revertFlat(flat, moref string) error {
+	dir := snapDir(flat, moref)
+	bmap, err := os.ReadFile(filepath.Join(dir, "map"))
+	if err != nil {
+		return err
+	}
+	view, err := openView(flat, moref)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, cowBlock)
+	for b, preserved := range bmap {
+		off := int64(b) * cowBlock
+		if preserved == 0 || off >= view.capacity {
+			continue
+		}
+		n := view.capacity - off
+		if n > cowBlock {
+			n = cowBlock
+		}
+		if err := view.ReadAt(buf[:n], off); err != nil {
+			return err
+		}
+		if err := guestWrite(flat, off, buf[:n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
