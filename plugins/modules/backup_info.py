@@ -77,6 +77,10 @@ EXAMPLES = r"""
   until: progress.status.state in ['succeeded', 'failed']
   retries: 2880
   delay: 10
+
+- name: Print the last progress line (for example "succeeded 100.0%: 4.00 GiB of 4.00 GiB, 112.5 MB/s")
+  ansible.builtin.debug:
+    msg: "{{ progress.status.label }}: {{ progress.status.progress_line }}"
 """
 
 RETURN = r"""
@@ -120,7 +124,8 @@ count:
   type: int
   sample: 14
 status:
-  description: The run's status document as last written by the run.
+  description:
+    - The run's status document as last written by the run.
   returned: when O(status_file) is given
   type: dict
   contains:
@@ -178,12 +183,14 @@ status:
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import status_view
 
 
 def info(bv):
     params = bv.params
     if params["status_file"]:
-        return {"changed": False, "status": ops_info.run_status(status_file=params["status_file"])["status"]}
+        status = ops_info.run_status(status_file=params["status_file"])["status"]
+        return {"changed": False, "status": dict(status, **status_view(status))}
     repo = bv.repository_settings()
     listing = ops_info.list_restore_points(repo=repo, vm=params["vm"])
     return {
