@@ -125,10 +125,22 @@ count:
   sample: 14
 status:
   description:
-    - The run's status document as last written by the run.
+    - The run's status document as last written by the run, with C(label) and C(progress_line) added for display.
   returned: when O(status_file) is given
   type: dict
   contains:
+    label:
+      description: Who the run is about, to print before its progress line (the VM's name, else the run id).
+      type: str
+      sample: db01
+    progress_line:
+      description:
+        - The run's progress on one line, ready to print - the phase (or the final state), the percent done, the
+          bytes done of the total in the same binary unit, the throughput in MB/s and, while running, the ETA.
+        - Says V(starting) in place of byte counts until the run knows its totals, and ends with the last error
+          when there is one.
+      type: str
+      sample: "transfer 25.0%: 1.00 GiB of 4.00 GiB, 112.5 MB/s, ETA 32m 12s"
     run_id:
       description: Id of the run.
       type: str
