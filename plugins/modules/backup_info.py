@@ -78,7 +78,7 @@ EXAMPLES = r"""
   retries: 2880
   delay: 10
 
-- name: Print the last progress line (for example "succeeded 100.0%: 4.00 GiB of 4.00 GiB, 112.5 MB/s")
+- name: Print the last progress line of the run
   ansible.builtin.debug:
     msg: "{{ progress.status.label }}: {{ progress.status.progress_line }}"
 """
