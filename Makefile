@@ -129,7 +129,8 @@ check: units sanity lint
 
 .PHONY: sanity
 # ansible-test resolves the physical working directory, so it runs in a copy of the files git would commit; each
-# version of SANITY_VERSIONS in turn, from its own venv (`make sanity SANITY_VERSIONS=2.19` runs one).
+# version of SANITY_VERSIONS in turn, from its own venv (`make sanity SANITY_VERSIONS=2.19` runs one), followed by
+# that version's ansible-playbook --syntax-check of the collection's playbooks.
 sanity: python-install ansible-test-bootstrap
 	rm -rf $(SANITY_COPY) && mkdir -p $(SANITY_COPY)
 	git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
@@ -140,7 +141,11 @@ sanity: python-install ansible-test-bootstrap
 	for version in $(SANITY_VERSIONS); do \
 	  echo "== ansible-test sanity, ansible-core $$version"; start=$$(date +%s); \
 	  if (cd $(SANITY_COPY) && PATH=$(BUILD)/ansible-core-$$version/bin:$$PATH \
-	      ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)); then result=passed; else result=FAILED; status=1; fi; \
+	      ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)) \
+	    && (for playbook in playbooks/*.yml; do \
+	         ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 \
+	         $(BUILD)/ansible-core-$$version/bin/ansible-playbook --syntax-check $$playbook >/dev/null || exit 1; \
+	       done); then result=passed; else result=FAILED; status=1; fi; \
 	  summary="$$summary ansible-core $$version: $$result in $$(( $$(date +%s) - start )) s;"; \
 	done; \
 	echo "sanity:$$summary"; exit $$status
