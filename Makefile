@@ -32,6 +32,7 @@ export PATH := $(VENV)/bin:$(PATH)
 help:
 	@echo "make demo      - install, start the lab, back up / incrementally back up / restore / validate, print outcome"
 	@echo "make test      - install and run every test (sanity, lint, units, lab, functional, integration, molecule)"
+	@echo "make check     - the fast, root-free part: units, sanity (every claimed ansible-core), lint"
 	@echo "make lab       - start the lab in the background and write .lab/env;  make lab-stop stops it"
 	@echo "make bench     - run the benchmarks and write bench/results/ (figures for docs/performance.md)"
 
@@ -64,17 +65,35 @@ $(COLLECTION_LINK):
 	@mkdir -p $(dir $@)
 	ln -sfn $(ROOT) $@
 
-# ansible-test bootstraps each sanity venv with a get-pip script from a host we cannot reach: put ours in its cache.
-.PHONY: ansible-test-bootstrap
-ansible-test-bootstrap: $(VENV)/.stamp
-	@version=$$($(PY) -c "import re, ansible_test, pathlib; \
-	  p = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'; \
-	  print(re.search(r\"pip='([0-9.]+)'\", p.read_text()).group(1))"); \
-	cache=$$HOME/.ansible/test/cache/get_pip_$${version//./_}.py; \
-	mkdir -p $$(dirname $$cache); cp hacking/get_pip_bootstrap.py $$cache
+# ansible-core versions `make sanity` runs ansible-test of, one venv each (build/ansible-core-X.Y, pinned by
+# tests/sanity/requirements/ansible-core-X.Y.txt): every version meta/runtime.yml's requires_ansible claims.
+SANITY_VERSIONS ?= 2.19
+SANITY_VENVS := $(foreach v,$(SANITY_VERSIONS),$(BUILD)/ansible-core-$(v)/.stamp)
 
-.PHONY: install
-install: $(BUILD)/.apt-stamp $(VENV)/.stamp $(COLLECTION_LINK)
+$(BUILD)/ansible-core-%/.stamp: tests/sanity/requirements/ansible-core-%.txt
+	rm -rf $(@D) && $(PYTHON_SYSTEM) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q --disable-pip-version-check -r $<
+	@touch $@
+
+.PHONY: sanity-venvs
+sanity-venvs: $(SANITY_VENVS)
+
+# ansible-test bootstraps each sanity venv with a get-pip script from a host we cannot reach: put ours in its cache,
+# under the name each ansible-test version looks for (the pip version it pins).
+.PHONY: ansible-test-bootstrap
+ansible-test-bootstrap: $(VENV)/.stamp $(SANITY_VENVS)
+	@for py in $(PY) $(foreach v,$(SANITY_VERSIONS),$(BUILD)/ansible-core-$(v)/bin/python); do \
+	  version=$$($$py -c "import re, ansible_test, pathlib; \
+	    p = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'; \
+	    print(re.search(r\"pip='([0-9.]+)'\", p.read_text()).group(1))"); \
+	  cache=$$HOME/.ansible/test/cache/get_pip_$${version//./_}.py; \
+	  mkdir -p $$(dirname $$cache); cp hacking/get_pip_bootstrap.py $$cache; \
+	done
+
+.PHONY: install python-install
+install: $(BUILD)/.apt-stamp python-install
+# the Python side alone (the venv and the collection link): no apt, no root; what `make check` needs
+python-install: $(VENV)/.stamp $(COLLECTION_LINK)
 
 # -- the lab --------------------------------------------------------------------------------------------------
 
@@ -102,17 +121,37 @@ lab-stop:
 test: install build-lab sanity lint units lab-tests lab-clients functional integration molecule
 	@echo "make test: all suites passed"
 
+.PHONY: check
+# The fast part, without root and without the lab: unit tests, ansible-test sanity on every claimed ansible-core
+# version, ansible-lint. `make test` runs it too, with the lab suites.
+check: units sanity lint
+	@echo "make check: units, sanity and lint passed"
+
 .PHONY: sanity
-# ansible-test resolves the physical working directory, so it runs in a copy of the files git would commit.
-sanity: install ansible-test-bootstrap
+# ansible-test resolves the physical working directory, so it runs in a copy of the files git would commit; each
+# version of SANITY_VERSIONS in turn, from its own venv (`make sanity SANITY_VERSIONS=2.19` runs one), followed by
+# that version's ansible-playbook --syntax-check of the collection's playbooks.
+sanity: python-install ansible-test-bootstrap
 	rm -rf $(SANITY_COPY) && mkdir -p $(SANITY_COPY)
 	git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
 	  | tar -cf - -T - | tar -xf - -C $(SANITY_COPY)
 	# a repository of its own, or ansible-test would list files through the checkout's git, which ignores build/
-	cd $(SANITY_COPY) && git init -q && git add -A && ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)
+	cd $(SANITY_COPY) && git init -q && git add -A
+	@status=0; summary=""; \
+	for version in $(SANITY_VERSIONS); do \
+	  echo "== ansible-test sanity, ansible-core $$version"; start=$$(date +%s); \
+	  if (cd $(SANITY_COPY) && PATH=$(BUILD)/ansible-core-$$version/bin:$$PATH \
+	      ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)) \
+	    && (for playbook in playbooks/*.yml; do \
+	         ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 \
+	         $(BUILD)/ansible-core-$$version/bin/ansible-playbook --syntax-check $$playbook >/dev/null || exit 1; \
+	       done); then result=passed; else result=FAILED; status=1; fi; \
+	  summary="$$summary ansible-core $$version: $$result in $$(( $$(date +%s) - start )) s;"; \
+	done; \
+	echo "sanity:$$summary"; exit $$status
 
 .PHONY: units
-units: install
+units: python-install
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/unit
 
 # The repository and module tests on the S3 servers only, moto and SeaweedFS (they run in units/functional too).
@@ -165,15 +204,17 @@ bench-quick: install build-lab apt-bench
 	$(PY) bench/e2e_bench.py --quick
 
 .PHONY: lint
-lint: install
+lint: python-install
 	ansible-lint --offline --profile production roles playbooks
 
 .PHONY: integration
 integration: install build-lab
 	$(PY) -m pytest -q tests/integration
 
-# Molecule scenarios (delegated driver) of every role, against a lab of their own that this target starts and stops.
+# Molecule scenarios (delegated driver) of every role, against a lab of their own that this target starts and stops;
+# every scenario extends the shared base configuration .config/molecule/config.yml.
 MOLECULE_LAB := $(BUILD)/molecule-lab
+MOLECULE_BASE := $(ROOT)/.config/molecule/config.yml
 ROLES := vm_backup vm_restore backup_validate
 
 .PHONY: molecule
@@ -181,7 +222,7 @@ molecule: install build-lab
 	$(PY) tests/lab/labkit start --dir $(MOLECULE_LAB) --vm1-disk0 64MiB --vm1-disk1 16MiB --vm2-disk0 16MiB
 	status=0; . $(MOLECULE_LAB)/env; \
 	for role in $(ROLES); do \
-	  (cd roles/$$role && molecule test -s default) || { echo "molecule: role $$role failed"; status=1; }; \
+	  (cd roles/$$role && molecule --base-config $(MOLECULE_BASE) test -s default) || { echo "molecule: role $$role failed"; status=1; }; \
 	done; \
 	$(PY) tests/lab/labkit stop --dir $(MOLECULE_LAB); exit $$status
 

@@ -77,6 +77,10 @@ EXAMPLES = r"""
   until: progress.status.state in ['succeeded', 'failed']
   retries: 2880
   delay: 10
+
+- name: Print the last progress line of the run
+  ansible.builtin.debug:
+    msg: "{{ progress.status.label }}: {{ progress.status.progress_line }}"
 """
 
 RETURN = r"""
@@ -120,10 +124,23 @@ count:
   type: int
   sample: 14
 status:
-  description: The run's status document as last written by the run.
+  description:
+    - The run's status document as last written by the run, with C(label) and C(progress_line) added for display.
   returned: when O(status_file) is given
   type: dict
   contains:
+    label:
+      description: Who the run is about, to print before its progress line (the VM's name, else the run id).
+      type: str
+      sample: db01
+    progress_line:
+      description:
+        - The run's progress on one line, ready to print - the phase (or the final state), the percent done, the
+          bytes done of the total in the same binary unit, the throughput in MB/s and, while running, the ETA.
+        - Says V(starting) in place of byte counts until the run knows its totals, and ends with the last error
+          when there is one.
+      type: str
+      sample: "transfer 25.0%: 1.00 GiB of 4.00 GiB, 112.5 MB/s, ETA 32m 12s"
     run_id:
       description: Id of the run.
       type: str
@@ -178,12 +195,14 @@ status:
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import status_view
 
 
 def info(bv):
     params = bv.params
     if params["status_file"]:
-        return {"changed": False, "status": ops_info.run_status(status_file=params["status_file"])["status"]}
+        status = ops_info.run_status(status_file=params["status_file"])["status"]
+        return {"changed": False, "status": dict(status, **status_view(status))}
     repo = bv.repository_settings()
     listing = ops_info.list_restore_points(repo=repo, vm=params["vm"])
     return {

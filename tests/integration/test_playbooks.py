@@ -191,11 +191,15 @@ def test_backup_progress_is_shown_while_it_runs(runner):
     # slow the VDDK stand-in down so that the backup is still running at the first polls
     output = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1"]},
                         env={"LABVDDK_LATENCY_US": "150000"})
-    lines = [line for line in output.splitlines() if line.startswith("ok: [localhost] => (item=lab-vm1: ")]
-    running = [line for line in lines if "(item=lab-vm1: running, " in line]
-    assert running, output
-    assert re.search(r"bytes_done=\d+, [\d.]+ MB/s, ETA", running[0])
-    assert "(item=lab-vm1: succeeded, " in lines[-1]
+    lines = [line for line in output.splitlines()
+             if line.startswith(("ok: [localhost] => (item=lab-vm1: ", "ok: [localhost] => (item=no status yet"))]
+    # every line is the label and progress line backup_info builds (ops/status_view.py), or the wait for the file
+    shapes = re.compile(r"\(item=(no status yet \(.*\)|lab-vm1: (\w+: starting|starting"
+                        r"|\w+ \d+\.\d%: (\d+\.\d\d MiB of \d+\.\d\d MiB|\d+ B of \d+ B), [\d.]+ MB/s, ETA (unknown|(\d+h )?(\d+m )?\d+s)"
+                        r"|succeeded 100\.0%: (?P<total>\d+\.\d\d MiB) of (?P=total), [\d.]+ MB/s))\)$")
+    assert lines and all(shapes.search(line) for line in lines), output
+    assert any(re.search(r"\(item=lab-vm1: transfer \d+\.\d%: ", line) for line in lines), output
+    assert "(item=lab-vm1: succeeded 100.0%: " in lines[-1]
 
 
 def test_dr_runbook_restores_in_order_and_validates(runner):

@@ -14,6 +14,8 @@ REPOSITORY = {"location": "/srv/repo", "id": "3b2f", "format_version": 1, "chunk
 STATUS = {"format": "blockvault-status", "version": 1, "run_id": "r2", "vm": "web01", "state": "running", "phase": "transfer",
           "started": "2026-11-26T08:30:00Z", "updated": "2026-11-26T09:02:11Z", "bytes_done": 10, "bytes_total": 40,
           "mb_per_s": 1.5, "eta_seconds": 20, "disks": [], "last_error": None}
+# what the module adds to the document for the roles to print
+VIEW = {"label": "web01", "progress_line": "transfer 25.0%: 10 B of 40 B, 1.5 MB/s, ETA 20s"}
 
 
 @pytest.fixture
@@ -49,13 +51,13 @@ def test_status_of_a_run_needs_no_repository(run_module, listing, status, tmp_pa
     outcome, result = run_module(backup_info, dict(status_file=path))
     assert outcome == "exit"
     assert status.kwargs == {"status_file": path}
-    assert result == {"changed": False, "status": STATUS}
+    assert result == {"changed": False, "status": dict(STATUS, **VIEW)}
     assert listing[0].calls == [] and listing[1].calls == []
 
 
 def test_check_mode_reads_the_same(run_module, status, tmp_path):
     outcome, result = run_module(backup_info, dict(status_file=str(tmp_path / "s.json")), check_mode=True)
-    assert outcome == "exit" and result["status"] == STATUS and result["changed"] is False
+    assert outcome == "exit" and result["status"] == dict(STATUS, **VIEW) and result["changed"] is False
 
 
 def test_vm_and_status_file_are_mutually_exclusive(run_module, listing, status, tmp_path):
