@@ -14,7 +14,7 @@ from pyVmomi import vim
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VddkError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk import library, structs as S
-from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import Connection
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.connection import ConnectParams, Connection
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vddk.retry import RetryingDisk, connection_factory
 
 pytestmark = pytest.mark.lab
@@ -60,10 +60,11 @@ def stats(tmp_path):
             (line.split() for line in (tmp_path / "stats").read_text().splitlines())}
 
 
-def connect(lab, vddk, vm, **kwargs):
+def connect(lab, vddk, vm, read_only=True, **kwargs):
     info = lab.info
-    return Connection(vddk, info["host"], vm, info["thumbprint"], user=info["user"], password=info["password"],
-                      port=info["port"], **kwargs)
+    params = ConnectParams(info["host"], vm, info["thumbprint"], user=info["user"], password=info["password"],
+                           port=info["port"], **kwargs)
+    return Connection(vddk, params, read_only=read_only)
 
 
 def disk_path(lab, vm, index=0):
@@ -78,9 +79,9 @@ def test_a_transient_fault_stays_transient_across_the_retry(lab, vddk, morefs, k
     knobs(FAIL_READ_NTH=3, FAIL_READ_TIMES=1, FAIL_CODE=14011)
     target = lab.disks("lab-vm1")[1]
     info = lab.info
-    factory = connection_factory(vddk, target["fileName"], server=info["host"], vm_moref=morefs["lab-vm1"],
-                                 thumbprint=info["thumbprint"], user=info["user"], password=info["password"],
-                                 port=info["port"])
+    factory = connection_factory(vddk, target["fileName"], ConnectParams(
+        server=info["host"], vm_moref=morefs["lab-vm1"], thumbprint=info["thumbprint"], user=info["user"],
+        password=info["password"], port=info["port"]))
     with open(target["flat"], "rb") as flat:
         expected = flat.read(4 * MIB)
     got = bytearray(4 * MIB)
