@@ -73,27 +73,30 @@ def run_op(args):
     """The child: one product operation; prints its result as JSON."""
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup  # noqa
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings  # noqa
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings  # noqa
     from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend  # noqa
     from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config, inventory  # noqa
     from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession  # noqa
     vsphere, vddk = _settings(args.labdir, args.transports)
     repo = RepositorySettings(location=args.repo, passphrase=PASSPHRASE)
+    endpoints = Endpoints(repo=repo, vsphere=vsphere, vddk=vddk)
     started = time.monotonic()
     if args.op == "init":
         Repository.create(open_backend(args.repo), chunk_size=4 * MIB, passphrase=PASSPHRASE).close()
         out = {}
     elif args.op == "backup":
-        result = ops_backup.backup_vm(vsphere, vddk, repo, {"name": args.vm}, quiesce=False, workers=args.workers,
-                                      status_file=args.repo + "-status/backup.json")
+        result = ops_backup.backup_vm(ops_backup.BackupRequest(vm={"name": args.vm}, quiesce=False), endpoints,
+                                      RunSettings(workers=args.workers, status_file=args.repo + "-status/backup.json"))
         out = {"bytes_read": result["bytes_read"], "disks": len(result["disks"])}
     elif args.op == "restore":
-        result = ops_restore.restore(vsphere, vddk, repo, restore_point="latest", vm_name=args.vm, target="new_vm",
-                                     new_name=args.name, overrides={"resource_pool": "DC0_C0"}, workers=args.workers,
-                                     status_file=args.repo + "-status/restore.json")
+        target = ops_restore.NewVm(args.name, placement=ops_restore.Placement(resource_pool="DC0_C0"))
+        result = ops_restore.restore(ops_restore.RestoreRequest(ops_restore.RestorePointQuery("latest", args.vm), target),
+                                     endpoints, RunSettings(workers=args.workers,
+                                                            status_file=args.repo + "-status/restore.json"))
         out = {"disks": len(result["disks"])}
     else:
-        with VSphereSession.from_settings(vsphere, vddk_thumbprint=vddk.thumbprint) as session:
+        with VSphereSession(vsphere, vddk_thumbprint=vddk.thumbprint) as session:
             vm_config.destroy_vm(inventory.find_vm(session, name=args.name))
         out = {}
     out["seconds"] = round(time.monotonic() - started, 3)
