@@ -10,6 +10,7 @@ MissingDependencyError when needed and missing.
 API used by the transfer and ops layers::
 
     from .repo import Repository, DiskIndex, RepositorySettings, open_backend
+    from .repo.model import DiskRecord, ManifestDraft, VmRecord
 
     backend = open_backend("/backups/repo")                      # a bare location, or RepositorySettings("s3://bucket/prefix",
                                                                  # s3_endpoint_url=, region=, access_key=, secret_key=, ...)
@@ -23,10 +24,12 @@ API used by the transfer and ops layers::
         index = session.previous_index(rp_id, disk_key)   # a copy of an earlier DiskIndex, to carry chunks over
         index = DiskIndex(capacity, repo.chunk_size); index.set(i, digest); index.set_zero(i); index.blocksum()
         session.add_disk_index(disk_key, index)   # checks every chunk it names is stored, writes it atomically
-        rp_id = session.commit(manifest)          # fills ids/checksums, validates the schema, writes the manifest
+        manifest = session.commit(ManifestDraft.build(run_id, VmRecord(...), [DiskRecord(...), ...], stats))
+                                                  # fills ids/checksums, validates the schema, writes the manifest
 
     repo.list_restore_points(vm=None) -> [RestorePoint(id, created, vm_tag)]  (oldest first; from one listing)
-    repo.find_restore_point(vm, run_id); repo.load_manifest(rp_id); repo.load_disk_index(rp_id, disk_key)
+    repo.find_restore_point(vm, run_id); repo.load_manifest(rp_id) -> Manifest (repo.model); repo.load_disk_index(rp_id, disk_key)
+    repo.fetch_chunk(digest) -> the verified plaintext of a chunk (a restore's chunk fetcher)
     repo.open_disk_reader(rp_id, disk_key).read(offset, length) / .readinto(offset, buffer)
     repo.delete_restore_point(rp_id); repo.gc(dry_run=False)
     repo.prune({"keep_last": n, "keep_hourly"|"keep_daily"|"keep_weekly"|"keep_monthly"|"keep_yearly": n,

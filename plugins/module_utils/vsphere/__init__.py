@@ -15,18 +15,20 @@ Modules (each one's docstring has its design notes):
 - config.py    capture_config / build_config_spec / create_vm (at a Placement, with the captured->new disk mapping),
                add_disk (a DiskSpec), power, destroy
 
-Typical backup flow for the ops layer::
+- vm.py        VmHandle (moref, name, power state, the verbs ops needs) and VmSelector: the VM as ops sees it
+
+Typical backup flow for the ops layer (ops never touches a pyVmomi object: it holds VmHandles)::
 
     with contextlib.ExitStack() as stack:
         session = stack.enter_context(VSphereSession(VSphereSettings(host, user, password, ca_bundle=...),
                                                      vddk_thumbprint=...))
-        vm = inventory.find_vm(session, name="web01")
-        snapshots.remove_orphan_snapshots(vm, live_run_ids=[run_id])
-        status = cbt.ensure_cbt(vm)                      # status.reason -> report "reads in full"
-        captured = config.capture_config(vm)
-        snap = stack.enter_context(snapshots.backup_snapshot(vm, run_id, quiesce=True, allow_crash_consistent=True))
-        for disk in disks.list_disks(snap.snapshot):     # file names + change ids of the point in time
-            areas = cbt.changed_areas(vm, snap.snapshot, disk.key, disk.capacity, previous_change_id)
-            # VDDK: ConnectEx(moref=vm._moId, snapshot=snap.moref, cookie=session.session_cookie,
+        vm = find_vm(session, VmSelector(name="web01"))
+        vm.remove_orphan_snapshots(live_run_ids=[run_id])
+        status = vm.ensure_cbt()                         # status.reason -> report "reads in full"
+        captured = vm.capture_config()
+        snap = stack.enter_context(vm.backup_snapshot(run_id, quiesce=True, allow_crash_consistent=True))
+        for disk in snap.disks():                        # file names + change ids of the point in time
+            areas = vm.changed_areas(snap, disk, previous_change_id)
+            # VDDK: ConnectEx(moref=vm.moref, snapshot=snap.moref, cookie=session.session_cookie,
             #                 thumbprint=session.thumbprint), Open(disk.file_name)
 """
