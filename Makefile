@@ -67,7 +67,7 @@ $(COLLECTION_LINK):
 
 # ansible-core versions `make sanity` runs ansible-test of, one venv each (build/ansible-core-X.Y, pinned by
 # tests/sanity/requirements/ansible-core-X.Y.txt): every version meta/runtime.yml's requires_ansible claims.
-SANITY_VERSIONS ?= 2.19
+SANITY_VERSIONS ?= 2.18 2.19
 SANITY_VENVS := $(foreach v,$(SANITY_VERSIONS),$(BUILD)/ansible-core-$(v)/.stamp)
 
 $(BUILD)/ansible-core-%/.stamp: tests/sanity/requirements/ansible-core-%.txt

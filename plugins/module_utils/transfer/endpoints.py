@@ -44,11 +44,14 @@ class DiskSource(Protocol):
 
     capacity: int
 
-    def read_into(self, offset: int, buffer) -> int: ...
+    def read_into(self, offset: int, buffer) -> int:
+        """Fill ``buffer`` from ``offset``; the number of bytes read."""
 
-    def allocated_extents(self, start: int = 0, length: Optional[int] = None, chunk_size: int = 65536): ...
+    def allocated_extents(self, start: int = 0, length: Optional[int] = None, chunk_size: int = 65536):
+        """The allocated ``[(offset, length)]`` in the range, or None when unknown."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the source (idempotent)."""
 
 
 @runtime_checkable
@@ -59,13 +62,17 @@ class DiskTarget(Protocol):
     capacity: int
     known_zeroed: bool
 
-    def write(self, offset: int, data) -> int: ...
+    def write(self, offset: int, data) -> int:
+        """Write ``data`` at ``offset``; the number of bytes written."""
 
-    def zero(self, offset: int, length: int) -> None: ...
+    def zero(self, offset: int, length: int) -> None:
+        """Make ``length`` bytes from ``offset`` read as zero."""
 
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        """Make what was written durable."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the target (idempotent; the caller flushes first)."""
 
 
 def _writable_view(buffer):
