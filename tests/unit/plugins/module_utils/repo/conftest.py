@@ -8,9 +8,11 @@ import time
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto, open_backend
+# Imported here, before pytest-ansible installs its collection finder, like the repository itself: the finder fails
+# to find modules first imported after it (transfer's status file reader, the fuzzing strategies) when the tests of
+# this directory run on their own.
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import progress  # noqa: F401  pylint: disable=unused-import
-# (imported with the repository before pytest-ansible installs its collection finder, which would otherwise fail to
-# find module_utils.transfer for the status-file tests of this directory when they run on their own)
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo import fuzzing  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import BUCKET, LOCKED_BUCKET, s3_backend
 
 
