@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import random
 import secrets
@@ -128,6 +129,7 @@ class LockManager:
             wait = self.settings.gc_wait if kind == EXCLUSIVE else self.settings.backup_wait
         deadline = time.monotonic() + wait
         lock = HeldLock(self, kind, purpose)
+        warned = set()
         while True:
             lock.write()
             conflicts = [other for other in self.list_locks()
@@ -136,6 +138,11 @@ class LockManager:
                 lock.start_heartbeat()
                 return lock
             lock.delete()
+            for other in conflicts:  # said in the run log at once, not only when the wait ends
+                if other.get("damaged") and other["id"] not in warned:
+                    warned.add(other["id"])
+                    logging.getLogger(__name__).warning("Waiting for %s on %s. %s", describe(other), self.backend.location,
+                                                        _busy_hint([other], self.settings.stale_after))
             if time.monotonic() >= deadline:
                 raise LockError("The repository at %s is busy: cannot take a %s lock for %s after waiting %ds; held by: %s." % (
                     self.backend.location, kind, purpose, int(wait), "; ".join(describe(other) for other in conflicts)),
