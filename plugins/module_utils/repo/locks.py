@@ -40,10 +40,13 @@ class LockSettings:
 
 
 def _parse_time(text):
-    try:
-        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
-    except (TypeError, ValueError):
-        return None
+    """Epoch seconds of a UTC time as locks write it (with or without a fraction), or None."""
+    for layout in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.timezone.utc).timestamp()
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None
 
 
 def _pid_alive(pid):
@@ -101,7 +104,10 @@ class LockManager:
             try:
                 lock = validation.check_lock(validation.load_json_object(self.backend.get(info.name)), lock_id)
                 lock["damaged"] = None
-                if (_parse_time(lock["refreshed"]) or 0) > time.time() + self.settings.stale_after:
+                refreshed = _parse_time(lock["refreshed"])
+                if refreshed is None:  # never "stale at once": that would let GC remove what may be a live lock
+                    raise validation.Damaged("field refreshed %s is not a time" % lock["refreshed"])
+                if refreshed > time.time() + self.settings.stale_after:
                     raise validation.Damaged("refreshed %s lies in the future" % lock["refreshed"])
             except NotFoundInBackendError:
                 continue  # released meanwhile

@@ -160,7 +160,9 @@ def test_a_lock_with_a_hostile_field_does_not_break_later_acquisitions(local, fi
     {"kind": 3, "refreshed": "2020-01-01T00:00:00.000000Z"},
     {"kind": SHARED, "refreshed": "2020-01-01T00:00:00.000000Z", "pid": "12"},
     ["not", "an", "object"],
-], ids=["refreshed-number", "kind-number", "pid-string", "list"])
+    {"kind": SHARED, "refreshed": "2026-13-45T00:00:00.000000Z"},
+    {"kind": EXCLUSIVE, "refreshed": "2999-01-01T00:00:00.000000Z"},
+], ids=["refreshed-number", "kind-number", "pid-string", "list", "refreshed-impossible", "refreshed-future"])
 def test_a_lock_with_wrong_types_is_reported_damaged(local, document):
     repo = make_repo(local, encrypted=False)
     local.put("locks/" + LOCK_ID, json.dumps(document).encode())
@@ -259,3 +261,15 @@ def test_a_damaged_status_file_is_a_corruption_error_naming_it(tmp_path, content
     with pytest.raises(CorruptionError, match="status file %s" % path) as caught:
         read_status(str(path))
     assert caught.value.object_name == str(path)
+
+
+# -- found by the fuzz campaign and its review (beyond the list) ------------------------------------------------
+
+def test_a_manifest_name_with_an_impossible_date_does_not_break_listing(local):
+    repo = make_repo(local, encrypted=False)
+    rp_id = backup(repo, "vm-a", {"2000": random_disk(MIB, 3)})[0]
+    impossible = "20261399T250000.000000Z-0123456789abcdef-01234567"  # matches the id pattern, but month 13, hour 25
+    local.put("manifests/" + impossible, local.get("manifests/" + rp_id))
+    assert [point.id for point in repo.list_restore_points()] == [rp_id]
+    with pytest.raises(ConfigurationError, match="is not a restore point id"):
+        repo.load_manifest(impossible)
