@@ -41,8 +41,13 @@ _AWKWARD_TEXT = ["", " ", "0", "1", "null", "é" * 32, "\u00e9", "\ud800", "\udf
 
 LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(_AWKWARD_NUMBERS),
                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.sampled_from(_AWKWARD_TEXT))
-VALUES = st.recursive(LEAVES, lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children,
-                                                                                                   max_size=4), max_leaves=8)
+
+
+def _containers(children):
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+
+
+VALUES = st.recursive(LEAVES, _containers, max_leaves=8)
 
 # Markers replaced after serialization by what json.dumps cannot write itself: deep nesting and over-long numbers.
 _DEEP = "\u0000deep:%d\u0000"
