@@ -155,7 +155,10 @@ class Repository:
         """Why no key object opened: a damaged or missing key object is said to be that, not a wrong passphrase."""
         what = "passphrase" if wanted == "passphrase" else "key file"
         # a damaged object of unknown type may be the one for this secret; one of the other type cannot
-        relevant = [(name, reason) for name, reason, key_type in damaged if key_type in (None, wanted)]
+        relevant = [(name, reason) for name, reason, key_type, _newer in damaged if key_type in (None, wanted)]
+        newer = [error for _name, _reason, key_type, error in damaged if error is not None and key_type in (None, wanted)]
+        if newer:
+            return newer[0]
         if relevant:
             names = "; ".join("key object %s is damaged (%s)" % pair for pair in relevant)
             if tried:
@@ -179,7 +182,8 @@ class Repository:
 
     @staticmethod
     def _load_key_objects(backend):
-        """([intact key object dicts], [(name, reason, type or None) of damaged ones]), in name order."""
+        """([intact key object dicts], [(name, reason, type or None, RepositoryFormatError or None) of unusable ones]),
+        in name order; the error is set for a key object of a newer format (not damaged, but unusable here)."""
         objects, damaged = [], []
         for info in sorted(backend.list(KEYS_PREFIX)):
             key_id = info.name[len(KEYS_PREFIX):]
@@ -190,8 +194,11 @@ class Repository:
                 validation.check_key_object(key_object, key_id)
             except NotFoundInBackendError:
                 continue  # removed meanwhile
-            except (validation.Damaged, RepositoryFormatError) as exc:
-                damaged.append((info.name, str(exc).rstrip("."), key_type))
+            except validation.Damaged as exc:
+                damaged.append((info.name, str(exc), key_type, None))
+                continue
+            except RepositoryFormatError as exc:
+                damaged.append((info.name, "of a newer format", key_type, exc))
                 continue
             objects.append(key_object)
         return objects, damaged
@@ -247,7 +254,7 @@ class Repository:
         self._require_encrypted()
         intact, damaged = self._load_key_objects(self.backend)
         ids = [k["id"] for k in intact]
-        if KEYS_PREFIX + str(key_id) in [name for name, _reason, _type in damaged]:
+        if KEYS_PREFIX + str(key_id) in [entry[0] for entry in damaged]:
             self.backend.delete(KEYS_PREFIX + key_id)  # a damaged key opens nothing: removing it never locks anyone out
             return
         if key_id not in ids:

@@ -109,6 +109,26 @@ def test_a_damaged_key_object_beside_a_good_one_does_not_prevent_opening(local):
     assert sorted(outcomes) == ["damaged", "opened"]
 
 
+def test_a_key_object_of_a_newer_format_asks_for_an_upgrade(local):
+    make_repo(local)
+    name = _only_key(local)
+    _edit_json(local, name, lambda k: k.__setitem__("version", 2))
+    with pytest.raises(RepositoryFormatError, match="Key object %s has format version 2; .*upgrade blockvault" % name):
+        _open(local)
+    _edit_json(local, name, lambda k: k.__setitem__("version", "2"))
+    with pytest.raises(CorruptionError, match="key object %s is damaged \\(field version is str '2'\\)" % name):
+        _open(local)
+
+
+def test_a_damaged_key_object_can_be_removed(local):
+    repo = make_repo(local)
+    repo.add_passphrase("second one")
+    damaged = sorted(info.name for info in local.list("keys/") if info.name != "keys/" + repo.opened_key_id)[0]
+    local.put(damaged, b"garbage")
+    repo.remove_key(damaged[len("keys/"):])
+    assert [info.name for info in local.list("keys/")] == ["keys/" + repo.opened_key_id]
+
+
 def test_missing_key_objects_are_reported_as_missing(local):
     make_repo(local)
     local.delete(_only_key(local))
