@@ -8,10 +8,11 @@ import struct
 import time
 
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BlockvaultError, LockError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BlockvaultError, LockError, NotFoundInBackendError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, crypto, validation
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import Backend, ObjectInfo
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import chunk_name
@@ -38,7 +39,6 @@ class MemoryBackend(Backend):
         self.objects[name] = b"".join(bytes(part) for part in data) if isinstance(data, (list, tuple)) else bytes(data)
 
     def get(self, name):
-        from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import NotFoundInBackendError
         try:
             return self.objects[name]
         except KeyError:
@@ -233,7 +233,6 @@ def _chunk_case(draw, samples):
     # authenticated with the repository's key when encrypted, so decompression and the length checks are reached
     header = bytes([draw(st.sampled_from([0, 1, 2, 255])), draw(st.sampled_from([0, 1, 2])), draw(st.sampled_from([0, 1]))])
     if draw(st.booleans()):
-        import zstandard
         content = draw(st.binary(max_size=64)) * draw(st.sampled_from([1, 1000, 20000]))
         payload = zstandard.ZstdCompressor(write_content_size=draw(st.booleans())).compress(content)
         payload = draw(mutated_bytes(payload)) if draw(st.booleans()) else payload
