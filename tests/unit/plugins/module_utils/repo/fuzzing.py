@@ -81,7 +81,7 @@ def _slots(value, out):
 def mutated_document(draw, document):
     """``document`` (a dict) with one to three fields deleted, replaced by other values, or added."""
     document = copy.deepcopy(document)
-    for _ in range(draw(st.integers(1, 3))):
+    for _round in range(draw(st.integers(1, 3))):
         slots = _slots(document, [])
         action = draw(st.sampled_from(["delete", "replace", "replace", "special", "add"]))
         if action == "add" or not slots:
@@ -109,7 +109,7 @@ def mutated_bytes(draw, blob):
         return bytes(draw(st.binary(max_size=20)))
     position = draw(st.integers(0, len(blob) - 1))
     if action == "flip":
-        for _ in range(draw(st.integers(1, 4))):
+        for _flip in range(draw(st.integers(1, 4))):
             blob[position] ^= 1 << draw(st.integers(0, 7))
             position = draw(st.integers(0, len(blob) - 1))
     elif action == "truncate":
