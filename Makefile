@@ -35,6 +35,7 @@ help:
 	@echo "make check     - the fast, root-free part: units, sanity (every claimed ansible-core), lint"
 	@echo "make lab       - start the lab in the background and write .lab/env;  make lab-stop stops it"
 	@echo "make bench     - run the benchmarks and write bench/results/ (figures for docs/performance.md)"
+	@echo "make fuzz      - fuzz the repository object parsers with FUZZ_EXAMPLES random cases (default 50000; seed printed)"
 
 # -- installation ---------------------------------------------------------------------------------------------
 
@@ -178,6 +179,19 @@ $(CLIENTS_VENV)/.stamp: $(CLIENTS_REQUIREMENTS)
 .PHONY: lab-clients
 lab-clients: install build-lab $(CLIENTS_VENV)/.stamp
 	$(PY) -m pytest -q tests/lab/conformance
+
+# The fuzz campaign of the repository object parsers (make units runs the same tests with 4,000 fixed cases): random
+# cases from a seed printed first, so `make fuzz FUZZ_SEED=<seed> FUZZ_EXAMPLES=<n>` replays a failure.
+FUZZ_EXAMPLES ?= 50000
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
+
+.PHONY: fuzz
+fuzz: install
+	@echo "fuzz: $(FUZZ_EXAMPLES) cases, seed $(FUZZ_SEED) (replay: make fuzz FUZZ_SEED=$(FUZZ_SEED) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES))"
+	BLOCKVAULT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:xdist --hypothesis-seed=$(FUZZ_SEED) \
+	  --hypothesis-show-statistics tests/unit/plugins/module_utils/repo/test_fuzz_parsers.py
 
 .PHONY: functional
 functional: install build-lab

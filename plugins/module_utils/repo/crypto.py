@@ -17,6 +17,7 @@ import secrets
 import threading
 
 from ..errors import ConfigurationError, CorruptionError, MissingDependencyError, RepositoryFormatError, WrongKeyError
+from . import validation
 from .format import FORMAT_VERSION, canonical_json, isotime
 from .kdf import scrypt
 
@@ -42,7 +43,6 @@ ENCODING_RAW = 0
 ENCODING_ZSTD = 1
 #: scrypt cost of new passphrase keys (0.25-0.4 s, 128 MiB: see kdf.py). Tests lower it through this module attribute only.
 SCRYPT_PARAMS = {"n": 1 << 17, "r": 8, "p": 1}
-_SCRYPT_MAX_MEMORY = 1 << 30
 
 
 def require_crypto():
@@ -59,13 +59,6 @@ def require_zstd():
 
 def _b64(data):
     return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text, what):
-    try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (ValueError, AttributeError):
-        raise CorruptionError("Key object %s has a malformed base64 field." % what, object_name=what) from None
 
 
 def hkdf(ikm, salt, info, length=32):
@@ -114,8 +107,10 @@ def plain_vm_tag(vm_key):
 # -- key objects -----------------------------------------------------------------------------
 
 def _scrypt(passphrase, salt, n, r, p):
-    if 128 * n * r * p > _SCRYPT_MAX_MEMORY or n < 2 or n & (n - 1):
-        raise CorruptionError("A key object asks for unreasonable scrypt parameters (n=%r, r=%r, p=%r); refusing it." % (n, r, p))
+    try:
+        validation.check_scrypt_parameters(n, r, p)
+    except validation.Damaged as exc:
+        raise ConfigurationError("Refusing %s." % exc) from None
     return scrypt(passphrase.encode("utf-8"), salt, n, r, p, dklen=32)
 
 
@@ -166,32 +161,39 @@ def make_key_object(master_key, repository_id, passphrase=None, key_file_content
 
 
 def unwrap_key_object(key_object, repository_id, passphrase=None, key_file_content=None):
-    """The master key, or None when this secret does not open this key object."""
+    """The master key, or None when this secret does not open this key object (or is not of its type).
+
+    CorruptionError naming the object when it is damaged (validation.check_key_object), RepositoryFormatError when
+    it is of a newer format.
+    """
     require_crypto()
-    name = "keys/%s" % key_object.get("id")
-    if key_object.get("format") != "blockvault-key":
-        raise CorruptionError("Key object %s is not a blockvault key." % name, object_name=name)
-    if key_object.get("version") != FORMAT_VERSION:
-        raise RepositoryFormatError("Key object %s has format version %r; upgrade blockvault." % (name, key_object.get("version")))
-    kdf = key_object.get("kdf") or {}
-    salt = _unb64(kdf.get("salt", ""), name)
-    if key_object.get("type") == "passphrase" and passphrase is not None and kdf.get("name") == "scrypt":
-        try:
-            kek = _scrypt(passphrase, salt, int(kdf["n"]), int(kdf["r"]), int(kdf["p"]))
-        except (KeyError, TypeError, ValueError):
-            raise CorruptionError("Key object %s has malformed scrypt parameters." % name, object_name=name) from None
-    elif key_object.get("type") == "keyfile" and key_file_content is not None and kdf.get("name") == "hkdf-sha256":
+    key_id = key_object.get("id") if isinstance(key_object, dict) else None
+    name = "keys/%s" % (key_id if isinstance(key_id, str) else "?")
+    try:
+        if not isinstance(key_object, dict):
+            raise validation.Damaged("not a JSON object")
+        key_type, params, salt, nonce, wrapped = validation.check_key_object(key_object, key_id)
+    except validation.Damaged as exc:
+        raise key_object_damaged(name, str(exc)) from None
+    if key_type == "passphrase" and passphrase is not None:
+        kek = _scrypt(passphrase, salt, *params)
+    elif key_type == "keyfile" and key_file_content is not None:
         kek = _key_file_kek(key_file_content, salt)
     else:
         return None
     try:
-        master = AESGCM(kek).decrypt(_unb64(key_object.get("nonce", ""), name), _unb64(key_object.get("wrapped", ""), name),
-                                     _wrap_aad(repository_id, key_object["id"]))
+        master = AESGCM(kek).decrypt(nonce, wrapped, _wrap_aad(repository_id, key_id))
     except InvalidTag:
         return None
-    if len(master) != 32:
+    if len(master) != 32:  # cannot happen with a 48-byte wrapped field; kept as the last line of defence
         raise CorruptionError("Key object %s holds a master key of the wrong size." % name, object_name=name)
     return master
+
+
+def key_object_damaged(name, reason):
+    return CorruptionError("Key object %s is damaged: %s." % (name, reason), object_name=name,
+                           hint="Open the repository with another of its keys and remove this one (remove_key), or put "
+                                "back a copy of the key object.")
 
 
 def wrong_key_error(location, passphrase, key_file, tried):
@@ -208,6 +210,8 @@ _PROBE_MIN_CHUNK = 256 * 1024
 _PROBE_SAMPLES = 4
 _PROBE_SAMPLE_SIZE = 16 * 1024
 _PROBE_INCOMPRESSIBLE_RATIO = 0.98
+# The highest chunk version byte of a plain chunk taken for a newer format rather than for damage (ChunkCodec._refuse_version).
+_PLAUSIBLE_VERSIONS = 15
 
 
 class ChunkCodec:
@@ -273,7 +277,7 @@ class ChunkCodec:
             raise CorruptionError("Chunk %s is truncated." % name, object_name=name)
         version, encoding, encrypted = blob[0], blob[1], blob[2]
         if version != FORMAT_VERSION:
-            raise RepositoryFormatError("Chunk %s has format version %d; upgrade blockvault." % (name, version))
+            self._refuse_version(storage_id, blob, name, version)
         if encoding not in (ENCODING_RAW, ENCODING_ZSTD) or encrypted != (1 if self.keys is not None else 0):
             raise CorruptionError("Chunk %s has an invalid header." % name, object_name=name)
         if self.keys is not None:
@@ -300,6 +304,28 @@ class ChunkCodec:
         if self.keys is None and hashlib.sha256(plain).digest() != storage_id:
             raise CorruptionError("Chunk %s fails its SHA-256 check: it is damaged." % name, object_name=name)
         return plain
+
+    def _refuse_version(self, storage_id, blob, name, version):
+        """A chunk whose version byte is not ours: damaged, unless it may really come from a newer blockvault.
+
+        Encrypted: the header is authenticated, so a newer chunk is one that passes authentication with it. Plain:
+        versions 2 to _PLAUSIBLE_VERSIONS are taken for newer (a flipped bit of 1 can give 3, 5 or 9 too, which the
+        message admits); 0 and anything larger is damage.
+        """
+        newer = RepositoryFormatError(
+            "Chunk %s has format version %d; this blockvault reads version %d: upgrade blockvault (if no newer blockvault "
+            "wrote to this repository, the chunk is damaged: validate it)." % (name, version, FORMAT_VERSION))
+        if self.keys is not None and len(blob) >= 3 + NONCE_SIZE + TAG_SIZE and version > FORMAT_VERSION:
+            try:
+                self.keys.aead.decrypt(bytes(blob[3:3 + NONCE_SIZE]), bytes(blob[3 + NONCE_SIZE:]), bytes(blob[:3]) + storage_id)
+            except InvalidTag:
+                pass
+            else:
+                raise newer
+        elif self.keys is None and FORMAT_VERSION < version <= _PLAUSIBLE_VERSIONS:
+            raise newer
+        raise CorruptionError("Chunk %s is damaged: its version byte is %d (this format writes %d)." % (name, version, FORMAT_VERSION),
+                              object_name=name)
 
     def verify_digest(self, storage_id, plain, digest=None):
         """Full check: SHA-256(plain) equals ``digest`` (when known) and maps to ``storage_id``."""

@@ -101,14 +101,21 @@ def new_restore_point_id(vm_tag, moment=None):
 def parse_restore_point_id(rp_id):
     """(created datetime, vm tag) of a restore point id; ConfigurationError when it is not one."""
     match = _RP_ID_RE.match(str(rp_id))
-    if not match:
-        raise ConfigurationError("%r is not a restore point id (expected YYYYmmddTHHMMSS.ffffffZ-<16 hex>-<8 hex>)." % (rp_id,))
-    created = datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    try:
+        if not match:
+            raise ValueError
+        created = datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:  # also a name of the right shape with an impossible date (month 13): found in a repository, not made
+        raise ConfigurationError("%r is not a restore point id (expected YYYYmmddTHHMMSS.ffffffZ-<16 hex>-<8 hex>)." % (rp_id,)) from None
     return created, match.group(2)
 
 
 def is_restore_point_id(rp_id):
-    return bool(_RP_ID_RE.match(str(rp_id)))
+    try:
+        parse_restore_point_id(rp_id)
+    except ConfigurationError:
+        return False
+    return True
 
 
 class DiskIndex:

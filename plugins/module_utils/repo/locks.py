@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import random
 import secrets
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import BackendError, LockError, NotFoundInBackendError
+from . import validation
 from .format import FORMAT_VERSION, LOCKS_PREFIX, isotime
 
 SHARED = "shared"
@@ -38,10 +40,13 @@ class LockSettings:
 
 
 def _parse_time(text):
-    try:
-        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
-    except (TypeError, ValueError):
-        return None
+    """Epoch seconds of a UTC time as locks write it (with or without a fraction), or None."""
+    for layout in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.timezone.utc).timestamp()
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None
 
 
 def _pid_alive(pid):
@@ -66,13 +71,23 @@ def machine_identity():
 
 
 def describe(lock):
+    """One line for a message: kind, purpose, holder, age and id; a damaged lock says so and how to remove it."""
+    if lock.get("damaged"):
+        return "damaged lock %s%s (%s)" % (LOCKS_PREFIX, lock.get("id"), lock["damaged"])
     age = time.time() - (_parse_time(lock.get("refreshed")) or time.time())
-    return "%s lock for %s by %s pid %s (refreshed %ds ago)" % (
-        lock.get("kind", "?"), lock.get("purpose", "?"), lock.get("host", "?"), lock.get("pid", "?"), int(age))
+    return "%s lock for %s by %s pid %s (refreshed %ds ago; lock id %s)" % (
+        lock.get("kind", "?"), lock.get("purpose", "?"), lock.get("host", "?"), lock.get("pid", "?"), int(age), lock.get("id", "?"))
 
 
 class LockManager:
-    """Reads, takes and judges locks of one repository. Thread-safe (stateless apart from settings)."""
+    """Reads, takes and judges locks of one repository. Thread-safe (stateless apart from settings).
+
+    A lock object that cannot be read as a lock (not JSON, wrong field types: validation.check_lock) is **damaged**.
+    It may be a live lock of a newer blockvault or a live lock damaged in storage, so it is held, as exclusive, until
+    its object is older than ``stale_after`` by the backend's modification time: a live owner would have rewritten it
+    by then (every ``refresh_interval``). It is then stale like any other lock (GC removes it). Until then every
+    message about it names it and its id, for break_lock.
+    """
 
     def __init__(self, backend, repository_id, settings):
         self.backend = backend
@@ -82,26 +97,33 @@ class LockManager:
         self.machine = machine_identity()
 
     def list_locks(self):
-        """Every readable lock as a dict with an extra ``stale`` flag (unreadable ones count as held)."""
+        """Every lock as a dict with extra ``id``, ``stale`` and ``damaged`` (None, or why it cannot be read) fields."""
         locks = []
         for info in self.backend.list(LOCKS_PREFIX):
             lock_id = info.name[len(LOCKS_PREFIX):]
             try:
-                lock = json.loads(self.backend.get(info.name))
-                if not isinstance(lock, dict):
-                    raise ValueError
+                lock = validation.check_lock(validation.load_json_object(self.backend.get(info.name)), lock_id)
+                lock["damaged"] = None
+                refreshed = _parse_time(lock["refreshed"])
+                if refreshed is None:  # never "stale at once": that would let GC remove what may be a live lock
+                    raise validation.Damaged("field refreshed %s is not a time" % lock["refreshed"])
+                if refreshed > time.time() + self.settings.stale_after:
+                    raise validation.Damaged("refreshed %s lies in the future" % lock["refreshed"])
             except NotFoundInBackendError:
                 continue  # released meanwhile
-            except ValueError:
-                lock = {"id": lock_id, "kind": EXCLUSIVE, "purpose": "unreadable lock object", "refreshed": isotime()}
-                lock["refreshed_epoch"] = info.mtime
+            except validation.Damaged as exc:
+                lock = {"kind": EXCLUSIVE, "purpose": None, "host": None, "pid": None, "refreshed": None,
+                        "damaged": str(exc), "object_mtime": info.mtime}
             lock["id"] = lock_id
             lock["stale"] = self.is_stale(lock)
             locks.append(lock)
         return locks
 
     def is_stale(self, lock):
-        refreshed = lock.get("refreshed_epoch") or _parse_time(lock.get("refreshed"))
+        if lock.get("damaged"):
+            mtime = lock.get("object_mtime")
+            return isinstance(mtime, (int, float)) and time.time() - mtime > self.settings.stale_after
+        refreshed = _parse_time(lock.get("refreshed"))
         if refreshed is None or time.time() - refreshed > self.settings.stale_after:
             return True
         same_machine = self.machine is not None and lock.get("host") == self.host and lock.get("machine") == self.machine
@@ -113,6 +135,7 @@ class LockManager:
             wait = self.settings.gc_wait if kind == EXCLUSIVE else self.settings.backup_wait
         deadline = time.monotonic() + wait
         lock = HeldLock(self, kind, purpose)
+        warned = set()
         while True:
             lock.write()
             conflicts = [other for other in self.list_locks()
@@ -121,10 +144,15 @@ class LockManager:
                 lock.start_heartbeat()
                 return lock
             lock.delete()
+            for other in conflicts:  # said in the run log at once, not only when the wait ends
+                if other.get("damaged") and other["id"] not in warned:
+                    warned.add(other["id"])
+                    logging.getLogger(__name__).warning("Waiting for %s on %s. %s", describe(other), self.backend.location,
+                                                        _busy_hint([other], self.settings.stale_after))
             if time.monotonic() >= deadline:
                 raise LockError("The repository at %s is busy: cannot take a %s lock for %s after waiting %ds; held by: %s." % (
                     self.backend.location, kind, purpose, int(wait), "; ".join(describe(other) for other in conflicts)),
-                    hint="Wait for these operations to finish, or remove a lock left by a dead host with break_lock.")
+                    hint=_busy_hint(conflicts, self.settings.stale_after))
             time.sleep(min(max(0.0, deadline - time.monotonic()),
                            random.uniform(0.5, 1.5) * self.settings.retry_interval))
 
@@ -136,6 +164,16 @@ class LockManager:
                 self.backend.delete(LOCKS_PREFIX + lock["id"])
                 removed.append(describe(lock))
         return removed
+
+
+def _busy_hint(conflicts, stale_after):
+    damaged = [lock for lock in conflicts if lock.get("damaged")]
+    if not damaged:
+        return ("Wait for these operations to finish, or remove a lock left by a dead host with break_lock (lock_id %s)."
+                % ", ".join(lock["id"] for lock in conflicts))
+    return ("A damaged lock is held until its object is %ds old (a live owner rewrites its lock long before); if no "
+            "blockvault operation is running on this repository, remove it now with break_lock (lock_id %s)." % (
+                int(stale_after), ", ".join(lock["id"] for lock in damaged)))
 
 
 class HeldLock:

@@ -59,7 +59,8 @@ def encode_manifest(name, manifest, keys):
 
 
 def decode_manifest(name, blob, keys):
-    """The verified, schema-checked manifest dict of object ``name``."""
+    """The verified, schema-checked manifest dict of object ``name``; CorruptionError naming it when it is damaged,
+    RepositoryFormatError only for a higher format version (a damaged version field is damage)."""
     try:
         if keys is not None:
             manifest = json.loads(keys.unseal(name, blob))
@@ -67,16 +68,26 @@ def decode_manifest(name, blob, keys):
             wrapper = json.loads(blob)
             if not isinstance(wrapper, dict) or wrapper.get("format") != "blockvault-manifest":
                 raise CorruptionError("Manifest %s is not a blockvault manifest." % name, object_name=name)
-            if wrapper.get("version") != FORMAT_VERSION:
-                raise RepositoryFormatError("Manifest %s has format version %r; upgrade blockvault." % (name, wrapper.get("version")))
+            _check_version(name, wrapper.get("version"))
             manifest = wrapper.get("manifest")
             if hashlib.sha256(canonical_json(manifest)).hexdigest() != wrapper.get("sha256"):
                 raise CorruptionError("Manifest %s fails its checksum: it is damaged." % name, object_name=name)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: JSON nested too deep
         raise CorruptionError("Manifest %s is not valid JSON: it is damaged." % name, object_name=name) from None
-    if isinstance(manifest, dict) and manifest.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
-        raise RepositoryFormatError("Manifest %s has format version %r; upgrade blockvault." % (name, manifest.get("format_version")))
-    validate_manifest(manifest, "manifest %s" % name)
+    if isinstance(manifest, dict) and "format_version" in manifest:
+        _check_version(name, manifest["format_version"])
+    try:
+        validate_manifest(manifest, "manifest %s" % name)
+    except RecursionError:  # a value nested deeper than the checker recurses, where the schema allows any value
+        raise CorruptionError("Manifest %s is nested too deep: it is damaged." % name, object_name=name) from None
     if name.rpartition("/")[2] != manifest["id"]:
         raise CorruptionError("Manifest %s holds restore point %s: it was moved or swapped." % (name, manifest["id"]), object_name=name)
     return manifest
+
+
+def _check_version(name, version):
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise RepositoryFormatError("Manifest %s has format version %d; this blockvault reads version %d: upgrade blockvault." % (
+            name, version, FORMAT_VERSION))
+    if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
+        raise CorruptionError("Manifest %s has a damaged format version %r." % (name, version), object_name=name)

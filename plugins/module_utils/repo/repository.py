@@ -11,8 +11,8 @@ import secrets
 import threading
 
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
-                      RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
-from . import crypto, maintenance
+                      RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError, WrongKeyError)
+from . import crypto, maintenance, validation
 from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
@@ -20,6 +20,15 @@ from .manifest import decode_manifest, encode_manifest
 from .model import Manifest, RestorePoint
 from .reader import DiskReader
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
+
+
+def check_compression_level(level):
+    """The zstd level of new chunks: 1 (fastest) to 22. 0 is refused rather than taken for "no compression" or for zstd's
+    own meaning (its default level 3): a chunk that does not compress is stored raw anyway (format section 5)."""
+    if not validation.is_int(level) or not validation.MIN_COMPRESSION_LEVEL <= level <= validation.MAX_COMPRESSION_LEVEL:
+        raise ConfigurationError("compression_level must be an integer from %d to %d (zstd levels: 1 is the fastest), got %r." % (
+            validation.MIN_COMPRESSION_LEVEL, validation.MAX_COMPRESSION_LEVEL, level))
+    return level
 
 
 class Repository:
@@ -56,8 +65,7 @@ class Repository:
                _allow_small_chunks=False):
         """Initialise a new repository in ``backend``; RepositoryExistsError if one is there already."""
         check_chunk_size(chunk_size, allow_small=_allow_small_chunks)
-        if not isinstance(compression_level, int) or not 1 <= compression_level <= 22:
-            raise ConfigurationError("compression_level must be an integer from 1 to 22, got %r." % (compression_level,))
+        check_compression_level(compression_level)
         if encryption and passphrase is None and key_file is None:
             raise ConfigurationError("An encrypted repository needs a passphrase or a key_file (or encryption=False).")
         if not encryption and (passphrase is not None or key_file is not None):
@@ -103,29 +111,19 @@ class Repository:
         except NotFoundInBackendError:
             raise RepositoryNotFoundError("No blockvault repository at %s (no config object)." % backend.location,
                                           hint="Check the location, or create the repository first.") from None
-        try:
-            config = json.loads(raw)
-            if config.get("format") != "blockvault-repository":
-                raise ValueError
-        except (ValueError, AttributeError):
-            raise CorruptionError("The config object at %s is not a blockvault repository configuration." % backend.location,
-                                  object_name=CONFIG_NAME) from None
-        if config.get("version") != FORMAT_VERSION:
-            raise RepositoryFormatError("The repository at %s has format version %r; this blockvault supports version %d: upgrade it." % (
-                backend.location, config.get("version"), FORMAT_VERSION))
-        try:
-            check_chunk_size(config.get("chunk_size"), allow_small=True)
-        except ConfigurationError:
-            raise CorruptionError("The config object at %s has an invalid chunk_size %r." % (backend.location, config.get("chunk_size")),
-                                  object_name=CONFIG_NAME) from None
-        if not config.get("encryption"):
+        config = cls._check_config(backend, raw)
+        if compression_level is not None:
+            check_compression_level(compression_level)
+        if not config["encryption"]:
             return cls(backend, config, None, None, compression_level)
         if passphrase is None and key_file is None:
             raise ConfigurationError("The repository at %s is encrypted: give its passphrase or key_file." % backend.location)
         key_file_content = crypto.read_key_file(key_file) if key_file is not None else None
+        wanted = "passphrase" if passphrase is not None else "keyfile"
+        key_objects, damaged = cls._load_key_objects(backend)
         tried = 0
-        for key_object in cls._key_objects(backend):
-            if key_object.get("type") != ("passphrase" if passphrase is not None else "keyfile"):
+        for key_object in key_objects:
+            if key_object["type"] != wanted:
                 continue
             tried += 1
             master = crypto.unwrap_key_object(key_object, config["id"], passphrase=passphrase, key_file_content=key_file_content)
@@ -135,19 +133,76 @@ class Repository:
                     raise CorruptionError("The config object at %s fails authentication: it was altered." % backend.location,
                                           object_name=CONFIG_NAME)
                 return cls(backend, config, keys, key_object["id"], compression_level)
-        raise crypto.wrong_key_error(backend.location, passphrase, key_file, tried)
+        raise cls._no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged)
 
     @staticmethod
-    def _key_objects(backend):
-        objects = []
-        for info in backend.list(KEYS_PREFIX):
+    def _check_config(backend, raw):
+        """The config dict of ``raw``, every field checked (format section 3); CorruptionError naming it otherwise."""
+        try:
+            config = validation.load_json_object(raw)
+            if config.get("format") != "blockvault-repository":
+                raise validation.Damaged("it is not a blockvault repository configuration (format %r)" % (config.get("format"),))
+            return validation.check_config(config, "the repository configuration at %s" % backend.location)
+        except validation.Damaged as exc:
+            raise CorruptionError("The config object at %s is damaged: %s." % (backend.location, exc), object_name=CONFIG_NAME,
+                                  hint="Put back a copy of the config object (it never changes after creation).") from None
+
+    @staticmethod
+    def _no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged):
+        """Why no key object opened: a damaged or missing key object is said to be that, not a wrong passphrase."""
+        what = "passphrase" if wanted == "passphrase" else "key file"
+        # a damaged object of unknown type may be the one for this secret; one of the other type cannot
+        relevant = [(name, reason) for name, reason, key_type, _newer in damaged if key_type in (None, wanted)]
+        newer = [error for _name, _reason, key_type, error in damaged if error is not None and key_type in (None, wanted)]
+        if newer:
+            return newer[0]
+        if relevant:
+            names = "; ".join("key object %s is damaged (%s)" % pair for pair in relevant)
+            if tried:
+                message = "The %s opens none of the %d intact %s key(s) of the repository at %s, and %s: it may be the one " \
+                          "for this %s." % (what, tried, what, backend.location, names, what)
+            else:
+                message = "The %s cannot be tried on the repository at %s: %s." % (what, backend.location, names)
+            return CorruptionError(message, object_name=relevant[0][0],
+                                   hint="Open the repository with another of its keys and remove the damaged one (remove_key), "
+                                        "or put back a copy of the key object.")
+        if not key_objects and not damaged:
+            return CorruptionError("The encrypted repository at %s has no key objects (keys/ is empty): they were deleted or "
+                                   "lost, and no passphrase or key file can open it without one." % backend.location,
+                                   object_name=KEYS_PREFIX, hint="Put back a copy of its keys/ objects.")
+        if not tried:
+            others = len(key_objects)
+            return WrongKeyError("The repository at %s has no %s key (it has %d %s key(s) only)." % (
+                backend.location, what, others, "key-file" if wanted == "passphrase" else "passphrase"),
+                hint="Give %s instead." % ("key_file" if wanted == "passphrase" else "the passphrase"))
+        return crypto.wrong_key_error(backend.location, passphrase, key_file, tried)
+
+    @staticmethod
+    def _load_key_objects(backend):
+        """([intact key object dicts], [(name, reason, type or None, RepositoryFormatError or None) of unusable ones]),
+        in name order; the error is set for a key object of a newer format (not damaged, but unusable here)."""
+        objects, damaged = [], []
+        for info in sorted(backend.list(KEYS_PREFIX)):
+            key_id = info.name[len(KEYS_PREFIX):]
+            key_type = None
             try:
-                key_object = json.loads(backend.get(info.name))
-            except (NotFoundInBackendError, ValueError):
+                key_object = validation.load_json_object(backend.get(info.name))
+                key_type = key_object.get("type") if key_object.get("type") in ("passphrase", "keyfile") else None
+                validation.check_key_object(key_object, key_id)
+            except NotFoundInBackendError:
+                continue  # removed meanwhile
+            except validation.Damaged as exc:
+                damaged.append((info.name, str(exc), key_type, None))
                 continue
-            if isinstance(key_object, dict) and info.name == KEYS_PREFIX + str(key_object.get("id")):
-                objects.append(key_object)
-        return objects
+            except RepositoryFormatError as exc:
+                damaged.append((info.name, "of a newer format", key_type, exc))
+                continue
+            objects.append(key_object)
+        return objects, damaged
+
+    @classmethod
+    def _key_objects(cls, backend):
+        return cls._load_key_objects(backend)[0]
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -194,7 +249,11 @@ class Repository:
     def remove_key(self, key_id):
         """Delete key ``key_id``; the last key cannot be removed."""
         self._require_encrypted()
-        ids = [k["id"] for k in self._key_objects(self.backend)]
+        intact, damaged = self._load_key_objects(self.backend)
+        ids = [k["id"] for k in intact]
+        if KEYS_PREFIX + str(key_id) in [entry[0] for entry in damaged]:
+            self.backend.delete(KEYS_PREFIX + key_id)  # a damaged key opens nothing: removing it never locks anyone out
+            return
         if key_id not in ids:
             raise ConfigurationError("The repository has no key %r (see list_keys)." % (key_id,))
         if len(ids) == 1:

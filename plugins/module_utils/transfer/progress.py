@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 
-from ..errors import ConfigurationError, redact
+from ..errors import ConfigurationError, CorruptionError, redact
 
 __all__ = ["NULL_PROGRESS", "NullProgress", "RunProgress", "StatusFile", "RunLogHandler", "read_status", "utc_now_iso"]
 
@@ -294,9 +294,66 @@ class StatusFile:
 
 
 def read_status(path):
-    """The status document at ``path`` (a dict), as written by StatusFile."""
-    with open(path, "rb") as handle:
-        return json.loads(handle.read().decode("utf-8"))
+    """The status document at ``path`` (a dict), as written by StatusFile, every field checked.
+
+    ConfigurationError when the file cannot be read; CorruptionError naming the file when it is not a status document
+    (not UTF-8 JSON, nested too deep, a field missing or of the wrong type): a reader polling it never gets an
+    exception of another kind, nor a document whose counters are not numbers.
+    """
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_STATUS_SIZE + 1)
+    except OSError as exc:
+        raise ConfigurationError("The status file %s cannot be read: %s." % (path, exc.strerror or exc)) from None
+    try:
+        if len(raw) > _MAX_STATUS_SIZE:
+            raise ValueError("larger than %d bytes" % _MAX_STATUS_SIZE)
+        try:
+            document = json.loads(raw.decode("utf-8"))
+        except RecursionError:
+            raise ValueError("nested too deep") from None
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise ValueError("not UTF-8 JSON") from None
+        _check_status(document)
+    except ValueError as exc:
+        raise CorruptionError("The status file %s is damaged or not a blockvault status file: %s." % (path, exc), object_name=str(path),
+                              hint="Give the status_file of a blockvault run; it is rewritten whole while the run goes on.") from None
+    return document
+
+
+# A status document lists a few disks: 1 MiB is far above any real one, and bounds what a reader loads.
+_MAX_STATUS_SIZE = 1 << 20
+
+
+def _is_int(value, nullable=False):
+    return (value is None and nullable) or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+
+
+def _check_status(document):
+    """ValueError naming the first field of ``document`` that a StatusFile would not have written."""
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    checks = (
+        ("format", lambda v: v == "blockvault-status"), ("version", lambda v: _is_int(v) and v == 1),
+        ("state", lambda v: v in (RUNNING, SUCCEEDED, FAILED)), ("phase", lambda v: isinstance(v, str)),
+        ("run_id", lambda v: v is None or isinstance(v, str)), ("vm", lambda v: v is None or isinstance(v, str)),
+        ("started", lambda v: isinstance(v, str)), ("updated", lambda v: isinstance(v, str)),
+        ("bytes_done", _is_int), ("bytes_total", _is_int), ("eta_seconds", lambda v: _is_int(v, nullable=True)),
+        ("mb_per_s", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0),
+        ("disks", lambda v: isinstance(v, list) and all(_disk_ok(d) for d in v)),
+        ("last_error", lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("message"), str)
+                                               and isinstance(v.get("class"), str))),
+    )
+    for field, check in checks:
+        if field not in document:
+            raise ValueError("field %s is missing" % field)
+        if not check(document[field]):
+            raise ValueError("field %s is %.60r" % (field, document[field]))
+
+
+def _disk_ok(disk):
+    return (isinstance(disk, dict) and isinstance(disk.get("key"), (str, int)) and not isinstance(disk.get("key"), bool)
+            and isinstance(disk.get("phase"), str) and _is_int(disk.get("bytes_done")) and _is_int(disk.get("bytes_total")))
 
 
 class _UtcFormatter(logging.Formatter):
