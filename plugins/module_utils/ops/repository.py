@@ -19,6 +19,11 @@ from ._engine import open_repository
 __all__ = ["ensure_repository", "show_repository", "describe"]
 
 
+def _or_default(value, default):
+    """``value`` unless it is unset: a 0 is the user's (and refused by the repository with its range), not a default."""
+    return default if value is None else value
+
+
 def describe(repository):
     """The settings of an open repository as a result dict (no secret)."""
     config = repository.config
@@ -50,10 +55,10 @@ def ensure_repository(repo, chunk_size=None, encryption=True, compression_level=
     except RepositoryNotFoundError:
         if check:
             return {"changed": True, "created": True, "keys_added": [],
-                    "repository": {"location": repo.location, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE,
-                                   "encryption": encryption, "compression_level": compression_level or DEFAULT_COMPRESSION_LEVEL}}
-        repository = Repository.create(open_backend(repo), chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                                       compression_level=compression_level or DEFAULT_COMPRESSION_LEVEL,
+                    "repository": {"location": repo.location, "chunk_size": _or_default(chunk_size, DEFAULT_CHUNK_SIZE),
+                                   "encryption": encryption, "compression_level": _or_default(compression_level, DEFAULT_COMPRESSION_LEVEL)}}
+        repository = Repository.create(open_backend(repo), chunk_size=_or_default(chunk_size, DEFAULT_CHUNK_SIZE),
+                                       compression_level=_or_default(compression_level, DEFAULT_COMPRESSION_LEVEL),
                                        encryption=encryption, passphrase=repo.passphrase, key_file=repo.key_file)
         created = True
     else:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CorruptionError
 from .format import check_disk_key
 
-__all__ = ["RestorePoint", "DiskKey", "VmConfig", "VmRecord", "DiskRecord", "DiskEntry", "Manifest", "ManifestDraft", "BACKUP_MODES"]
+__all__ = ["manifest_from_document", "RestorePoint", "DiskKey", "VmConfig", "VmRecord", "DiskRecord", "DiskEntry", "Manifest", "ManifestDraft", "BACKUP_MODES"]
 
 BACKUP_MODES = ("full", "incremental", "auto")
 
@@ -274,3 +274,14 @@ class Manifest:
     def reference(self):
         """{id, vm, created}: how results name a restore point."""
         return {"id": self.id, "vm": self.vm.name, "created": self.created}
+
+
+def manifest_from_document(name, document):
+    """The Manifest of the schema-checked manifest ``document`` of object ``name``; CorruptionError naming the object
+    when a value the schema lets through does not fit the model (a disk key "..", a configuration list that is not one)."""
+    try:
+        return Manifest.from_json(document)
+    except (ConfigurationError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptionError("Manifest %s does not describe a restore point (%s): it is damaged." % (
+            name, exc.message if isinstance(exc, ConfigurationError) else "%s: %s" % (type(exc).__name__, exc)),
+            object_name=name) from None

@@ -17,7 +17,7 @@ from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
-from .model import Manifest, RestorePoint
+from .model import RestorePoint, manifest_from_document
 from .reader import DiskReader
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
 
@@ -338,7 +338,7 @@ class Repository:
         except NotFoundInBackendError:
             raise RepositoryError("Restore point %s does not exist in %s." % (rp_id, self.location),
                                   hint="List the restore points to pick an existing one.") from None
-        manifest = Manifest.from_json(decode_manifest(name, blob, self.keys))
+        manifest = manifest_from_document(name, decode_manifest(name, blob, self.keys))
         self.remember_manifest(manifest)
         return manifest
 

@@ -56,3 +56,9 @@ def test_wrong_passphrase_is_a_wrong_key_error(location):
     ops_repository.ensure_repository(RepositorySettings(location=location, passphrase="pass-one"), chunk_size=MIB)
     with pytest.raises(errors.WrongKeyError):
         ops_repository.show_repository(RepositorySettings(location=location, passphrase="not-it"))
+
+
+def test_compression_level_zero_is_refused_not_turned_into_the_default(location):
+    repo = RepositorySettings(location=location, passphrase="pass-one")
+    with pytest.raises(errors.ConfigurationError, match=r"compression_level must be an integer from 1 to 22 \(zstd levels: 1 is the fastest\), got 0."):
+        ops_repository.ensure_repository(repo, compression_level=0)

@@ -18,6 +18,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend im
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import chunk_name
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.locks import EXCLUSIVE, SHARED, HeldLock, LockManager, LockSettings, describe
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.manifest import decode_manifest, encode_manifest
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import manifest_from_document
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.progress import RunProgress, StatusFile, read_status
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.fuzzing import (damaged_json, dump, fuzz_settings,
                                                                                                  mutated_bytes, mutated_document)
@@ -105,7 +106,7 @@ def _typed_only(call, *args, **kwargs):
 def _read_everything(repo, rp_id):
     """What a restore reads after an open: the manifest, the index and every chunk."""
     manifest = repo.load_manifest(rp_id)
-    index = repo.load_disk_index(rp_id, manifest["disks"][0]["key"])
+    index = repo.load_disk_index(rp_id, manifest.disks[0].key)
     for digest in index.referenced():
         repo.read_chunk(repo.codec.storage_id(digest))
 
@@ -170,7 +171,7 @@ def test_fuzzed_manifests_give_only_typed_errors(samples, data):
     if how == "bytes":
         blob = data.draw(mutated_bytes(stored))
     elif how == "fields":  # a well-formed envelope (checksum or seal) around a damaged manifest: reaches the schema check
-        manifest = data.draw(mutated_document(repo.load_manifest(rp_id)))
+        manifest = data.draw(mutated_document(repo.load_manifest(rp_id).to_json()))
         body = dump(manifest)
         if kind == "encrypted":
             blob = repo.keys.seal(name, body)
@@ -181,7 +182,7 @@ def test_fuzzed_manifests_give_only_typed_errors(samples, data):
                 blob = b'{"format": "blockvault-manifest", "version": 1, "sha256": "0", "manifest": ' + body + b"}"
     else:
         blob = data.draw(damaged_json(json.loads(stored), stored))
-    _typed_only(decode_manifest, name, blob, repo.keys)
+    _typed_only(lambda *args: manifest_from_document(name, decode_manifest(*args)), name, blob, repo.keys)
 
 
 # -- disk indexes ----------------------------------------------------------------------------------------------------

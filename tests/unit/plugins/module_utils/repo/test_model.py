@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, CorruptionError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.manifest import validate_manifest
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import (
-    DiskKey, DiskRecord, Manifest, ManifestDraft, VmConfig, VmRecord)
+    DiskKey, DiskRecord, Manifest, ManifestDraft, VmConfig, VmRecord, manifest_from_document)
 
 DOCUMENT = {
     "format_version": 1, "id": "20261201T010203.000004Z-0123456789abcdef-89abcdef", "run_id": "r1",
@@ -70,3 +70,16 @@ def test_the_draft_says_its_mode_from_its_disks():
 def test_vm_config_keeps_only_the_disks_asked_for():
     config = VmConfig.from_json({"name": "vm", "disks": [{"key": 2000}, {"key": 2001}]})
     assert config.with_disks(["2001"]).disks == ({"key": 2001},)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda doc: doc["vm"]["config"].update(disks="not a list"),
+    lambda doc: doc["vm"]["config"].update(nics=[1, 2]),
+    lambda doc: doc["disks"][0].update(key=".."),
+])
+def test_a_manifest_the_schema_lets_through_but_the_model_cannot_hold_is_damage(damage):
+    document = json.loads(json.dumps(DOCUMENT))
+    damage(document)
+    with pytest.raises(CorruptionError, match=r"Manifest manifests/x does not describe a restore point \(.*\): it is damaged.") as caught:
+        manifest_from_document("manifests/x", document)
+    assert caught.value.object_name == "manifests/x"
