@@ -96,6 +96,7 @@ vms:
     - The restore points per VM, as a mapping from VM name to its restore points, oldest first.
     - Each restore point has C(id), C(vm) (name), C(vm_key) (the repository's key of the VM), C(run_id),
       C(created) (UTC ISO-8601), C(backup_mode) (V(full), V(incremental) or V(auto) when its disks differ),
+      C(pinned) (prune keeps it, see M(blockvault.vsphere.backup_restore_point)), C(note) ("" when it has none),
       C(bytes_read), C(bytes_written), and C(disks), each with C(key), C(label), C(capacity) (bytes),
       C(mode), C(reason), C(bytes_new) and C(sha256).
   returned: when O(status_file) is not given
@@ -108,6 +109,8 @@ vms:
         run_id: 20261126T083000Z-5f2c
         created: "2026-11-26T08:31:27Z"
         backup_mode: incremental
+        pinned: true
+        note: before the 2026-12 upgrade
         bytes_read: 52428800
         bytes_written: 10485760
         disks:

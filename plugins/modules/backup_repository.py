@@ -7,14 +7,20 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_repository
-short_description: Create a backup repository, or add a passphrase or key file to it
+short_description: Create a backup repository, and add, remove or rotate its passphrases and key files
 version_added: 0.1.0
 description:
   - Creates the repository at O(repository) when there is none. An existing repository with the same settings is
     left as it is and the task reports no change; one whose immutable settings (chunk size, encryption, compression
     level) differ from those given makes the task fail, naming the difference.
-  - O(new_passphrase) or O(new_key_file) adds a way to open the repository's key, which O(passphrase) or O(key_file)
-    must open first. Adding one that already opens it changes nothing.
+  - O(new_passphrase) or O(new_key_file) adds a way to open the repository's key (a key slot, labelled O(key_label)),
+    which O(passphrase) or O(key_file) must open first. Adding one that already opens it changes nothing.
+  - O(remove_keys) removes key slots by id or label (RV(repository.key_slots) lists them). A removed passphrase or
+    key file no longer opens the repository. Removing one that is not there changes nothing; the last key slot is
+    never removed.
+  - A rotation is both in one task (O(passphrase) the old one, O(new_passphrase) the new one, O(remove_keys) the old
+    slot's label). Once it has run, the old passphrase no longer opens the repository, so a rerun opens it with
+    O(new_passphrase) and reports no change.
   - The settings of the repository are returned in RV(repository). To read them without creating anything, use
     M(blockvault.vsphere.backup_info).
   - The repository format is documented in the collection's C(docs/repository-format.md).
@@ -31,7 +37,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reports whether the repository would be created or a key added, without writing.
+    details: Reports whether the repository would be created or a key added or removed, without writing.
   diff_mode:
     support: none
   platform:
@@ -73,6 +79,16 @@ options:
     description:
       - Path of a key file to add to the repository's key slots.
     type: path
+  key_label:
+    description:
+      - Label of the key slot O(new_passphrase) or O(new_key_file) adds (for example who holds it, or C(dr-2026)).
+    type: str
+  remove_keys:
+    description:
+      - Key slots to remove, by id or label. A slot added by the same task is never removed.
+    type: list
+    elements: str
+    no_log: false
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.backup_prune
@@ -98,6 +114,15 @@ EXAMPLES = r"""
     repository: /mnt/backups/vsphere
     passphrase: "{{ repository_passphrase }}"
     new_key_file: /root/blockvault-recovery.key
+    key_label: recovery
+
+- name: Rotate the operators' passphrase (a leaked one is revoked; a rerun changes nothing)
+  blockvault.vsphere.backup_repository:
+    repository: /mnt/backups/vsphere
+    passphrase: "{{ old_repository_passphrase }}"
+    new_passphrase: "{{ repository_passphrase }}"
+    key_label: operators-2026-12
+    remove_keys: [operators-2026-06]
 
 - name: Show whether the repository would be created, and its settings
   blockvault.vsphere.backup_repository:
@@ -119,6 +144,12 @@ keys_added:
   type: list
   elements: str
   sample: [key_file]
+keys_removed:
+  description: The key slots removed (or that would be, in check mode), each with C(id), C(type) and C(label).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"id": "5c0e2a9b1d7f4e36", "type": "passphrase", "label": "ops-2025"}]
 repository:
   description: The repository's settings (in check mode, for a repository still to create, only location, chunk_size,
     encryption and compression_level).
@@ -162,25 +193,22 @@ repository:
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
 
 
 def manage(bv):
     params = bv.params
-    repo = bv.repository_settings()
-    if params["new_passphrase"] is not None and not params["new_passphrase"]:
-        raise ConfigurationError("new_passphrase is empty: give a passphrase to add, or leave the option out.")
-    return ops_repository.ensure_repository(
-        repo=repo,
-        encryption=params["encryption"],
-        new_passphrase=params["new_passphrase"],
-        new_key_file=params["new_key_file"],
-        check=bv.check_mode,
+    request = ops_repository.RepositoryRequest(
         # None: the default on creation, not compared with an existing repository's own setting
         chunk_size=params["chunk_size"],
+        encryption=params["encryption"],
         compression_level=params["compression_level"],
+        new_passphrase=params["new_passphrase"],
+        new_key_file=params["new_key_file"],
+        key_label=params["key_label"],
+        remove_keys=tuple(params["remove_keys"] or ()),
     )
+    return ops_repository.ensure_repository(request=request, repo=bv.repository_settings(), check=bv.check_mode)
 
 
 def main():
@@ -191,6 +219,8 @@ def main():
         compression_level=dict(type="int"),
         new_passphrase=dict(type="str", no_log=True),
         new_key_file=dict(type="path", no_log=False),
+        key_label=dict(type="str", no_log=False),
+        remove_keys=dict(type="list", elements="str", no_log=False),
     )
     bv = BlockvaultModule(argument_spec)
     bv.run(manage)

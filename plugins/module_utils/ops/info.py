@@ -15,10 +15,10 @@ from ._engine import manifests_of, open_repository
 __all__ = ["list_restore_points", "run_status", "summarize"]
 
 
-def summarize(manifest):
+def summarize(manifest, pinned=False, note=""):
     """One restore point as the modules return it: no chunk lists, integers for bytes, UTC ISO-8601 times."""
     return {"id": manifest.id, "vm": manifest.vm.name, "vm_key": manifest.vm.key, "run_id": manifest.run_id,
-            "created": manifest.created, "backup_mode": manifest.backup_mode,
+            "created": manifest.created, "backup_mode": manifest.backup_mode, "pinned": pinned, "note": note,
             "bytes_read": manifest.stat("bytes_read"), "bytes_written": manifest.stat("bytes_written"),
             "disks": [{"key": d.key.value, "label": d.label, "capacity": d.capacity, "mode": d.mode,
                        "reason": d.reason, "bytes_new": d.bytes_new, "sha256": d.sha256}
@@ -29,8 +29,10 @@ def list_restore_points(repo, vm=None):
     """{vms: {name: [restore point summaries, oldest first]}, count}; ``vm`` filters on the VM's name."""
     with contextlib.closing(open_repository(repo)) as repository:
         vms = {}
+        pinned, noted = repository.pinned_ids(), repository.noted_ids()     # two listings, not a read per point
         for manifest in manifests_of(repository, vm or None):
-            vms.setdefault(manifest.vm.name, []).append(summarize(manifest))
+            note = repository.note(manifest.id) if manifest.id in noted else ""
+            vms.setdefault(manifest.vm.name, []).append(summarize(manifest, manifest.id in pinned, note))
     return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values())}
 
 

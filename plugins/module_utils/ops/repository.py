@@ -1,22 +1,45 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Repository lifecycle: create it idempotently, add keys, show its settings.
+"""Repository lifecycle: create it idempotently, manage its keys, show its settings.
 
 Chunk size, encryption and the repository id are fixed at creation: asking for other values on an existing
-repository is an error that says so (nothing is changed). Keys (passphrases, key files) can be added at any time
-without rewriting data; adding one that already opens the repository changes nothing.
+repository is an error that says so (nothing is changed). Keys (passphrases, key files) can be added and removed at
+any time without rewriting data: adding one that already opens the repository changes nothing, removing one that is
+not there changes nothing, the last key is never removed. A rotation is an add and a remove in one task: once it has
+run, the old passphrase no longer opens the repository, so a rerun opens it with the new one and changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
-from ..errors import RepositoryNotFoundError, WrongKeyError, ConfigurationError
+from ..errors import ConfigurationError, RepositoryNotFoundError, WrongKeyError
 from ..repo import DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, Repository, open_backend
 from ._engine import open_repository
 
-__all__ = ["ensure_repository", "show_repository", "describe"]
+__all__ = ["RepositoryRequest", "ensure_repository", "show_repository", "describe"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RepositoryRequest:
+    """What the repository should be: ``chunk_size``, ``encryption`` and ``compression_level`` (None: the default
+    when creating, not compared otherwise); keys to add (``new_passphrase``, ``new_key_file``, labelled
+    ``key_label``) and to remove (``remove_keys``: ids or labels)."""
+
+    chunk_size: int = None
+    encryption: bool = True
+    compression_level: int = None
+    new_passphrase: str = dataclasses.field(default=None, repr=False)
+    new_key_file: str = None
+    key_label: str = None
+    remove_keys: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "remove_keys", tuple(str(key) for key in self.remove_keys or ()))
+        if self.new_passphrase is not None and not self.new_passphrase:
+            raise ConfigurationError("new_passphrase is empty: give a passphrase to add, or leave the option out.")
 
 
 def _or_default(value, default):
@@ -42,52 +65,100 @@ def _opens_with(settings, passphrase=None, key_file=None):
         return False
 
 
-def ensure_repository(repo, chunk_size=None, encryption=True, compression_level=None,
-                      new_passphrase=None, new_key_file=None, check=False):
-    """Create the repository when absent (idempotent), then add ``new_passphrase`` / ``new_key_file`` when they do not
-    open it yet. Returns {changed, created, keys_added, repository}.
-
-    ``chunk_size`` and ``compression_level`` None mean: the defaults (4 MiB, zstd level 1) when creating, and whatever the
-    existing repository has otherwise; given values must match an existing repository.
-    """
+def _open_or_create(request, repo, check):
+    """(open repository or None in check mode, created, rotated): opens with the task's key, else — after a rotation
+    that already ran — with the new passphrase or key file (rotated); creates the repository when there is none."""
     try:
-        repository = open_repository(repo)
+        return open_repository(repo), False, False
     except RepositoryNotFoundError:
         if check:
-            return {"changed": True, "created": True, "keys_added": [],
-                    "repository": {"location": repo.location, "chunk_size": _or_default(chunk_size, DEFAULT_CHUNK_SIZE),
-                                   "encryption": encryption, "compression_level": _or_default(compression_level, DEFAULT_COMPRESSION_LEVEL)}}
-        repository = Repository.create(open_backend(repo), chunk_size=_or_default(chunk_size, DEFAULT_CHUNK_SIZE),
-                                       compression_level=_or_default(compression_level, DEFAULT_COMPRESSION_LEVEL),
-                                       encryption=encryption, passphrase=repo.passphrase, key_file=repo.key_file)
-        created = True
-    else:
-        created = False
+            return None, True, False
+        repository = Repository.create(open_backend(repo), chunk_size=_or_default(request.chunk_size, DEFAULT_CHUNK_SIZE),
+                                       compression_level=_or_default(request.compression_level, DEFAULT_COMPRESSION_LEVEL),
+                                       encryption=request.encryption, passphrase=repo.passphrase, key_file=repo.key_file)
+        return repository, True, False
+    except WrongKeyError:
+        if not (request.new_passphrase or request.new_key_file) or not request.remove_keys:
+            raise
+        # the rotation ran before: the old key is gone, the new one opens
+        rotated = dataclasses.replace(repo, passphrase=request.new_passphrase, key_file=None) if request.new_passphrase \
+            else dataclasses.replace(repo, passphrase=None, key_file=request.new_key_file)
+        return open_repository(rotated), False, True
+
+
+def _check_fixed_settings(repository, request, location):
+    wanted = {"chunk_size": request.chunk_size, "encryption": bool(request.encryption),
+              "compression_level": request.compression_level}
+    actual = describe(repository)
+    different = ["%s is %r (asked: %r)" % (name, actual[name], value) for name, value in wanted.items()
+                 if value is not None and actual[name] != value]
+    if different:
+        raise ConfigurationError("The repository at %s exists with other settings: %s. These are fixed at creation: "
+                                 "change the task to match, or use another location." % (location, "; ".join(different)))
+
+
+def _add_keys(repository, request, repo, check):
+    added = []
+    for kind, value in (("passphrase", request.new_passphrase), ("key_file", request.new_key_file)):
+        if not value:
+            continue
+        if not repository.encrypted:
+            raise ConfigurationError("new_%s: the repository at %s is not encrypted, so it has no keys." % (kind, repo.location))
+        if _opens_with(repo, **{kind: value}):
+            continue
+        if not check:
+            if kind == "passphrase":
+                repository.add_passphrase(value, label=request.key_label)
+            else:
+                repository.add_key_file(value, label=request.key_label)
+        added.append(kind)
+    return added
+
+
+def _remove_keys(repository, request, check, kept_ids, pending=0):
+    """Remove the keys named by id or label in ``request.remove_keys`` (none of ``kept_ids``: the keys this task just
+    added; ``pending``: keys check mode would have added); the removed slots, as listed."""
+    if not request.remove_keys:
+        return []
+    if not repository.encrypted:
+        raise ConfigurationError("remove_keys: the repository at %s is not encrypted, so it has no keys." % repository.location)
+    slots = repository.list_keys()
+    doomed = [slot for slot in slots if (slot["id"] in request.remove_keys or slot.get("label") in request.remove_keys)
+              and slot["id"] not in kept_ids]
+    if doomed and len(doomed) >= len(slots) + pending:
+        raise ConfigurationError("remove_keys would remove every key of the repository at %s (%s): add the new key in the same "
+                                 "task (new_passphrase or new_key_file) or keep one." % (
+                                     repository.location, ", ".join(slot["id"] for slot in doomed)))
+    if not check:
+        for slot in doomed:
+            repository.remove_key(slot["id"])
+    return [{"id": slot["id"], "type": slot["type"], "label": slot.get("label", "")} for slot in doomed]
+
+
+def ensure_repository(request, repo, check=False):
+    """Make the repository of RepositorySettings ``repo`` what ``request`` (a RepositoryRequest) says.
+
+    Returns {changed, created, keys_added, keys_removed, repository}.
+    """
+    repository, created, rotated = _open_or_create(request, repo, check)
+    if repository is None:      # check mode, nothing to open yet
+        return {"changed": True, "created": True, "keys_added": [], "keys_removed": [],
+                "repository": {"location": repo.location, "chunk_size": _or_default(request.chunk_size, DEFAULT_CHUNK_SIZE),
+                               "encryption": request.encryption,
+                               "compression_level": _or_default(request.compression_level, DEFAULT_COMPRESSION_LEVEL)}}
     with contextlib.closing(repository):
         if not created:
-            wanted = {"chunk_size": chunk_size, "encryption": bool(encryption), "compression_level": compression_level}
-            actual = describe(repository)
-            different = ["%s is %r (asked: %r)" % (name, actual[name], value) for name, value in wanted.items()
-                         if value is not None and actual[name] != value]
-            if different:
-                raise ConfigurationError("The repository at %s exists with other settings: %s. These are fixed at creation: "
-                                         "change the task to match, or use another location." % (repo.location, "; ".join(different)))
-        added = []
-        for kind, value in (("passphrase", new_passphrase), ("key_file", new_key_file)):
-            if not value:
-                continue
-            if not repository.encrypted:
-                raise ConfigurationError("new_%s: the repository at %s is not encrypted, so it has no keys." % (kind, repo.location))
-            if _opens_with(repo, **{kind: value}):
-                continue
-            if not check:
-                if kind == "passphrase":
-                    repository.add_passphrase(value)
-                else:
-                    repository.add_key_file(value)
-            added.append(kind)
+            _check_fixed_settings(repository, request, repo.location)
+        before = {slot["id"] for slot in repository.list_keys()} if repository.encrypted else set()
+        added = _add_keys(repository, request, repo, check)
+        now = {slot["id"] for slot in repository.list_keys()} if repository.encrypted else set()
+        # never remove what this task added, nor the new key of a rotation that already ran (a label may name both
+        # the old key and its replacement)
+        kept = (now - before) | ({repository.opened_key_id} if rotated else set())
+        removed = _remove_keys(repository, request, check, kept, pending=len(added) if check else 0)
         result = describe(repository)
-    return {"changed": created or bool(added), "created": created, "keys_added": added, "repository": result}
+    return {"changed": created or bool(added) or bool(removed), "created": created, "keys_added": added,
+            "keys_removed": removed, "repository": result}
 
 
 def show_repository(repo):

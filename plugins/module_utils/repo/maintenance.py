@@ -28,10 +28,14 @@ def prune(repository, policy, vm=None, dry_run=True, lock_wait=None):
     to free space. Takes a shared lock (compatible with backups; see the spec) unless ``dry_run``.
     """
     check_policy(policy)
+    pinned = repository.pinned_ids()
     groups = {}
-    for point in repository.list_restore_points(vm):
-        groups.setdefault(point.vm_tag, []).append(point)
     keep, remove = [], []
+    for point in repository.list_restore_points(vm):
+        if point.id in pinned:      # kept whatever the policy, and not counted by its rules
+            keep.append({"id": point.id, "vm_tag": point.vm_tag, "created": isotime(point.created), "reasons": ["pinned"]})
+        else:
+            groups.setdefault(point.vm_tag, []).append(point)
     for points in groups.values():
         kept, removed = apply_policy(points, policy)
         keep.extend({"id": p.id, "vm_tag": p.vm_tag, "created": isotime(p.created), "reasons": reasons} for p, reasons in kept)

@@ -12,7 +12,7 @@ import threading
 
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
                       RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError, WrongKeyError)
-from . import crypto, maintenance, validation
+from . import crypto, maintenance, pins, validation
 from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
@@ -376,10 +376,35 @@ class Repository:
         return DiskReader(self, self.load_disk_index(rp_id, disk_key), "%s disk %s" % (rp_id, disk_key), cache_chunks)
 
     def delete_restore_point(self, rp_id, lock_wait=None):
-        """Remove a restore point (manifest first, then its indexes) under a shared lock; chunks go at the next GC."""
+        """Remove a restore point (manifest first, then its indexes, pin and note) under a shared lock; chunks go at
+        the next GC. A pinned restore point is refused: unpin it first."""
         parse_restore_point_id(rp_id)
+        if rp_id in self.pinned_ids():
+            raise ConfigurationError("Restore point %s is pinned: unpin it (pinned: false) before deleting it." % rp_id)
         with self.locks.acquire(SHARED, "delete %s" % rp_id, wait=lock_wait):
             self._delete_restore_point_locked(rp_id)
+
+    # -- pins and notes (pins.py) -------------------------------------------------------
+
+    def pinned_ids(self):
+        """Ids of the pinned restore points: prune keeps them whatever its policy."""
+        return pins.pinned_ids(self.backend)
+
+    def noted_ids(self):
+        return pins.noted_ids(self.backend)
+
+    def set_pinned(self, rp_id, pinned):
+        """Pin or unpin an existing restore point; True when that changed something."""
+        self.load_manifest(rp_id)
+        return pins.set_pinned(self.backend, rp_id, pinned)
+
+    def note(self, rp_id):
+        return pins.read_note(self.backend, self.keys, rp_id)
+
+    def set_note(self, rp_id, note):
+        """Set the note of an existing restore point ("" removes it); True when that changed something."""
+        self.load_manifest(rp_id)
+        return pins.write_note(self.backend, self.keys, rp_id, note)
 
     def _delete_restore_point_locked(self, rp_id):
         self.backend.delete(manifest_name(rp_id))
@@ -387,6 +412,7 @@ class Repository:
             self._manifests.pop(rp_id, None)
         for info in self.backend.list("indexes/%s/" % rp_id):
             self.backend.delete(info.name)
+        pins.forget(self.backend, rp_id)
 
     # -- maintenance (maintenance.py) --------------------------------------------------------
 

@@ -2,6 +2,7 @@
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.repository import RepositoryRequest
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
 from ansible_collections.blockvault.vsphere.plugins.modules import backup_repository
 
@@ -21,28 +22,25 @@ def test_create_with_defaults(run_module, ensure):
     # chunk_size and compression_level not asked for: None, which the operation reads as "the default when creating,
     # the repository's own when it exists" (tests/unit/plugins/module_utils/ops/test_repository_ops.py)
     assert ensure.kwargs == {
+        "request": RepositoryRequest(chunk_size=None, encryption=True, compression_level=None, new_passphrase=None,
+                                     new_key_file=None, key_label=None, remove_keys=()),
         "repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
-        "encryption": True,
-        "new_passphrase": None,
-        "new_key_file": None,
         "check": False,
-        "chunk_size": None,
-        "compression_level": None,
     }
     assert result == {"changed": True, "created": True, "keys_added": [], "repository": REPOSITORY}
 
 
 def test_create_with_every_setting(run_module, ensure):
     run_module(backup_repository, dict(repository="/srv/repo", chunk_size=1048576, encryption=False, compression_level=9))
-    kwargs = ensure.kwargs
-    assert (kwargs["chunk_size"], kwargs["encryption"], kwargs["compression_level"]) == (1048576, False, 9)
-    assert kwargs["repo"] == RepositorySettings(location="/srv/repo")
+    request = ensure.kwargs["request"]
+    assert (request.chunk_size, request.encryption, request.compression_level) == (1048576, False, 9)
+    assert ensure.kwargs["repo"] == RepositorySettings(location="/srv/repo")
 
 
 def test_only_the_settings_asked_for_are_passed(run_module, ensure):
     run_module(backup_repository, dict(repository="/srv/repo", compression_level=5))
-    kwargs = ensure.kwargs
-    assert (kwargs["chunk_size"], kwargs["compression_level"]) == (None, 5)
+    request = ensure.kwargs["request"]
+    assert (request.chunk_size, request.compression_level) == (None, 5)
 
 
 def test_add_keys(run_module, ensure, key_file, tmp_path):
@@ -50,8 +48,16 @@ def test_add_keys(run_module, ensure, key_file, tmp_path):
     args = dict(repository="/srv/repo", key_file=key_file, new_passphrase="second-pass-2", new_key_file=new_key)
     outcome, result = run_module(backup_repository, args)
     assert outcome == "exit"
-    assert (ensure.kwargs["new_passphrase"], ensure.kwargs["new_key_file"]) == ("second-pass-2", new_key)
-    assert "second-pass-2" not in repr(result)
+    request = ensure.kwargs["request"]
+    assert (request.new_passphrase, request.new_key_file) == ("second-pass-2", new_key)
+    assert "second-pass-2" not in repr(result) and "second-pass-2" not in repr(request)
+
+
+def test_rotation_options_reach_the_operation(run_module, ensure):
+    run_module(backup_repository, dict(repository="/srv/repo", passphrase="old-pass-1", new_passphrase="new-pass-2",
+                                       key_label="ops-2026-12", remove_keys=["ops-2026-06", "5c0e2a9b1d7f4e36"]))
+    request = ensure.kwargs["request"]
+    assert (request.key_label, request.remove_keys) == ("ops-2026-12", ("ops-2026-06", "5c0e2a9b1d7f4e36"))
 
 
 def test_existing_repository_is_not_a_change(run_module, ops_call):

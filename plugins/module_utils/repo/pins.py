@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a user says about a restore point after the fact: a pin (protection from prune) and a note (format section 7.4).
+
+A manifest is immutable (and may be under Object Lock), so both live in objects of their own beside it:
+``pins/<restore point id>`` (its existence is the pin; the body records when) and ``notes/<restore point id>`` (the
+note's text, sealed with the repository key like an index when the repository is encrypted: a note may name
+systems). Listing ``pins/`` and ``notes/`` once tells which restore points have either, so a prune or a listing of
+thousands of restore points costs two listings, not a read per restore point.
+
+Thread-safety: stateless functions over the backend (atomic puts and deletes).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import ConfigurationError, CorruptionError, NotFoundInBackendError
+from .format import isotime, parse_restore_point_id
+
+__all__ = ["PINS_PREFIX", "NOTES_PREFIX", "MAX_NOTE", "pinned_ids", "noted_ids", "set_pinned", "read_note", "write_note",
+           "forget"]
+
+PINS_PREFIX = "pins/"
+NOTES_PREFIX = "notes/"
+#: characters of a note (a sentence or two: "before the 2026-12 upgrade"), not a document store
+MAX_NOTE = 1000
+
+
+def _ids(backend, prefix):
+    return {info.name[len(prefix):] for info in backend.list(prefix)}
+
+
+def pinned_ids(backend):
+    """The ids of the pinned restore points (one listing)."""
+    return _ids(backend, PINS_PREFIX)
+
+
+def noted_ids(backend):
+    """The ids of the restore points that have a note (one listing)."""
+    return _ids(backend, NOTES_PREFIX)
+
+
+def set_pinned(backend, rp_id, pinned):
+    """Pin or unpin ``rp_id``; True when that changed something."""
+    parse_restore_point_id(rp_id)
+    name = PINS_PREFIX + rp_id
+    present = backend.exists(name)
+    if pinned and not present:
+        backend.put(name, json.dumps({"pinned": isotime()}).encode("utf-8"))
+        return True
+    if not pinned and present:
+        backend.delete(name)
+        return True
+    return False
+
+
+def read_note(backend, keys, rp_id):
+    """The note of ``rp_id`` ("" when it has none); CorruptionError naming the object when it is damaged."""
+    name = NOTES_PREFIX + rp_id
+    try:
+        blob = backend.get(name)
+    except NotFoundInBackendError:
+        return ""
+    try:
+        plain = keys.unseal(name, blob) if keys is not None else blob
+        document = json.loads(plain)
+        note = document["note"]
+        if not isinstance(note, str):
+            raise TypeError("note is %s" % type(note).__name__)
+        return note
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CorruptionError("The note %s is damaged (%s): remove it by setting another note." % (name, type(exc).__name__),
+                              object_name=name) from None
+
+
+def write_note(backend, keys, rp_id, note):
+    """Set the note of ``rp_id`` ("" removes it); True when that changed something."""
+    parse_restore_point_id(rp_id)
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise ConfigurationError("note must be text of at most %d characters." % MAX_NOTE)
+    name = NOTES_PREFIX + rp_id
+    try:
+        current = read_note(backend, keys, rp_id)
+    except CorruptionError:
+        current = None      # replaced below: a damaged note is what a new one repairs
+    if current == note:
+        return False
+    if not note:
+        backend.delete(name)
+        return True
+    plain = json.dumps({"note": note, "updated": isotime()}).encode("utf-8")
+    backend.put(name, keys.seal(name, plain) if keys is not None else plain)
+    return True
+
+
+def forget(backend, rp_id):
+    """Remove the pin and the note of a deleted restore point (best effort is not enough: both are removed or raise)."""
+    for name in (PINS_PREFIX + rp_id, NOTES_PREFIX + rp_id):
+        if backend.exists(name):
+            backend.delete(name)
