@@ -1,27 +1,9 @@
 """The block-based disk checksum: definition, zero blocks, tail blocks (file recomputation: transfer/test_file_extents)."""
-import hashlib
-import os
 
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
-
-BLOCK = 64 * 1024
-
-
-def reference_blocksum(data, block_size):
-    """The definition, spelled out serially: SHA-256 over the SHA-256 of each block in order."""
-    digests = b"".join(hashlib.sha256(data[i:i + block_size]).digest() for i in range(0, len(data), block_size))
-    return hashlib.sha256(digests).hexdigest()
-
-
-def make_image(blocks, tail=0):
-    rnd = os.urandom(BLOCK)
-    parts = []
-    for kind in blocks:
-        parts.append(rnd if kind == "r" else bytes(BLOCK) if kind == "z" else b"text " * (BLOCK // 5) + b"x" * (BLOCK % 5))
-    data = b"".join(parts) + os.urandom(tail)
-    return data
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.images import BLOCK, make_image, reference_blocksum
 
 
 def test_disk_digest_matches_definition_in_any_order():

@@ -1,6 +1,5 @@
 """Raw image files: the blocksum recomputed from a sparse file, reading only its data, equals the definition and
 the standalone tool."""
-import hashlib
 import os
 import pathlib
 import subprocess
@@ -10,23 +9,7 @@ import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import (
     file_blocksum, file_data_extents)
-
-BLOCK = 64 * 1024
-
-
-def reference_blocksum(data, block_size):
-    """The definition, spelled out serially: SHA-256 over the SHA-256 of each block in order."""
-    digests = b"".join(hashlib.sha256(data[i:i + block_size]).digest() for i in range(0, len(data), block_size))
-    return hashlib.sha256(digests).hexdigest()
-
-
-def make_image(blocks, tail=0):
-    rnd = os.urandom(BLOCK)
-    parts = []
-    for kind in blocks:
-        parts.append(rnd if kind == "r" else bytes(BLOCK) if kind == "z" else b"text " * (BLOCK // 5) + b"x" * (BLOCK % 5))
-    data = b"".join(parts) + os.urandom(tail)
-    return data
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.images import BLOCK, make_image, reference_blocksum
 
 
 def test_file_blocksum_skips_holes_and_equals_definition(tmp_path):
