@@ -1,5 +1,4 @@
 """The block-based disk checksum: definition, zero blocks, tail blocks (file recomputation: transfer/test_file_extents)."""
-
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import blockhash
