@@ -20,6 +20,11 @@ description:
   - O(target=file) writes one disk as a raw image file on the controller; it needs neither vSphere nor VDDK.
   - The block-based SHA-256 of each disk written is checked against the one recorded at backup.
   - Nothing is overwritten without O(force) (a powered-on VM, an existing VM named O(new_name), an existing O(path)).
+  - Reruns converge. A VM this module restored from the same restore point (it carries the advanced setting
+    C(blockvault.restore.from), written once its disks are complete) is left as it is and the task reports no change,
+    so a DR playbook rerun after a later step failed resumes where it stopped. With O(target=disk), a disk already
+    added from the same restore point (the advanced setting C(blockvault.restore.disk.<restore point>.<disk key>)
+    names it) is not added again.
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:

@@ -41,6 +41,10 @@ log = logging.getLogger("blockvault.restore")
 #: advanced setting (extraConfig) of a VM whose restore has not finished writing its disks
 INCOMPLETE_KEY = "blockvault.restore.incomplete"
 INCOMPLETE_VALUE = "restore run %s of restore point %s has not finished writing the disks: delete this VM or restore again"
+#: advanced setting of a VM a restore created: the restore point it holds (a rerun of the same restore converges on it)
+RESTORED_FROM_KEY = "blockvault.restore.from"
+#: advanced setting of a VM that received a disk: ``<prefix>.<restore point id>.<disk key>`` = the disk's file name
+RESTORED_DISK_PREFIX = "blockvault.restore.disk"
 
 
 class RestoreTarget:
@@ -143,6 +147,12 @@ class NewVm(RestoreTarget):
     def run(self, context, manifest):
         captured = manifest.vm.config
         existing = find_vm_or_none(context.session, self.name)
+        if existing is not None and not self.force and _restored_from(existing) == manifest.id:
+            # a rerun of this restore (a DR playbook run again after a later step failed): the VM is what it asks for
+            return {"changed": False, "vm": {"name": self.name, "moid": existing.moref, "powered_on": existing.is_powered_on},
+                    "disks": [{"key": d.key.value, "sha256": d.sha256} for d in manifest.disks],
+                    "diff": {"before": {"vm": self.name, "exists": True}, "after": {"vm": self.name, "exists": True}},
+                    "msg": "VM %s was restored from restore point %s already: left as it is." % (self.name, manifest.id)}
         diff = {"before": {"vm": self.name, "exists": existing is not None},
                 "after": {"vm": self.name, "num_cpus": self._overrides().get("num_cpus", captured.num_cpus),
                           "memory_mb": self._overrides().get("memory_mb", captured.memory_mb),
@@ -168,7 +178,7 @@ class NewVm(RestoreTarget):
             created.set_extra_config({INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
             writes = [DiskWrite(entry=entry, disk=_new_disk(new_disks, entry)) for entry in manifest.disks]
             written = write_vm_disks(context, manifest, created, writes, known_zeroed=True)
-            created.set_extra_config({INCOMPLETE_KEY: ""})
+            created.set_extra_config({INCOMPLETE_KEY: "", RESTORED_FROM_KEY: manifest.id})
             if self.power_on:
                 created.power_on()
         except BaseException:
@@ -195,6 +205,17 @@ class NewVm(RestoreTarget):
                                       "setting %s says so): set force to replace it, or choose another new_name."
                                       % (self.name, INCOMPLETE_KEY))
         raise RestoreRefusedError("A VM named %s exists already: choose another new_name, or set force to replace it." % self.name)
+
+
+def _restored_from(vm):
+    """The restore point a complete restore wrote on ``vm``, or None (never restored, or not complete)."""
+    try:
+        if vm.extra_config_value(INCOMPLETE_KEY):
+            return None
+        return vm.extra_config_value(RESTORED_FROM_KEY) or None
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        log.debug("cannot read the restore marks of VM %s: %s", vm.name, exc)   # then it is not recognised as ours
+        return None
 
 
 def _new_disk(new_disks, entry):
@@ -286,6 +307,14 @@ class DiskToVm(RestoreTarget):
     def run(self, context, manifest):
         entry = manifest.disk(self.disk)
         vm = find_vm(context.session, self.vm)
+        mark = "%s.%s.%s" % (RESTORED_DISK_PREFIX, manifest.id, entry.key)
+        done = vm.extra_config_value(mark)
+        if done and any(disk.file_name == done for disk in vm.disks()):
+            return {"changed": False, "vm": {"name": vm.name, "moid": vm.moref},
+                    "disks": [{"key": entry.key.value, "sha256": entry.sha256, "file_name": done}],
+                    "diff": {"before": {"vm": vm.name}, "after": {"vm": vm.name}},
+                    "msg": "VM %s has disk %s of restore point %s already (%s): left as it is." % (
+                        vm.name, entry.name, manifest.id, done)}
         controller = vm.first_controller()
         unit = vm.free_unit(controller)
         diff = {"before": {"vm": vm.name}, "after": {"vm": vm.name, "new_disk": {"capacity": entry.capacity, "unit_number": unit}}}
@@ -295,4 +324,5 @@ class DiskToVm(RestoreTarget):
         thick = self.disk_format in ("thick", "eagerzeroedthick")
         new_disk = vm.add_disk(controller, unit, entry.capacity, thin=not thick)
         written = write_vm_disks(context, manifest, vm, [DiskWrite(entry=entry, disk=new_disk)], known_zeroed=True)
+        vm.set_extra_config({mark: new_disk.file_name})     # only once written: a rerun after a failure writes again
         return {"changed": True, "vm": {"name": vm.name, "moid": vm.moref}, "disks": written, "diff": diff}

@@ -48,8 +48,12 @@ def test_restore_to_a_new_vm_is_byte_identical_and_refuses_an_existing_name(env)
         assert env.power_state(name) == "poweredOff"
         moid = restored["vm"]["moid"]
 
-        with pytest.raises(RestoreRefusedError) as refused:
-            env.restore(rp_id, NewVm(name))
+        rerun = env.restore(rp_id, NewVm(name))      # the same restore again (a DR playbook rerun): converges
+        assert (rerun["changed"], rerun["vm"]["moid"]) == (False, moid)
+        assert rerun["msg"] == "VM %s was restored from restore point %s already: left as it is." % (name, rp_id)
+        other = env.backup("lab-vm1")["restore_point"]["id"]
+        with pytest.raises(RestoreRefusedError) as refused:    # another restore point onto it: refused, untouched
+            env.restore(other, NewVm(name))
         assert str(refused.value) == ("A VM named %s exists already: choose another new_name, or set force to replace it." % name)
         assert vm_moid(env, name) == moid
 
@@ -139,6 +143,9 @@ def test_restore_one_disk_into_another_vm_and_latest_by_name(env, scratch_vm):
     after = env.lab.disks(scratch_vm)
     assert len(after) == len(before) + 1 and after[-1]["capacity"] == 16 << 20
     assert env.lab.checksum(scratch_vm, len(after) - 1) == live[1]
+    again = env.restore("latest", DiskToVm(vm={"name": scratch_vm}, disk="2016"), vm_name="lab-vm1")
+    assert again["changed"] is False and again["disks"][0]["file_name"] == after[-1]["fileName"]
+    assert len(env.lab.disks(scratch_vm)) == len(after)        # no second copy of the disk
 
 
 def test_in_place_rollback_stops_before_writing_when_cbt_cannot_be_switched_off(env, scratch_vm, monkeypatch):
