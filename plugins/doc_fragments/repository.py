@@ -71,4 +71,11 @@ options:
       - Path of a key file that opens the repository's key (instead of a passphrase).
       - Mutually exclusive with O(passphrase).
     type: path
+  key_agent:
+    description:
+      - Socket of a key agent started by M(blockvault.vsphere.backup_key_agent) earlier in the play. The repository's
+        key is asked there first, so a play of many tasks derives it from the passphrase once; a task that opens
+        the repository with O(passphrase) or O(key_file) gives it to the agent. The agent holds keys in memory only.
+      - When not given, the environment variable E(BLOCKVAULT_KEY_AGENT) is used.
+    type: path
 """

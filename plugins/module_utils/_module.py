@@ -74,6 +74,7 @@ def repository_argument_spec():
         object_lock_days=dict(type="int"),
         passphrase=dict(type="str", no_log=True),
         key_file=dict(type="path", no_log=False),
+        key_agent=dict(type="path", no_log=False, fallback=(env_fallback, ["BLOCKVAULT_KEY_AGENT"])),
     )
 
 
@@ -178,6 +179,7 @@ class BlockvaultModule(object):
             session_token=params["aws_session_token"],
             object_lock_days=params["object_lock_days"],
             validate_certs=params["s3_validate_certs"],
+            key_agent=params["key_agent"],
         )
 
     def endpoints(self, vsphere=True):

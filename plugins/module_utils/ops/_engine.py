@@ -18,6 +18,7 @@ import threading
 
 from ..errors import BlockvaultError, ConfigurationError, MissingDependencyError
 from ..repo import Repository, open_backend
+from ..repo.keyagent import KeyAgentClient
 from ..repo.manifest import prepare_validation
 from ..transfer.progress import RunLogHandler, RunProgress, StatusFile
 
@@ -31,7 +32,8 @@ def new_run_id():
 
 def open_repository(settings):
     """Open the repository of RepositorySettings ``settings`` (RepositoryNotFoundError, WrongKeyError, ...)."""
-    return Repository.open(open_backend(settings), passphrase=settings.passphrase, key_file=settings.key_file)
+    agent = KeyAgentClient(settings.key_agent) if settings.key_agent else None
+    return Repository.open(open_backend(settings), passphrase=settings.passphrase, key_file=settings.key_file, agent=agent)
 
 
 class RepositoryOpener:

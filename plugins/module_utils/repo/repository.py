@@ -104,8 +104,12 @@ class Repository:
         return cls(backend, config, keys, key_objects[0]["id"] if key_objects else None)
 
     @classmethod
-    def open(cls, backend, passphrase=None, key_file=None, compression_level=None):
-        """Open an existing repository; WrongKeyError when the passphrase/key file opens none of its keys."""
+    def open(cls, backend, passphrase=None, key_file=None, compression_level=None, agent=None):
+        """Open an existing repository; WrongKeyError when the passphrase/key file opens none of its keys.
+
+        ``agent`` (a keyagent.KeyAgentClient): the key is asked there first and used when it authenticates the
+        configuration; otherwise the passphrase or key file opens the repository and its key is given to the agent.
+        """
         try:
             raw = backend.get(CONFIG_NAME)
         except NotFoundInBackendError:
@@ -116,6 +120,11 @@ class Repository:
             check_compression_level(compression_level)
         if not config["encryption"]:
             return cls(backend, config, None, None, compression_level)
+        if agent is not None:
+            master = agent.get(config["id"])
+            keys = crypto.RepositoryKeys(master, config["id"]) if master is not None else None
+            if keys is not None and keys.config_mac(config) == config.get("mac"):
+                return cls(backend, config, keys, None, compression_level)
         if passphrase is None and key_file is None:
             raise ConfigurationError("The repository at %s is encrypted: give its passphrase or key_file." % backend.location)
         key_file_content = crypto.read_key_file(key_file) if key_file is not None else None
@@ -132,6 +141,8 @@ class Repository:
                 if keys.config_mac(config) != config.get("mac"):
                     raise CorruptionError("The config object at %s fails authentication: it was altered." % backend.location,
                                           object_name=CONFIG_NAME)
+                if agent is not None:
+                    agent.put(config["id"], master)
                 return cls(backend, config, keys, key_object["id"], compression_level)
         raise cls._no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged)
 

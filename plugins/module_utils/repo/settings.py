@@ -56,6 +56,7 @@ class RepositorySettings:
     object_lock_days: int = None
     validate_certs: bool = True
     object_lock_mode: str = "GOVERNANCE"
+    key_agent: str = None
 
     def __post_init__(self):
         if not self.location:
