@@ -103,10 +103,10 @@ vms:
   type: dict
   sample:
     web01:
-      - id: 20261126T083127Z-5f2c
+      - id: 20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e
         vm: web01
         vm_key: 4211c2f0-9d1c-7e55-0f2b-3c8a1d2e4f60
-        run_id: 20261126T083000Z-5f2c
+        run_id: 20261126T083000Z-5f2c9a1e
         created: "2026-11-26T08:31:27Z"
         backup_mode: incremental
         pinned: true
@@ -118,7 +118,7 @@ vms:
             label: Hard disk 1
             capacity: 17179869184
             mode: incremental
-            reason: changed areas since 20261125T083127Z-1a2b
+            reason: changed areas since 20261125T083127.118204Z-8c1f2e3d4a5b6c7d-1a2b3c4d
             bytes_new: 20971520
             sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 count:
@@ -147,7 +147,7 @@ status:
     run_id:
       description: Id of the run.
       type: str
-      sample: 20261126T083000Z-5f2c
+      sample: 20261126T083000Z-5f2c9a1e
     vm:
       description: Name of the VM.
       type: str

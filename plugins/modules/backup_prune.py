@@ -107,7 +107,7 @@ removed:
     id:
       description: Id of the restore point.
       type: str
-      sample: 20261101T083127Z-1a2b
+      sample: 20261101T083127.530911Z-8c1f2e3d4a5b6c7d-7e6d5c4b
     vm:
       description: Name of the VM.
       type: str
@@ -121,7 +121,7 @@ kept:
   returned: success
   type: list
   elements: dict
-  sample: [{"id": "20261126T083127Z-5f2c", "vm": "web01", "created": "2026-11-26T08:31:27Z", "reasons": ["last", "daily"]}]
+  sample: [{"id": "20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e", "vm": "web01", "created": "2026-11-26T08:31:27Z", "reasons": ["last", "daily"]}]
 gc:
   description: What garbage collection removed (or would remove, in check mode). Empty when O(gc=false), or in check
     mode when no restore point would be removed.
@@ -156,7 +156,9 @@ diff:
   description: Ids of the restore points in scope before and after the prune.
   returned: diff mode
   type: dict
-  sample: {"before": {"restore_points": ["rp1", "rp2", "rp3"]}, "after": {"restore_points": ["rp3"]}}
+  sample: {"before": {"restore_points": ["20261101T083127.530911Z-8c1f2e3d4a5b6c7d-7e6d5c4b",
+                                       "20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e"]},
+           "after": {"restore_points": ["20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e"]}}
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule

@@ -139,7 +139,7 @@ checked:
       returned: when O(level=restore)
       type: list
       elements: dict
-      sample: [{"restore_point": "20261126T083127Z-5f2c", "disk": "2000", "ok": true, "sha256": "9f86d0..."}]
+      sample: [{"restore_point": "20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e", "disk": "2000", "ok": true, "sha256": "9f86d0..."}]
 damaged:
   description: One entry per damaged chunk, with the restore points, disks and byte ranges it affects. Empty when
     nothing is damaged.
@@ -164,7 +164,7 @@ damaged:
         C(vm_name), C(disk) and C(ranges), the damaged byte ranges of the disk as [start, end) pairs.
       type: list
       elements: dict
-      sample: [{"restore_point": "20261126T083127Z-5f2c", "vm": "4211c2f0-9d1c", "vm_name": "web01", "disk": "2000",
+      sample: [{"restore_point": "20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e", "vm": "4211c2f0-9d1c", "vm_name": "web01", "disk": "2000",
                 "ranges": [[8388608, 12582912]]}]
 errors:
   description: Objects that could not be read or checked (a manifest, an index, a test restore), each with

@@ -164,7 +164,7 @@ run_id:
   description: Id of the run (the one given in O(run_id), or the one generated).
   returned: success
   type: str
-  sample: 20261126T083000Z-5f2c
+  sample: 20261126T083000Z-5f2c9a1e
 restore_point:
   description: The restore point written (or found complete, for a repeated O(run_id)).
   returned: success, not in check mode
@@ -173,7 +173,7 @@ restore_point:
     id:
       description: Id of the restore point.
       type: str
-      sample: 20261126T083000Z-5f2c
+      sample: 20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e
     vm:
       description: Name of the VM at backup time.
       type: str
@@ -203,7 +203,7 @@ disks:
     reason:
       description: Why this mode was chosen.
       type: str
-      sample: changed areas since 20261125T083000Z-1a2b
+      sample: changed areas since 20261125T083127.118204Z-8c1f2e3d4a5b6c7d-1a2b3c4d
     bytes_read:
       description: Bytes read from the disk.
       type: int
@@ -269,7 +269,7 @@ plan:
     previous_restore_point:
       description: Id of the restore point an incremental backup would build on, or null.
       type: str
-      sample: 20261125T083000Z-1a2b
+      sample: 20261125T083127.118204Z-8c1f2e3d4a5b6c7d-1a2b3c4d
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference

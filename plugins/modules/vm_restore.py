@@ -209,7 +209,7 @@ EXAMPLES = r"""
   blockvault.vsphere.vm_restore:
     vddk_libdir: /opt/vmware-vix-disklib-distrib
     repository: /srv/backups/vsphere
-    restore_point: 20261126T083000Z-5f2c
+    restore_point: 20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e
     target: disk
     disk: Hard disk 2
     target_vm:
@@ -219,7 +219,7 @@ EXAMPLES = r"""
   blockvault.vsphere.vm_restore:
     repository: s3://backups/vsphere
     key_file: /etc/blockvault/repository.key
-    restore_point: 20261126T083000Z-5f2c
+    restore_point: 20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e
     target: file
     disk: "2001"
     path: /var/tmp/web01-disk2.raw
@@ -234,7 +234,7 @@ restore_point:
     id:
       description: Id of the restore point.
       type: str
-      sample: 20261126T083000Z-5f2c
+      sample: 20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e
     vm:
       description: Name of the backed-up VM.
       type: str

@@ -10,14 +10,20 @@ import pytest
 
 from ansible.module_utils import basic
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import is_restore_point_id
 from ansible_collections.blockvault.vsphere.plugins.modules import (
-    backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
+    backup_info, backup_key_agent, backup_prune, backup_repository, backup_restore_point, backup_validate, vm_backup,
+    vm_restore,
 )
 
 MODULES = {
-    "backup_info": backup_info, "backup_prune": backup_prune, "backup_repository": backup_repository,
+    "backup_info": backup_info, "backup_key_agent": backup_key_agent, "backup_prune": backup_prune,
+    "backup_repository": backup_repository, "backup_restore_point": backup_restore_point,
     "backup_validate": backup_validate, "vm_backup": vm_backup, "vm_restore": vm_restore,
 }
+# anything that looks like the start of a run id or restore point id in the docs
+ID_LIKE = re.compile(r"\b\d{8}T\d{6}[0-9A-Za-z.\-]*")
+RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 ANSIBLE_DOC = pathlib.Path(sys.executable).with_name("ansible-doc")
 SECRETS = {"password", "aws_secret_key", "aws_session_token", "passphrase", "new_passphrase"}
@@ -109,3 +115,12 @@ def test_secrets_are_no_log_and_key_like_options_say_so(name, monkeypatch, modul
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_supports_check_mode(name, monkeypatch, module_args):
     assert argument_spec_of(MODULES[name], monkeypatch, module_args)["supports_check_mode"] is True
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_ids_in_the_docs_have_the_shape_real_ones_have(name):
+    """A sample id a user copies into a task must be one the engine accepts: a restore point id or a run id."""
+    module = MODULES[name]
+    text = module.DOCUMENTATION + module.EXAMPLES + module.RETURN
+    odd = [token for token in ID_LIKE.findall(text) if not (is_restore_point_id(token) or RUN_ID.match(token))]
+    assert odd == []
