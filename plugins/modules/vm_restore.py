@@ -145,7 +145,8 @@ options:
         default: same
       power_on:
         description:
-          - Power the new VM on after the restore.
+          - Power the VM on after the restore: the new VM with O(target=new_vm), or the rolled-back VM with
+            O(target=in_place) (which a forced rollback of a running VM otherwise leaves off).
         type: bool
         default: false
   force:
@@ -351,7 +352,7 @@ def _target(params):
     if target == "disk":
         return ops_restore.DiskToVm(vm=params["target_vm"], disk=disk, disk_format=overrides.get("disk_format") or "same")
     if target == "in_place":
-        return ops_restore.InPlace(vm=params["target_vm"], force=params["force"])
+        return ops_restore.InPlace(vm=params["target_vm"], force=params["force"], power_on=bool(overrides.get("power_on")))
     placement = ops_restore.Placement(
         datacenter=overrides.get("datacenter"), folder=overrides.get("folder"),
         resource_pool=overrides.get("resource_pool") or overrides.get("cluster"), host=overrides.get("host"),

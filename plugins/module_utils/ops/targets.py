@@ -227,10 +227,12 @@ def _new_disk(new_disks, entry):
 
 @dataclasses.dataclass(frozen=True)
 class InPlace(RestoreTarget):
-    """The backed-up VM itself (or ``vm``), its disks rolled back to the restore point; ``force`` powers it off."""
+    """The backed-up VM itself (or ``vm``), its disks rolled back to the restore point; ``force`` powers it off,
+    ``power_on`` powers it on once the disks are written."""
 
     vm: VmSelector = None
     force: bool = False
+    power_on: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "vm", VmSelector.of(self.vm))
@@ -263,8 +265,11 @@ class InPlace(RestoreTarget):
             disk.update(method=plan.method, reason=plan.reason)
         # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
         changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
-        return {"changed": changed, "vm": {"name": vm.name, "moid": vm.moref}, "disks": written, "diff": diff,
-                "cbt_reset": cbt_reset.done}
+        if self.power_on and not vm.is_powered_on:
+            vm.power_on()
+            changed = True
+        return {"changed": changed or powered_on, "vm": {"name": vm.name, "moid": vm.moref, "powered_on": vm.is_powered_on},
+                "disks": written, "diff": diff, "cbt_reset": cbt_reset.done}
 
 
 def _in_place_disks(vm, manifest):

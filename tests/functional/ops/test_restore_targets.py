@@ -132,6 +132,14 @@ def test_in_place_refuses_a_powered_on_vm_unless_forced(env, scratch_vm):
     assert env.power_state(scratch_vm) == "poweredOff"
     assert env.checksums(scratch_vm) == live
 
+    env.power(scratch_vm, True)
+    env.write(scratch_vm, 1, 0, 4096, seed=32)
+    back_on = env.restore(rp_id, InPlace(force=True, power_on=True))      # the VM is back in service after the rollback
+    assert back_on["changed"] is True and back_on["vm"]["powered_on"] is True
+    assert env.power_state(scratch_vm) == "poweredOn"
+    env.power(scratch_vm, False)
+    assert env.checksums(scratch_vm) == live
+
 
 def test_restore_one_disk_into_another_vm_and_latest_by_name(env, scratch_vm):
     backup = env.backup("lab-vm1")
