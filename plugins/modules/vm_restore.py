@@ -149,6 +149,15 @@ options:
             O(target=in_place) (which a forced rollback of a running VM otherwise leaves off).
         type: bool
         default: false
+      keep_identity:
+        description:
+          - With O(target=new_vm), give the new VM the backed-up VM's BIOS and instance UUIDs and its MAC addresses (a DR
+            restore: licences, monitoring agents and DHCP reservations keep working).
+          - Refused, naming the VM, when another VM of the vCenter has one of them (vCenter would silently change a
+            duplicate instance UUID; two NICs with one MAC break both VMs' network). Off by default; the DR playbook
+            turns it on.
+        type: bool
+        default: false
   force:
     description:
       - Allow the restore to replace or overwrite, that is to power off and roll back a running VM in place, to power
@@ -359,7 +368,7 @@ def _target(params):
         datastore=overrides.get("datastore"))
     return ops_restore.NewVm(name=params["new_name"], placement=placement, network_mapping=overrides.get("network_mapping"),
                              disk_format=overrides.get("disk_format") or "same", power_on=bool(overrides.get("power_on")),
-                             force=params["force"])
+                             force=params["force"], keep_identity=bool(overrides.get("keep_identity")))
 
 
 def restore(bv):
@@ -405,6 +414,7 @@ def main():
                 network_mapping=dict(type="dict"),
                 disk_format=dict(type="str", default="same", choices=["same", "thin", "thick", "eagerzeroedthick"]),
                 power_on=dict(type="bool", default=False),
+                keep_identity=dict(type="bool", default=False),
             ),
         ),
         force=dict(type="bool", default=False),

@@ -215,6 +215,8 @@ def test_dr_runbook_restores_in_order_and_validates(runner):
         "blockvault_dr_name_suffix": suffix,
         "blockvault_dr_power_on_delay": 1,
         "blockvault_dr_validate_level": "quick",
+        # the originals are in the same (lab) vCenter: the new VMs cannot keep their identity (a real DR site has none)
+        "blockvault_dr_keep_identity": False,
     })
     lines = [line.strip().strip('",') for line in output.splitlines() if " -> lab-vm" in line and "restore point" in line]
     assert [line.split(" -> ")[0] for line in lines] == ["lab-vm2", "lab-vm1"], output

@@ -29,7 +29,7 @@ from ..fileio import fsync_directory
 from ..transfer.endpoints import RawFileTarget
 from ..vsphere.config import DISK_FORMATS
 from ..vsphere.placement import resolve_placement
-from ..vsphere.vm import VmSelector, create_vm, find_vm, find_vm_or_none
+from ..vsphere.vm import VmSelector, create_vm, find_vm, find_vm_or_none, identity_conflicts
 from . import _rollback
 from ._restore_io import DiskWrite, restore_one_disk, write_vm_disks
 from ._vddk_io import BeforeFirstWrite
@@ -128,7 +128,8 @@ class Placement:
 class NewVm(RestoreTarget):
     """A new VM named ``name`` from the restore point's configuration; ``network_mapping`` maps the backed-up VM's
     networks to networks where it is restored; ``config_overrides`` changes captured settings (num_cpus,
-    cores_per_socket, memory_mb, annotation, guest_id, hardware_version, keep_mac_addresses)."""
+    cores_per_socket, memory_mb, annotation, guest_id, hardware_version); ``keep_identity`` (a DR restore) gives the
+    new VM the backed-up VM's BIOS and instance UUIDs and MAC addresses, refused when another VM has any of them."""
 
     name: str
     placement: Placement = Placement()
@@ -137,6 +138,7 @@ class NewVm(RestoreTarget):
     power_on: bool = False
     force: bool = False
     config_overrides: dict = None
+    keep_identity: bool = False
 
     def __post_init__(self):
         if not self.name:
@@ -162,6 +164,8 @@ class NewVm(RestoreTarget):
             self._check_replace(existing)
             if existing.is_powered_on and not context.check:
                 existing.power_off()
+        if self.keep_identity:
+            self._check_identity_free(context.session, captured, existing)
         default_datastore = (captured.disks or [{}])[0].get("datastore")
         placement = self.placement.resolve(context.session, captured.placement or {}, default_datastore)
         if context.check:
@@ -191,8 +195,17 @@ class NewVm(RestoreTarget):
 
     def _overrides(self):
         """What vsphere.config changes in the captured configuration."""
+        identity = {"keep_mac_addresses": True, "keep_uuids": True} if self.keep_identity else {}
         return dict(self.config_overrides or {}, name=self.name, disk_format=self.disk_format,
-                    network_map=dict(self.network_mapping or {}))
+                    network_map=dict(self.network_mapping or {}), **identity)
+
+    def _check_identity_free(self, session, captured, existing):
+        conflicts = identity_conflicts(session, captured.to_json(), ignore_moref=existing.moref if existing else None)
+        if conflicts:
+            raise RestoreRefusedError("VM %s cannot keep the identity of the backed-up VM %s: %s. Two VMs with one UUID or MAC "
+                                      "address clash (vCenter silently changes a duplicate instance UUID; duplicate MACs "
+                                      "break both VMs' network)." % (self.name, captured.name, "; ".join(conflicts)),
+                                      hint="Restore without keep_identity, or remove or reconfigure the VM named first.")
 
     def _check_replace(self, existing):
         if self.force:

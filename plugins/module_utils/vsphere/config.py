@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 CONFIG_FORMAT = 1
 DISK_FORMATS = ("same", "thin", "thick", "eagerzeroedthick")
 #: overrides build_config_spec accepts
-OVERRIDE_KEYS = ("name", "disk_format", "network_map", "keep_mac_addresses", "num_cpus", "cores_per_socket", "memory_mb",
+OVERRIDE_KEYS = ("name", "disk_format", "network_map", "keep_mac_addresses", "keep_uuids", "num_cpus", "cores_per_socket", "memory_mb",
                  "annotation", "guest_id", "hardware_version")
 _IDE_DEFAULT_KEYS = {0: 200, 1: 201}
 
@@ -255,6 +255,9 @@ def build_config_spec(captured, overrides=None, datastore_name=None, networks=No
     version = overrides["hardware_version"] if "hardware_version" in overrides else captured.get("hardware_version")
     if version:
         spec.version = version
+    if overrides.get("keep_uuids"):     # a DR restore: the VM keeps its identity (licences, agents, CMDB keys)
+        spec.uuid = captured.get("bios_uuid")
+        spec.instanceUuid = captured.get("instance_uuid")
     return spec, disk_keys
 
 

@@ -16,10 +16,10 @@ import logging
 
 from ..errors import ConfigurationError, VMNotFoundError
 from . import cbt, config, disks, inventory, snapshots
-from ._pyvmomi import moref_id
+from ._pyvmomi import moref_id, require_pyvmomi, vim
 from .tasks import DEFAULT_TASK_TIMEOUT
 
-__all__ = ["VmSelector", "VmHandle", "find_vm", "find_vm_or_none", "create_vm", "SCSI_RESERVED_UNIT"]
+__all__ = ["VmSelector", "VmHandle", "find_vm", "find_vm_or_none", "create_vm", "identity_conflicts", "SCSI_RESERVED_UNIT"]
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +201,27 @@ def create_vm(session, captured, overrides, placement):
     """
     created = config.create_vm(session, captured, overrides, placement)
     return VmHandle(created.vm), created.disks
+
+
+def identity_conflicts(session, captured, ignore_moref=None):
+    """What a VM recreated with the identity of ``captured`` (its BIOS and instance UUIDs, its MAC addresses) would
+    clash with in this vCenter: sentences naming the VM that already has each (``ignore_moref``: a VM about to be
+    replaced). vCenter silently changes a duplicate instance UUID, and two NICs with one MAC break both VMs' network."""
+    macs = {nic.get("mac_address").lower() for nic in captured.get("nics") or () if nic.get("mac_address")}
+    conflicts = []
+    for vm in inventory.list_vms(session):
+        if vm["moref"] == ignore_moref:
+            continue
+        for what, key in (("BIOS UUID", "bios_uuid"), ("instance UUID", "instance_uuid")):
+            if captured.get(key) and vm[key] and vm[key].lower() == captured[key].lower():
+                conflicts.append("VM %s (%s) has the %s %s" % (vm["name"], vm["moref"], what, captured[key]))
+    if macs:
+        require_pyvmomi()
+        for vm_obj, props in inventory.retrieve_properties(session, vim.VirtualMachine, ["name", "config.hardware.device"]):
+            if moref_id(vm_obj) == ignore_moref:
+                continue
+            for device in props.get("config.hardware.device") or ():
+                mac = str(getattr(device, "macAddress", "") or "").lower()
+                if mac in macs:
+                    conflicts.append("VM %s (%s) has the MAC address %s" % (props.get("name"), moref_id(vm_obj), mac))
+    return conflicts

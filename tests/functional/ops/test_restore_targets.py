@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ChangeTrackingError, RestoreRefusedError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ChangeTrackingError, RestoreRefusedError, VMNotFoundError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt
 
 from opslab import CHUNK, MIB  # pylint: disable=import-error
@@ -195,3 +195,33 @@ def test_a_new_vm_defaults_to_where_the_backed_up_vm_lives(env):
         assert env.checksums(name) == env.checksums("lab-vm2")
     finally:
         env.destroy(name)
+
+
+def test_a_dr_restore_keeps_the_identity_only_where_nothing_clashes(env):
+    backup = env.backup("lab-vm2")
+    clash = "clash-%s" % uuid.uuid4().hex[:8]
+    with pytest.raises(RestoreRefusedError) as refused:          # lab-vm2 itself still has its UUIDs
+        env.restore(backup["restore_point"]["id"], NewVm(clash, keep_identity=True))
+    assert str(refused.value).startswith("VM %s cannot keep the identity of the backed-up VM lab-vm2: VM lab-vm2 (" % clash)
+    assert "has the BIOS UUID" in str(refused.value) and "has the instance UUID" in str(refused.value)
+    with pytest.raises(VMNotFoundError):                           # nothing was created
+        vm_moid(env, clash)
+
+    first, second = "origin-%s" % uuid.uuid4().hex[:8], "dr-%s" % uuid.uuid4().hex[:8]
+    try:
+        env.restore(backup["restore_point"]["id"], NewVm(first))
+        origin = env.backup(first)
+        with env.session() as session:
+            from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory  # pylint: disable=import-outside-toplevel
+            vm = inventory.find_vm(session, name=first)
+            identity = (vm.config.uuid, vm.config.instanceUuid)
+        env.destroy(first)                                        # the site is lost
+        env.restore(origin["restore_point"]["id"], NewVm(second, keep_identity=True))
+        with env.session() as session:
+            from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory  # pylint: disable=import-outside-toplevel
+            vm = inventory.find_vm(session, name=second)
+            assert (vm.config.uuid, vm.config.instanceUuid) == identity
+        assert env.checksums(second) == env.checksums("lab-vm2")
+    finally:
+        env.destroy(first)
+        env.destroy(second)
