@@ -17,6 +17,9 @@ description:
     SHA-256 with the one recorded at backup. The scratch files are deleted as soon as they are checked.
   - Never changes the repository. With O(on_damage=fail) (the default) the task fails when anything is damaged, and
     the failure carries RV(damaged) and RV(errors); with O(on_damage=report) it succeeds with RV(ok=false).
+  - A restore point whose disk indexes exist without its manifest (a deleted manifest) is an error of the whole
+    repository's validation; the indexes of a backup still running, or of one that was interrupted (its lock is
+    stale), are not. Selecting by O(vm) passes over damaged manifests with a warning (their VM is unknown).
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:

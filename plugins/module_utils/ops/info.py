@@ -10,7 +10,7 @@ import os
 
 from ..errors import ConfigurationError
 from ..transfer.progress import read_status
-from ._engine import manifests_of, open_repository
+from ._engine import open_repository, select_manifests
 
 __all__ = ["list_restore_points", "run_status", "summarize"]
 
@@ -26,12 +26,17 @@ def summarize(manifest):
 
 
 def list_restore_points(repo, vm=None):
-    """{vms: {name: [restore point summaries, oldest first]}, count}; ``vm`` filters on the VM's name."""
+    """{vms: {name: [restore point summaries, oldest first]}, count, warnings}; ``vm`` filters on the VM's name.
+
+    ``warnings`` names each restore point left out because its manifest is damaged (the listing goes on).
+    """
     with contextlib.closing(open_repository(repo)) as repository:
+        selection = select_manifests(repository, vm or None)
         vms = {}
-        for manifest in manifests_of(repository, vm or None):
+        for manifest in selection.manifests:
             vms.setdefault(manifest.vm.name, []).append(summarize(manifest))
-    return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values())}
+    return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values()),
+            "warnings": list(selection.warnings)}
 
 
 def run_status(status_file):
