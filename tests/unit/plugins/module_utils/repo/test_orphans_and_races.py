@@ -28,7 +28,7 @@ def test_reads_pass_over_a_restore_point_pruned_between_the_listing_and_the_read
 
     def list_then_prune(vm=None):
         points = listed(vm)
-        if repo.restore_point_exists(first):
+        if repo.backend.exists("manifests/" + first):
             repo.delete_restore_point(first)      # a prune runs between this listing and the reads that follow it
         return points
 
