@@ -6,8 +6,9 @@ import types
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import CorruptionError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, CorruptionError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import prune as ops_prune
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import validate as ops_validate
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops._backup_plan import BackupPlanner
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.backup import _previous_manifest
@@ -176,3 +177,26 @@ def test_a_damaged_manifest_of_another_vm_holds_no_restore_by_name_hostage(tmp_p
     # the whole repository's validation reports it as an error
     result = ops_validate.validate(ops_validate.ValidateRequest(), settings)
     assert not result["ok"] and [(e["restore_point"], e["error"]) for e in result["errors"]] == [(other, problem)]
+
+
+def test_prune_goes_on_past_a_damaged_manifest_and_forgets_orphan_indexes_when_asked(tmp_path):
+    repo = plain_repo(tmp_path)
+    settings = RepositorySettings(location=repo.location)
+    disk = {"2000": random_disk(MIB, 4)}
+    damaged = backup(repo, "vm-a", disk)[0]
+    newest = backup(repo, "vm-a", disk)[0]
+    lost = backup(repo, "vm-b", {"2000": random_disk(MIB, 5)})[0]
+    damage_manifest(repo, damaged)
+    repo.backend.delete("manifests/" + lost)
+    result = ops_prune.prune(settings, {"keep_last": 1})
+    assert [(r["id"], r["vm"]) for r in result["removed"]] == [(damaged, None)]
+    assert [(k["id"], k["vm"]) for k in result["kept"]] == [(newest, "vm vm-a")]
+    assert result["warnings"] == ["restore point %s: its manifest is damaged (Manifest manifests/%s fails its checksum: it "
+                                  "is damaged.); skipped" % (damaged, damaged)]
+    assert (result["gc"]["orphans_kept"], result["gc"]["chunks_removed"]) == ([lost], 0)
+    with pytest.raises(ConfigurationError, match="forget_orphans removes what the garbage collection would keep: it needs gc=true"):
+        ops_prune.prune(settings, {}, gc=False, forget_orphans=True)
+    result = ops_prune.prune(settings, {}, forget_orphans=True)
+    assert result["changed"] and (result["removed"], result["kept"]) == ([], [])
+    assert (result["gc"]["orphans_removed"], result["gc"]["indexes_removed"], result["gc"]["chunks_removed"]) == ([lost], 1, 1)
+    assert reopen(repo).validate("full")["ok"]
