@@ -45,7 +45,6 @@ class ManifestRead:
         return self.manifest is None and self.error is None
 
 
-
 class Repository:
     """An opened repository. Build with ``Repository.create`` or ``Repository.open``.
 
