@@ -136,6 +136,19 @@ checked:
       description: Chunks read and verified (0 at O(level=quick)).
       type: int
       sample: 51200
+    backups_in_progress:
+      description: Restore points whose indexes exist without a manifest because their backup is running (not damage).
+      returned: when the whole repository is validated
+      type: list
+      elements: str
+      sample: []
+    interrupted_backups:
+      description: Restore points whose indexes a killed or lost backup left (its lock is stale; not damage, the next
+        garbage collection removes them).
+      returned: when the whole repository is validated
+      type: list
+      elements: str
+      sample: []
     test_restores:
       description: One entry per disk restored to a scratch file, with C(restore_point), C(disk), C(ok), and
         C(sha256) or C(error).
@@ -171,7 +184,8 @@ damaged:
                 "ranges": [[8388608, 12582912]]}]
 errors:
   description: Objects that could not be read or checked (a manifest, an index, a test restore), each with
-    C(restore_point), C(disk), C(error_class) and C(error).
+    C(restore_point), C(disk), C(error_class) and C(error); a restore point whose indexes exist without its manifest
+    also has C(objects), the names of those indexes.
   returned: success, and in the failure of O(on_damage=fail)
   type: list
   elements: dict
