@@ -221,6 +221,8 @@ class BlockvaultModule(object):
                 for key in ("ok", "level", "checked", "damaged", "errors"):
                     if key in err.report:
                         failure[key] = err.report[key]
+                for warning in err.report.get("warnings") or ():
+                    self.module.warn(self._scrub(str(warning)))
             self._fail(failure, traceback.format_exc())
         except BlockvaultError as err:
             self._fail(err.to_dict(), traceback.format_exc())
@@ -241,6 +243,10 @@ class BlockvaultModule(object):
     def _exit(self, result):
         result = dict(result or {})
         result["changed"] = bool(result.get("changed", False))
+        # an operation's warnings (e.g. a restore point skipped because its manifest is damaged) are shown as
+        # Ansible warnings, which also puts them in the result's ``warnings``; passing them to exit_json is deprecated
+        for warning in result.pop("warnings", None) or ():
+            self.module.warn(self._scrub(str(warning)))
         self.module.exit_json(**self._scrub(result))
 
     def _fail(self, failure, formatted_traceback):

@@ -11,7 +11,8 @@ short_description: Show a repository's settings and restore points, or the progr
 version_added: 0.1.0
 description:
   - Without O(status_file), returns the repository's settings and lists its restore points per VM (of one VM with
-    O(vm)) with their disks, modes and sizes.
+    O(vm)) with their disks, modes and sizes. A restore point whose manifest is damaged is left out with a warning
+    naming it (its VM is unknown, a VM's name being stored inside its manifest); the listing goes on.
   - With O(status_file), reads the status file of a run of M(blockvault.vsphere.vm_backup) or
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
@@ -213,6 +214,7 @@ def info(bv):
         "repository": ops_repository.show_repository(repo=repo)["repository"],
         "vms": listing["vms"],
         "count": listing["count"],
+        "warnings": listing["warnings"],
     }
 
 

@@ -15,6 +15,9 @@ description:
     like restic's C(forget) (C(keep_daily=7) keeps the newest restore point of each of the last 7 days that have one,
     in UTC). A count of V(-1) keeps all the restore points the rule selects.
   - With O(gc=true) (the default), chunks no restore point uses any more are then deleted.
+  - Garbage collection keeps the disk indexes of a restore point whose manifest is missing (deleted or lost), and
+    the chunks they name, for 7 days after they were written, so that the manifest can still be recovered;
+    O(forget_orphans=true) removes them now. The indexes an interrupted backup left are removed at once.
   - A policy that would remove every restore point (no rule that keeps at least one) is refused.
   - In check mode and diff mode the result lists what would be removed.
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
@@ -74,6 +77,13 @@ options:
       - Set to V(false) to only remove restore points now and collect garbage in a later, quieter run.
     type: bool
     default: true
+  forget_orphans:
+    description:
+      - Let garbage collection remove now the disk indexes of restore points that have no manifest (which
+        M(blockvault.vsphere.backup_validate) reports), and the chunks only they name, instead of keeping them for
+        the grace period. Needs O(gc=true).
+      - May be given without a retention rule, to do only that. Defaults to V(false).
+    type: bool
 seealso:
   - module: blockvault.vsphere.backup_info
 """
@@ -149,9 +159,21 @@ gc:
       type: int
       sample: 50000
     indexes_removed:
-      description: Disk indexes of removed restore points deleted.
+      description: Disk indexes without a manifest deleted (of interrupted backups, older than the grace period, or
+        forgotten with O(forget_orphans)).
       type: int
       sample: 2
+    orphans_removed:
+      description: Ids of the restore points without manifest whose indexes were deleted.
+      type: list
+      elements: str
+      sample: []
+    orphans_kept:
+      description: Ids of the restore points without manifest (deleted or lost) whose indexes, and the chunks they
+        name, are kept for the grace period.
+      type: list
+      elements: str
+      sample: ["20261126T083000.123456Z-3f2a9c0d11e2b4a7-9c1e2f30"]
 diff:
   description: Ids of the restore points in scope before and after the prune.
   returned: diff mode
@@ -171,7 +193,8 @@ def prune(bv):
     params = bv.params
     # the engine checks the policy (counts >= -1, at least one rule that keeps something)
     policy = dict((name, params[name]) for name in KEEP_OPTIONS if params[name] is not None)
-    result = dict(ops_prune.prune(repo=bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode))
+    result = dict(ops_prune.prune(repo=bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode,
+                                  forget_orphans=bool(params["forget_orphans"])))
     diff = result.pop("diff", None)
     if bv.diff_mode and diff:
         result["diff"] = diff
@@ -184,8 +207,9 @@ def main():
     argument_spec.update(
         vm=dict(type="str"),
         gc=dict(type="bool", default=True),
+        forget_orphans=dict(type="bool"),
     )
-    bv = BlockvaultModule(argument_spec, required_one_of=[list(KEEP_OPTIONS)])
+    bv = BlockvaultModule(argument_spec, required_one_of=[list(KEEP_OPTIONS) + ["forget_orphans"]])
     bv.run(prune)
 
 

@@ -17,6 +17,9 @@ description:
     SHA-256 with the one recorded at backup. The scratch files are deleted as soon as they are checked.
   - Never changes the repository. With O(on_damage=fail) (the default) the task fails when anything is damaged, and
     the failure carries RV(damaged) and RV(errors); with O(on_damage=report) it succeeds with RV(ok=false).
+  - A restore point whose disk indexes exist without its manifest (a deleted manifest) is an error of the whole
+    repository's validation; the indexes of a backup still running, or of one that was interrupted (its lock is
+    stale), are not. Selecting by O(vm) passes over damaged manifests with a warning (their VM is unknown).
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
@@ -133,6 +136,19 @@ checked:
       description: Chunks read and verified (0 at O(level=quick)).
       type: int
       sample: 51200
+    backups_in_progress:
+      description: Restore points whose indexes exist without a manifest because their backup is running (not damage).
+      returned: when the whole repository is validated
+      type: list
+      elements: str
+      sample: []
+    interrupted_backups:
+      description: Restore points whose indexes a killed or lost backup left (its lock is stale; not damage, the next
+        garbage collection removes them).
+      returned: when the whole repository is validated
+      type: list
+      elements: str
+      sample: []
     test_restores:
       description: One entry per disk restored to a scratch file, with C(restore_point), C(disk), C(ok), and
         C(sha256) or C(error).
@@ -168,7 +184,8 @@ damaged:
                 "ranges": [[8388608, 12582912]]}]
 errors:
   description: Objects that could not be read or checked (a manifest, an index, a test restore), each with
-    C(restore_point), C(disk), C(error_class) and C(error).
+    C(restore_point), C(disk), C(error_class) and C(error); a restore point whose indexes exist without its manifest
+    also has C(objects), the names of those indexes.
   returned: success, and in the failure of O(on_damage=fail)
   type: list
   elements: dict

@@ -181,6 +181,9 @@ options:
     type: path
 notes:
   - The restore point is chosen once, at the start; backups written meanwhile do not change it.
+  - Choosing V(latest) (or O(before)) by VM name passes over restore points whose manifest is damaged, with a
+    warning naming each (their VM is unknown, a VM's name being stored inside its manifest). A restore point asked for
+    by id fails when its manifest is damaged.
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.backup_info

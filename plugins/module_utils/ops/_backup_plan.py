@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 
-from ..errors import CbtReasonError, ConfigurationError
+from ..errors import CbtReasonError, ConfigurationError, RepositoryError
 from ..repo import DiskIndex
 from ..repo.model import DiskKey
 from ..transfer.pipeline import BackupDisk, plan_backup
@@ -67,10 +67,11 @@ class BackupPlanner:
     Pure apart from ``plan``, which asks CBT and opens the disks. Immutable after construction; one run's thread.
     """
 
-    def __init__(self, mode, previous, chunk_size):
+    def __init__(self, mode, previous, chunk_size, no_previous_reason=None):
         self.mode = mode
         self.previous = previous
         self.chunk_size = chunk_size
+        self.no_previous_reason = no_previous_reason     # why ``previous`` is None when the VM had restore points
         self._previous_disks = {disk.key: disk for disk in previous.disks} if previous is not None else {}
 
     def incremental_reason(self):
@@ -81,7 +82,7 @@ class BackupPlanner:
         if self.mode == "full":
             return "a full backup was requested"
         if self.previous is None:
-            return "this is the VM's first restore point"
+            return self.no_previous_reason or "this is the VM's first restore point"
         entry = self._previous_disks.get(DiskKey.of(disk.key))
         if entry is None:
             return "the previous restore point has no disk with key %s" % disk.key
@@ -90,6 +91,17 @@ class BackupPlanner:
         if cbt_enabled_now:
             return "Changed Block Tracking was enabled by this run: changes before it are unknown"
         return change_id_unusable(entry, disk)
+
+    def previous_index(self, session, key):
+        """(a copy of the previous restore point's index of disk ``key`` to carry chunks over from, None), or (None,
+        why the disk is read in full) when a prune removed that restore point since it was chosen (prune removes a
+        manifest, then its indexes, under a shared lock that backups do not exclude)."""
+        try:
+            return session.previous_index(self.previous.id, key.value), None
+        except RepositoryError:
+            if session.repository.restore_point_exists(self.previous.id):
+                raise       # damage, not a prune: say so
+            return None, "the previous restore point %s was removed while this backup started" % self.previous.id
 
     def plan(self, context, vm, snapshot, disks, cbt_status, session):
         """A PlannedDisk for each of ``disks`` (DiskInfo of ``snapshot``), each with its own VDDK source opened.
@@ -109,9 +121,12 @@ class BackupPlanner:
                                    vm.changed_areas(snapshot, disk, self._previous_disks[key].change_id)]
                     except CbtReasonError as exc:
                         reason = exc.reason
+                previous_index = None
+                if changed is not None:
+                    previous_index, reason = self.previous_index(session, key)
+                    changed = changed if previous_index is not None else None
                 source = context.open_disk(vm.moref, disk, read_only=True, snapshot_moref=snapshot.moref)
                 opened.callback(source.close)
-                previous_index = session.previous_index(self.previous.id, key.value) if changed is not None else None
                 plan = plan_backup(source, self.chunk_size, changed=changed, previous=previous_index)
                 if reason:
                     log.info("disk %s of VM %s is read in full: %s", disk.label, context.label, reason)

@@ -10,13 +10,14 @@ repositories, name runs and report progress the same way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
 import secrets
 import threading
 
-from ..errors import BlockvaultError, ConfigurationError, MissingDependencyError
+from ..errors import BlockvaultError, ConfigurationError, CorruptionError, MissingDependencyError
 from ..repo import Repository, open_backend
 from ..repo.keyagent import KeyAgentClient
 from ..repo.manifest import prepare_validation
@@ -86,14 +87,47 @@ class RepositoryOpener:
         return False
 
 
-def manifests_of(repository, vm_name=None):
-    """Manifests (repo.model.Manifest) of the repository's restore points, oldest first; only those of the VM named ``vm_name`` if given.
+@dataclasses.dataclass(frozen=True)
+class ManifestSelection:
+    """Manifests (repo.model.Manifest, oldest first) of the restore points selected, and ``warnings``: one text per
+    restore point passed over because its manifest is damaged (for the result, and logged). Immutable."""
+
+    manifests: tuple
+    warnings: tuple
+
+
+def damaged_manifest_warning(rp_id, error, vm_name=None):
+    """The warning of a restore point skipped because its manifest does not read (``error``, a BlockvaultError)."""
+    what = "is damaged" if isinstance(error, CorruptionError) else "cannot be read"
+    text = "restore point %s: its manifest %s (%s); skipped" % (rp_id, what, error.message)
+    if vm_name:
+        text += (" - its VM is unknown (a VM's name is stored inside its manifest), so it may be a restore point of "
+                 "VM %s" % vm_name)
+    return text
+
+
+def select_manifests(repository, vm_name=None):
+    """The ManifestSelection of the repository's restore points: every one, or those of the VM named ``vm_name``.
 
     Restore point names carry a VM tag, not the VM's name (which may change, and is encrypted in an encrypted
-    repository), so selecting by name reads the manifests (cached by the repository: they are immutable).
+    repository), so selecting by name reads the manifests (cached by the repository: they are immutable). A
+    damaged manifest never fails the selection: it is skipped and reported in ``warnings`` (an unrelated VM's
+    damaged object must not hold a restore hostage); a restore point pruned meanwhile is simply left out.
     """
-    manifests = (repository.load_manifest(point.id) for point in repository.list_restore_points())
-    return [manifest for manifest in manifests if vm_name is None or manifest.vm.name == vm_name]
+    manifests, warnings = [], []
+    for read in repository.read_manifests():
+        if read.error is not None:
+            warning = damaged_manifest_warning(read.point.id, read.error, vm_name)
+            log.warning("%s", warning)
+            warnings.append(warning)
+        elif read.manifest is not None and (vm_name is None or read.manifest.vm.name == vm_name):
+            manifests.append(read.manifest)
+    return ManifestSelection(tuple(manifests), tuple(warnings))
+
+
+def manifests_of(repository, vm_name=None):
+    """The manifests of select_manifests (a list, oldest first); damaged ones are skipped and logged."""
+    return list(select_manifests(repository, vm_name).manifests)
 
 
 def default_status_path(run_id):

@@ -78,12 +78,12 @@ class _Backup:
         existing = repository.find_restore_point(self.vm_key, context.run_id)
         if existing:
             return _unchanged_result(repository.load_manifest(existing))
-        previous = _previous_manifest(repository, self.vm_key)
-        if self.request.mode == "incremental" and previous is None:
+        previous, no_previous = _previous_manifest(repository, self.vm_key)
+        if self.request.mode == "incremental" and previous is None and no_previous is None:
             raise ConfigurationError("VM %s has no restore point yet, so an incremental backup has nothing to build on: "
                                      "run with mode auto (or full) first." % context.label)
         live_disks, skipped = select_disks(self.vm.disks(), self.request.include_disks, self.request.exclude_disks)
-        planner = BackupPlanner(self.request.mode, previous, repository.chunk_size)
+        planner = BackupPlanner(self.request.mode, previous, repository.chunk_size, no_previous_reason=no_previous)
         if context.check:
             return self._plan_only(planner, live_disks, skipped, previous)
         return self._transfer(planner, skipped)
@@ -165,8 +165,33 @@ def _refuse_concurrent_backup(repository, vm_key, vm_label):
 
 
 def _previous_manifest(repository, vm_key):
-    points = repository.list_restore_points(vm_key)
-    return repository.load_manifest(points[-1].id) if points else None
+    """(the Manifest to build on, or None; why there is none, or None): the newest restore point of the VM that loads.
+
+    Chosen from what loads, not from what was listed: a prune may remove the newest between the listing and the
+    read (prune takes a shared lock, as backups do), so a vanished one means the next older one; a damaged one is
+    passed over too, saying so. When none is left the run reads in full and says why.
+    """
+    vanished, damaged = None, None
+    for read in repository.read_manifests(vm_key, newest_first=True):
+        if read.manifest is not None:
+            if vanished or damaged:
+                log.info("building on restore point %s: %s", read.manifest.id,
+                         _why_not_newer(vanished, damaged) or "the newer ones do not load")
+            return read.manifest, None
+        if read.gone:
+            vanished = vanished or read.point.id
+        else:
+            log.warning("restore point %s of this VM: its manifest is damaged (%s); skipped", read.point.id, read.error.message)
+            damaged = damaged or (read.point.id, read.error.message)
+    return None, _why_not_newer(vanished, damaged)
+
+
+def _why_not_newer(vanished, damaged):
+    if vanished:
+        return "the previous restore point %s was removed while this backup started" % vanished
+    if damaged:
+        return "the previous restore point %s cannot be read (its manifest is damaged: %s)" % damaged
+    return None
 
 
 def _result(manifest, changed):

@@ -10,7 +10,7 @@ import os
 
 from ..errors import ConfigurationError
 from ..transfer.progress import read_status
-from ._engine import manifests_of, open_repository
+from ._engine import open_repository, select_manifests
 
 __all__ = ["list_restore_points", "run_status", "summarize"]
 
@@ -26,14 +26,19 @@ def summarize(manifest, pinned=False, note=""):
 
 
 def list_restore_points(repo, vm=None):
-    """{vms: {name: [restore point summaries, oldest first]}, count}; ``vm`` filters on the VM's name."""
+    """{vms: {name: [restore point summaries, oldest first]}, count, warnings}; ``vm`` filters on the VM's name.
+
+    ``warnings`` names each restore point left out because its manifest is damaged (the listing goes on).
+    """
     with contextlib.closing(open_repository(repo)) as repository:
+        selection = select_manifests(repository, vm or None)
         vms = {}
         pinned, noted = repository.pinned_ids(), repository.noted_ids()     # two listings, not a read per point
-        for manifest in manifests_of(repository, vm or None):
+        for manifest in selection.manifests:
             note = repository.note(manifest.id) if manifest.id in noted else ""
             vms.setdefault(manifest.vm.name, []).append(summarize(manifest, manifest.id in pinned, note))
-    return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values())}
+    return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values()),
+            "warnings": list(selection.warnings)}
 
 
 def run_status(status_file):

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 
-from ..errors import ConfigurationError
-from ._engine import manifests_of, open_repository
+from ..errors import ConfigurationError, CorruptionError, RepositoryError, RepositoryFormatError
+from ..repo.format import isotime, parse_restore_point_id
+from ._engine import damaged_manifest_warning, manifests_of, open_repository
 
 __all__ = ["prune"]
 
@@ -23,26 +24,41 @@ def _vm_key_for_name(repository, name):
     return keys.pop()
 
 
-def prune(repo, policy, vm=None, gc=True, check=False):
+def _described(repository, rp_id, warnings):
+    """{id, vm, created} of a restore point for the result; a damaged or vanished manifest does not stop the prune
+    (its restore point goes by the policy, which needs only its name): its VM is said to be unknown."""
+    try:
+        return repository.load_manifest(rp_id).reference()
+    except (CorruptionError, RepositoryFormatError) as exc:
+        warnings.append(damaged_manifest_warning(rp_id, exc))
+    except RepositoryError:
+        pass    # removed meanwhile by another prune or a delete
+    return {"id": rp_id, "vm": None, "created": isotime(parse_restore_point_id(rp_id)[0])}
+
+
+def prune(repo, policy, vm=None, gc=True, check=False, forget_orphans=False):
     """Apply ``policy`` (keep_last, keep_hourly, ... keep_yearly) per VM; then GC unless ``gc`` is false.
 
-    Check mode reports what would go (and what GC would free) without removing anything.
-    Returns {changed, removed: [{id, vm, created}], kept: [{id, vm, created, reasons}], gc}.
+    ``forget_orphans`` lets the GC remove the indexes of restore points whose manifest is missing (which it keeps
+    for a grace period as evidence, spec 9.2) and the chunks only they name; with an empty ``policy`` nothing else
+    is removed. Check mode reports what would go (and what GC would free) without removing anything.
+    Returns {changed, removed: [{id, vm, created}], kept: [{id, vm, created, reasons}], gc, warnings}.
     """
+    if forget_orphans and not gc:
+        raise ConfigurationError("forget_orphans removes what the garbage collection would keep: it needs gc=true.")
+    warnings = []
     with contextlib.closing(open_repository(repo)) as repository:
-        vm_key = _vm_key_for_name(repository, vm) if vm else None
-        report = repository.prune(policy, vm=vm_key, dry_run=True)
-
-        def described(rp_id):
-            manifest = repository.load_manifest(rp_id)
-            return manifest.reference()
-
-        removed = [described(rp_id) for rp_id in report["remove"]]
-        kept = [dict(described(entry["id"]), reasons=entry["reasons"]) for entry in report["keep"]]
-        if not check and removed:
-            repository.prune(policy, vm=vm_key, dry_run=False)
-        gc_report = repository.gc(dry_run=check) if gc and (removed or not check) else None
-        freed = bool(gc_report and not check and gc_report.get("chunks_removed"))
+        removed, kept = [], []
+        if policy or not forget_orphans:
+            vm_key = _vm_key_for_name(repository, vm) if vm else None
+            report = repository.prune(policy, vm=vm_key, dry_run=True)
+            removed = [_described(repository, rp_id, warnings) for rp_id in report["remove"]]
+            kept = [dict(_described(repository, entry["id"], warnings), reasons=entry["reasons"]) for entry in report["keep"]]
+            if not check and removed:
+                repository.prune(policy, vm=vm_key, dry_run=False)
+        gc_report = repository.gc(dry_run=check, forget_orphans=forget_orphans) if gc and (removed or not check or forget_orphans) else None
+        freed = bool(gc_report and not check and (gc_report.get("chunks_removed") or gc_report.get("indexes_removed")))
     diff = {"before": {"restore_points": sorted(r["id"] for r in removed + kept)},
             "after": {"restore_points": sorted(k["id"] for k in kept)}}
-    return {"changed": bool(removed) or freed, "removed": removed, "kept": kept, "gc": gc_report, "diff": diff}
+    return {"changed": bool(removed) or freed, "removed": removed, "kept": kept, "gc": gc_report, "diff": diff,
+            "warnings": warnings}

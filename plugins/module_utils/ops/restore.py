@@ -16,7 +16,7 @@ import dataclasses
 import datetime
 
 from ..errors import BlockvaultError, ConfigurationError
-from ._engine import manifests_of, new_run_id
+from ._engine import new_run_id, select_manifests
 from .context import open_run
 from .requests import RestorePointQuery, RunSettings
 from .targets import DiskToVm, File, InPlace, NewVm, Placement, RestoreTarget
@@ -48,18 +48,27 @@ def _parse_time(value):
     return moment
 
 
-def select_restore_point(repository, query):
-    """The Manifest of ``query`` (a RestorePointQuery): an id, or the latest (before ``before``) of a VM by name."""
+def select_restore_point(repository, query, warnings=None):
+    """The Manifest of ``query`` (a RestorePointQuery): an id, or the latest (before ``before``) of a VM by name.
+
+    By id, that restore point or a clear error (CorruptionError when its manifest is damaged). By name, restore
+    points whose manifest is damaged are skipped (their VM is unknown, the name being inside the manifest): each
+    adds a warning to the list ``warnings`` when given, and is logged; the choice goes on among the others.
+    """
     if query.restore_point and query.restore_point != "latest":
         return repository.load_manifest(query.restore_point)
     if not query.vm_name:
         raise ConfigurationError("restore_point is 'latest': give the name of the backed-up VM too (name).")
     limit = _parse_time(query.before) if query.before else None
-    candidates = [manifest for manifest in manifests_of(repository, query.vm_name)
-                  if limit is None or _parse_time(manifest.created) < limit]
+    selection = select_manifests(repository, query.vm_name)
+    if warnings is not None:
+        warnings.extend(selection.warnings)
+    candidates = [manifest for manifest in selection.manifests if limit is None or _parse_time(manifest.created) < limit]
     if not candidates:
-        raise ConfigurationError("No restore point of VM %s%s in the repository: check the name (backup_info lists them)."
-                                 % (query.vm_name, " before %s" % query.before if query.before else ""))
+        raise ConfigurationError("No restore point of VM %s%s in the repository: check the name (backup_info lists them)%s."
+                                 % (query.vm_name, " before %s" % query.before if query.before else "",
+                                    "; %d restore point(s) with a damaged manifest were skipped (%s)" % (
+                                        len(selection.warnings), "; ".join(selection.warnings)) if selection.warnings else ""))
     return candidates[-1]
 
 
@@ -72,10 +81,12 @@ def restore(request, endpoints, settings=RunSettings()):
     # the status file exists from the first moment (a poller learns at once that opening or selecting failed)
     with open_run(endpoints, settings, run_id, request.source.describe(), vsphere=target.needs_vsphere) as context:
         try:
-            manifest = select_restore_point(context.repository, request.source)
+            warnings = []
+            manifest = select_restore_point(context.repository, request.source, warnings)
             context.label = manifest.vm.name
             result = target.run(context, manifest)
             result["restore_point"] = manifest.reference()
+            result["warnings"] = warnings
             return result
         except BlockvaultError as exc:
             raise context.error_context(exc, "restore")

@@ -12,7 +12,7 @@ import os
 import tempfile
 
 from ..errors import BlockvaultError, ConfigurationError
-from ._engine import manifests_of, new_run_id
+from ._engine import new_run_id, select_manifests
 from .context import open_run
 from .requests import Endpoints, RestorePointQuery, RunSettings
 from .restore import select_restore_point
@@ -38,16 +38,20 @@ class ValidateRequest:
             raise ConfigurationError("level %r: use one of %s." % (self.level, ", ".join(LEVELS)))
 
 
-def _selected_points(repository, request):
+def _selected_points(repository, request, warnings):
+    """The manifests ``request`` selects, or None for the whole repository; damaged manifests skipped while
+    selecting by VM name add to ``warnings`` (the whole repository's validation reports them as errors)."""
     if request.restore_point and request.restore_point != "latest":
         return [repository.load_manifest(request.restore_point)]
     if request.restore_point == "latest" or request.vm:
         if request.vm and request.restore_point == "latest":
-            return [select_restore_point(repository, RestorePointQuery("latest", request.vm))]
-        chosen = manifests_of(repository, request.vm or None)
-        if request.vm and not chosen:
-            raise ConfigurationError("No restore point of VM %s in the repository." % request.vm)
-        return chosen
+            return [select_restore_point(repository, RestorePointQuery("latest", request.vm), warnings)]
+        selection = select_manifests(repository, request.vm or None)
+        warnings.extend(selection.warnings)
+        if request.vm and not selection.manifests:
+            raise ConfigurationError("No restore point of VM %s in the repository%s." % (
+                request.vm, " (%d with a damaged manifest skipped)" % len(selection.warnings) if selection.warnings else ""))
+        return list(selection.manifests)
     return None
 
 
@@ -73,7 +77,7 @@ def _test_restores(context, manifests, scratch_dir):
 
 def validate(request, repo, settings=RunSettings(workers=2)):
     """Validate ``request`` (a ValidateRequest) in the repository of RepositorySettings ``repo``; never changes
-    anything. Returns {changed: False, ok, level, checked, damaged, errors}.
+    anything. Returns {changed: False, ok, level, checked, damaged, errors, warnings}.
 
     ``damaged`` lists every damaged chunk with the restore points, VMs, disks and byte ranges it affects (and,
     at level restore, every disk whose test restore failed).
@@ -82,7 +86,8 @@ def validate(request, repo, settings=RunSettings(workers=2)):
     quiet = dataclasses.replace(settings, check=False)
     with open_run(Endpoints(repo=repo), quiet, new_run_id(), request.vm, vsphere=False, report=False) as context:
         repository = context.repository
-        manifests = _selected_points(repository, request)
+        warnings = []
+        manifests = _selected_points(repository, request, warnings)
         ids = [m.id for m in manifests] if manifests is not None else [None]
         level = request.level
         reports = [repository.validate(level="quick" if level == "quick" else "full", restore_point=rp_id,
@@ -92,11 +97,14 @@ def validate(request, repo, settings=RunSettings(workers=2)):
         checked = {"restore_points": sum(r["restore_points"] for r in reports),
                    "chunks_referenced": sum(r["chunks_referenced"] for r in reports),
                    "chunks_read": sum(r["chunks_read"] for r in reports)}
+        if manifests is None:   # the whole repository: restore points without manifest that are not damage
+            checked["backups_in_progress"] = reports[0]["backups_in_progress"]
+            checked["interrupted_backups"] = reports[0]["interrupted_backups"]
         if level == "restore":
             if manifests is None:
-                manifests = manifests_of(repository)
+                manifests = select_manifests(repository).manifests  # damaged ones are in errors already
             restores, failed = _test_restores(context, manifests, request.scratch_path)
             checked["test_restores"] = restores
             errors.extend(failed)
     return {"changed": False, "ok": not damaged and not errors, "level": level, "checked": checked,
-            "damaged": damaged, "errors": errors}
+            "damaged": damaged, "errors": errors, "warnings": warnings}

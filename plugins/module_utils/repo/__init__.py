@@ -30,8 +30,9 @@ API used by the transfer and ops layers::
     repo.list_restore_points(vm=None) -> [RestorePoint(id, created, vm_tag)]  (oldest first; from one listing)
     repo.find_restore_point(vm, run_id); repo.load_manifest(rp_id) -> Manifest (repo.model); repo.load_disk_index(rp_id, disk_key)
     repo.fetch_chunk(digest) -> the verified plaintext of a chunk (a restore's chunk fetcher)
+    repo.read_manifests(vm=None, newest_first=False) -> ManifestRead(point, manifest | error | gone) per listed restore point
     repo.open_disk_reader(rp_id, disk_key).read(offset, length) / .readinto(offset, buffer)
-    repo.delete_restore_point(rp_id); repo.gc(dry_run=False)
+    repo.delete_restore_point(rp_id); repo.gc(dry_run=False, forget_orphans=False)   # orphan indexes: spec section 9.2
     repo.prune({"keep_last": n, "keep_hourly"|"keep_daily"|"keep_weekly"|"keep_monthly"|"keep_yearly": n,
                 "timezone": "Europe/Paris"}, vm=None, dry_run=True) -> {"dry_run", "keep": [{id, vm_tag, created, reasons}], "remove": [ids]}
     repo.validate(level="quick"|"full", restore_point=None)

@@ -9,16 +9,20 @@ it references and dropped; validation reloads indexes a second time only when it
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BlockvaultError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError
 from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime, manifest_name
 from .locks import EXCLUSIVE, SHARED
+from .orphans import find_orphans, list_indexes, orphan_error, referenced_by_orphans
 from .retention import apply_policy, check_policy
 from .session import list_chunk_ids, list_chunk_infos
 
 _DELETE_BATCH = 256
+
+log = logging.getLogger("blockvault.repository")
 
 
 def prune(repository, policy, vm=None, dry_run=True, lock_wait=None):
@@ -78,13 +82,17 @@ def _gc_refuse(failures):
         hint="Run validate, and delete or repair the damaged restore points before GC.")
 
 
-def gc(repository, dry_run=False, lock_wait=None):
-    """Remove unreferenced chunks, orphan indexes and old temporary files.
+def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False):
+    """Remove unreferenced chunks, the indexes interrupted backups left, and old temporary files.
 
     Two phases keep the exclusive lock short (spec 9.1): first, without a lock, read every restore point's
     indexes into the referenced set (manifests are immutable, so what was read stays true); then, under the
     exclusive lock, read only the restore points committed meanwhile, list the chunks and delete. A restore
     point pruned between the phases keeps its chunks until the next GC.
+
+    Indexes without a manifest (spec 9.2) go when an interrupted backup (its stale lock) explains them; otherwise
+    they are the evidence of a deleted manifest and stay, with the chunks they name, until they are older than
+    ``repository.maintenance_settings.orphan_index_grace`` or ``forget_orphans`` is set.
     """
     backend = repository.backend
     settings = repository.lock_settings
@@ -100,6 +108,8 @@ def gc(repository, dry_run=False, lock_wait=None):
     if failures:
         raise _gc_refuse(failures)
     with repository.locks.acquire(EXCLUSIVE, "gc", wait=lock_wait) as lock:
+        # the locks as they were before the stale ones go: they tell an interrupted backup's indexes from damage
+        locks_before = repository.locks.list_locks()
         stale_locks = [] if dry_run else repository.locks.remove_stale()
         rp_ids = [p.id for p in repository.list_restore_points()]
         already = set(scanned)
@@ -112,16 +122,26 @@ def gc(repository, dry_run=False, lock_wait=None):
             chunk_id = chunk_id_from_name(info.name)
             if chunk_id is not None:
                 stored[chunk_id] = info.size
-        garbage = [chunk_id for chunk_id in stored if chunk_id not in referenced]
-        live = set(rp_ids)
-        orphan_indexes = [info.name for info in backend.list(INDEXES_PREFIX) if info.name.split("/")[1] not in live]
+        orphans = find_orphans(list_indexes(backend), set(rp_ids), locks_before, settings)
         now = time.time()
+        grace = repository.maintenance_settings.orphan_index_grace
+        forgotten = [o for o in orphans if forget_orphans or o.interrupted or now - o.newest_mtime > grace]
+        kept = [o for o in orphans if o not in forgotten]
+        referenced |= referenced_by_orphans(repository, kept, lambda name, exc: log.warning(
+            "orphan index %s does not read (%s): the chunks it names cannot be kept for it", name, exc.message))
+        garbage = [chunk_id for chunk_id in stored if chunk_id not in referenced]
+        orphan_indexes = [name for orphan in forgotten for name in orphan.objects]
         temporaries = [info.name for prefix in ("chunks/", INDEXES_PREFIX, MANIFESTS_PREFIX)
                        for info in backend.list_temporary(prefix) if now - info.mtime > settings.stale_after]
         report = {"dry_run": dry_run, "restore_points": len(rp_ids), "chunks_stored": len(stored), "chunks_referenced": len(referenced),
                   "chunks_missing": len(referenced - set(stored)), "chunks_removed": len(garbage),
                   "bytes_removed": sum(stored[c] for c in garbage), "indexes_removed": len(orphan_indexes),
+                  "orphans_removed": [o.id for o in forgotten], "orphans_kept": [o.id for o in kept],
                   "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks}
+        for orphan in kept:
+            log.warning("GC keeps the %d index object(s) of restore point %s, which has no manifest (deleted or lost?), "
+                        "and the chunks they name: validate reports it; backup_prune forget_orphans=true removes them",
+                        len(orphan.objects), orphan.id)
         if dry_run:
             return report
         names = [chunk_name(c) for c in garbage] + orphan_indexes
@@ -175,6 +195,8 @@ def validate(repository, level="quick", restore_point=None, workers=2):
 
 
 def _validate_locked(repository, level, restore_point, workers):
+    # indexes before manifests and locks (spec 9.2): a backup whose indexes are listed has its lock or its manifest seen
+    index_listing = None if restore_point else list_indexes(repository.backend)
     rp_ids = [restore_point] if restore_point else [p.id for p in repository.list_restore_points()]
     errors = []
 
@@ -220,6 +242,28 @@ def _validate_locked(repository, level, restore_point, workers):
                                                 "disk": disk.key.value, "ranges": _ranges(found, index)})
         damaged = [{"chunk": chunk_id.hex(), "object": chunk_name(chunk_id), "problem": problem, "affects": affects[chunk_id]}
                    for chunk_id, problem in sorted(problems.items())]
+    orphans = _orphans_to_report(repository, index_listing, rp_ids) if index_listing is not None else {}
+    errors.extend(orphan_error(orphan, repository.maintenance_settings.orphan_index_grace) for orphan in orphans.get("damage", ()))
     return {"level": level, "ok": not errors and not damaged, "restore_points": len(rp_ids), "chunks_referenced": len(referenced),
             "chunks_read": checked, "chunks_unreferenced": len(stored - referenced) if not restore_point else None,
-            "errors": errors, "damaged_chunks": damaged}
+            "errors": errors, "damaged_chunks": damaged,
+            "backups_in_progress": [o.id for o in orphans.get("in_progress", ())],
+            "interrupted_backups": [o.id for o in orphans.get("interrupted", ())]}
+
+
+def _orphans_to_report(repository, index_listing, rp_ids):
+    """Restore points with indexes but no manifest, by kind: ``damage``, ``in_progress``, ``interrupted`` (spec 9.2).
+
+    ``index_listing`` was made at the start of the validation, and the locks are listed now, at its end. So a
+    candidate is damage only if, checked again now, it still has no manifest (else a backup committed it meanwhile)
+    and still has indexes (else a prune was removing it: manifest first, then indexes).
+    """
+    orphans = find_orphans(index_listing, set(rp_ids), repository.locks.list_locks(), repository.lock_settings)
+    by_kind = {}
+    for orphan in orphans:
+        kind = "in_progress" if orphan.in_progress else "interrupted" if orphan.interrupted else "damage"
+        if kind == "damage" and (repository.restore_point_exists(orphan.id)
+                                 or not repository.backend.list("%s%s/" % (INDEXES_PREFIX, orphan.id))):
+            continue
+        by_kind.setdefault(kind, []).append(orphan)
+    return by_kind

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import secrets
 import threading
 
@@ -17,10 +19,30 @@ from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
-from .model import RestorePoint, manifest_from_document
+from .model import Manifest, RestorePoint, manifest_from_document
 from .reader import DiskReader
+from .orphans import MaintenanceSettings
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
 
+log = logging.getLogger("blockvault.repository")
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestRead:
+    """One listed restore point as read back (``Repository.read_manifests``).
+
+    Exactly one of three states: ``manifest`` (it loaded and verified), ``error`` (its manifest exists but is damaged
+    or unreadable: a CorruptionError or RepositoryFormatError), or ``gone`` (removed since the listing, by a prune or
+    a delete: not damage). Immutable; safe to share between threads.
+    """
+
+    point: RestorePoint
+    manifest: Manifest = None
+    error: RepositoryError = None
+
+    @property
+    def gone(self):
+        return self.manifest is None and self.error is None
 
 def check_compression_level(level):
     """The zstd level of new chunks: 1 (fastest) to 22. 0 is refused rather than taken for "no compression" or for zstd's
@@ -51,6 +73,7 @@ class Repository:
         self.codec = crypto.ChunkCodec(self.chunk_size, level=level, keys=keys)
         self.lock_settings = LockSettings()
         self.locks = LockManager(backend, self.id, self.lock_settings)
+        self.maintenance_settings = MaintenanceSettings()
         self._manifests = {}
         self._cache_lock = threading.Lock()
 
@@ -330,25 +353,62 @@ class Repository:
         return sorted(points)
 
     def find_restore_point(self, vm, run_id):
-        """The id of ``vm``'s restore point made by ``run_id``, or None."""
-        for point in reversed(self.list_restore_points(vm)):
-            if self.load_manifest(point.id).run_id == run_id:
-                return point.id
+        """The id of ``vm``'s restore point made by ``run_id``, or None.
+
+        Restore points pruned since the listing are passed over, and so are damaged manifests (logged): neither can
+        be the one asked for in a way that matters, and neither may fail the caller (a backup's idempotency check).
+        """
+        for read in self.read_manifests(vm, newest_first=True):
+            if read.manifest is not None and read.manifest.run_id == run_id:
+                return read.point.id
+            if read.error is not None:
+                log.warning("restore point %s: its manifest is damaged (%s); skipped while looking for run %s",
+                            read.point.id, read.error.message, run_id)
         return None
 
+    def read_manifests(self, vm=None, newest_first=False):
+        """Yield a ManifestRead for each restore point listed now (of the VM key ``vm`` if given), reading each
+        manifest only when the caller asks for the next one (so a caller looking for the newest reads one).
+
+        Never raises for one restore point's sake: a manifest removed since the listing (a concurrent prune or
+        delete) gives a ``gone`` read, a damaged one a read with its ``error``. Backend and dependency errors
+        (an unreachable repository, jsonschema missing) are raised: they are not about one restore point.
+        """
+        points = self.list_restore_points(vm)
+        for point in reversed(points) if newest_first else points:
+            yield self.read_manifest(point)
+
+    def read_manifest(self, point):
+        """The ManifestRead of RestorePoint ``point`` (see read_manifests)."""
+        try:
+            return ManifestRead(point, manifest=self._load_manifest(point.id))
+        except NotFoundInBackendError:
+            return ManifestRead(point)
+        except (CorruptionError, RepositoryFormatError) as exc:
+            return ManifestRead(point, error=exc)
+
+    def restore_point_exists(self, rp_id):
+        """True while the manifest of ``rp_id`` exists (one request; not cached: a prune may remove it any time)."""
+        return self.backend.exists(manifest_name(rp_id))
+
     def load_manifest(self, rp_id):
-        """The verified manifest dict of a restore point (cached: manifests are immutable)."""
+        """The verified Manifest of a restore point (cached: manifests are immutable); RepositoryError when it does
+        not exist, CorruptionError when it is damaged."""
+        try:
+            return self._load_manifest(rp_id)
+        except NotFoundInBackendError:
+            raise RepositoryError("Restore point %s does not exist in %s." % (rp_id, self.location),
+                                  hint="List the restore points to pick an existing one.") from None
+
+    def _load_manifest(self, rp_id):
+        """load_manifest, raising NotFoundInBackendError when the manifest does not exist."""
         parse_restore_point_id(rp_id)
         with self._cache_lock:
             cached = self._manifests.get(rp_id)
         if cached is not None:
             return cached
         name = manifest_name(rp_id)
-        try:
-            blob = self.backend.get(name)
-        except NotFoundInBackendError:
-            raise RepositoryError("Restore point %s does not exist in %s." % (rp_id, self.location),
-                                  hint="List the restore points to pick an existing one.") from None
+        blob = self.backend.get(name)
         manifest = manifest_from_document(name, decode_manifest(name, blob, self.keys))
         self.remember_manifest(manifest)
         return manifest
@@ -430,8 +490,8 @@ class Repository:
     def prune(self, policy, vm=None, dry_run=True, lock_wait=None):
         return maintenance.prune(self, policy, vm=vm, dry_run=dry_run, lock_wait=lock_wait)
 
-    def gc(self, dry_run=False, lock_wait=None):
-        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait)
+    def gc(self, dry_run=False, lock_wait=None, forget_orphans=False):
+        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait, forget_orphans=forget_orphans)
 
     def validate(self, level="quick", restore_point=None, workers=2):
         return maintenance.validate(self, level=level, restore_point=restore_point, workers=workers)
@@ -457,4 +517,4 @@ class Repository:
         return "<Repository %s at %s>" % (self.id, self.location)
 
 
-__all__ = ["Repository", "RestorePoint"]
+__all__ = ["Repository", "RestorePoint", "ManifestRead"]

@@ -8,7 +8,7 @@ POINT = {"id": "r1", "vm": "web01", "vm_key": "4211", "run_id": "run-1", "create
          "bytes_read": 1048576, "bytes_written": 40000,
          "disks": [{"key": "2000", "label": "Hard disk 1", "capacity": 1073741824, "mode": "full", "reason": "first",
                     "bytes_new": 1048576, "sha256": "ef" * 32}]}
-LISTING = {"changed": False, "vms": {"web01": [POINT]}, "count": 1}
+LISTING = {"changed": False, "vms": {"web01": [POINT]}, "count": 1, "warnings": []}
 REPOSITORY = {"location": "/srv/repo", "id": "3b2f", "format_version": 1, "chunk_size": 4194304, "encryption": True,
               "compression_level": 3, "created": "2026-11-20T10:00:00Z", "key_slots": []}
 STATUS = {"format": "blockvault-status", "version": 1, "run_id": "r2", "vm": "web01", "state": "running", "phase": "transfer",
@@ -39,6 +39,17 @@ def test_lists_restore_points_of_one_vm(run_module, listing, status):
     assert points.kwargs == {"repo": repo, "vm": "web01"}
     assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1}
     assert status.calls == []
+
+
+def test_restore_points_skipped_for_a_damaged_manifest_are_ansible_warnings(run_module, ops_call, monkeypatch):
+    warned = []
+    monkeypatch.setattr("ansible.module_utils.basic.AnsibleModule.warn", lambda self, text: warned.append(text))
+    skipped = "restore point r0: its manifest is damaged (Manifest manifests/r0 fails its checksum: it is damaged.); skipped"
+    ops_call(backup_info.ops_repository, "show_repository", result={"changed": False, "repository": REPOSITORY})
+    ops_call(backup_info.ops_info, "list_restore_points", result=dict(LISTING, warnings=[skipped]))
+    outcome, result = run_module(backup_info, dict(repository="/srv/repo"))
+    assert outcome == "exit" and warned == [skipped]
+    assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1}
 
 
 def test_lists_every_vm_by_default(run_module, listing):

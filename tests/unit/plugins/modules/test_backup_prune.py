@@ -26,7 +26,7 @@ def test_policy_reaches_the_operation_exactly(run_module, prune):
     assert outcome == "exit"
     assert prune.kwargs == {"repo": RepositorySettings(location="/srv/repo", passphrase="repo-pass-1"),
                             "policy": {"keep_daily": 7, "keep_weekly": 4, "keep_last": 0, "keep_yearly": -1},
-                            "vm": None, "gc": True, "check": False}
+                            "vm": None, "gc": True, "check": False, "forget_orphans": False}
     assert result == WITHOUT_DIFF
 
 
@@ -40,8 +40,15 @@ def test_vm_and_no_gc(run_module, ops_call):
 def test_a_rule_is_required(run_module, prune):
     outcome, result = run_module(backup_prune, dict(repository="/srv/repo"))
     assert outcome == "fail"
-    assert result["msg"] == "one of the following is required: keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly"
+    assert result["msg"] == ("one of the following is required: keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, "
+                             "keep_yearly, forget_orphans")
     assert prune.calls == []
+
+
+def test_forget_orphans_alone_reaches_the_operation(run_module, prune):
+    outcome, _result = run_module(backup_prune, dict(repository="/srv/repo", forget_orphans=True))
+    assert outcome == "exit"
+    assert (prune.kwargs["policy"], prune.kwargs["forget_orphans"], prune.kwargs["gc"]) == ({}, True, True)
 
 
 def test_check_and_diff_mode_list_what_would_go(run_module, prune):

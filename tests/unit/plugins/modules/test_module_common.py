@@ -106,7 +106,7 @@ def test_default_region_is_the_second_fallback(run_module, ops_call, vddk_dir, m
 def listing(ops_call):
     """backup_info's listing: the repository settings and the restore points; returns the list recorder."""
     ops_call(backup_info.ops_repository, "show_repository", result={"changed": False, "repository": {"location": "/srv/repo"}})
-    return ops_call(backup_info.ops_info, "list_restore_points", result={"changed": False, "vms": {}, "count": 0})
+    return ops_call(backup_info.ops_info, "list_restore_points", result={"changed": False, "vms": {}, "count": 0, "warnings": []})
 
 
 def test_passphrase_from_environment_when_no_key_given(run_module, listing, monkeypatch):

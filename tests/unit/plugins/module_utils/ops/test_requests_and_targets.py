@@ -9,6 +9,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests im
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import (
     DiskToVm, File, InPlace, NewVm, Placement, RestoreRequest, select_restore_point)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.repository import ManifestRead
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.vm import VmSelector
 
 
@@ -64,8 +65,8 @@ class FakeRepository:
     def __init__(self, points):
         self.points = points
 
-    def list_restore_points(self):
-        return [types.SimpleNamespace(id=p.id) for p in self.points]
+    def read_manifests(self):
+        return [ManifestRead(types.SimpleNamespace(id=p.id), manifest=p) for p in self.points]
 
     def load_manifest(self, rp_id):
         return next(p for p in self.points if p.id == rp_id)

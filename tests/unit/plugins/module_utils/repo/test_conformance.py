@@ -305,19 +305,25 @@ def test_gc_waits_for_writers_and_never_removes_their_chunks(backend):
     assert read_disk(repo, rp_id, "2000") == bytes(data)
 
 
-def test_gc_removes_unreferenced_and_orphans(backend):
+def test_gc_removes_unreferenced_and_keeps_orphan_indexes_until_forgotten(backend):
     repo = make_repo(backend)
     keep = backup(repo, "vm-a", {"2000": random_disk(2 * MIB, 61)})[0]
     gone = backup(repo, "vm-b", {"2000": random_disk(3 * MIB, 62)})[0]
-    backend.put("indexes/20200101T000000.000000Z-0000000000000000-00000000/2000", b"orphan")
+    orphan = "20200101T000000.000000Z-0000000000000000-00000000"
+    backend.put("indexes/%s/2000" % orphan, b"orphan")      # no manifest, no backup lock: damage, kept as evidence
     repo.delete_restore_point(gone)
     dry = reopen(repo).gc(dry_run=True)
-    assert (dry["chunks_removed"], dry["indexes_removed"]) == (3, 1)
+    assert (dry["chunks_removed"], dry["indexes_removed"], dry["orphans_kept"]) == (3, 0, [orphan])
     assert len(backend.list("chunks/")) == 5
     report = reopen(repo).gc()
-    assert (report["chunks_removed"], report["indexes_removed"]) == (3, 1)
+    assert (report["chunks_removed"], report["indexes_removed"], report["orphans_kept"]) == (3, 0, [orphan])
     assert report["bytes_removed"] > 3 * MIB
-    assert len(backend.list("chunks/")) == 2 and backend.list("indexes/")[0].name.startswith("indexes/" + keep)
+    assert len(backend.list("chunks/")) == 2 and sorted(i.name for i in backend.list("indexes/")) == [
+        "indexes/%s/2000" % orphan, "indexes/%s/2000" % keep]
+    assert not reopen(repo).validate("full")["ok"]
+    report = reopen(repo).gc(forget_orphans=True)
+    assert (report["chunks_removed"], report["indexes_removed"], report["orphans_removed"]) == (0, 1, [orphan])
+    assert backend.list("indexes/")[0].name.startswith("indexes/" + keep)
     assert reopen(repo).validate("full")["ok"]
 
 
