@@ -145,14 +145,14 @@ options:
         default: same
       power_on:
         description:
-          - Power the VM on after the restore: the new VM with O(target=new_vm), or the rolled-back VM with
+          - Power the VM on after the restore, the new VM with O(target=new_vm) or the rolled-back VM with
             O(target=in_place) (which a forced rollback of a running VM otherwise leaves off).
         type: bool
         default: false
       keep_identity:
         description:
-          - With O(target=new_vm), give the new VM the backed-up VM's BIOS and instance UUIDs and its MAC addresses (a DR
-            restore: licences, monitoring agents and DHCP reservations keep working).
+          - With O(target=new_vm), give the new VM the backed-up VM's BIOS and instance UUIDs and its MAC addresses, as a
+            DR restore wants (licences, monitoring agents and DHCP reservations keep working).
           - Refused, naming the VM, when another VM of the vCenter has one of them (vCenter would silently change a
             duplicate instance UUID; two NICs with one MAC break both VMs' network). Off by default; the DR playbook
             turns it on.
