@@ -34,8 +34,9 @@ def chunk_objects(env):
         repository.close()
 
 
-def start_child(env, run_id, pause_before_commit=None, restore=None, latency_us=250000):
-    spec = {"vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
+def start_child(env, run_id, pause_before_commit=None, restore=None, latency_us=250000, **more):
+    """The backup (or restore) child of backup_child.py; ``more``: further spec keys (resume_when, ...)."""
+    spec = {**more, "vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
                         "port": env.vsphere.port, "ca_bundle": env.vsphere.ca_bundle},
             "vddk": {"libdir": env.vddk.libdir, "thumbprint": env.vddk.thumbprint},
             "repo": {"location": env.repo.location, "passphrase": PASSPHRASE},
