@@ -161,11 +161,12 @@ class NewVm(RestoreTarget):
             existing.destroy()
         context.set_phase("create_vm")
         config = captured.with_disks(disk.key for disk in manifest.disks).to_json()
-        created, new_disks = create_vm(context.session, config, self._overrides(), placement)
+        # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
+        # leaves a VM that says it is incomplete, not a half-written one that looks good. The marker is part of the
+        # creation itself: set by a reconfigure afterwards, a kill in between left an empty VM without it.
+        marked = dict(self._overrides(), extra_config={INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
+        created, new_disks = create_vm(context.session, config, marked, placement)
         try:
-            # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
-            # leaves a VM that says it is incomplete, not a half-written one that looks good.
-            created.set_extra_config({INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
             writes = [DiskWrite(entry=entry, disk=_new_disk(new_disks, entry)) for entry in manifest.disks]
             written = write_vm_disks(context, manifest, created, writes, known_zeroed=True)
             created.set_extra_config({INCOMPLETE_KEY: ""})

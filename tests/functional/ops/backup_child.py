@@ -3,7 +3,8 @@
 SPEC holds the lab settings, the repository (location, passphrase), the VM name, the run id and the status file.
 The LABVDDK_* knobs come from the environment. Prints the result as JSON on success. With ``"pause_before_commit":
 PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
-its manifest; with ``"resume_when": PATH`` too, it commits once PATH exists. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
+its manifest; with ``"resume_when": PATH`` too, it commits once PATH exists. ``"pause_after_create_vm": PATH``
+writes PATH once a restore's new VM exists and waits there. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
 """
 import json
 import pathlib
@@ -17,6 +18,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore imp
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config
 
 
 def pause_before_commit(marker, resume_when=None):
@@ -35,9 +37,23 @@ def pause_before_commit(marker, resume_when=None):
     BackupSession.commit = commit
 
 
+def pause_after_create_vm(marker):
+    """Write ``marker`` as soon as the restore's new VM exists (CreateVM_Task done), then wait to be killed."""
+    original = vm_config.create_vm
+
+    def create_vm(*args, **kwargs):
+        created = original(*args, **kwargs)
+        pathlib.Path(marker).write_text(created.name)
+        time.sleep(600)
+        raise RuntimeError("the test did not kill this restore")
+    vm_config.create_vm = create_vm
+
+
 def main(path):
     with open(path, encoding="utf-8") as handle:
         spec = json.load(handle)
+    if spec.get("pause_after_create_vm"):
+        pause_after_create_vm(spec["pause_after_create_vm"])
     if spec.get("pause_before_commit"):
         pause_before_commit(spec["pause_before_commit"], spec.get("resume_when"))
     endpoints = Endpoints(vsphere=VSphereSettings(**spec["vsphere"]), vddk=VddkSettings(**spec["vddk"]),
