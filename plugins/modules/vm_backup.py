@@ -251,8 +251,9 @@ snapshot:
     - What became of the backup snapshot once the restore point was committed. V(removed) as planned;
       V(already_gone) when it had been removed from outside (a warning says so); V(left) with the reason when it could
       not be removed (a warning names it; the next backup of the VM removes it). Neither makes the backup fail, since
-      the restore point exists.
-  returned: success, when a backup ran
+      the restore point exists. V(not_taken) when the restore point of O(run_id) existed already and this call took
+      no snapshot.
+  returned: success, not in check mode
   type: str
   sample: removed
 vm:

@@ -46,7 +46,7 @@ def backup_vm(request, endpoints, settings=RunSettings()):
 
     ``{changed, run_id, restore_point: {id, vm, created}, disks: [{key, label, mode, reason, bytes_read, bytes_new,
     sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks, snapshot: removed |
-    already_gone | left (reason), warnings}`` (a backup snapshot that could not be removed after the commit is a
+    already_gone | left (reason) | not_taken, warnings}`` (a backup snapshot that could not be removed after the commit is a
     warning, not a failure: the restore point exists), or in check mode
     ``{changed, run_id, vm, plan}``.
     """
@@ -186,5 +186,5 @@ def _result(manifest, changed):
 
 
 def _unchanged_result(manifest):
-    return dict(_result(manifest, changed=False),
+    return dict(_result(manifest, changed=False), snapshot="not_taken",
                 msg="restore point %s of run %s already exists" % (manifest.id, manifest.run_id))

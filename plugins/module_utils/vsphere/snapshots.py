@@ -190,8 +190,8 @@ def remove_snapshot(snapshot, timeout=DEFAULT_TASK_TIMEOUT, what=None):
             return ALREADY_GONE
         if not is_fault(exc, "MethodFault"):
             raise
-        raise SnapshotError("%s failed: %s (%s)." % (what[:1].upper() + what[1:], fault_message(exc).rstrip("."),
-                                                      fault_name(exc)), hint=hint) from None
+        message = "%s failed: %s (%s)." % (what[:1].upper() + what[1:], fault_message(exc).rstrip("."), fault_name(exc))
+        raise SnapshotError(message, hint=hint) from None
     return REMOVED
 
 

@@ -21,12 +21,12 @@ def failed(fault):
 class FakeSnapshot:
     def __init__(self, vm, moref, remove_fault=None):
         self.vm, self._moId, self.remove_fault = vm, moref, remove_fault
-        self.call_fault = None         # raised by the call itself, as a SOAP fault is
+        self.call_faults = []          # raised by the call itself, as a SOAP fault is
 
     def RemoveSnapshot_Task(self, removeChildren, consolidate):
         self.vm.log.append(("remove", self._moId, removeChildren, consolidate))
-        if self.call_fault:
-            raise self.call_fault
+        for fault in self.call_faults:
+            raise fault
         if self.remove_fault:
             return failed(self.remove_fault)
         self.vm.tree = [t for t in self.vm.tree if t.snapshot is not self]
@@ -158,7 +158,7 @@ def test_a_snapshot_removed_from_outside_is_already_gone_not_a_failure():
     removals = []
     with contextlib.ExitStack() as stack:      # the caller's stack: a raw fault leaving it gave AttributeError __context__
         taken = stack.enter_context(snaps.backup_snapshot(vm, "r1", on_removed=removals.append))
-        taken.snapshot.call_fault = gone(taken.moref)
+        taken.snapshot.call_faults.append(gone(taken.moref))
     assert removals == [snaps.SnapshotRemoval("blockvault-r1", "web01", "already_gone")]
     assert removals[0].describe() == "already_gone"
     assert removals[0].warning() == "the backup snapshot blockvault-r1 of VM web01 was already removed from outside"
@@ -168,7 +168,7 @@ def test_a_snapshot_removed_from_outside_is_already_gone_not_a_failure():
 def test_a_vanished_snapshot_without_a_listener_is_not_an_error_either():
     vm = FakeVM()
     with snaps.backup_snapshot(vm, "r1") as taken:
-        taken.snapshot.call_fault = gone(taken.moref)
+        taken.snapshot.call_faults.append(gone(taken.moref))
     assert vm.log[-1] == ("remove", taken.moref, False, True)
 
 
@@ -197,7 +197,7 @@ def test_a_fault_raised_by_the_call_becomes_a_snapshot_error_never_a_raw_fault()
     with pytest.raises(SnapshotError) as caught:
         with contextlib.ExitStack() as stack:
             taken = stack.enter_context(snaps.backup_snapshot(vm, "r1"))
-            taken.snapshot.call_fault = vim.fault.InvalidState(msg="the VM is being migrated")
+            taken.snapshot.call_faults.append(vim.fault.InvalidState(msg="the VM is being migrated"))
     assert str(caught.value).startswith("Remove backup snapshot blockvault-r1 of VM web01 failed: the VM is being migrated "
                                         "(InvalidState).")
     assert (caught.value.vm, caught.value.run_id) == ("web01", "r1")
