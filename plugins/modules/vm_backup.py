@@ -246,6 +246,16 @@ skipped_disks:
   returned: success, when a backup ran
   type: dict
   sample: {"Hard disk 3": "in exclude_disks"}
+snapshot:
+  description:
+    - What became of the backup snapshot once the restore point was committed. V(removed) as planned;
+      V(already_gone) when it had been removed from outside (a warning says so); V(left) with the reason when it could
+      not be removed (a warning names it; the next backup of the VM removes it). Neither makes the backup fail, since
+      the restore point exists. V(not_taken) when the restore point of O(run_id) existed already and this call took
+      no snapshot.
+  returned: success, not in check mode
+  type: str
+  sample: removed
 vm:
   description: Name of the VM (check mode).
   returned: check mode

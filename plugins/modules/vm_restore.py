@@ -99,7 +99,12 @@ options:
     type: raw
   path:
     description:
-      - Raw image file to write. Required with O(target=file).
+      - Raw image file to write, or a block device (a LUN, a local disk) to write the disk onto in place. Required with
+        O(target=file).
+      - A block device is written in place with direct I/O, only with O(force=true), never while it (or one of its
+        partitions) is mounted or held by LVM, device-mapper or RAID, and never when it is smaller than the disk; on a
+        larger device the bytes past the disk are left as they were (RV(device) and a warning say so).
+      - A directory, a character device, a FIFO or a socket is refused.
     type: path
   overrides:
     description:
@@ -161,7 +166,8 @@ options:
   force:
     description:
       - Allow the restore to replace or overwrite, that is to power off and roll back a running VM in place, to power
-        off and replace an existing VM named O(new_name), or to replace an existing O(path).
+        off and replace an existing VM named O(new_name), or to replace an existing O(path) or overwrite the block device
+        O(path).
     type: bool
     default: false
   workers:
@@ -274,10 +280,23 @@ vm:
       type: bool
       sample: true
 path:
-  description: Absolute path of the raw image written.
+  description: Absolute path of the raw image (or the block device) written.
   returned: success, when O(target=file)
   type: str
   sample: /var/tmp/web01-disk2.raw
+device:
+  description: The block device written, when O(path) is one.
+  returned: success, when O(target=file) and O(path) is a block device
+  type: dict
+  contains:
+    size:
+      description: Size of the device in bytes.
+      type: int
+      sample: 107374182400
+    bytes_past_disk:
+      description: Bytes of the device after the restored disk, left as they were.
+      type: int
+      sample: 0
 disks:
   description: One entry per disk written (or that would be written, in check mode, with RV(disks[].key) and
     RV(disks[].sha256) only).

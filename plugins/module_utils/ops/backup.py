@@ -45,7 +45,9 @@ def backup_vm(request, endpoints, settings=RunSettings()):
     """Back up the VM of ``request`` (a BackupRequest) with ``endpoints`` and ``settings``; a result dict.
 
     ``{changed, run_id, restore_point: {id, vm, created}, disks: [{key, label, mode, reason, bytes_read, bytes_new,
-    sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks}``, or in check mode
+    sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks, snapshot: removed |
+    already_gone | left (reason) | not_taken, warnings}`` (a backup snapshot that could not be removed after the commit is a
+    warning, not a failure: the restore point exists), or in check mode
     ``{changed, run_id, vm, plan}``.
     """
     endpoints.require_vsphere("A backup")
@@ -53,9 +55,10 @@ def backup_vm(request, endpoints, settings=RunSettings()):
     # the status file exists from the first moment (a poller learns at once that a login or lookup failed)
     with open_run(endpoints, settings, run_id, request.vm.describe()) as context:
         try:
-            return _Backup(context, request).run()
+            result = _Backup(context, request).run()
         except BlockvaultError as exc:
             raise context.error_context(exc, "backup")
+    return context.with_cleanup_outcomes(result)     # the snapshot is removed when the run's stack unwinds
 
 
 class _Backup:
@@ -112,7 +115,8 @@ class _Backup:
         vm.remove_orphan_snapshots(live_run_ids=[context.run_id])
         cbt_status = vm.ensure_cbt()
         snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
-                                                      allow_crash_consistent=request.allow_crash_consistent))
+                                                      allow_crash_consistent=request.allow_crash_consistent,
+                                                      on_removed=context.record_snapshot_removal))
         snap_disks = select_disks(snap.disks(), request.include_disks, request.exclude_disks)[0]
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
@@ -207,5 +211,5 @@ def _result(manifest, changed):
 
 
 def _unchanged_result(manifest):
-    return dict(_result(manifest, changed=False),
+    return dict(_result(manifest, changed=False), snapshot="not_taken",
                 msg="restore point %s of run %s already exists" % (manifest.id, manifest.run_id))

@@ -40,6 +40,8 @@ class RunContext:
         self.session = None
         self._opener = opener
         self._label = None
+        self.cleanup_outcomes = {}
+        self.warnings = []
 
     @property
     def check(self):
@@ -84,6 +86,21 @@ class RunContext:
     def keepalive(self):
         """Keep the vCenter session (whose cookie VDDK uses) alive until the run ends."""
         self.stack.enter_context(SessionKeepalive(self.session, describe=self._label or self.run_id))
+
+    def record_snapshot_removal(self, removal):
+        """Keep what became of the backup snapshot (a vsphere SnapshotRemoval) for the result: its ``snapshot``
+        field, and a warning when it was not removed as planned."""
+        self.cleanup_outcomes["snapshot"] = removal.describe()
+        if removal.warning():
+            self.warnings.append(removal.warning())
+
+    def with_cleanup_outcomes(self, result):
+        """``result`` with what the cleanup after it did (``snapshot``) and its ``warnings``; called once the run's
+        ExitStack has unwound, so a cleanup failure is reported beside the real outcome instead of replacing it."""
+        result = dict(result, **self.cleanup_outcomes)
+        if self.warnings:
+            result["warnings"] = list(result.get("warnings", ())) + self.warnings
+        return result
 
     def error_context(self, exc, phase):
         """``exc`` (a BlockvaultError) with this run's id, VM and ``phase`` filled in where unset."""

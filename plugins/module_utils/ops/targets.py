@@ -4,7 +4,9 @@
 """Where a restore goes: one class per target, each with its options and its own ``run(context, manifest)``.
 
 - ``File``: one disk to a raw image file, written as ``PATH.partial`` and renamed when complete, so a failed restore
-  never leaves a file that looks whole.
+  never leaves a file that looks whole; or onto a block device (a LUN, a local disk), in place (transfer/block_device.py):
+  with force only, never while it is mounted or held (LVM, dm, RAID), never one smaller than the disk. A directory or
+  another special file (character device, FIFO, socket) is refused by name.
 - ``NewVm``: a new VM created from the captured configuration (placed where the backed-up VM lived unless told
   otherwise). Until its disks are written it carries the advanced setting ``blockvault.restore.incomplete``, so a
   restore killed outright leaves a VM that says so (a rerun refuses it by name, force replaces it); a VM whose disks
@@ -23,9 +25,11 @@ import contextlib
 import dataclasses
 import logging
 import os
+import stat
 
 from ..errors import ChangeTrackingError, ConfigurationError, RestoreRefusedError
 from ..fileio import fsync_directory
+from ..transfer.block_device import BlockDeviceTarget, device_in_use, device_size, special_file_kind
 from ..transfer.endpoints import RawFileTarget
 from ..vsphere.config import DISK_FORMATS
 from ..vsphere.placement import resolve_placement
@@ -59,7 +63,8 @@ class RestoreTarget:
 
 @dataclasses.dataclass(frozen=True)
 class File(RestoreTarget):
-    """One disk (``disk``: key or label; the first when None) to the raw image file ``path``."""
+    """One disk (``disk``: key or label; the first when None) to the raw image file ``path``, or onto the block device
+    ``path`` (in place; see the module docstring). ``force`` overwrites an existing file or a device."""
 
     path: str
     disk: str = None
@@ -74,7 +79,20 @@ class File(RestoreTarget):
     def run(self, context, manifest):
         entry = manifest.disk(self.disk)
         path = os.path.abspath(self.path)
-        exists = os.path.exists(path)
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and stat.S_ISBLK(mode):
+            return self._to_device(context, manifest, entry, path)
+        kind = special_file_kind(mode) if mode is not None else None
+        if kind == "directory":
+            raise RestoreRefusedError("%s is a directory: path must name the raw image file to write (for example %s) or "
+                                      "a block device." % (path, os.path.join(path, "disk-%s.raw" % entry.key.value)))
+        if kind:
+            raise RestoreRefusedError("%s is a %s: a restore writes a raw image to a regular file or onto a block device "
+                                      "only. Choose another path." % (path, kind))
+        exists = mode is not None
         if exists and not self.force:
             raise RestoreRefusedError("%s exists: restoring disk %s there would overwrite it. Choose another path or set force."
                                       % (path, entry.key))
@@ -93,6 +111,36 @@ class File(RestoreTarget):
                 os.unlink(partial)
             raise
         return {"changed": True, "path": path, "disks": [written], "diff": diff}
+
+    def _to_device(self, context, manifest, entry, path):
+        """Onto the block device ``path``, in place: refused without force, while in use, or when it is too small."""
+        if not self.force:
+            raise RestoreRefusedError("%s is a block device: restoring disk %s onto it overwrites its data. Set force to "
+                                      "write the disk onto the device, or choose another path." % (path, entry.key))
+        in_use = device_in_use(path)
+        if in_use:
+            raise RestoreRefusedError("The block device %s is in use (%s): a restore never writes onto a device in use. "
+                                      "Unmount or release it first." % (path, in_use))
+        size = device_size(path)
+        if size < entry.capacity:
+            raise RestoreRefusedError("The block device %s holds %d bytes, fewer than the %d bytes of disk %s: choose a "
+                                      "device of at least the disk's size." % (path, size, entry.capacity, entry.key))
+        warnings = []
+        if size > entry.capacity:
+            warnings.append("the block device %s holds %d bytes, %d more than disk %s: the disk is written onto its first "
+                            "%d bytes and the rest is left as it was" % (path, size, size - entry.capacity, entry.key,
+                                                                         entry.capacity))
+        diff = {"before": {"path": path, "exists": True, "block_device": True, "size": size},
+                "after": {"path": path, "capacity": entry.capacity}}
+        result = {"changed": True, "path": path, "device": {"size": size, "bytes_past_disk": size - entry.capacity},
+                  "diff": diff}
+        if warnings:
+            result["warnings"] = warnings
+        if context.check:
+            return dict(result, disks=[{"key": entry.key.value, "sha256": entry.sha256}])
+        with contextlib.closing(BlockDeviceTarget(path, entry.capacity)) as target:
+            written = restore_one_disk(context, manifest, DiskWrite(entry=entry, disk=None), target)
+        return dict(result, disks=[written])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +223,12 @@ class NewVm(RestoreTarget):
             existing.destroy()
         context.set_phase("create_vm")
         config = captured.with_disks(disk.key for disk in manifest.disks).to_json()
-        created, new_disks = create_vm(context.session, config, self._overrides(), placement)
+        # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
+        # leaves a VM that says it is incomplete, not a half-written one that looks good. The marker is part of the
+        # creation itself: set by a reconfigure afterwards, a kill in between left an empty VM without it.
+        marked = dict(self._overrides(), extra_config={INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
+        created, new_disks = create_vm(context.session, config, marked, placement)
         try:
-            # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
-            # leaves a VM that says it is incomplete, not a half-written one that looks good.
-            created.set_extra_config({INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
             writes = [DiskWrite(entry=entry, disk=_new_disk(new_disks, entry)) for entry in manifest.disks]
             written = write_vm_disks(context, manifest, created, writes, known_zeroed=True)
             created.set_extra_config({INCOMPLETE_KEY: "", RESTORED_FROM_KEY: manifest.id})

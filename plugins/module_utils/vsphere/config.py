@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 CONFIG_FORMAT = 1
 DISK_FORMATS = ("same", "thin", "thick", "eagerzeroedthick")
 #: overrides build_config_spec accepts
-OVERRIDE_KEYS = ("name", "disk_format", "network_map", "keep_mac_addresses", "keep_uuids", "num_cpus", "cores_per_socket", "memory_mb",
-                 "annotation", "guest_id", "hardware_version")
+OVERRIDE_KEYS = ("name", "disk_format", "network_map", "keep_mac_addresses", "keep_uuids", "num_cpus", "cores_per_socket",
+                 "memory_mb", "annotation", "guest_id", "hardware_version", "extra_config")
 _IDE_DEFAULT_KEYS = {0: 200, 1: 201}
 
 
@@ -252,6 +252,9 @@ def build_config_spec(captured, overrides=None, datastore_name=None, networks=No
         annotation=overrides["annotation"] if overrides.get("annotation") is not None else captured.get("annotation", ""),
         firmware=captured.get("firmware") or "bios",
         deviceChange=changes)
+    if overrides.get("extra_config"):   # set by the creation itself: the VM never exists without these settings
+        spec.extraConfig = [vim.option.OptionValue(key=str(key), value=str(value))
+                            for key, value in sorted(overrides["extra_config"].items())]
     version = overrides["hardware_version"] if "hardware_version" in overrides else captured.get("hardware_version")
     if version:
         spec.version = version

@@ -13,7 +13,13 @@ Design notes
 - Removal uses RemoveSnapshot_Task(removeChildren=False, consolidate=True).
 - ``backup_snapshot(...)`` is a context manager meant for the caller's ExitStack: the snapshot
   is removed on the way out; if the body failed, the body's error is what propagates and a
-  removal failure is only logged; if the body succeeded, a removal failure raises SnapshotError.
+  removal failure is only logged. If the body succeeded (the restore point is committed), the
+  removal's outcome (a SnapshotRemoval: removed, already_gone, left) goes to the caller's
+  ``on_removed`` so that a cleanup failure never replaces the run's real outcome; without
+  ``on_removed`` a failure to remove raises SnapshotError.
+- A snapshot that no longer exists (removed from outside: vSphere answers ManagedObjectNotFound)
+  counts as already gone, not as a failure. No pyVmomi fault leaves ``remove_snapshot``: every
+  other failure is a SnapshotError (a raw fault cannot even carry Python's exception context).
 Functions keep no state; concurrent calls on one VM are serialised by vSphere itself.
 """
 
@@ -25,11 +31,11 @@ import datetime
 import logging
 
 from ..errors import BlockvaultError, SnapshotError, TaskError
-from ._pyvmomi import moref_id, object_properties
+from ._pyvmomi import fault_message, fault_name, is_fault, moref_id, object_properties
 from .disks import list_disks
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
-__all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "snapshot_name", "is_blockvault_snapshot", "list_snapshots",
+__all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "SnapshotRemoval", "snapshot_name", "is_blockvault_snapshot", "list_snapshots",
            "user_snapshots", "find_orphan_snapshots", "remove_orphan_snapshots", "create_backup_snapshot", "remove_snapshot",
            "backup_snapshot"]
 
@@ -68,6 +74,31 @@ class BackupSnapshot:
     def disks(self):
         """DiskInfo of the snapshot's disks (file names and change ids of the point in time), in device order."""
         return list_disks(self.snapshot)
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotRemoval:
+    """What became of a backup snapshot when its run ended: ``state`` is ``removed``, ``already_gone`` (someone
+    removed it from outside) or ``left`` (``reason`` says why; the next run removes it as an orphan).
+    Immutable; thread-safe."""
+
+    name: str
+    vm: str
+    state: str
+    reason: str = None
+
+    def describe(self):
+        """``removed``, ``already_gone`` or ``left (reason)``: the ``snapshot`` field of a backup's result."""
+        return "left (%s)" % self.reason if self.state == "left" else self.state
+
+    def warning(self):
+        """The warning a user should see, or None when the snapshot was removed as planned."""
+        if self.state == "already_gone":
+            return "the backup snapshot %s of VM %s was already removed from outside" % (self.name, self.vm)
+        if self.state == "left":
+            return ("the backup snapshot %s of VM %s could not be removed (%s); the restore point is committed, and the next "
+                    "backup of the VM removes the snapshot, or remove it in the vSphere client" % (self.name, self.vm, self.reason))
+        return None
 
 
 def snapshot_name(run_id):
@@ -138,14 +169,30 @@ def remove_orphan_snapshots(vm, live_run_ids=(), timeout=DEFAULT_TASK_TIMEOUT, v
     return removed
 
 
+REMOVED = "removed"
+ALREADY_GONE = "already_gone"
+
+
 def remove_snapshot(snapshot, timeout=DEFAULT_TASK_TIMEOUT, what=None):
-    """Remove one snapshot, consolidating its delta disks; raise SnapshotError on failure."""
+    """Remove one snapshot, consolidating its delta disks; ``removed``, or ``already_gone`` when the snapshot no
+    longer exists (removed from outside). Any other failure raises SnapshotError (never a raw pyVmomi fault)."""
     what = what or "remove snapshot %s" % moref_id(snapshot)
+    hint = "If disks need consolidation, consolidate the VM in the vSphere client."
     try:
         task = snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True)
         wait_for_task(task, timeout=timeout, what=what)
     except TaskError as exc:
-        raise SnapshotError(exc.message, hint="If disks need consolidation, consolidate the VM in the vSphere client.") from exc
+        if exc.fault == "ManagedObjectNotFound":
+            return ALREADY_GONE
+        raise SnapshotError(exc.message, hint=hint) from exc
+    except Exception as exc:  # a SOAP fault raised by the call itself: the snapshot's moref is unknown to vCenter now
+        if is_fault(exc, "ManagedObjectNotFound"):
+            return ALREADY_GONE
+        if not is_fault(exc, "MethodFault"):
+            raise
+        message = "%s failed: %s (%s)." % (what[:1].upper() + what[1:], fault_message(exc).rstrip("."), fault_name(exc))
+        raise SnapshotError(message, hint=hint) from None
+    return REMOVED
 
 
 def _description(run_id, quiesce):
@@ -203,8 +250,13 @@ def _remove_leftovers(vm, name, timeout, label):
 
 
 @contextlib.contextmanager
-def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
-    """Context manager: take the backup snapshot, yield the BackupSnapshot, remove it on the way out."""
+def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None,
+                    on_removed=None):
+    """Context manager: take the backup snapshot, yield the BackupSnapshot, remove it on the way out.
+
+    After a body that succeeded, ``on_removed`` (when given) receives the SnapshotRemoval and nothing is raised; without
+    it a snapshot that could not be removed raises SnapshotError.
+    """
     label = _vm_label(vm, vm_name)
     taken = create_backup_snapshot(vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent, timeout=timeout,
                                    vm_name=label)
@@ -218,6 +270,14 @@ def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, tim
             log.error("%s failed after an earlier error (the next run will remove it): %s", what, exc)
         raise
     try:
-        remove_snapshot(taken.snapshot, timeout=timeout, what=what)
-    except SnapshotError as exc:
-        raise exc.with_context(vm=label, run_id=str(run_id))
+        removal = SnapshotRemoval(taken.name, label, remove_snapshot(taken.snapshot, timeout=timeout, what=what))
+    except Exception as exc:  # the restore point is committed: a cleanup failure is reported, never the outcome
+        if on_removed is None:
+            if isinstance(exc, BlockvaultError):
+                raise exc.with_context(vm=label, run_id=str(run_id))
+            raise
+        removal = SnapshotRemoval(taken.name, label, "left", getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    if removal.warning():
+        log.warning("%s", removal.warning())
+    if on_removed is not None:
+        on_removed(removal)

@@ -175,10 +175,12 @@ class VmHandle:
     def remove_orphan_snapshots(self, live_run_ids):
         return snapshots.remove_orphan_snapshots(self._vm, live_run_ids=live_run_ids, vm_name=self.name)
 
-    def backup_snapshot(self, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT):
-        """Context manager yielding the BackupSnapshot ``blockvault-<run_id>``, removed on the way out."""
+    def backup_snapshot(self, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT,
+                        on_removed=None):
+        """Context manager yielding the BackupSnapshot ``blockvault-<run_id>``, removed on the way out; after a body
+        that succeeded, ``on_removed`` receives the SnapshotRemoval (see snapshots.backup_snapshot)."""
         return snapshots.backup_snapshot(self._vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent,
-                                         timeout=timeout, vm_name=self.name)
+                                         timeout=timeout, vm_name=self.name, on_removed=on_removed)
 
 
 def find_vm(session, selector):

@@ -3,7 +3,8 @@
 SPEC holds the lab settings, the repository (location, passphrase), the VM name, the run id and the status file.
 The LABVDDK_* knobs come from the environment. Prints the result as JSON on success. With ``"pause_before_commit":
 PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
-its manifest. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
+its manifest; with ``"resume_when": PATH`` too, it commits once PATH exists. ``"pause_after_create_vm": PATH``
+writes PATH once a restore's new VM exists and waits there. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
 """
 import json
 import pathlib
@@ -17,21 +18,44 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore imp
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config
 
 
-def pause_before_commit(marker):
-    def commit(self, manifest):  # pylint: disable=unused-argument
+def pause_before_commit(marker, resume_when=None):
+    """Write ``marker`` before the commit, then wait to be killed, or (``resume_when``) until that file exists and
+    commit."""
+    original = BackupSession.commit
+
+    def commit(self, manifest):
         pathlib.Path(marker).write_text(self.restore_point_id)
-        time.sleep(600)
-        raise RuntimeError("the test did not kill this backup")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if resume_when and pathlib.Path(resume_when).exists():
+                return original(self, manifest)
+            time.sleep(0.02)
+        raise RuntimeError("the test did not kill (or resume) this backup")
     BackupSession.commit = commit
+
+
+def pause_after_create_vm(marker):
+    """Write ``marker`` as soon as the restore's new VM exists (CreateVM_Task done), then wait to be killed."""
+    original = vm_config.create_vm
+
+    def create_vm(*args, **kwargs):
+        created = original(*args, **kwargs)
+        pathlib.Path(marker).write_text(created.name)
+        time.sleep(600)
+        raise RuntimeError("the test did not kill this restore")
+    vm_config.create_vm = create_vm
 
 
 def main(path):
     with open(path, encoding="utf-8") as handle:
         spec = json.load(handle)
+    if spec.get("pause_after_create_vm"):
+        pause_after_create_vm(spec["pause_after_create_vm"])
     if spec.get("pause_before_commit"):
-        pause_before_commit(spec["pause_before_commit"])
+        pause_before_commit(spec["pause_before_commit"], spec.get("resume_when"))
     endpoints = Endpoints(vsphere=VSphereSettings(**spec["vsphere"]), vddk=VddkSettings(**spec["vddk"]),
                           repo=RepositorySettings(**spec["repo"]))
     settings = RunSettings(status_file=spec["status_file"])

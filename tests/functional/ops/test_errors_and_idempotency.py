@@ -86,6 +86,7 @@ def test_same_run_id_twice_is_unchanged(env):
     assert first["changed"] is True and second["changed"] is False
     assert second["restore_point"] == first["restore_point"]
     assert set(second) - {"msg"} == set(first)       # the same result shape, so callers need no special case
+    assert (first["snapshot"], second["snapshot"]) == ("removed", "not_taken")
     assert {name: second[name] for name in ("bytes_read", "bytes_written", "quiesced", "skipped_disks", "run_id")} == {
         name: first[name] for name in ("bytes_read", "bytes_written", "quiesced", "skipped_disks", "run_id")}
     assert second["msg"] == "restore point %s of run idempotent-run already exists" % first["restore_point"]["id"]

@@ -189,3 +189,9 @@ def test_unknown_target_network_is_a_configuration_error(monkeypatch):
     monkeypatch.setattr(cfg, "datacenter_of", lambda folder: None)
     with pytest.raises(ConfigurationError, match=r"Network 'Prod LAN' \(of NIC Network adapter 1\) does not exist .* network_map"):
         cfg.create_vm(object(), captured_json(), {}, placed_in(FakeFolder()))
+
+
+def test_extra_config_is_part_of_the_creation_spec():
+    spec = cfg.build_config_spec(captured_json(), {"extra_config": {"blockvault.restore.incomplete": "restore run r1"}}, "ds2")[0]
+    assert [(o.key, o.value) for o in spec.extraConfig] == [("blockvault.restore.incomplete", "restore run r1")]
+    assert not cfg.build_config_spec(captured_json(), {}, "ds2")[0].extraConfig

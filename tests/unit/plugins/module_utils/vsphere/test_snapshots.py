@@ -4,7 +4,7 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import SnapshotError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshots as snaps
@@ -21,9 +21,12 @@ def failed(fault):
 class FakeSnapshot:
     def __init__(self, vm, moref, remove_fault=None):
         self.vm, self._moId, self.remove_fault = vm, moref, remove_fault
+        self.call_faults = []          # raised by the call itself, as a SOAP fault is
 
     def RemoveSnapshot_Task(self, removeChildren, consolidate):
         self.vm.log.append(("remove", self._moId, removeChildren, consolidate))
+        for fault in self.call_faults:
+            raise fault
         if self.remove_fault:
             return failed(self.remove_fault)
         self.vm.tree = [t for t in self.vm.tree if t.snapshot is not self]
@@ -142,3 +145,59 @@ def test_orphan_removal_tries_all_then_reports_failures():
         snaps.remove_orphan_snapshots(vm)
     assert [e[1] for e in vm.log if e[0] == "remove"] == ["snapshot-101", "snapshot-102"]
     assert str(caught.value).startswith("Could not remove 2 snapshot(s) left by earlier blockvault runs on VM web01: blockvault-a (")
+
+
+def gone(moref):
+    """The fault vCenter answers a call on a snapshot removed from outside with."""
+    return vmodl.fault.ManagedObjectNotFound(msg="The object 'vim.vm.Snapshot:%s' has already been deleted or has not been "
+                                                 "completely created" % moref)
+
+
+def test_a_snapshot_removed_from_outside_is_already_gone_not_a_failure():
+    vm = FakeVM()
+    removals = []
+    with contextlib.ExitStack() as stack:      # the caller's stack: a raw fault leaving it gave AttributeError __context__
+        taken = stack.enter_context(snaps.backup_snapshot(vm, "r1", on_removed=removals.append))
+        taken.snapshot.call_faults.append(gone(taken.moref))
+    assert removals == [snaps.SnapshotRemoval("blockvault-r1", "web01", "already_gone")]
+    assert removals[0].describe() == "already_gone"
+    assert removals[0].warning() == "the backup snapshot blockvault-r1 of VM web01 was already removed from outside"
+    assert vm.log[-1] == ("remove", taken.moref, False, True)
+
+
+def test_a_vanished_snapshot_without_a_listener_is_not_an_error_either():
+    vm = FakeVM()
+    with snaps.backup_snapshot(vm, "r1") as taken:
+        taken.snapshot.call_faults.append(gone(taken.moref))
+    assert vm.log[-1] == ("remove", taken.moref, False, True)
+
+
+def test_a_task_that_finds_the_snapshot_gone_is_already_gone():
+    vm = FakeVM(remove_fault=gone("snapshot-101"))
+    assert snaps.remove_snapshot(vm._add("blockvault-x")) == "already_gone"
+    assert snaps.remove_snapshot(FakeVM()._add("blockvault-y")) == "removed"
+
+
+def test_another_removal_failure_after_the_commit_is_reported_left_with_its_reason():
+    vm = FakeVM(remove_fault=vim.fault.TaskInProgress(msg="busy"))
+    removals = []
+    with snaps.backup_snapshot(vm, "r1", on_removed=removals.append):
+        pass
+    [removal] = removals
+    assert removal.state == "left"
+    assert removal.describe() == "left (Remove backup snapshot blockvault-r1 of VM web01 failed: busy (TaskInProgress).)"
+    assert removal.warning() == (
+        "the backup snapshot blockvault-r1 of VM web01 could not be removed (Remove backup snapshot blockvault-r1 of VM web01 "
+        "failed: busy (TaskInProgress).); the restore point is committed, and the next backup of the VM removes the "
+        "snapshot, or remove it in the vSphere client")
+
+
+def test_a_fault_raised_by_the_call_becomes_a_snapshot_error_never_a_raw_fault():
+    vm = FakeVM()
+    with pytest.raises(SnapshotError) as caught:
+        with contextlib.ExitStack() as stack:
+            taken = stack.enter_context(snaps.backup_snapshot(vm, "r1"))
+            taken.snapshot.call_faults.append(vim.fault.InvalidState(msg="the VM is being migrated"))
+    assert str(caught.value).startswith("Remove backup snapshot blockvault-r1 of VM web01 failed: the VM is being migrated "
+                                        "(InvalidState).")
+    assert (caught.value.vm, caught.value.run_id) == ("web01", "r1")
