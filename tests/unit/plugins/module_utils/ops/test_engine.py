@@ -12,7 +12,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings im
 @pytest.fixture
 def settings(tmp_path):
     repo = RepositorySettings(location=str(tmp_path / "repo"), passphrase="pass-one")
-    ops_repository.ensure_repository(repo)
+    ops_repository.ensure_repository(ops_repository.RepositoryRequest(), repo)
     return repo
 
 
