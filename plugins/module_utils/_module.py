@@ -239,6 +239,9 @@ class BlockvaultModule(object):
     def _exit(self, result):
         result = dict(result or {})
         result["changed"] = bool(result.get("changed", False))
+        # an operation's warnings (e.g. a transport fallback) become Ansible warnings, shown by every callback
+        for warning in result.pop("warnings", None) or ():
+            self.module.warn(self._scrub(warning))
         self.module.exit_json(**self._scrub(result))
 
     def _fail(self, failure, formatted_traceback):

@@ -122,9 +122,18 @@ kept:
   type: list
   elements: dict
   sample: [{"id": "20261126T083127Z-5f2c", "vm": "web01", "created": "2026-11-26T08:31:27Z", "reasons": ["last", "daily"]}]
+msg:
+  description: One line saying which restore points were removed and kept (in check mode, would be), and what garbage
+    collection freed (would free).
+  returned: success
+  type: str
+  sample: "removed 1 restore point(s) (20261101T083127.000000Z-1a2b3c4d5e6f7a8b-0c1d2e3f); kept 1
+    (20261126T083127.000000Z-1a2b3c4d5e6f7a8b-9a8b7c6d); GC freed 12 chunk(s), 25165824 bytes"
 gc:
-  description: What garbage collection removed (or would remove, in check mode). Empty when O(gc=false), or in check
-    mode when no restore point would be removed.
+  description:
+    - What garbage collection removed (or would remove, in check mode). Empty when O(gc=false).
+    - In check mode the figures come from a dry-run mark and sweep that treats the restore points the prune would
+      remove as gone, so they are those the same task frees when run for real (unless backups run meanwhile).
   returned: success
   type: dict
   contains:

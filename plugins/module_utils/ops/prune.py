@@ -26,8 +26,10 @@ def _vm_key_for_name(repository, name):
 def prune(repo, policy, vm=None, gc=True, check=False):
     """Apply ``policy`` (keep_last, keep_hourly, ... keep_yearly) per VM; then GC unless ``gc`` is false.
 
-    Check mode reports what would go (and what GC would free) without removing anything.
-    Returns {changed, removed: [{id, vm, created}], kept: [{id, vm, created, reasons}], gc}.
+    Check mode reports what would go and what GC would free (a dry-run mark and sweep without the restore points
+    prune would remove: the real run's figures) without removing anything. Returns {changed, removed: [{id, vm,
+    created}], kept: [{id, vm, created, reasons}], gc, diff, msg}; ``msg`` says in one line which restore points
+    were (would be) removed and kept.
     """
     with contextlib.closing(open_repository(repo)) as repository:
         vm_key = _vm_key_for_name(repository, vm) if vm else None
@@ -41,8 +43,24 @@ def prune(repo, policy, vm=None, gc=True, check=False):
         kept = [dict(described(entry["id"]), reasons=entry["reasons"]) for entry in report["keep"]]
         if not check and removed:
             repository.prune(policy, vm=vm_key, dry_run=False)
-        gc_report = repository.gc(dry_run=check) if gc and (removed or not check) else None
-        freed = bool(gc_report and not check and gc_report.get("chunks_removed"))
+        gc_report = None
+        if gc:
+            # check mode: a dry-run mark and sweep that treats the restore points prune would remove as gone,
+            # so its figures are those the real run's GC reports
+            gc_report = repository.gc(dry_run=check, assume_removed=report["remove"] if check else ())
+        freed = bool(gc_report and gc_report.get("chunks_removed"))
     diff = {"before": {"restore_points": sorted(r["id"] for r in removed + kept)},
             "after": {"restore_points": sorted(k["id"] for k in kept)}}
-    return {"changed": bool(removed) or freed, "removed": removed, "kept": kept, "gc": gc_report, "diff": diff}
+    return {"changed": bool(removed) or freed, "removed": removed, "kept": kept, "gc": gc_report, "diff": diff,
+            "msg": _summary(removed, kept, gc_report, check)}
+
+
+def _summary(removed, kept, gc_report, check):
+    """One line saying which restore points went (or would go) and which stay, and what GC freed (would free)."""
+    verb = ("would remove", "would keep", "would free") if check else ("removed", "kept", "freed")
+    text = "%s %d restore point(s)%s; %s %d%s" % (
+        verb[0], len(removed), " (%s)" % ", ".join(r["id"] for r in removed) if removed else "",
+        verb[1], len(kept), " (%s)" % ", ".join(k["id"] for k in kept) if kept else "")
+    if gc_report is not None:
+        text += "; GC %s %d chunk(s), %d bytes" % (verb[2], gc_report["chunks_removed"], gc_report["bytes_removed"])
+    return text

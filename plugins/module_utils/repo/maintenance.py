@@ -74,8 +74,12 @@ def _gc_refuse(failures):
         hint="Run validate, and delete or repair the damaged restore points before GC.")
 
 
-def gc(repository, dry_run=False, lock_wait=None):
+def gc(repository, dry_run=False, lock_wait=None, assume_removed=()):
     """Remove unreferenced chunks, orphan indexes and old temporary files.
+
+    ``assume_removed`` (dry run only): restore point ids to treat as gone, so that a prune's check mode reports
+    what the GC after the real prune would free (its mark and sweep skips them; their indexes, which prune itself
+    deletes, are no orphans).
 
     Two phases keep the exclusive lock short (spec 9.1): first, without a lock, read every restore point's
     indexes into the referenced set (manifests are immutable, so what was read stays true); then, under the
@@ -85,19 +89,22 @@ def gc(repository, dry_run=False, lock_wait=None):
     backend = repository.backend
     settings = repository.lock_settings
     failures = []
+    if assume_removed and not dry_run:
+        raise ConfigurationError("gc assume_removed is for a dry run only: prune the restore points, then run gc.")
+    gone = set(assume_removed)
 
     def on_error(rp_id, disk, exc):
         if not backend.exists(manifest_name(rp_id)):
             return  # pruned meanwhile: its references no longer matter
         failures.append((rp_id, disk, exc))
 
-    scanned = [p.id for p in repository.list_restore_points()]
+    scanned = [p.id for p in repository.list_restore_points() if p.id not in gone]
     referenced = _referenced_chunks(repository, scanned, on_error)
     if failures:
         raise _gc_refuse(failures)
     with repository.locks.acquire(EXCLUSIVE, "gc", wait=lock_wait) as lock:
         stale_locks = [] if dry_run else repository.locks.remove_stale()
-        rp_ids = [p.id for p in repository.list_restore_points()]
+        rp_ids = [p.id for p in repository.list_restore_points() if p.id not in gone]
         already = set(scanned)
         referenced |= _referenced_chunks(repository, [rp for rp in rp_ids if rp not in already],
                                          lambda rp, disk, exc: failures.append((rp, disk, exc)))
@@ -110,7 +117,7 @@ def gc(repository, dry_run=False, lock_wait=None):
                 stored[chunk_id] = info.size
         garbage = [chunk_id for chunk_id in stored if chunk_id not in referenced]
         live = set(rp_ids)
-        orphan_indexes = [info.name for info in backend.list(INDEXES_PREFIX) if info.name.split("/")[1] not in live]
+        orphan_indexes = [info.name for info in backend.list(INDEXES_PREFIX) if info.name.split("/")[1] not in live | gone]
         now = time.time()
         temporaries = [info.name for prefix in ("chunks/", INDEXES_PREFIX, MANIFESTS_PREFIX)
                        for info in backend.list_temporary(prefix) if now - info.mtime > settings.stale_after]

@@ -335,8 +335,8 @@ class Repository:
     def prune(self, policy, vm=None, dry_run=True, lock_wait=None):
         return maintenance.prune(self, policy, vm=vm, dry_run=dry_run, lock_wait=lock_wait)
 
-    def gc(self, dry_run=False, lock_wait=None):
-        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait)
+    def gc(self, dry_run=False, lock_wait=None, assume_removed=()):
+        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait, assume_removed=assume_removed)
 
     def validate(self, level="quick", restore_point=None, workers=2):
         return maintenance.validate(self, level=level, restore_point=restore_point, workers=workers)
