@@ -150,6 +150,8 @@ class _Backup:
         committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
         context.set_phase("cleanup")
         result = _result(committed, changed=True)
+        for warning in result["warnings"]:
+            log.warning("%s", warning)          # the run log says it too, for a run polled under async
         result["diff"] = {"before": _diff_side(planner.previous), "after": _diff_side(committed)}
         return result
 
