@@ -7,7 +7,6 @@ import or function.
 import ast
 import pathlib
 
-import pytest
 
 PLUGINS = pathlib.Path(__file__).resolve().parents[2] / "plugins"
 MODULE_UTILS = PLUGINS / "module_utils"

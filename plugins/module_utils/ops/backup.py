@@ -31,7 +31,7 @@ from ..vsphere.vm import find_vm
 from ._backup_plan import BackupPlanner, select_disks, transport_fallbacks
 from ._engine import new_run_id
 from .context import open_run
-from .requests import BackupRequest, Endpoints, RunSettings
+from .requests import BackupRequest, RunSettings
 
 __all__ = ["backup_vm", "BackupRequest"]
 

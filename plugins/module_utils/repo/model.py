@@ -203,10 +203,10 @@ class DiskEntry:
     def to_json(self):
         record = self.record
         out = {"key": record.key.value, "label": record.label, "controller": record.controller,
-                "unit_number": record.unit_number, "capacity": record.capacity, "file_name": record.file_name,
-                "uuid": record.uuid, "change_id": record.change_id, "mode": record.mode, "reason": record.reason,
-                "bytes_read": record.bytes_read, "bytes_new": record.bytes_new, "sha256": self.sha256,
-                "sha256_block_size": self.sha256_block_size, "index": self.index, "index_sha256": self.index_sha256}
+               "unit_number": record.unit_number, "capacity": record.capacity, "file_name": record.file_name,
+               "uuid": record.uuid, "change_id": record.change_id, "mode": record.mode, "reason": record.reason,
+               "bytes_read": record.bytes_read, "bytes_new": record.bytes_new, "sha256": self.sha256,
+               "sha256_block_size": self.sha256_block_size, "index": self.index, "index_sha256": self.index_sha256}
         # the optional fields only when known, so an older manifest round-trips unchanged
         for name in ("bytes_stored", "transport"):
             if getattr(record, name) is not None:

@@ -22,7 +22,6 @@ from .reader import DiskReader
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
 
 
-
 class Repository:
     """An opened repository. Build with ``Repository.create`` or ``Repository.open``.
 

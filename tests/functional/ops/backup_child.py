@@ -12,8 +12,8 @@ import time
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.backup import BackupRequest, backup_vm
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import (NewVm, Placement, RestorePointQuery,
-                                                                                    RestoreRequest, restore)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import (
+    NewVm, Placement, RestorePointQuery, RestoreRequest, restore)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession

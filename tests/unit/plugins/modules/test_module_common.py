@@ -49,12 +49,13 @@ def test_settings_from_options(run_module, ops_call, vddk_dir, tmp_path):
         object_lock_days=7, s3_validate_certs=False, passphrase="repo-pass-1"))[0]
     assert outcome == "exit"
     kwargs = call.kwargs
-    assert kwargs["endpoints"].vsphere == VSphereSettings(host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1",
-                                                port=8443, validate_certs=False, ca_bundle=str(ca))
+    assert kwargs["endpoints"].vsphere == VSphereSettings(
+        host="vc.example.com", username="backup@vsphere.local", password="vc-pass-1", port=8443, validate_certs=False,
+        ca_bundle=str(ca))
     assert kwargs["endpoints"].vddk == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint, transports="hotadd:nbd", config_file=None)
-    assert kwargs["endpoints"].repo == RepositorySettings(location="s3://bucket/prefix", passphrase="repo-pass-1", key_file=None,
-                                                s3_endpoint_url="https://minio:9000", region="eu-west-1", access_key="AKIA1",
-                                                secret_key="sk", session_token="st", object_lock_days=7, validate_certs=False)
+    assert kwargs["endpoints"].repo == RepositorySettings(
+        location="s3://bucket/prefix", passphrase="repo-pass-1", key_file=None, s3_endpoint_url="https://minio:9000",
+        region="eu-west-1", access_key="AKIA1", secret_key="sk", session_token="st", object_lock_days=7, validate_certs=False)
 
 
 def test_vsphere_vddk_and_aws_environment_fallbacks(run_module, ops_call, vddk_dir, monkeypatch, tmp_path):
@@ -77,8 +78,8 @@ def test_vsphere_vddk_and_aws_environment_fallbacks(run_module, ops_call, vddk_d
     call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
     outcome = run_module(vm_backup, dict(repository="s3://b/p", name="web01"))[0]
     assert outcome == "exit"
-    assert call.kwargs["endpoints"].vsphere == VSphereSettings(host="env-vc", username="env-user", password="env-pw", port=9443,
-                                                     validate_certs=False, ca_bundle=str(ca))
+    assert call.kwargs["endpoints"].vsphere == VSphereSettings(host="env-vc", username="env-user", password="env-pw",
+                                                               port=9443, validate_certs=False, ca_bundle=str(ca))
     assert call.kwargs["endpoints"].vddk == VddkSettings(libdir=vddk_dir, thumbprint=thumbprint)
     repo = call.kwargs["endpoints"].repo
     assert (repo.access_key, repo.secret_key, repo.session_token, repo.region, repo.s3_endpoint_url) == (

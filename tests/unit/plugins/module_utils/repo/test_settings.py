@@ -26,4 +26,3 @@ def test_s3_options_on_a_local_repository_are_refused(options, message):
     with pytest.raises(ConfigurationError) as caught:
         RepositorySettings("/srv/repo", **options)
     assert str(caught.value) == message
-
