@@ -210,5 +210,6 @@ def _diff_side(manifest):
 
 
 def _unchanged_result(manifest):
-    return dict(_result(manifest, changed=False),
+    side = _diff_side(manifest)         # the result's shape of a run that made it; the diff shows no change
+    return dict(_result(manifest, changed=False), diff={"before": side, "after": side},
                 msg="restore point %s of run %s already exists" % (manifest.id, manifest.run_id))
