@@ -98,7 +98,8 @@ def cmd_backup_file(args):
             backup.add_disk_index(DISK_KEY, result.index)
             mode = "incremental" if changed is not None else "full"
             disk = DiskRecord(key=DISK_KEY, label="Hard disk 1", unit_number=0, file_name=os.path.abspath(args.image),
-                              capacity=source.capacity, mode=mode, bytes_read=result.bytes_read, bytes_new=result.bytes_new)
+                              capacity=source.capacity, mode=mode, bytes_read=result.bytes_read, bytes_new=result.bytes_new,
+                              bytes_stored=result.bytes_stored)
             draft = ManifestDraft.build(run_id, VmRecord(key=VM_KEY, name="bench"), [disk],
                                         stats={"bytes_read": result.bytes_read})
             rp_id = backup.commit(draft).id

@@ -186,7 +186,8 @@ def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
             session.add_disk_index("2000", index)
             disk = DiskRecord(key="2000", label="Hard disk 1", controller={"key": 1000, "type": "pvscsi", "bus_number": 0},
                               unit_number=0, capacity=count * CHUNK, file_name="[ds] bench/bench.vmdk", mode="full",
-                              reason="benchmark", bytes_read=count * CHUNK, bytes_new=session.bytes_stored)
+                              reason="benchmark", bytes_read=count * CHUNK, bytes_new=session.bytes_new,
+                              bytes_stored=session.bytes_stored)
             rp_id = session.commit(ManifestDraft.build(session.run_id, VmRecord(key="bench-vm", name="bench"), [disk])).id
         stored = sum(info.size for info in backend.list("chunks/"))
         reader = repo.open_disk_reader(rp_id, "2000", cache_chunks=0)

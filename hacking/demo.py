@@ -113,7 +113,10 @@ def mib(value):
 def print_backup(title, stats):
     print(title)
     for vm, run in sorted(stats.get("blockvault_backup", {}).items()):
-        modes = ", ".join("%s %s" % item for item in sorted(run["modes"].items()))
+        # each disk's mode and the VDDK transport it was really read with (the role's summary has both)
+        transports = run.get("transports") or {}
+        modes = ", ".join("%s %s%s" % (label, mode, " via %s" % transports[label] if transports.get(label) else "")
+                          for label, mode in sorted(run["modes"].items()))
         print("    %-8s restore point %s\n             disks: %s\n             %s read, %s written, %.2f s, %.1f MB/s"
               % (vm, run["restore_point"], modes, mib(run["bytes_read"]), mib(run["bytes_written"]),
                  float(run["duration"]), float(run["throughput_mbps"])))

@@ -98,8 +98,13 @@ vms:
     - Each restore point has C(id), C(vm) (name), C(vm_key) (the repository's key of the VM), C(run_id),
       C(created) (UTC ISO-8601), C(backup_mode) (V(full), V(incremental) or V(auto) when its disks differ),
       C(pinned) (prune keeps it, see M(blockvault.vsphere.backup_restore_point)), C(note) ("" when it has none),
-      C(bytes_read), C(bytes_written), and C(disks), each with C(key), C(label), C(capacity) (bytes),
-      C(mode), C(reason), C(bytes_new) and C(sha256).
+      C(bytes_read), C(bytes_written) (stored in the repository, compressed and encrypted), C(transports_requested)
+      (the VDDK transport list the backup asked for), and C(disks), each with C(key), C(label), C(capacity) (bytes),
+      C(mode), C(reason), C(transport) (the VDDK transport mode the disk was really read with, for example V(hotadd)
+      or V(nbd)), C(bytes_new) (bytes of chunks the repository did not hold yet, before compression),
+      C(bytes_stored) (what those chunks took in the repository, compressed and encrypted) and C(sha256).
+    - Restore points written before these fields existed have C(transport) and C(bytes_stored) null and hold the stored
+      (compressed) size in C(bytes_new).
   returned: when O(status_file) is not given
   type: dict
   sample:
@@ -114,13 +119,16 @@ vms:
         note: before the 2026-12 upgrade
         bytes_read: 52428800
         bytes_written: 10485760
+        transports_requested: "hotadd:nbdssl:nbd"
         disks:
           - key: "2000"
             label: Hard disk 1
             capacity: 17179869184
             mode: incremental
             reason: changed areas since 20261125T083127.118204Z-8c1f2e3d4a5b6c7d-1a2b3c4d
+            transport: hotadd
             bytes_new: 20971520
+            bytes_stored: 10485760
             sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 count:
   description: Number of restore points listed.

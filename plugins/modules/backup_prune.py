@@ -132,9 +132,18 @@ kept:
   type: list
   elements: dict
   sample: [{"id": "20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e", "vm": "web01", "created": "2026-11-26T08:31:27Z", "reasons": ["last", "daily"]}]
+msg:
+  description: One line saying which restore points were removed and kept (in check mode, would be), and what garbage
+    collection freed (would free).
+  returned: success
+  type: str
+  sample: "removed 1 restore point(s) (20261101T083127.530911Z-8c1f2e3d4a5b6c7d-7e6d5c4b); kept 1
+    (20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e); GC freed 12 chunk(s), 25165824 bytes"
 gc:
-  description: What garbage collection removed (or would remove, in check mode). Empty when O(gc=false), or in check
-    mode when no restore point would be removed.
+  description:
+    - What garbage collection removed (or would remove, in check mode). Empty when O(gc=false).
+    - In check mode the figures come from a dry-run mark and sweep that treats the restore points the prune would
+      remove as gone, so they are those the same task frees when run for real (unless backups run meanwhile).
   returned: success
   type: dict
   contains:

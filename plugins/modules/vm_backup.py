@@ -20,6 +20,9 @@ description:
     changes nothing, so the task can be retried safely.
   - For long backups run the task with C(async) and C(poll=0), give O(status_file), and poll it with
     M(blockvault.vsphere.backup_info).
+  - The result names the VDDK transport mode each disk was really read with (C(disks[].transport)). When VDDK fell
+    back from a faster mode asked for first in O(transports) (for example V(hotadd) to V(nbd)), the task warns,
+    naming the disk, the mode asked for and the mode used.
 author:
   - blockvault.vsphere contributors (@blockvault)
 requirements:
@@ -36,7 +39,10 @@ attributes:
     support: full
     details: Connects and returns the plan (disks, full or incremental and why) without taking a snapshot or writing.
   diff_mode:
-    support: none
+    support: full
+    details:
+      - Before is the VM's previous restore point (empty for its first backup); after is the new restore point, or in
+        check mode the planned one, each disk with its mode (full or incremental), the reason and the transport.
   platform:
     platforms: posix
   action_group:
@@ -204,6 +210,13 @@ disks:
       description: Why this mode was chosen.
       type: str
       sample: changed areas since 20261125T083127.118204Z-8c1f2e3d4a5b6c7d-1a2b3c4d
+    transport:
+      description:
+        - The VDDK transport mode the disk was really read with (VixDiskLib_GetTransportMode), for example V(hotadd),
+          V(san), V(nbdssl) or V(nbd).
+        - Null for a restore point written before transports were recorded (a rerun of an old run id).
+      type: str
+      sample: hotadd
     bytes_read:
       description: Bytes read from the disk.
       type: int
@@ -212,6 +225,12 @@ disks:
       description: Bytes of chunks the repository did not hold yet (after deduplication, before compression).
       type: int
       sample: 52428800
+    bytes_stored:
+      description:
+        - What those new chunks took in the repository (compressed and, in an encrypted repository, encrypted).
+        - Null for a restore point written before this figure was recorded.
+      type: int
+      sample: 31457280
     sha256:
       description: Block-based SHA-256 of the whole disk, checked again at restore and validation.
       type: str
@@ -256,6 +275,11 @@ snapshot:
   returned: success, not in check mode
   type: str
   sample: removed
+transports_requested:
+  description: The VDDK transport list the backup asked for (O(transports)); each disk's C(transport) is the one used.
+  returned: success, not in check mode
+  type: str
+  sample: "hotadd:nbdssl:nbd"
 vm:
   description: Name of the VM (check mode).
   returned: check mode
@@ -280,6 +304,28 @@ plan:
       description: Id of the restore point an incremental backup would build on, or null.
       type: str
       sample: 20261125T083127.118204Z-8c1f2e3d4a5b6c7d-1a2b3c4d
+diff:
+  description: The VM's previous restore point and the new (in check mode, the planned) one.
+  returned: diff mode, when a backup ran or was planned
+  type: dict
+  contains:
+    before:
+      description:
+        - The previous restore point of the VM (C(restore_point), C(vm), C(created), C(transports_requested) and
+          C(disks) with C(key), C(label), C(capacity), C(mode), C(reason) and C(transport)); empty for the VM's first
+          backup.
+      type: dict
+    after:
+      description:
+        - The new restore point in the same form; in check mode the planned one (C(restore_point) says it is to be
+          made, and each disk has the mode and reason planned, without a transport, which VDDK picks when it opens
+          the disk).
+      type: dict
+  sample:
+    before: {}
+    after: {"restore_point": "(new, of this run)", "vm": "web01", "transports_requested": "nbdssl:nbd",
+            "disks": [{"key": "2000", "label": "Hard disk 1", "capacity": 17179869184, "mode": "full",
+                       "reason": "this is the VM's first restore point"}]}
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference
@@ -301,7 +347,11 @@ def backup(bv):
         exclude_disks=_disk_references(params["exclude_disks"]),
         run_id=params["run_id"],
     )
-    return ops_backup.backup_vm(request=request, endpoints=bv.endpoints(), settings=bv.run_settings())
+    result = dict(ops_backup.backup_vm(request=request, endpoints=bv.endpoints(), settings=bv.run_settings()))
+    diff = result.pop("diff", None)
+    if bv.diff_mode and diff:
+        result["diff"] = diff
+    return result
 
 
 def main():

@@ -42,7 +42,13 @@ attributes:
     details: Resolves the restore point, the target and the placement, and refuses what would be refused, without writing.
   diff_mode:
     support: full
-    details: Returns the target before and after (VM name, existence, power state, disks; or the file).
+    details:
+      - Returns the target before and after (VM name, existence, power state, disks; or the file).
+      - For O(target=new_vm) the after side has the placement (datacenter, folder, compute, resource pool, host,
+        datastore) and each network adapter's network before and after O(overrides.network_mapping).
+      - For O(target=in_place) the after side says the VM ends powered off (and whether the restore powers it off)
+        and, per disk, how many chunks are written; in check mode an upper bound (V(up to N)), since which chunks
+        differ is learnt only by the rollback itself.
   platform:
     platforms: posix
   action_group:
@@ -140,6 +146,8 @@ options:
       network_mapping:
         description:
           - Networks to replace, as a mapping from the network name at backup time to the network to connect to.
+          - Every key must be a network the backed-up VM had a network adapter on; any other (a typo) is refused,
+            naming the networks the VM had.
         type: dict
       disk_format:
         description:
@@ -366,8 +374,16 @@ diff:
       description: State of the target before.
       type: dict
     after:
-      description: State of the target after.
+      description:
+        - State of the target after.
+        - O(target=new_vm) adds C(placement) ({datacenter, folder, compute, resource_pool, host, datastore}) and
+          C(networks) (per adapter C(adapter), C(backed_up_network) and C(network), the one it connects to).
+        - O(target=in_place) adds C(power_state) (V(poweredOff)), C(powered_off_by_restore) and per disk
+          C(chunks_to_write) (in check mode a text such as V(up to 256 (of 256; ...)), else the number written).
       type: dict
+      sample: {"vm": "web01", "power_state": "poweredOff", "powered_off_by_restore": true,
+               "disks": [{"key": "2000", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                          "chunks_to_write": 12}]}
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference

@@ -117,10 +117,11 @@ def test_backup_then_incremental(runner):
     assert len(points["lab-vm1"]) == 2 and len(points["lab-vm2"]) == 1
     assert [disk["mode"] for disk in points["lab-vm1"][0]["disks"]] == ["full", "full"]
     assert [disk["mode"] for disk in points["lab-vm1"][1]["disks"]] == ["incremental", "incremental"]
-    # the role's summary names each VM's restore point and the disks' modes
-    assert re.search(r"lab-vm1: restore point %s, \S+ full, \S+ full;" % re.escape(points["lab-vm1"][0]["id"]), first)
-    assert re.search(r"lab-vm2: restore point %s, \S+ full;" % re.escape(points["lab-vm2"][0]["id"]), first)
-    assert re.search(r"lab-vm1: restore point %s, \S+ incremental, \S+ incremental;"
+    # the role's summary names each VM's restore point, the disks' modes and the transport each was read with
+    assert re.search(r"lab-vm1: restore point %s, \S+ full via nbdssl, \S+ full via nbdssl;"
+                     % re.escape(points["lab-vm1"][0]["id"]), first)
+    assert re.search(r"lab-vm2: restore point %s, \S+ full via nbdssl;" % re.escape(points["lab-vm2"][0]["id"]), first)
+    assert re.search(r"lab-vm1: restore point %s, \S+ incremental via nbdssl, \S+ incremental via nbdssl;"
                      % re.escape(points["lab-vm1"][1]["id"]), second)
 
 
@@ -128,6 +129,7 @@ def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner):
     runner.create_repository()
     runner.backup(["lab-vm2"])
     runner.backup(["lab-vm2"])
+    before = [point["id"] for point in runner.restore_points()["lab-vm2"]]
     output = runner.run("blockvault.vsphere.backup", {
         "blockvault_vms": ["no-such-vm", "lab-vm2"], "vm_backup_keep": {"keep_last": 1}, "vm_backup_status_grace": 3,
     }, expect_ok=False)
@@ -136,6 +138,9 @@ def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner):
     newest = points["lab-vm2"][0]["id"]
     assert re.search(r"lab-vm2: restore point %s, " % re.escape(newest), output)
     assert "1 of 2 backup(s) failed: no-such-vm: FAILED: No VM named 'no-such-vm'" in output
+    # the retention says which restore points it removed and kept
+    removed = [point for point in before if point != newest]
+    assert "lab-vm2: removed 2 restore point(s) (%s, %s); kept 1 (%s); GC freed " % (removed[0], removed[1], newest) in output, output
 
 
 def test_restore_to_new_vm_has_equal_checksums(runner):

@@ -25,7 +25,7 @@ def test_backup_incremental_and_file_restore_round_trip(tmp_path):
                                        password=env["BLOCKVAULT_REAL_PASSWORD"], ca_bundle=env.get("BLOCKVAULT_REAL_CA_BUNDLE"))
     vddk = settings.VddkSettings(libdir=env["BLOCKVAULT_REAL_VDDK"], transports=env.get("BLOCKVAULT_REAL_TRANSPORTS", "nbdssl:nbd"))
     repo = settings.RepositorySettings(location=str(tmp_path / "repo"), passphrase="real-vcenter-test")
-    repository.ensure_repository(repo)
+    repository.ensure_repository(repository.RepositoryRequest(), repo)
     endpoints = requests.Endpoints(repo=repo, vsphere=vsphere, vddk=vddk)
     request = backup.BackupRequest(vm={"name": env["BLOCKVAULT_REAL_VM"]})
     first = backup.backup_vm(request, endpoints, requests.RunSettings(status_file=str(tmp_path / "first.json")))

@@ -12,9 +12,10 @@ check mode. A run's shared state (session, repository, progress, ExitStack) trav
 
 - ``backup.backup_vm(BackupRequest(vm, mode, quiesce, allow_crash_consistent, include_disks, exclude_disks, run_id),
   endpoints, settings) -> {changed, run_id, restore_point: {id, vm, created}, disks: [{key, label, mode, reason,
-  bytes_read, bytes_new, sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks}``
-  or, in check mode, ``{changed, run_id, vm, plan}``; ``vm`` is a VmSelector (name | path | uuid | instance_uuid |
-  moid).
+  transport, bytes_read, bytes_new, bytes_stored, sha256}], bytes_read, bytes_written, duration, throughput_mbps,
+  quiesced, skipped_disks, transports_requested, warnings, diff}`` or, in check mode, ``{changed, run_id, vm, plan,
+  diff}``; ``vm`` is a VmSelector (name | path | uuid | instance_uuid | moid). ``warnings`` names each disk VDDK
+  read with a slower transport than one asked for first.
 - ``restore.restore(RestoreRequest(RestorePointQuery(restore_point, vm_name, before), target), endpoints, settings)
   -> {changed, restore_point, vm or path, disks: [{key, sha256, bytes_written, ...}], diff}``; ``target`` is one of
   ``NewVm(name, placement, network_mapping, disk_format, power_on, force)``, ``InPlace(vm, force)``,
@@ -26,5 +27,6 @@ check mode. A run's shared state (session, repository, progress, ExitStack) trav
   new_key_file, check) -> {changed, created, keys_added, repository: {...}}``; ``repository.show_repository(repo)``.
 - ``info.list_restore_points(repo, vm) -> {changed: False, vms: {name: [summary]}, count}`` and
   ``info.run_status(status_file) -> {changed: False, status}``.
-- ``prune.prune(repo, policy, vm, gc, check) -> {changed, removed: [...], kept: [...], gc: {...}, diff}``.
+- ``prune.prune(repo, policy, vm, gc, check) -> {changed, removed: [...], kept: [...], gc: {...}, diff, msg}`` (in
+  check mode ``gc`` is a dry-run mark and sweep without the restore points prune would remove: the real figures).
 """

@@ -21,7 +21,7 @@ from ..repo.model import DiskKey
 from ..transfer.pipeline import BackupDisk, plan_backup
 from ._disk_match import change_id_unusable
 
-__all__ = ["BackupPlanner", "PlannedDisk", "select_disks"]
+__all__ = ["BackupPlanner", "PlannedDisk", "select_disks", "transport_fallbacks"]
 
 log = logging.getLogger("blockvault.backup")
 
@@ -52,13 +52,15 @@ def select_disks(disks, include, exclude):
 
 @dataclasses.dataclass(frozen=True)
 class PlannedDisk:
-    """One disk of the run: its live DiskInfo, mode and reason, and the transfer's BackupDisk (which owns the source)."""
+    """One disk of the run: its live DiskInfo, mode and reason, the transfer's BackupDisk (which owns the source),
+    and ``transport``: the VDDK transport mode the source's handle really uses (None when VDDK does not say)."""
 
     key: DiskKey
     disk: object
     mode: str
     reason: str
     transfer: BackupDisk
+    transport: str = None
 
 
 class BackupPlanner:
@@ -128,11 +130,39 @@ class BackupPlanner:
                 source = context.open_disk(vm.moref, disk, read_only=True, snapshot_moref=snapshot.moref)
                 opened.callback(source.close)
                 plan = plan_backup(source, self.chunk_size, changed=changed, previous=previous_index)
+                # asked while the handle planning opened is still the one the transfer starts with
+                transport = source.transport_mode
                 if reason:
                     log.info("disk %s of VM %s is read in full: %s", disk.label, context.label, reason)
                 transfer = BackupDisk(key=key.value, source=source, plan=plan, index=DiskIndex(disk.capacity, self.chunk_size),
                                       previous=previous_index)
                 planned.append(PlannedDisk(key=key, disk=disk, mode="full" if changed is None else "incremental",
-                                           reason=reason or self.incremental_reason(), transfer=transfer))
+                                           reason=reason or self.incremental_reason(), transfer=transfer,
+                                           transport=transport))
             opened.pop_all()        # the sources belong to the transfer from here on
         return planned
+
+
+#: how fast a VDDK transport mode moves data, roughly: a mode asked for ahead of the one VDDK chose that ranks
+#: higher was not usable, and the backup ran slower than planned (hotadd -> nbd is the classic silent slowdown);
+#: nbdssl -> nbd is no slowdown (nbd skips TLS), so both rank the same
+_TRANSPORT_SPEED = {"file": 3, "san": 2, "hotadd": 2, "nbdssl": 1, "nbd": 1}
+
+
+def transport_fallbacks(requested, disks):
+    """Warnings, one per disk of ``disks`` (DiskEntry or DiskRecord, with ``transport``) that VDDK read with a slower
+    mode than one asked for before it in ``requested`` (VDDK's colon-separated list); none for unknown modes."""
+    asked = [mode for mode in (requested or "").split(":") if mode]
+    warnings = []
+    for disk in disks:
+        used = disk.transport
+        if not used or used not in asked:
+            continue
+        faster = [mode for mode in asked[:asked.index(used)] if _TRANSPORT_SPEED.get(mode, 0) > _TRANSPORT_SPEED.get(used, 0)]
+        if faster:
+            name = "%s (key %s)" % (disk.label, disk.key) if disk.label else "key %s" % disk.key
+            warnings.append("Disk %s was read with transport %s although %s was asked for first (transports %s): VDDK "
+                            "could not use %s for it, so this backup ran slower than planned. hotadd needs the proxy to be "
+                            "a VM that can reach the disk's datastore; san needs the datastore's LUNs visible to the proxy."
+                            % (name, used, faster[0], ":".join(asked), faster[0]))
+    return warnings

@@ -28,7 +28,7 @@ from ..repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 from ..transfer.pipeline import backup_disks
 from ..vddk.connection import Connection
 from ..vsphere.vm import find_vm
-from ._backup_plan import BackupPlanner, select_disks
+from ._backup_plan import BackupPlanner, select_disks, transport_fallbacks
 from ._engine import new_run_id
 from .context import open_run
 from .requests import BackupRequest, RunSettings
@@ -44,11 +44,12 @@ _CHUNK_COUNTERS = ("chunks_read", "chunks_new", "chunks_deduped", "chunks_zero",
 def backup_vm(request, endpoints, settings=RunSettings()):
     """Back up the VM of ``request`` (a BackupRequest) with ``endpoints`` and ``settings``; a result dict.
 
-    ``{changed, run_id, restore_point: {id, vm, created}, disks: [{key, label, mode, reason, bytes_read, bytes_new,
-    sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks, snapshot: removed |
-    already_gone | left (reason) | not_taken, warnings}`` (a backup snapshot that could not be removed after the commit is a
-    warning, not a failure: the restore point exists), or in check mode
-    ``{changed, run_id, vm, plan}``.
+    ``{changed, run_id, restore_point: {id, vm, created}, disks: [{key, label, mode, reason, transport, bytes_read,
+    bytes_new, bytes_stored, sha256}], bytes_read, bytes_written, duration, throughput_mbps, quiesced, skipped_disks,
+    transports_requested, snapshot: removed | already_gone | left (reason) | not_taken, warnings, diff}``, or in check
+    mode ``{changed, run_id, vm, plan, diff}``. ``warnings`` names each disk VDDK read with a slower transport than one
+    asked for first, and a backup snapshot that could not be removed after the commit (a warning, not a failure: the
+    restore point exists); ``diff`` is the VM's previous restore point (before) and the new or planned one (after).
     """
     endpoints.require_vsphere("A backup")
     run_id = request.run_id or new_run_id()
@@ -100,8 +101,11 @@ class _Backup:
             reason = planner.full_reason(disk, enabled, cbt_reason)
             planned.append({"key": str(disk.key), "label": disk.label, "capacity": disk.capacity,
                             "mode": "full" if reason else "incremental", "reason": reason or planner.incremental_reason()})
+        after = {"restore_point": "(new, of this run)", "vm": self.context.label,
+                 "transports_requested": self.context.endpoints.vddk.transports, "disks": planned}
         return {"changed": True, "run_id": self.context.run_id, "vm": self.context.label,
-                "plan": {"disks": planned, "skipped": skipped, "previous_restore_point": previous.id if previous else None}}
+                "plan": {"disks": planned, "skipped": skipped, "previous_restore_point": previous.id if previous else None},
+                "diff": {"before": _diff_side(previous), "after": after}}
 
     def _transfer(self, planner, skipped):
         context, request, vm = self.context, self.request, self.vm
@@ -136,18 +140,23 @@ class _Backup:
             records.append(DiskRecord(key=item.key, capacity=disk.capacity, mode=item.mode, reason=item.reason,
                                       label=disk.label, controller=disk.controller.to_dict(), unit_number=disk.unit_number,
                                       file_name=disk.file_name, uuid=disk.uuid, change_id=disk.change_id,
-                                      bytes_read=result.bytes_read, bytes_new=result.bytes_new, sha256=result.blocksum))
+                                      bytes_read=result.bytes_read, bytes_new=result.bytes_new, sha256=result.blocksum,
+                                      bytes_stored=result.bytes_stored, transport=item.transport))
         duration = max(time.monotonic() - started, 1e-6)
         bytes_read = sum(r.bytes_read for r in results.values())
-        stats = {"bytes_read": bytes_read, "bytes_written": sum(r.bytes_new for r in results.values()),
+        stats = {"bytes_read": bytes_read, "bytes_written": sum(r.bytes_stored for r in results.values()),
                  "duration": round(duration, 3), "throughput_mbps": round(bytes_read / duration / 1e6, 3),
-                 "quiesced": snap.quiesced, "transport": context.endpoints.vddk.transports, "skipped_disks": skipped,
+                 "quiesced": snap.quiesced, "transports_requested": context.endpoints.vddk.transports, "skipped_disks": skipped,
                  "chunks": {name: sum(getattr(r, name) for r in results.values()) for name in _CHUNK_COUNTERS}}
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
                           instance_uuid=self.captured.instance_uuid, config=self.captured)
         committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
         context.set_phase("cleanup")
-        return _result(committed, changed=True)
+        result = _result(committed, changed=True)
+        for warning in result["warnings"]:
+            log.warning("%s", warning)          # the run log says it too, for a run polled under async
+        result["diff"] = {"before": _diff_side(planner.previous), "after": _diff_side(committed)}
+        return result
 
 
 def _refuse_concurrent_backup(repository, vm_key, vm_label):
@@ -198,18 +207,37 @@ def _why_not_newer(vanished, damaged):
     return None
 
 
+def _requested_transports(manifest):
+    # restore points written before transports_requested existed kept the list as "transport"
+    return manifest.stats.get("transports_requested", manifest.stats.get("transport"))
+
+
 def _result(manifest, changed):
     """The module result of a committed restore point (this run's, or the one an earlier run of its id made)."""
     stats = manifest.stats
     return {"changed": changed, "run_id": manifest.run_id, "restore_point": manifest.reference(),
             "disks": [{"key": disk.key.value, "label": disk.label, "mode": disk.mode, "reason": disk.reason,
-                       "bytes_read": disk.bytes_read, "bytes_new": disk.bytes_new, "sha256": disk.sha256}
+                       "transport": disk.transport, "bytes_read": disk.bytes_read, "bytes_new": disk.bytes_new,
+                       "bytes_stored": disk.bytes_stored, "sha256": disk.sha256}
                       for disk in manifest.disks],
             "bytes_read": stats.get("bytes_read", 0), "bytes_written": stats.get("bytes_written", 0),
             "duration": stats.get("duration", 0.0), "throughput_mbps": stats.get("throughput_mbps", 0.0),
-            "quiesced": stats.get("quiesced"), "skipped_disks": stats.get("skipped_disks", {})}
+            "quiesced": stats.get("quiesced"), "skipped_disks": stats.get("skipped_disks", {}),
+            "transports_requested": _requested_transports(manifest),
+            "warnings": transport_fallbacks(_requested_transports(manifest), manifest.disks)}
+
+
+def _diff_side(manifest):
+    """A restore point as one side of the backup's diff: {} when there is none (the VM's first backup)."""
+    if manifest is None:
+        return {}
+    return {"restore_point": manifest.id, "vm": manifest.vm.name, "created": manifest.created,
+            "transports_requested": _requested_transports(manifest),
+            "disks": [{"key": disk.key.value, "label": disk.label, "capacity": disk.capacity, "mode": disk.mode,
+                       "reason": disk.reason, "transport": disk.transport} for disk in manifest.disks]}
 
 
 def _unchanged_result(manifest):
-    return dict(_result(manifest, changed=False), snapshot="not_taken",
+    side = _diff_side(manifest)         # the result's shape of a run that made it; the diff shows no change
+    return dict(_result(manifest, changed=False), snapshot="not_taken", diff={"before": side, "after": side},
                 msg="restore point %s of run %s already exists" % (manifest.id, manifest.run_id))

@@ -20,8 +20,10 @@ def summarize(manifest, pinned=False, note=""):
     return {"id": manifest.id, "vm": manifest.vm.name, "vm_key": manifest.vm.key, "run_id": manifest.run_id,
             "created": manifest.created, "backup_mode": manifest.backup_mode, "pinned": pinned, "note": note,
             "bytes_read": manifest.stat("bytes_read"), "bytes_written": manifest.stat("bytes_written"),
+            "transports_requested": manifest.stats.get("transports_requested", manifest.stats.get("transport")),
             "disks": [{"key": d.key.value, "label": d.label, "capacity": d.capacity, "mode": d.mode,
-                       "reason": d.reason, "bytes_new": d.bytes_new, "sha256": d.sha256}
+                       "reason": d.reason, "transport": d.transport, "bytes_new": d.bytes_new,
+                       "bytes_stored": d.bytes_stored, "sha256": d.sha256}
                       for d in manifest.disks]}
 
 

@@ -41,24 +41,43 @@ def prune(repo, policy, vm=None, gc=True, check=False, forget_orphans=False):
 
     ``forget_orphans`` lets the GC remove the indexes of restore points whose manifest is missing (which it keeps
     for a grace period as evidence, spec 9.2) and the chunks only they name; with an empty ``policy`` nothing else
-    is removed. Check mode reports what would go (and what GC would free) without removing anything.
-    Returns {changed, removed: [{id, vm, created}], kept: [{id, vm, created, reasons}], gc, warnings}.
+    is removed. Check mode reports what would go and what GC would free (a dry-run mark and sweep without the
+    restore points prune would remove: the real run's figures) without removing anything.
+    Returns {changed, removed: [{id, vm, created}], kept: [{id, vm, created, reasons}], gc, diff, msg, warnings};
+    ``msg`` says in one line which restore points were (would be) removed and kept.
     """
     if forget_orphans and not gc:
         raise ConfigurationError("forget_orphans removes what the garbage collection would keep: it needs gc=true.")
     warnings = []
     with contextlib.closing(open_repository(repo)) as repository:
-        removed, kept = [], []
+        removed, kept, remove_ids = [], [], []
         if policy or not forget_orphans:
             vm_key = _vm_key_for_name(repository, vm) if vm else None
             report = repository.prune(policy, vm=vm_key, dry_run=True)
-            removed = [_described(repository, rp_id, warnings) for rp_id in report["remove"]]
+            remove_ids = report["remove"]
+            removed = [_described(repository, rp_id, warnings) for rp_id in remove_ids]
             kept = [dict(_described(repository, entry["id"], warnings), reasons=entry["reasons"]) for entry in report["keep"]]
             if not check and removed:
                 repository.prune(policy, vm=vm_key, dry_run=False)
-        gc_report = repository.gc(dry_run=check, forget_orphans=forget_orphans) if gc and (removed or not check or forget_orphans) else None
+        gc_report = None
+        if gc:
+            # check mode: a dry-run mark and sweep that treats the restore points prune would remove as gone,
+            # so its figures are those the real run's GC reports
+            gc_report = repository.gc(dry_run=check, forget_orphans=forget_orphans,
+                                      assume_removed=remove_ids if check else ())
         freed = bool(gc_report and not check and (gc_report.get("chunks_removed") or gc_report.get("indexes_removed")))
     diff = {"before": {"restore_points": sorted(r["id"] for r in removed + kept)},
             "after": {"restore_points": sorted(k["id"] for k in kept)}}
     return {"changed": bool(removed) or freed, "removed": removed, "kept": kept, "gc": gc_report, "diff": diff,
-            "warnings": warnings}
+            "msg": _summary(removed, kept, gc_report, check), "warnings": warnings}
+
+
+def _summary(removed, kept, gc_report, check):
+    """One line saying which restore points went (or would go) and which stay, and what GC freed (would free)."""
+    verb = ("would remove", "would keep", "would free") if check else ("removed", "kept", "freed")
+    text = "%s %d restore point(s)%s; %s %d%s" % (
+        verb[0], len(removed), " (%s)" % ", ".join(r["id"] for r in removed) if removed else "",
+        verb[1], len(kept), " (%s)" % ", ".join(k["id"] for k in kept) if kept else "")
+    if gc_report is not None:
+        text += "; GC %s %d chunk(s), %d bytes" % (verb[2], gc_report["chunks_removed"], gc_report["bytes_removed"])
+    return text

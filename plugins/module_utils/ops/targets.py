@@ -31,7 +31,7 @@ from ..errors import ChangeTrackingError, ConfigurationError, RestoreRefusedErro
 from ..fileio import fsync_directory
 from ..transfer.block_device import BlockDeviceTarget, device_in_use, device_size, special_file_kind
 from ..transfer.endpoints import RawFileTarget
-from ..vsphere.config import DISK_FORMATS
+from ..vsphere.config import DISK_FORMATS, check_network_mapping, target_network_name
 from ..vsphere.placement import resolve_placement
 from ..vsphere.vm import VmSelector, create_vm, find_vm, find_vm_or_none, identity_conflicts
 from . import _rollback
@@ -196,6 +196,7 @@ class NewVm(RestoreTarget):
 
     def run(self, context, manifest):
         captured = manifest.vm.config
+        check_network_mapping(captured.nics, self.network_mapping)     # a typo'd network is refused, in check mode too
         existing = find_vm_or_none(context.session, self.name)
         if existing is not None and not self.force and _restored_from(existing) == manifest.id:
             # a rerun of this restore (a DR playbook run again after a later step failed): the VM is what it asks for
@@ -203,11 +204,6 @@ class NewVm(RestoreTarget):
                     "disks": [{"key": d.key.value, "sha256": d.sha256} for d in manifest.disks],
                     "diff": {"before": {"vm": self.name, "exists": True}, "after": {"vm": self.name, "exists": True}},
                     "msg": "VM %s was restored from restore point %s already: left as it is." % (self.name, manifest.id)}
-        diff = {"before": {"vm": self.name, "exists": existing is not None},
-                "after": {"vm": self.name, "num_cpus": self._overrides().get("num_cpus", captured.num_cpus),
-                          "memory_mb": self._overrides().get("memory_mb", captured.memory_mb),
-                          "disks": [{"key": d.key.value, "capacity": d.capacity} for d in manifest.disks],
-                          "power_on": self.power_on}}
         if existing is not None:
             self._check_replace(existing)
             if existing.is_powered_on and not context.check:
@@ -216,6 +212,15 @@ class NewVm(RestoreTarget):
             self._check_identity_free(context.session, captured, existing)
         default_datastore = (captured.disks or [{}])[0].get("datastore")
         placement = self.placement.resolve(context.session, captured.placement or {}, default_datastore)
+        overrides = self._overrides()
+        diff = {"before": {"vm": self.name, "exists": existing is not None},
+                "after": {"vm": self.name, "num_cpus": overrides.get("num_cpus", captured.num_cpus),
+                          "memory_mb": overrides.get("memory_mb", captured.memory_mb),
+                          "placement": placement.describe(),
+                          "networks": [{"adapter": nic.get("label") or str(nic.get("key")), "backed_up_network": nic.get("network"),
+                                        "network": target_network_name(nic, overrides)} for nic in captured.nics],
+                          "disks": [{"key": d.key.value, "capacity": d.capacity} for d in manifest.disks],
+                          "power_on": self.power_on}}
         if context.check:
             return {"changed": True, "vm": {"name": self.name},
                     "disks": [{"key": d.key.value, "sha256": d.sha256} for d in manifest.disks], "diff": diff}
@@ -310,7 +315,12 @@ class InPlace(RestoreTarget):
             raise RestoreRefusedError("VM %s is powered on: an in-place restore would overwrite the disks of a running VM. Power "
                                       "it off first, or set force to have it powered off." % vm.name)
         planned = [{"key": entry.key.value, "sha256": entry.sha256} for entry, _disk in pairs]
-        diff = {"before": {"vm": vm.name, "power_state": vm.power_state}, "after": {"vm": vm.name, "disks": planned}}
+        chunk_size = context.repository.chunk_size
+        # what the rollback does to the VM, said before it does it: powered off (force), how many chunks written
+        diff = {"before": {"vm": vm.name, "power_state": vm.power_state},
+                "after": {"vm": vm.name, "power_state": "poweredOff", "powered_off_by_restore": powered_on,
+                          "disks": [dict(disk, chunks_to_write=_up_to_chunks(entry.capacity, chunk_size))
+                                    for disk, (entry, _live) in zip(planned, pairs)]}}
         if context.check:
             return {"changed": True, "vm": {"name": vm.name, "moid": vm.moref}, "disks": planned, "diff": diff}
         if powered_on:
@@ -327,11 +337,20 @@ class InPlace(RestoreTarget):
             disk.update(method=plan.method, reason=plan.reason)
         # a chunk that held data where the restore point has zeros is zeroed, not written: a change too
         changed = any(d["chunks_written"] or d["chunks_zeroed"] for d in written)
+        for side, disk in zip(diff["after"]["disks"], written):     # the real figures replace the estimate
+            side["chunks_to_write"] = disk["chunks_written"] + disk["chunks_zeroed"]
         if self.power_on and not vm.is_powered_on:
             vm.power_on()
             changed = True
         return {"changed": changed or powered_on, "vm": {"name": vm.name, "moid": vm.moref, "powered_on": vm.is_powered_on},
                 "disks": written, "diff": diff, "cbt_reset": cbt_reset.done}
+
+
+def _up_to_chunks(capacity, chunk_size):
+    """The check mode's bound on the chunks a rollback writes: it learns which differ only by asking CBT (which
+    takes a snapshot) or comparing every chunk, so at most all of them."""
+    count = -(-capacity // chunk_size)
+    return "up to %d (of %d; only those that differ from the restore point are written)" % (count, count)
 
 
 def _in_place_disks(vm, manifest):

@@ -82,8 +82,12 @@ def _gc_refuse(failures):
         hint="Run validate, and delete or repair the damaged restore points before GC.")
 
 
-def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False):
+def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_removed=()):
     """Remove unreferenced chunks, the indexes interrupted backups left, and old temporary files.
+
+    ``assume_removed`` (dry run only): restore point ids to treat as gone, so that a prune's check mode reports
+    what the GC after the real prune would free (its mark and sweep skips them; their indexes, which prune itself
+    deletes, are no orphans).
 
     Two phases keep the exclusive lock short (spec 9.1): first, without a lock, read every restore point's
     indexes into the referenced set (manifests are immutable, so what was read stays true); then, under the
@@ -97,13 +101,16 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False):
     backend = repository.backend
     settings = repository.lock_settings
     failures = []
+    if assume_removed and not dry_run:
+        raise ConfigurationError("gc assume_removed is for a dry run only: prune the restore points, then run gc.")
+    gone = set(assume_removed)
 
     def on_error(rp_id, disk, exc):
         if not backend.exists(manifest_name(rp_id)):
             return  # pruned meanwhile: its references no longer matter
         failures.append((rp_id, disk, exc))
 
-    scanned = [p.id for p in repository.list_restore_points()]
+    scanned = [p.id for p in repository.list_restore_points() if p.id not in gone]
     referenced = _referenced_chunks(repository, scanned, on_error)
     if failures:
         raise _gc_refuse(failures)
@@ -111,7 +118,7 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False):
         # the locks as they were before the stale ones go: they tell an interrupted backup's indexes from damage
         locks_before = repository.locks.list_locks()
         stale_locks = [] if dry_run else repository.locks.remove_stale()
-        rp_ids = [p.id for p in repository.list_restore_points()]
+        rp_ids = [p.id for p in repository.list_restore_points() if p.id not in gone]
         already = set(scanned)
         referenced |= _referenced_chunks(repository, [rp for rp in rp_ids if rp not in already],
                                          lambda rp, disk, exc: failures.append((rp, disk, exc)))
@@ -122,7 +129,7 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False):
             chunk_id = chunk_id_from_name(info.name)
             if chunk_id is not None:
                 stored[chunk_id] = info.size
-        orphans = find_orphans(list_indexes(backend), set(rp_ids), locks_before, settings)
+        orphans = find_orphans(list_indexes(backend), set(rp_ids) | gone, locks_before, settings)
         now = time.time()
         grace = repository.maintenance_settings.orphan_index_grace
         forgotten = [o for o in orphans if forget_orphans or o.interrupted or now - o.newest_mtime > grace]

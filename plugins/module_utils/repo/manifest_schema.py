@@ -88,6 +88,8 @@ MANIFEST_SCHEMA = {
                     "sha256_block_size": {"type": "integer", "minimum": 4096},
                     "index": {"type": "string", "pattern": r"^indexes/\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{16}-[0-9a-f]{8}/[A-Za-z0-9_.-]{1,64}$"},
                     "index_sha256": _HEX64,
+                    "bytes_stored": _NON_NEG,
+                    "transport": {"type": "string", "pattern": "^[a-z]{1,16}$"},
                 },
             },
         },

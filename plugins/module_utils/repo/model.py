@@ -150,6 +150,10 @@ class DiskRecord:
     bytes_read: int = 0
     bytes_new: int = 0
     sha256: str = None
+    # optional (absent from restore points written before they existed): the bytes the new chunks took in the
+    # repository (compressed, encrypted), and the VDDK transport the disk was really read with
+    bytes_stored: int = None
+    transport: str = None
 
     def __post_init__(self):
         object.__setattr__(self, "key", DiskKey.of(self.key))
@@ -178,6 +182,8 @@ class DiskEntry:
     file_name = property(lambda self: self.record.file_name)
     bytes_read = property(lambda self: self.record.bytes_read)
     bytes_new = property(lambda self: self.record.bytes_new)
+    bytes_stored = property(lambda self: self.record.bytes_stored)
+    transport = property(lambda self: self.record.transport)
 
     @property
     def name(self):
@@ -189,17 +195,23 @@ class DiskEntry:
         record = DiskRecord(key=DiskKey(data["key"]), capacity=data["capacity"], mode=data["mode"], reason=data.get("reason"),
                             label=data.get("label"), controller=data.get("controller"), unit_number=data.get("unit_number"),
                             file_name=data.get("file_name"), uuid=data.get("uuid"), change_id=data.get("change_id"),
-                            bytes_read=data.get("bytes_read", 0), bytes_new=data.get("bytes_new", 0), sha256=data["sha256"])
+                            bytes_read=data.get("bytes_read", 0), bytes_new=data.get("bytes_new", 0), sha256=data["sha256"],
+                            bytes_stored=data.get("bytes_stored"), transport=data.get("transport"))
         return cls(record=record, sha256=data["sha256"], sha256_block_size=data["sha256_block_size"], index=data["index"],
                    index_sha256=data["index_sha256"])
 
     def to_json(self):
         record = self.record
-        return {"key": record.key.value, "label": record.label, "controller": record.controller,
-                "unit_number": record.unit_number, "capacity": record.capacity, "file_name": record.file_name,
-                "uuid": record.uuid, "change_id": record.change_id, "mode": record.mode, "reason": record.reason,
-                "bytes_read": record.bytes_read, "bytes_new": record.bytes_new, "sha256": self.sha256,
-                "sha256_block_size": self.sha256_block_size, "index": self.index, "index_sha256": self.index_sha256}
+        out = {"key": record.key.value, "label": record.label, "controller": record.controller,
+               "unit_number": record.unit_number, "capacity": record.capacity, "file_name": record.file_name,
+               "uuid": record.uuid, "change_id": record.change_id, "mode": record.mode, "reason": record.reason,
+               "bytes_read": record.bytes_read, "bytes_new": record.bytes_new, "sha256": self.sha256,
+               "sha256_block_size": self.sha256_block_size, "index": self.index, "index_sha256": self.index_sha256}
+        # the optional fields only when known, so an older manifest round-trips unchanged
+        for name in ("bytes_stored", "transport"):
+            if getattr(record, name) is not None:
+                out[name] = getattr(record, name)
+        return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -52,7 +52,6 @@ def check_compression_level(level):
             validation.MIN_COMPRESSION_LEVEL, validation.MAX_COMPRESSION_LEVEL, level))
     return level
 
-
 class Repository:
     """An opened repository. Build with ``Repository.create`` or ``Repository.open``.
 
@@ -490,8 +489,9 @@ class Repository:
     def prune(self, policy, vm=None, dry_run=True, lock_wait=None):
         return maintenance.prune(self, policy, vm=vm, dry_run=dry_run, lock_wait=lock_wait)
 
-    def gc(self, dry_run=False, lock_wait=None, forget_orphans=False):
-        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait, forget_orphans=forget_orphans)
+    def gc(self, dry_run=False, lock_wait=None, forget_orphans=False, assume_removed=()):
+        return maintenance.gc(self, dry_run=dry_run, lock_wait=lock_wait, forget_orphans=forget_orphans,
+                              assume_removed=assume_removed)
 
     def validate(self, level="quick", restore_point=None, workers=2):
         return maintenance.validate(self, level=level, restore_point=restore_point, workers=workers)

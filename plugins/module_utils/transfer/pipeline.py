@@ -86,12 +86,14 @@ class BackupDisk:
 
 @dataclasses.dataclass
 class DiskBackupResult:
-    """Figures of one disk. ``bytes_new`` is what the repository stored (compressed, encrypted)."""
+    """Figures of one disk. ``bytes_new``: the size of the chunks the repository did not hold yet, before
+    compression; ``bytes_stored``: what they took in the repository (compressed, encrypted)."""
 
     key: str
     mode: str
     bytes_read: int = 0
     bytes_new: int = 0
+    bytes_stored: int = 0
     chunks_read: int = 0
     chunks_new: int = 0
     chunks_deduped: int = 0
@@ -327,7 +329,8 @@ class _BackupRun:
                 result.chunks_read += 1
                 if stored:
                     result.chunks_new += 1
-                    result.bytes_new += stored
+                    result.bytes_new += length
+                    result.bytes_stored += stored
                 else:
                     result.chunks_deduped += 1
                 state.chunks_done += 1

@@ -177,8 +177,23 @@ def _nic_backing(network_name, network):
 
 
 def target_network_name(nic, overrides):
-    """The network a captured NIC connects to after ``network_map``."""
+    """The network a captured NIC connects to after ``network_map`` (the restore's network_mapping option)."""
     return (overrides.get("network_map") or {}).get(nic["network"], nic["network"])
+
+
+def check_network_mapping(nics, mapping):
+    """ConfigurationError when ``mapping`` (network_mapping: backed-up network name -> target network name) names a
+    network none of the captured ``nics`` was on: a typo would otherwise go unnoticed and leave the NIC on its old
+    network. Pure: no vCenter call."""
+    had = sorted({nic.get("network") for nic in nics or () if nic.get("network")})
+    unknown = sorted(set(mapping or {}) - set(had))
+    if unknown:
+        raise ConfigurationError(
+            "network_mapping names network(s) %s that the backed-up VM had no network adapter on; %s." % (
+                ", ".join(repr(name) for name in unknown),
+                "its networks were %s" % ", ".join(repr(name) for name in had) if had else "it had no network adapter"),
+            hint="Map only the networks the backed-up VM had (check the spelling): network_mapping's keys are the "
+                 "backed-up VM's network names, its values the networks where it is restored.")
 
 
 def build_config_spec(captured, overrides=None, datastore_name=None, networks=None):
@@ -190,6 +205,7 @@ def build_config_spec(captured, overrides=None, datastore_name=None, networks=No
     require_pyvmomi()
     overrides = dict(overrides or {})
     disk_format = _check_overrides(overrides)
+    check_network_mapping(captured.get("nics"), overrides.get("network_map"))
     if not datastore_name:
         raise ConfigurationError("No datastore given for the restored VM's files and disks.")
     device_spec = vim.vm.device.VirtualDeviceSpec
@@ -310,7 +326,7 @@ def _resolve_networks(session, captured, overrides, datacenter):
             networks[name] = find_network(session, name, datacenter)
         except ObjectNotFoundError:
             raise ConfigurationError("Network %r (of NIC %s) does not exist where the VM is restored." % (
-                name, nic.get("label") or nic["key"]), hint="Map it to an existing network with network_map.") from None
+                name, nic.get("label") or nic["key"]), hint="Map it to an existing network with network_mapping.") from None
     return networks
 
 
@@ -341,6 +357,7 @@ def create_vm(session, captured, overrides, placement, timeout=DEFAULT_TASK_TIME
     overrides = dict(overrides or {})
     datastore = placement.datastore
     datastore_name = datastore if isinstance(datastore, str) else datastore.name
+    check_network_mapping(captured.get("nics"), overrides.get("network_map"))
     networks = _resolve_networks(session, captured, overrides, datacenter_of(placement.folder))
     spec, _disk_keys = build_config_spec(captured, overrides, datastore_name, networks)
     task = placement.folder.CreateVM_Task(config=spec, pool=placement.resource_pool, host=placement.host)

@@ -35,6 +35,15 @@ class Placement:
     datastore: object
     host: object = None
 
+    def describe(self):
+        """The placement by inventory names (for a restore's diff): datacenter, folder, compute (the cluster or host
+        the pool belongs to), resource_pool, host (or None) and datastore. A few property reads from vCenter."""
+        def name(obj):
+            return obj if obj is None or isinstance(obj, str) else getattr(obj, "name", None)
+        owner = getattr(self.resource_pool, "owner", None)
+        return {"datacenter": name(self.datacenter), "folder": name(self.folder), "compute": name(owner),
+                "resource_pool": name(self.resource_pool), "host": name(self.host), "datastore": name(self.datastore)}
+
 
 def resolve_placement(session, datacenter=None, folder=None, resource_pool=None, host=None, datastore=None, default_datastore=None):
     """Resolve user-given names (or defaults) to a Placement; raise ConfigurationError naming what to set."""

@@ -142,3 +142,25 @@ def test_restore_to_a_new_vm_then_roll_it_back_in_place(lab, repo_args, new_vm_n
     assert rolled["changed"] is True and rolled["diff"]["before"]["vm"] == new_vm_name
     assert rolled["disks"][0]["chunks_written"] == 1 and rolled["disks"][0]["chunks_unchanged"] > 0
     assert lab.checksum(new_vm_name, 0) == lab.checksum("lab-vm2", 0)
+
+
+def _warnings(result, capsys):
+    """The module's Ansible warnings: in its JSON on a managed host; shown at once by Display when, as in this test
+    process, ansible-core runs as the controller."""
+    shown = [line[len("[WARNING]: "):] for line in capsys.readouterr().err.splitlines() if line.startswith("[WARNING]: ")]
+    return list(result.get("warnings", ())) + shown
+
+
+def test_vm_backup_warns_of_a_transport_fallback_and_shows_its_diff(lab, repo_args, capsys):
+    run(backup_repository, repo_args)
+    capsys.readouterr()
+    done = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False, transports="hotadd:nbd"), diff=True)
+    assert done["changed"] is True and [d["transport"] for d in done["disks"]] == ["nbd", "nbd"]
+    # Ansible warnings (shown by every callback), one per disk that fell back
+    warnings = _warnings(done, capsys)
+    assert [w.split(" was read with")[0] for w in warnings] == ["Disk disk-1000-0 (key 2000)", "Disk disk-1001-0 (key 2016)"]
+    assert all(" transport nbd although hotadd was asked for first (transports hotadd:nbd)" in w for w in warnings)
+    assert done["diff"]["before"] == {} and done["diff"]["after"]["restore_point"] == done["restore_point"]["id"]
+    plain = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False))
+    assert _warnings(plain, capsys) == [] and "diff" not in plain
+    assert [d["transport"] for d in plain["disks"]] == ["nbdssl"] * 2

@@ -91,6 +91,7 @@ def test_same_run_id_twice_is_unchanged(env):
         name: first[name] for name in ("bytes_read", "bytes_written", "quiesced", "skipped_disks", "run_id")}
     assert second["msg"] == "restore point %s of run idempotent-run already exists" % first["restore_point"]["id"]
     assert [(d["key"], d["sha256"]) for d in second["disks"]] == [(d["key"], d["sha256"]) for d in first["disks"]]
+    assert second["diff"]["before"] == second["diff"]["after"] == first["diff"]["after"]
     assert env.restore_points() == [first["restore_point"]["id"]]
 
 
@@ -104,6 +105,7 @@ def test_check_mode_returns_the_plan_and_touches_nothing(env, monkeypatch):
 
     monkeypatch.setattr(snapshots, "backup_snapshot", spy)
     planned = env.backup("lab-vm1", check=True, run_id="check-1")
+    assert planned.pop("diff")["before"] == {}          # the VM's first backup (test_results.py checks the diff)
     assert planned == {"changed": True, "run_id": "check-1", "vm": "lab-vm1", "plan": {
         "disks": [{"key": "2000", "label": "disk-1000-0", "capacity": 64 << 20, "mode": "full",
                    "reason": "this is the VM's first restore point"},

@@ -210,7 +210,7 @@ def test_capture_and_create_a_copy(vs, vm1):
                          "start_connected": True}]
     name = "lab-vm1-copy-%s" % uuid.uuid4().hex[:6]
     where = placement.resolve_placement(vs, resource_pool="DC0_C0", default_datastore=captured["disks"][0]["datastore"])
-    with pytest.raises(ConfigurationError, match="Network 'Prod LAN' .* network_map"):
+    with pytest.raises(ConfigurationError, match="Network 'Prod LAN' .* network_mapping"):
         config.create_vm(vs, captured, {"name": name}, where)
     overrides = {"name": name, "disk_format": "thin", "network_map": {"Prod LAN": "DC0_DVPG0"}}
     created = config.create_vm(vs, captured, overrides, where)

@@ -109,3 +109,29 @@ def test_counts_must_be_positive(run_module, backup_vm, args, option, message):
     assert outcome == "fail"
     assert (result["msg"], result["error_class"]) == (message, "ConfigurationError")
     assert backup_vm.calls == []
+
+
+FALLBACK = ("Disk Hard disk 1 (key 2000) was read with transport nbd although hotadd was asked for first (transports "
+            "hotadd:nbd): VDDK could not use hotadd for it, ...")
+DIFF = {"before": {}, "after": {"restore_point": "(new, of this run)", "vm": "web01", "transports_requested": "hotadd:nbd",
+                                "disks": [{"key": "2000", "label": "Hard disk 1", "mode": "full", "reason": "first"}]}}
+
+
+def test_the_operations_warnings_become_ansible_warnings(run_module, ops_call, args, monkeypatch):
+    from ansible.module_utils import basic
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning, **kwargs: warned.append(warning))
+    ops_call(vm_backup.ops_backup, "backup_vm", result=dict(RESULT, warnings=[FALLBACK]))
+    outcome, result = run_module(vm_backup, dict(args, name="web01", transports="hotadd:nbd"))
+    assert outcome == "exit" and warned == [FALLBACK]
+    assert "warnings" not in result and result["disks"] == RESULT["disks"]
+
+
+@pytest.mark.parametrize("diff", [True, False])
+def test_the_diff_is_returned_in_diff_mode_only(run_module, ops_call, args, diff):
+    plan = {"changed": True, "plan": {"disks": [], "skipped": {}, "previous_restore_point": None}, "vm": "web01",
+            "run_id": "run-9", "diff": DIFF}
+    ops_call(vm_backup.ops_backup, "backup_vm", result=plan)
+    outcome, result = run_module(vm_backup, dict(args, name="web01"), check_mode=True, diff=diff)
+    assert outcome == "exit"
+    assert result.get("diff") == (DIFF if diff else None)

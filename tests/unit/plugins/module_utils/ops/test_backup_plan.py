@@ -4,7 +4,8 @@ import types
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops._backup_plan import BackupPlanner, select_disks
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops._backup_plan import (
+    BackupPlanner, select_disks, transport_fallbacks)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import (
     DiskEntry, DiskRecord, Manifest, VmConfig, VmRecord)
 
@@ -74,3 +75,32 @@ def test_select_disks_refuses_unknown_names_and_an_empty_selection():
         select_disks(disks, ("2009",), ())
     with pytest.raises(ConfigurationError, match=r"No disk of the VM is left to back up \(Hard disk 2000: in exclude_disks\)"):
         select_disks(disks, (), ("2000",))
+
+
+def disk_with_transport(key, transport, label=None):
+    return DiskRecord(key=str(key), capacity=8 * MIB, mode="full", label=label, transport=transport)
+
+
+def test_a_faster_mode_asked_for_first_that_fell_back_is_warned_naming_disk_asked_and_used():
+    disks = [disk_with_transport(2000, "nbd", label="Hard disk 1"), disk_with_transport(2001, "hotadd", label="Hard disk 2")]
+    warnings = transport_fallbacks("hotadd:nbdssl:nbd", disks)
+    assert warnings == [
+        "Disk Hard disk 1 (key 2000) was read with transport nbd although hotadd was asked for first (transports "
+        "hotadd:nbdssl:nbd): VDDK could not use hotadd for it, so this backup ran slower than planned. hotadd needs the "
+        "proxy to be a VM that can reach the disk's datastore; san needs the datastore's LUNs visible to the proxy."]
+
+
+@pytest.mark.parametrize("requested, used", [
+    ("nbdssl:nbd", "nbd"),          # nbd is no slower than nbdssl: no warning
+    ("hotadd:nbd", "hotadd"),       # the first mode was used
+    ("san:hotadd:nbd", "hotadd"),   # san and hotadd rank the same
+    ("hotadd:nbd", None),           # a restore point from before transports were recorded
+    ("nbd", "hotadd"),              # a mode not asked for (an old manifest, a changed list): nothing to compare
+])
+def test_no_warning_without_a_slower_fallback(requested, used):
+    assert transport_fallbacks(requested, [disk_with_transport(2000, used)]) == []
+
+
+def test_a_disk_without_label_is_named_by_key():
+    assert transport_fallbacks("san:nbd", [disk_with_transport(2000, "nbd")])[0].startswith(
+        "Disk key 2000 was read with transport nbd although san was asked for first")

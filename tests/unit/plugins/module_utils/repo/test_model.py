@@ -83,3 +83,25 @@ def test_a_manifest_the_schema_lets_through_but_the_model_cannot_hold_is_damage(
     with pytest.raises(CorruptionError, match=r"Manifest manifests/x does not describe a restore point \(.*\): it is damaged.") as caught:
         manifest_from_document("manifests/x", document)
     assert caught.value.object_name == "manifests/x"
+
+
+def test_a_disk_with_the_transport_used_and_the_stored_bytes_round_trips_and_validates():
+    document = json.loads(json.dumps(DOCUMENT))
+    document["disks"][0].update(transport="hotadd", bytes_stored=60)
+    manifest = Manifest.from_json(document)
+    assert (manifest.disk().transport, manifest.disk().bytes_stored, manifest.disk().bytes_new) == ("hotadd", 60, 100)
+    assert manifest.to_json() == document
+    validate_manifest(manifest.to_json(), "the test manifest")
+
+
+def test_an_older_manifest_without_transport_and_stored_bytes_stays_valid_and_unchanged():
+    manifest = Manifest.from_json(json.loads(json.dumps(DOCUMENT)))
+    assert (manifest.disk().transport, manifest.disk().bytes_stored) == (None, None)
+    assert "transport" not in manifest.to_json()["disks"][0] and "bytes_stored" not in manifest.to_json()["disks"][0]
+
+
+def test_the_schema_refuses_a_transport_that_is_no_mode_name():
+    document = json.loads(json.dumps(DOCUMENT))
+    document["disks"][0]["transport"] = "hotadd:nbd"
+    with pytest.raises(CorruptionError, match=r"disks/0/transport: 'hotadd:nbd' does not match '\^\[a-z\]\{1,16\}\$'"):
+        validate_manifest(document, "the test manifest")

@@ -50,7 +50,9 @@ def test_full_backup_records_digests_zero_sentinels_and_dedup(fakes):
     assert result.chunks_carried == 0
     assert result.bytes_read == len(data)
     stored = [data[i * C:(i + 1) * C] for i in (0, 2, 3, 6, 7)]
-    assert result.bytes_new == sum(len(chunk) + 16 for chunk in stored)
+    # bytes_new before compression, bytes_stored what the session stored (the fake adds 16 bytes per chunk)
+    assert result.bytes_new == sum(len(chunk) for chunk in stored) == 4 * C + 1000
+    assert result.bytes_stored == sum(len(chunk) + 16 for chunk in stored)
     assert sorted(session.puts) == sorted(hashlib.sha256(chunk).digest() for chunk in stored)
     assert session.data_types == {"memoryview"}          # chunks handed over without a copy
     assert result.blocksum == reference_blocksum(data) == result.index.blocksum()
@@ -88,7 +90,7 @@ def test_chunks_already_in_the_repository_are_not_stored_again(fakes):
     session = fakes.FakeSession(present=present)
     result = backup_disks(session, [disk(fakes, "a", MemorySource(data))],
                           TransferOptions(workers=2, memory_budget=4 * C))["a"]
-    assert (result.chunks_new, result.chunks_deduped, result.bytes_new) == (0, 2, 0)
+    assert (result.chunks_new, result.chunks_deduped, result.bytes_new, result.bytes_stored) == (0, 2, 0, 0)
     assert session.puts == []
 
 

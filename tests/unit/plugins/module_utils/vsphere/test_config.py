@@ -187,7 +187,7 @@ def test_unknown_target_network_is_a_configuration_error(monkeypatch):
         raise cfg.ObjectNotFoundError("no")
     monkeypatch.setattr(cfg, "find_network", missing)
     monkeypatch.setattr(cfg, "datacenter_of", lambda folder: None)
-    with pytest.raises(ConfigurationError, match=r"Network 'Prod LAN' \(of NIC Network adapter 1\) does not exist .* network_map"):
+    with pytest.raises(ConfigurationError, match=r"Network 'Prod LAN' \(of NIC Network adapter 1\) does not exist .* network_mapping"):
         cfg.create_vm(object(), captured_json(), {}, placed_in(FakeFolder()))
 
 
@@ -195,3 +195,27 @@ def test_extra_config_is_part_of_the_creation_spec():
     spec = cfg.build_config_spec(captured_json(), {"extra_config": {"blockvault.restore.incomplete": "restore run r1"}}, "ds2")[0]
     assert [(o.key, o.value) for o in spec.extraConfig] == [("blockvault.restore.incomplete", "restore run r1")]
     assert not cfg.build_config_spec(captured_json(), {}, "ds2")[0].extraConfig
+
+
+def test_a_network_mapping_for_a_network_the_vm_never_had_is_refused_naming_its_networks(monkeypatch):
+    resolved = []
+    monkeypatch.setattr(cfg, "find_network", lambda session, name, dc: resolved.append(name))
+    monkeypatch.setattr(cfg, "datacenter_of", lambda folder: None)
+    folder = FakeFolder()
+    with pytest.raises(ConfigurationError) as caught:
+        cfg.create_vm(object(), captured_json(), {"name": "copy", "network_map": {"Prod LAN": "DR LAN", "Prod-LAN": "DR LAN"}},
+                      placed_in(folder))
+    assert caught.value.message == ("network_mapping names network(s) 'Prod-LAN' that the backed-up VM had no network adapter "
+                                    "on; its networks were 'Backup LAN', 'Prod LAN'.")
+    assert caught.value.hint.startswith("Map only the networks the backed-up VM had (check the spelling)")
+    assert resolved == [] and folder.created == []          # refused before any vCenter call
+    with pytest.raises(ConfigurationError, match="^network_mapping names network"):
+        cfg.build_config_spec(captured_json(), {"network_map": {"Prod-LAN": "DR LAN"}}, "ds2")
+
+
+def test_network_mapping_check_of_a_vm_without_network_adapters():
+    cfg.check_network_mapping([], None)
+    cfg.check_network_mapping([], {})
+    with pytest.raises(ConfigurationError, match=r"^network_mapping names network\(s\) 'VM Network' that the backed-up VM "
+                                                 r"had no network adapter on; it had no network adapter\. Map only"):
+        cfg.check_network_mapping([], {"VM Network": "Isolated"})
