@@ -152,6 +152,11 @@ gc:
       description: Disk indexes of removed restore points deleted.
       type: int
       sample: 2
+    checkpoints_removed:
+      description: Checkpoints of killed backups deleted because they are older than their C(resume_max_age) (their
+        chunks are kept until then, so that the next backup can resume).
+      type: int
+      sample: 0
 diff:
   description: Ids of the restore points in scope before and after the prune.
   returned: diff mode

@@ -28,7 +28,10 @@ from ..repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 from ..transfer.pipeline import backup_disks
 from ..vddk.connection import Connection
 from ..vsphere.vm import find_vm
+from ..repo.checkpoint import delete_checkpoint
 from ._backup_plan import BackupPlanner, select_disks
+from ._checkpointing import resume_fields, start_recorder
+from ._resume import find_resumable
 from ._engine import new_run_id
 from .context import open_run
 from .requests import BackupRequest, Endpoints, RunSettings
@@ -67,6 +70,7 @@ class _Backup:
         self.vm = None
         self.vm_key = None
         self.captured = None
+        self.resume_declined = None
 
     def run(self):
         context = self.context
@@ -109,20 +113,28 @@ class _Backup:
         session = stack.enter_context(context.repository.begin_backup(self.vm_key, context.run_id))
         _refuse_concurrent_backup(context.repository, self.vm_key, context.label)
         context.set_phase("snapshot")
-        vm.remove_orphan_snapshots(live_run_ids=[context.run_id])
+        resume, self.resume_declined = find_resumable(context, vm, self.vm_key, request, self._selected_disks)
+        vm.remove_orphan_snapshots(live_run_ids=[context.run_id] + ([resume.run_id] if resume else []))
         cbt_status = vm.ensure_cbt()
-        snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
-                                                      allow_crash_consistent=request.allow_crash_consistent))
-        snap_disks = select_disks(snap.disks(), request.include_disks, request.exclude_disks)[0]
+        if resume is not None:      # the interrupted run's snapshot: its checkpoint's chunks are of that point in time
+            snap = stack.enter_context(vm.adopt_backup_snapshot(resume.found))
+            planner = BackupPlanner(request.mode, resume.parent, context.repository.chunk_size)
+        else:
+            snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
+                                                          allow_crash_consistent=request.allow_crash_consistent))
+        snap_disks = self._selected_disks(snap)
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
         if access.prepare_for_access(ACCESS_IDENTITY):
             stack.callback(access.end_access, ACCESS_IDENTITY)
         context.set_phase("plan")
-        planned = planner.plan(context, vm, snap, snap_disks, cbt_status, session)
+        planned = planner.plan(context, vm, snap, snap_disks, cbt_status, session, resume=resume)
         context.set_phase("transfer")
         context.keepalive()
+        recorder = start_recorder(context, session, request, self.vm_key, planned, resume,
+                                  planner.previous.id if planner.previous is not None else None)
         results = backup_disks(session, [item.transfer for item in planned], context.transfer_options())
+        recorder.stop()         # no checkpoint after this: the commit removes it
         context.set_phase("commit")
         records = []
         for item in planned:
@@ -142,8 +154,13 @@ class _Backup:
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
                           instance_uuid=self.captured.instance_uuid, config=self.captured)
         committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
+        delete_checkpoint(context.repository, recorder.template.name)
         context.set_phase("cleanup")
-        return _result(committed, changed=True)
+        return dict(_result(committed, changed=True), **resume_fields(resume, self.resume_declined))
+
+    def _selected_disks(self, snapshot):
+        """The disks of ``snapshot`` (a BackupSnapshot) this run backs up."""
+        return select_disks(snapshot.disks(), self.request.include_disks, self.request.exclude_disks)[0]
 
 
 def _refuse_concurrent_backup(repository, vm_key, vm_label):

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BlockvaultError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError
 from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime, manifest_name
+from .checkpoint import gc_checkpoints
 from .locks import EXCLUSIVE, SHARED
 from .retention import apply_policy, check_policy
 from .session import list_chunk_ids, list_chunk_infos
@@ -103,6 +104,9 @@ def gc(repository, dry_run=False, lock_wait=None):
                                          lambda rp, disk, exc: failures.append((rp, disk, exc)))
         if failures:
             raise _gc_refuse(failures)
+        # chunks of a killed run's checkpoint stay while the next backup may still resume it (section 12)
+        checkpointed, expired_checkpoints = gc_checkpoints(repository)
+        referenced |= checkpointed
         stored = {}
         for info in list_chunk_infos(backend):
             chunk_id = chunk_id_from_name(info.name)
@@ -117,10 +121,11 @@ def gc(repository, dry_run=False, lock_wait=None):
         report = {"dry_run": dry_run, "restore_points": len(rp_ids), "chunks_stored": len(stored), "chunks_referenced": len(referenced),
                   "chunks_missing": len(referenced - set(stored)), "chunks_removed": len(garbage),
                   "bytes_removed": sum(stored[c] for c in garbage), "indexes_removed": len(orphan_indexes),
-                  "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks}
+                  "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks,
+                  "checkpoints_removed": len(expired_checkpoints)}
         if dry_run:
             return report
-        names = [chunk_name(c) for c in garbage] + orphan_indexes
+        names = [chunk_name(c) for c in garbage] + orphan_indexes + expired_checkpoints
         with ThreadPoolExecutor(max_workers=8 if backend.parallel_listing else 2) as pool:
             for start in range(0, len(names), _DELETE_BATCH):
                 lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)
