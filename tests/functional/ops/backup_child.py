@@ -4,6 +4,7 @@ SPEC holds the lab settings, the repository (location, passphrase), the VM name,
 The LABVDDK_* knobs come from the environment. Prints the result as JSON on success. With ``"pause_before_commit":
 PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
 its manifest. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
+``"backup_options"`` holds more BackupRequest fields (mode, resume_max_age, checkpoint_interval).
 """
 import json
 import pathlib
@@ -40,7 +41,8 @@ def main(path):
         target = NewVm(restoring["new_name"], placement=Placement(**restoring.get("placement", {})))
         result = restore(RestoreRequest(RestorePointQuery(restoring["restore_point"]), target), endpoints, settings)
     else:
-        result = backup_vm(BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"]), endpoints, settings)
+        result = backup_vm(BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"],
+                                         **spec.get("backup_options", {})), endpoints, settings)
     print(json.dumps(result))
 
 
