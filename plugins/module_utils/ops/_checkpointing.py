@@ -53,6 +53,7 @@ def resume_fields(resume, declined):
     if resume is not None:
         fields["msg"] = resume.message()
     if declined:
-        fields["msg"] = "did not resume interrupted run %s: %s; started over" % (declined["from_run"], declined["reason"])
+        run = "interrupted run %s" % declined["from_run"] if declined["from_run"] else "an interrupted run"
+        fields["msg"] = "did not resume %s: %s; started over" % (run, declined["reason"])
     return fields
 

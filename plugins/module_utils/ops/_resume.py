@@ -130,7 +130,7 @@ def find_resumable(context, vm, vm_key, request, snap_disks_of):
             continue
         except BlockvaultError as exc:
             log.warning("removing checkpoint %s: %s", name, exc.message)
-            declined = {"from_run": None, "reason": "its checkpoint %s is damaged (%s)" % (name, exc.message)}
+            declined = {"from_run": None, "reason": exc.message.rstrip(".")}
             delete_checkpoint(repository, name)
     if not checkpoints:
         return None, declined

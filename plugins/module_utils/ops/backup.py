@@ -199,5 +199,5 @@ def _result(manifest, changed):
 
 
 def _unchanged_result(manifest):
-    return dict(_result(manifest, changed=False),
+    return dict(_result(manifest, changed=False), **resume_fields(None, None),
                 msg="restore point %s of run %s already exists" % (manifest.id, manifest.run_id))

@@ -138,8 +138,8 @@ class Checkpoint:
         blob = bytes(blob)
 
         def damaged(why):
-            return CorruptionError("Checkpoint %s is damaged (%s); it is ignored and the next backup of its VM starts "
-                                   "over." % (name, why), object_name=name)
+            return CorruptionError("Checkpoint %s is damaged (%s)." % (name, why), object_name=name,
+                                   hint="Nothing to do: it is ignored and removed, and the next backup of its VM starts over.")
 
         if len(blob) < _HEAD.size + DIGEST_SIZE or blob[:4] != _MAGIC:
             raise damaged("bad magic or truncated")
