@@ -27,7 +27,7 @@ def start_recorder(context, session, request, vm_key, planned, resume, parent):
     template = Checkpoint(run_id=resume.run_id if resume is not None else context.run_id, vm_tag=repository.vm_tag(vm_key),
                           chunk_size=repository.chunk_size, max_age=float(request.resume_max_age),
                           created=resume.checkpoint.created if resume is not None else session.started, updated="",
-                          parent=parent if incremental else None)
+                          parent=parent if incremental else None, lock_id=session.lock_id)
     disks = [(item.key.value, item.disk.capacity, item.mode, item.reason, item.base_change_id, item.transfer.index,
               item.transfer.done) for item in planned]
     interval = request.checkpoint_interval if request.resume_max_age > 0 else 0

@@ -119,7 +119,9 @@ def _refusal(context, vm, checkpoint, request, snap_disks_of):
 def find_resumable(context, vm, vm_key, request, snap_disks_of):
     """(ResumeState or None, declined) for this run: ``declined`` is {from_run, reason} when a checkpoint of the VM
     was found and not adopted (None otherwise). ``snap_disks_of(snapshot)`` gives the disks this run would back
-    up of a BackupSnapshot (the include/exclude filters). Removes every checkpoint of the VM it does not adopt."""
+    up of a BackupSnapshot (the include/exclude filters). Removes every checkpoint of the VM it does not adopt,
+    except those of runs still alive: a checkpoint whose recorded lock is live (not gone, not stale) is left alone,
+    whatever the caller's concurrency rules."""
     repository = context.repository
     checkpoints = []
     declined = None
@@ -134,6 +136,14 @@ def find_resumable(context, vm, vm_key, request, snap_disks_of):
             delete_checkpoint(repository, name)
     if not checkpoints:
         return None, declined
+    live_locks = {lock["id"] for lock in repository.list_locks() if not lock.get("stale")}
+    running = [item for item in checkpoints if item.lock_id in live_locks]
+    if running:     # never adopt, nor remove, the checkpoint of a run that is alive: its lock says so
+        log.warning("not resuming run %s of VM %s: it is still running (its repository lock %s is live)",
+                    running[0].run_id, context.label, running[0].lock_id)
+        checkpoints = [item for item in checkpoints if item not in running]
+        if not checkpoints:
+            return None, None
     checkpoints.sort(key=lambda item: (item.created, item.updated))
     newest = checkpoints.pop()
     for older in checkpoints:

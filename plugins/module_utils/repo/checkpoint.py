@@ -104,7 +104,8 @@ class CheckpointDisk:
 class Checkpoint:
     """The progress of run ``run_id`` of the VM ``vm_tag``: ``parent`` is the restore point its incremental disks
     build on (None when all are full), ``max_age`` (seconds) how long its snapshot may be adopted, ``created`` the
-    run's start and ``updated`` the moment of this write (ISO times). Immutable."""
+    run's start and ``updated`` the moment of this write (ISO times), ``lock_id`` the repository lock of the
+    process writing it (the run is alive while that lock is). Immutable."""
 
     run_id: str
     vm_tag: str
@@ -114,6 +115,7 @@ class Checkpoint:
     updated: str
     parent: str = None
     disks: tuple = ()
+    lock_id: str = None
 
     @property
     def name(self):
@@ -125,7 +127,8 @@ class Checkpoint:
     def to_bytes(self):
         header = canonical_json({"run_id": self.run_id, "vm_tag": self.vm_tag, "chunk_size": self.chunk_size,
                                  "max_age": self.max_age, "created": self.created, "updated": self.updated,
-                                 "parent": self.parent, "disks": [disk.header() for disk in self.disks]})
+                                 "parent": self.parent, "lock_id": self.lock_id,
+                                 "disks": [disk.header() for disk in self.disks]})
         parts = [_HEAD.pack(_MAGIC, CHECKPOINT_VERSION, len(header)), header]
         for disk in self.disks:
             parts.extend((disk.done, disk.digests))
@@ -170,7 +173,7 @@ class Checkpoint:
             _parse_time(header["created"])
             return cls(run_id=str(header["run_id"]), vm_tag=str(header["vm_tag"]), chunk_size=int(header["chunk_size"]),
                        max_age=float(header["max_age"]), created=str(header["created"]), updated=str(header["updated"]),
-                       parent=header.get("parent"), disks=tuple(disks))
+                       parent=header.get("parent"), disks=tuple(disks), lock_id=header.get("lock_id"))
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise damaged(str(exc) or type(exc).__name__) from None
 
@@ -213,11 +216,12 @@ def delete_checkpoint(repository, name):
 def gc_checkpoints(repository, now=None):
     """(storage ids the live checkpoints reference, names of the expired or damaged ones) for GC.
 
-    A checkpoint is live while younger than its ``max_age``: its chunks are kept so that its run can be resumed.
-    GC calls this under its exclusive lock, so no backup is running and every checkpoint belongs to a dead run.
+    A checkpoint is live while younger than its ``max_age`` or while the lock it records is live: its chunks are
+    kept so that its run can be resumed. (GC calls this under its exclusive lock, when no backup lock is live.)
     """
     referenced, expired = set(), []
     codec = repository.codec
+    live_locks = {lock["id"] for lock in repository.list_locks() if not lock.get("stale")}
     for name in list_checkpoints(repository):
         try:
             checkpoint = load_checkpoint(repository, name)
@@ -227,7 +231,7 @@ def gc_checkpoints(repository, now=None):
             log.warning("removing checkpoint %s: %s", name, exc)
             expired.append(name)
             continue
-        if checkpoint.max_age <= 0 or checkpoint.age(now) > checkpoint.max_age:
+        if checkpoint.lock_id not in live_locks and (checkpoint.max_age <= 0 or checkpoint.age(now) > checkpoint.max_age):
             expired.append(name)
             continue
         for disk in checkpoint.disks:

@@ -106,6 +106,16 @@ def test_the_newest_checkpoint_is_adopted_and_older_ones_removed(repo):
     assert resume.planned("2000") == ("full", "planned full", None)
 
 
+def test_the_checkpoint_of_a_run_whose_lock_is_live_is_neither_adopted_nor_removed(repo):
+    with repo.begin_backup("vm-key", "run-1") as running:
+        checkpoint = dataclasses.replace(store_checkpoint(repo, "run-1"), lock_id=running.lock_id)
+        write_checkpoint(repo, checkpoint)
+        assert decide(repo, FakeVm({"run-1": 10})) == (None, None)
+        assert list_checkpoints(repo) == [checkpoint.name]
+    resume, declined = decide(repo, FakeVm({"run-1": 10}))     # its lock released: the run is over
+    assert declined is None and resume.checkpoint == checkpoint
+
+
 def test_an_adopted_checkpoint_carries_its_stored_chunks_and_reads_a_missing_one_again(repo):
     store_checkpoint(repo, "run-1", done=(0, 1, 3))
     with repo.begin_backup("vm-key", "run-2") as session:
