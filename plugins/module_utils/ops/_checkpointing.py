@@ -56,4 +56,3 @@ def resume_fields(resume, declined):
         run = "interrupted run %s" % declined["from_run"] if declined["from_run"] else "an interrupted run"
         fields["msg"] = "did not resume %s: %s; started over" % (run, declined["reason"])
     return fields
-

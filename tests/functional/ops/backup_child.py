@@ -41,8 +41,8 @@ def main(path):
         target = NewVm(restoring["new_name"], placement=Placement(**restoring.get("placement", {})))
         result = restore(RestoreRequest(RestorePointQuery(restoring["restore_point"]), target), endpoints, settings)
     else:
-        result = backup_vm(BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"],
-                                         **spec.get("backup_options", {})), endpoints, settings)
+        request = BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"], **spec.get("backup_options", {}))
+        result = backup_vm(request, endpoints, settings)
     print(json.dumps(result))
 
 

@@ -121,7 +121,7 @@ def test_an_adopted_checkpoint_carries_its_stored_chunks_and_reads_a_missing_one
     with repo.begin_backup("vm-key", "run-2") as session:
         for number in (0, 3):                       # chunk 1 is gone (a GC after the checkpoint expired)
             session.put_chunk(digest(number), chunk(number))
-        resume, _ = decide(repo, FakeVm({"run-1": 10}))
+        resume = decide(repo, FakeVm({"run-1": 10}))[0]
         plan, previous = resume.apply("2000", plan_disk(CAPACITY, MIB), None, session)
     assert plan.actions() == [CARRY, READ, READ, CARRY]
     assert [previous.get(number) for number in (0, 3)] == [digest(0), digest(3)]

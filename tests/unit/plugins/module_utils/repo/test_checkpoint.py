@@ -109,4 +109,3 @@ def test_gc_keeps_the_chunks_of_a_live_checkpoint_and_removes_an_expired_one(rep
     report = repo.gc()
     assert (report["chunks_removed"], report["checkpoints_removed"]) == (2, 1)
     assert list_checkpoints(repo) == [] and repo.backend.list("chunks/") == []
-
