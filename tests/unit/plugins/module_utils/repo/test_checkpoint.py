@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import CorruptionError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.checkpoint import (
     Checkpoint, CheckpointRecorder, checkpoint_name, gc_checkpoints, list_checkpoints, load_checkpoint)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import ZERO_SENTINEL, isotime
@@ -24,8 +24,9 @@ def digest(number):
 
 
 @pytest.fixture(params=[True, False], ids=["encrypted", "plain"])
-def repo(request, tmp_path):
-    return make_repo(open_backend(str(tmp_path / "repo")), encrypted=request.param)
+def repo(request, backend_factory):
+    """A repository on each backend (local, moto, SeaweedFS), encrypted or not."""
+    return make_repo(backend_factory(), encrypted=request.param)
 
 
 def template(repo, run_id="run-1", created=None, max_age=3600.0):
