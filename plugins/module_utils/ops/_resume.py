@@ -82,15 +82,30 @@ class ResumeState:
         return "resumed from checkpoint of run %s, %d of %d bytes left" % (self.run_id, self.bytes_left, self.bytes_total)
 
 
+def _committed_by(repository, vm_key, run_id):
+    """The id of the VM's restore point that run ``run_id`` committed, itself or resumed by a later run, or None."""
+    for point in reversed(repository.list_restore_points(vm_key)):
+        try:
+            manifest = repository.load_manifest(point.id)
+        except BlockvaultError:
+            continue            # a damaged manifest is validation's business, not a reason to stop here
+        if manifest.run_id == run_id or (manifest.stats.get("resumed") or {}).get("from_run") == run_id:
+            return point.id
+    return None
+
+
 def _disk_signature(disks):
     return sorted((str(disk.key), int(disk.capacity)) for disk in disks)
 
 
-def _refusal(context, vm, checkpoint, request, snap_disks_of):
+def _refusal(context, vm, vm_key, checkpoint, request, snap_disks_of):
     """(reason, found snapshot, parent manifest): reason is None when ``checkpoint`` can be adopted."""
     max_age = request.resume_max_age
     if max_age <= 0:
         return "resume is disabled (resume_max_age is 0)", None, None
+    committed = _committed_by(context.repository, vm_key, checkpoint.run_id)
+    if committed:       # killed between its commit and the removal of its checkpoint
+        return "its restore point %s was committed" % committed, None, None
     if checkpoint.chunk_size != context.repository.chunk_size:
         return "its chunk size differs from the repository's", None, None
     if request.mode == "full" and any(disk.mode != "full" for disk in checkpoint.disks):
@@ -150,7 +165,7 @@ def find_resumable(context, vm, vm_key, request, snap_disks_of):
         log.warning("removing checkpoint %s of run %s: a newer interrupted run (%s) supersedes it",
                     older.name, older.run_id, newest.run_id)
         delete_checkpoint(repository, older.name)
-    reason, found, parent = _refusal(context, vm, newest, request, snap_disks_of)
+    reason, found, parent = _refusal(context, vm, vm_key, newest, request, snap_disks_of)
     if reason is None:
         log.info("resuming interrupted run %s of VM %s from its checkpoint and snapshot", newest.run_id, context.label)
         return ResumeState(newest, found, parent), None

@@ -151,6 +151,8 @@ class _Backup:
                  "duration": round(duration, 3), "throughput_mbps": round(bytes_read / duration / 1e6, 3),
                  "quiesced": snap.quiesced, "transport": context.endpoints.vddk.transports, "skipped_disks": skipped,
                  "chunks": {name: sum(getattr(r, name) for r in results.values()) for name in _CHUNK_COUNTERS}}
+        if resume is not None:      # the next run must know this killed run's work is committed (ops/_resume.py)
+            stats["resumed"] = resume.result()
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
                           instance_uuid=self.captured.instance_uuid, config=self.captured)
         committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))

@@ -8,10 +8,11 @@ import types
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops._resume import find_resumable
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.checkpoint import (
     Checkpoint, CheckpointDisk, list_checkpoints, write_checkpoint)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import isotime
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.plan import CARRY, READ, plan_disk
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.snapshots import BackupSnapshot, FoundBackupSnapshot
 
@@ -85,6 +86,21 @@ def test_a_checkpoint_is_declined_and_removed_with_the_reason(repo, case, reason
                               max_age=0 if case == "disabled" else 3600,
                               disks=(("2000", CAPACITY), ("2001", MIB)) if case == "disks" else (("2000", CAPACITY),))
     assert resume is None and declined == {"from_run": "run-1", "reason": reason.format(location=repo.location)}
+    assert list_checkpoints(repo) == []
+
+
+@pytest.mark.parametrize("committed_by", ["run-1", "run-2"])
+def test_the_checkpoint_of_a_committed_run_is_declined(repo, committed_by):
+    """Killed between the commit and the removal of the checkpoint: by the run itself, or by the run resuming it."""
+    store_checkpoint(repo, "run-1")
+    with repo.begin_backup("vm-key", committed_by) as session:
+        session.add_disk_index("2000", DiskIndex(CAPACITY, MIB))
+        record = DiskRecord(key="2000", capacity=CAPACITY, mode="full", reason="r")
+        stats = {"resumed": {"from_run": "run-1"}} if committed_by == "run-2" else {}
+        rp_id = session.commit(ManifestDraft.build(committed_by, VmRecord(key="vm-key", name="vm", config=VmConfig("vm")),
+                                                   [record], stats=stats)).id
+    assert decide(repo, FakeVm({"run-1": 10})) == (None, {"from_run": "run-1",
+                                                          "reason": "its restore point %s was committed" % rp_id})
     assert list_checkpoints(repo) == []
 
 
