@@ -57,7 +57,14 @@ class FakeVm:
         if run_id not in self.ages:
             return None
         snap = BackupSnapshot(snapshot=None, moref="snapshot-1", name="blockvault-" + run_id, run_id=run_id, quiesced=False)
-        return FoundBackupSnapshot(snapshot=snap, created=NOW - datetime.timedelta(seconds=self.ages[run_id]))
+        return FixedAgeSnapshot(snapshot=snap, created=NOW - datetime.timedelta(seconds=self.ages[run_id]))
+
+
+class FixedAgeSnapshot(FoundBackupSnapshot):
+    """A found snapshot whose age is measured from the module's NOW, whenever the test runs."""
+
+    def age(self, now=None):
+        return super().age(now or NOW)
 
 
 def decide(repo, vm, mode="auto", max_age=3600, disks=(("2000", CAPACITY),)):
@@ -144,3 +151,10 @@ def test_an_adopted_checkpoint_carries_its_stored_chunks_and_reads_a_missing_one
     assert (resume.bytes_total, resume.bytes_left, resume.chunks_missing) == (4 * MIB, 2 * MIB, 1)
     assert resume.result() == {"from_run": "run-1", "bytes_left": 2 * MIB, "bytes_total": 4 * MIB}
     assert resume.message() == "resumed from checkpoint of run run-1, %d of %d bytes left" % (2 * MIB, 4 * MIB)
+
+
+def test_a_found_snapshot_knows_its_age():
+    assert FoundBackupSnapshot(snapshot=None, created=NOW - datetime.timedelta(seconds=90)).age(NOW) == 90.0
+    naive = (NOW - datetime.timedelta(seconds=30)).replace(tzinfo=None)       # vSphere times are UTC
+    assert FoundBackupSnapshot(snapshot=None, created=naive).age(NOW) == 30.0
+    assert FoundBackupSnapshot(snapshot=None, created=None).age(NOW) is None
