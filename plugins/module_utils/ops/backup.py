@@ -6,11 +6,13 @@
 Flow (every cleanup on the run's ExitStack, so a failure anywhere leaves no snapshot, no open VDDK handle and no
 visible restore point): vCenter session -> find the VM -> idempotency (a restore point of this run id ends the
 call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists
-(its snapshot would otherwise be taken for an orphan) -> remove orphan ``blockvault-*`` snapshots of killed runs
--> enable CBT when off and possible -> backup snapshot -> per disk, full or incremental with the reason (the
-planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer pipeline
-into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive -> indexes, manifest
-(commit) -> snapshot removed, EndAccess.
+(its snapshot would otherwise be taken for an orphan) -> adopt the snapshot of a killed run whose checkpoint is
+young enough (ops/_resume.py) -> remove the other orphan ``blockvault-*`` snapshots of killed runs -> enable CBT
+when off and possible -> backup snapshot (unless one was adopted) -> per disk, full or incremental with the reason
+(the planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer
+pipeline into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive and one
+rewriting the run's checkpoint (ops/_checkpointing.py) -> indexes, manifest (commit) -> checkpoint and snapshot
+removed, EndAccess.
 
 Limit: the concurrent-backup check sees the locks of this repository only; two repositories backing up one VM
 at the same moment would still remove each other's snapshot.
@@ -22,13 +24,13 @@ import logging
 import time
 
 from ..errors import BlockvaultError, ConfigurationError, LockError
+from ..repo.checkpoint import delete_checkpoint
 from ..repo.format import isotime
 from ..repo.locks import describe as describe_lock
 from ..repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 from ..transfer.pipeline import backup_disks
 from ..vddk.connection import Connection
 from ..vsphere.vm import find_vm
-from ..repo.checkpoint import delete_checkpoint
 from ._backup_plan import BackupPlanner, select_disks
 from ._checkpointing import resume_fields, start_recorder
 from ._resume import find_resumable

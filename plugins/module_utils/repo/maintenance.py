@@ -104,7 +104,7 @@ def gc(repository, dry_run=False, lock_wait=None):
                                          lambda rp, disk, exc: failures.append((rp, disk, exc)))
         if failures:
             raise _gc_refuse(failures)
-        # chunks of a killed run's checkpoint stay while the next backup may still resume it (section 12)
+        # chunks of a killed run's checkpoint stay while the next backup may still resume it (format section 9.2)
         checkpointed, expired_checkpoints = gc_checkpoints(repository)
         referenced |= checkpointed
         stored = {}
