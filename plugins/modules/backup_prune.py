@@ -183,6 +183,11 @@ gc:
       type: list
       elements: str
       sample: ["20261126T083000.123456Z-3f2a9c0d11e2b4a7-9c1e2f30"]
+    checkpoints_removed:
+      description: Checkpoints of killed backups deleted because they are older than their C(resume_max_age) (their
+        chunks are kept until then, so that the next backup can resume).
+      type: int
+      sample: 0
 diff:
   description: Ids of the restore points in scope before and after the prune.
   returned: diff mode

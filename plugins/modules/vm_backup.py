@@ -116,9 +116,23 @@ options:
       - Path of a JSON file rewritten atomically with the progress of the run (phase, disk, bytes done and total,
         throughput, estimated end, last error); read it with M(blockvault.vsphere.backup_info).
     type: path
+  resume_max_age:
+    description:
+      - Seconds during which the snapshot of a killed run of this VM may be adopted to resume that run from its
+        checkpoint, reading only what it had not stored yet. An older snapshot is removed and the backup starts
+        over (its delta disk grows on the datastore as long as it exists).
+      - V(0) disables resuming and writing checkpoints.
+    type: int
+    default: 14400
+  checkpoint_interval:
+    description:
+      - Seconds between two writes of the run's checkpoint (its progress, stored in the repository).
+    type: int
+    default: 30
 notes:
   - The user needs the vSphere privileges to take and remove snapshots, enable CBT and open disks for backup.
-  - Snapshots named C(blockvault-*) left by a killed run are removed before the new snapshot is taken.
+  - Snapshots named C(blockvault-*) left by a killed run are removed before the new snapshot is taken, except the
+    snapshot of a killed run that this run resumes (see O(resume_max_age)).
 seealso:
   - module: blockvault.vsphere.vm_restore
   - module: blockvault.vsphere.backup_info
@@ -280,6 +294,41 @@ transports_requested:
   returned: success, not in check mode
   type: str
   sample: "hotadd:nbdssl:nbd"
+resumed:
+  description: Set when this run resumed a killed run from its checkpoint; the bytes still to read and the total.
+  returned: success, when a backup ran
+  type: dict
+  contains:
+    from_run:
+      description: Id of the killed run whose snapshot and checkpoint were adopted.
+      type: str
+      sample: 20261126T083000Z-5f2c9a1e
+    bytes_left:
+      description: Bytes this run had to read.
+      type: int
+      sample: 1073741824
+    bytes_total:
+      description: Bytes the killed run had planned to read.
+      type: int
+      sample: 2147483648
+resume_declined:
+  description: Set when a checkpoint of a killed run was found but not used; the run started over.
+  returned: success, when a backup ran
+  type: dict
+  contains:
+    from_run:
+      description: Id of the killed run.
+      type: str
+      sample: 20261126T083000Z-5f2c9a1e
+    reason:
+      description: Why it was not resumed.
+      type: str
+      sample: its snapshot blockvault-20261126T083000Z-5f2c9a1e no longer exists
+msg:
+  description: What happened, when it is worth saying (a resume, a declined resume, an unchanged repeated run).
+  returned: sometimes
+  type: str
+  sample: resumed from checkpoint of run 20261126T083000Z-5f2c9a1e, 1073741824 of 2147483648 bytes left
 vm:
   description: Name of the VM (check mode).
   returned: check mode
@@ -346,6 +395,8 @@ def backup(bv):
         include_disks=_disk_references(params["include_disks"]),
         exclude_disks=_disk_references(params["exclude_disks"]),
         run_id=params["run_id"],
+        resume_max_age=params["resume_max_age"],
+        checkpoint_interval=params["checkpoint_interval"],
     )
     result = dict(ops_backup.backup_vm(request=request, endpoints=bv.endpoints(), settings=bv.run_settings()))
     diff = result.pop("diff", None)
@@ -368,6 +419,8 @@ def main():
         memory_budget_mb=dict(type="int", default=256),
         run_id=dict(type="str"),
         status_file=dict(type="path"),
+        resume_max_age=dict(type="int", default=14400),
+        checkpoint_interval=dict(type="int", default=30),
     )
     bv = BlockvaultModule(
         argument_spec,

@@ -53,7 +53,8 @@ def select_disks(disks, include, exclude):
 @dataclasses.dataclass(frozen=True)
 class PlannedDisk:
     """One disk of the run: its live DiskInfo, mode and reason, the transfer's BackupDisk (which owns the source),
-    and ``transport``: the VDDK transport mode the source's handle really uses (None when VDDK does not say)."""
+    and ``transport``: the VDDK transport mode the source's handle really uses (None when VDDK does not say); for an
+    incremental, ``base_change_id``: the change id its changed areas are relative to (a checkpoint records it)."""
 
     key: DiskKey
     disk: object
@@ -61,6 +62,7 @@ class PlannedDisk:
     reason: str
     transfer: BackupDisk
     transport: str = None
+    base_change_id: str = None
 
 
 class BackupPlanner:
@@ -105,42 +107,57 @@ class BackupPlanner:
                 raise       # damage, not a prune: say so
             return None, "the previous restore point %s was removed while this backup started" % self.previous.id
 
-    def plan(self, context, vm, snapshot, disks, cbt_status, session):
+    def plan(self, context, vm, snapshot, disks, cbt_status, session, resume=None):
         """A PlannedDisk for each of ``disks`` (DiskInfo of ``snapshot``), each with its own VDDK source opened.
 
         An incremental disk reads CBT's changed areas since the previous change id and carries the rest over
         from the previous index; when CBT cannot answer, that disk is read in full and the reason says why.
+        With ``resume`` (an ops._resume.ResumeState: ``snapshot`` is the interrupted run's), each disk keeps the
+        mode and reason that run planned, and the chunks its checkpoint lists are carried over, not read.
         """
         planned = []
         with contextlib.ExitStack() as opened:      # closes the sources opened so far if planning fails
             for disk in disks:
                 key = DiskKey.of(disk.key)
-                reason = self.full_reason(disk, cbt_status.enabled, cbt_status.reason, cbt_status.enabled_now)
-                changed = None
-                if reason is None:
-                    try:
-                        changed = [(area.start, area.length) for area in
-                                   vm.changed_areas(snapshot, disk, self._previous_disks[key].change_id)]
-                    except CbtReasonError as exc:
-                        reason = exc.reason
+                reason, changed, base_change_id = self._decide(vm, snapshot, disk, cbt_status, resume)
                 previous_index = None
                 if changed is not None:
-                    previous_index, reason = self.previous_index(session, key)
-                    changed = changed if previous_index is not None else None
+                    previous_index, vanished = self.previous_index(session, key)
+                    if previous_index is None:      # pruned meanwhile: this disk is read in full, saying why
+                        reason, changed, base_change_id = vanished, None, None
                 source = context.open_disk(vm.moref, disk, read_only=True, snapshot_moref=snapshot.moref)
                 opened.callback(source.close)
                 plan = plan_backup(source, self.chunk_size, changed=changed, previous=previous_index)
+                if resume is not None:
+                    plan, previous_index = resume.apply(key.value, plan, previous_index, session)
                 # asked while the handle planning opened is still the one the transfer starts with
                 transport = source.transport_mode
-                if reason:
+                if reason and changed is None:
                     log.info("disk %s of VM %s is read in full: %s", disk.label, context.label, reason)
                 transfer = BackupDisk(key=key.value, source=source, plan=plan, index=DiskIndex(disk.capacity, self.chunk_size),
-                                      previous=previous_index)
+                                      previous=previous_index, done=bytearray((plan.count + 7) // 8))
                 planned.append(PlannedDisk(key=key, disk=disk, mode="full" if changed is None else "incremental",
                                            reason=reason or self.incremental_reason(), transfer=transfer,
-                                           transport=transport))
+                                           transport=transport, base_change_id=base_change_id))
             opened.pop_all()        # the sources belong to the transfer from here on
         return planned
+
+    def _decide(self, vm, snapshot, disk, cbt_status, resume):
+        """(reason for a full read or None, changed areas or None for a full read, the base change id)."""
+        if resume is not None:
+            mode, reason, base_change_id = resume.planned(str(disk.key))
+            if mode == "full":
+                return reason, None, None
+        else:
+            reason = self.full_reason(disk, cbt_status.enabled, cbt_status.reason, cbt_status.enabled_now)
+            if reason is not None:
+                return reason, None, None
+            base_change_id = self._previous_disks[DiskKey.of(disk.key)].change_id
+        try:
+            changed = [(area.start, area.length) for area in vm.changed_areas(snapshot, disk, base_change_id)]
+        except CbtReasonError as exc:
+            return exc.reason, None, None
+        return reason, changed, base_change_id
 
 
 #: how fast a VDDK transport mode moves data, roughly: a mode asked for ahead of the one VDDK chose that ranks

@@ -6,11 +6,13 @@
 Flow (every cleanup on the run's ExitStack, so a failure anywhere leaves no snapshot, no open VDDK handle and no
 visible restore point): vCenter session -> find the VM -> idempotency (a restore point of this run id ends the
 call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists
-(its snapshot would otherwise be taken for an orphan) -> remove orphan ``blockvault-*`` snapshots of killed runs
--> enable CBT when off and possible -> backup snapshot -> per disk, full or incremental with the reason (the
-planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer pipeline
-into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive -> indexes, manifest
-(commit) -> snapshot removed, EndAccess.
+(its snapshot would otherwise be taken for an orphan) -> adopt the snapshot of a killed run whose checkpoint is
+young enough (ops/_resume.py) -> remove the other orphan ``blockvault-*`` snapshots of killed runs -> enable CBT
+when off and possible -> backup snapshot (unless one was adopted) -> per disk, full or incremental with the reason
+(the planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer
+pipeline into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive and one
+rewriting the run's checkpoint (ops/_checkpointing.py) -> indexes, manifest (commit) -> checkpoint and snapshot
+removed, EndAccess.
 
 Limit: the concurrent-backup check sees the locks of this repository only; two repositories backing up one VM
 at the same moment would still remove each other's snapshot.
@@ -22,6 +24,7 @@ import logging
 import time
 
 from ..errors import BlockvaultError, ConfigurationError, LockError
+from ..repo.checkpoint import delete_checkpoint
 from ..repo.format import isotime
 from ..repo.locks import describe as describe_lock
 from ..repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
@@ -29,6 +32,8 @@ from ..transfer.pipeline import backup_disks
 from ..vddk.connection import Connection
 from ..vsphere.vm import find_vm
 from ._backup_plan import BackupPlanner, select_disks, transport_fallbacks
+from ._checkpointing import resume_fields, start_recorder
+from ._resume import find_resumable
 from ._engine import new_run_id
 from .context import open_run
 from .requests import BackupRequest, RunSettings
@@ -71,6 +76,7 @@ class _Backup:
         self.vm = None
         self.vm_key = None
         self.captured = None
+        self.resume_declined = None
 
     def run(self):
         context = self.context
@@ -116,21 +122,29 @@ class _Backup:
         session = stack.enter_context(context.repository.begin_backup(self.vm_key, context.run_id))
         _refuse_concurrent_backup(context.repository, self.vm_key, context.label)
         context.set_phase("snapshot")
-        vm.remove_orphan_snapshots(live_run_ids=[context.run_id])
+        resume, self.resume_declined = find_resumable(context, vm, self.vm_key, request, self._selected_disks)
+        vm.remove_orphan_snapshots(live_run_ids=[context.run_id] + ([resume.run_id] if resume else []))
         cbt_status = vm.ensure_cbt()
-        snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
-                                                      allow_crash_consistent=request.allow_crash_consistent,
-                                                      on_removed=context.record_snapshot_removal))
-        snap_disks = select_disks(snap.disks(), request.include_disks, request.exclude_disks)[0]
+        if resume is not None:      # the interrupted run's snapshot: its checkpoint's chunks are of that point in time
+            snap = stack.enter_context(vm.adopt_backup_snapshot(resume.found))
+            planner = BackupPlanner(request.mode, resume.parent, context.repository.chunk_size)
+        else:
+            snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
+                                                          allow_crash_consistent=request.allow_crash_consistent,
+                                                          on_removed=context.record_snapshot_removal))
+        snap_disks = self._selected_disks(snap)
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
         if access.prepare_for_access(ACCESS_IDENTITY):
             stack.callback(access.end_access, ACCESS_IDENTITY)
         context.set_phase("plan")
-        planned = planner.plan(context, vm, snap, snap_disks, cbt_status, session)
+        planned = planner.plan(context, vm, snap, snap_disks, cbt_status, session, resume=resume)
         context.set_phase("transfer")
         context.keepalive()
+        recorder = start_recorder(context, session, request, self.vm_key, planned, resume,
+                                  planner.previous.id if planner.previous is not None else None)
         results = backup_disks(session, [item.transfer for item in planned], context.transfer_options())
+        recorder.stop()         # no checkpoint after this: the commit removes it
         context.set_phase("commit")
         records = []
         for item in planned:
@@ -148,15 +162,22 @@ class _Backup:
                  "duration": round(duration, 3), "throughput_mbps": round(bytes_read / duration / 1e6, 3),
                  "quiesced": snap.quiesced, "transports_requested": context.endpoints.vddk.transports, "skipped_disks": skipped,
                  "chunks": {name: sum(getattr(r, name) for r in results.values()) for name in _CHUNK_COUNTERS}}
+        if resume is not None:      # the next run must know this killed run's work is committed (ops/_resume.py)
+            stats["resumed"] = resume.result()
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
                           instance_uuid=self.captured.instance_uuid, config=self.captured)
         committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
+        delete_checkpoint(context.repository, recorder.template.name)
         context.set_phase("cleanup")
-        result = _result(committed, changed=True)
+        result = dict(_result(committed, changed=True), **resume_fields(resume, self.resume_declined))
         for warning in result["warnings"]:
             log.warning("%s", warning)          # the run log says it too, for a run polled under async
         result["diff"] = {"before": _diff_side(planner.previous), "after": _diff_side(committed)}
         return result
+
+    def _selected_disks(self, snapshot):
+        """The disks of ``snapshot`` (a BackupSnapshot) this run backs up."""
+        return select_disks(snapshot.disks(), self.request.include_disks, self.request.exclude_disks)[0]
 
 
 def _refuse_concurrent_backup(repository, vm_key, vm_label):
@@ -240,4 +261,5 @@ def _diff_side(manifest):
 def _unchanged_result(manifest):
     side = _diff_side(manifest)         # the result's shape of a run that made it; the diff shows no change
     return dict(_result(manifest, changed=False), snapshot="not_taken", diff={"before": side, "after": side},
+                **resume_fields(None, None),
                 msg="restore point %s of run %s already exists" % (manifest.id, manifest.run_id))

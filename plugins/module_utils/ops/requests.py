@@ -55,7 +55,10 @@ class RunSettings:
 
 @dataclasses.dataclass(frozen=True)
 class BackupRequest:
-    """Back up the VM ``vm`` (a VmSelector): ``mode`` auto | full | incremental; disks selected by key or label."""
+    """Back up the VM ``vm`` (a VmSelector): ``mode`` auto | full | incremental; disks selected by key or label.
+
+    ``resume_max_age``: seconds an interrupted run's snapshot may be adopted to resume from its checkpoint (0:
+    never resume, write no checkpoint); ``checkpoint_interval``: seconds between checkpoint writes."""
 
     vm: VmSelector
     mode: str = "auto"
@@ -64,9 +67,15 @@ class BackupRequest:
     include_disks: tuple = ()
     exclude_disks: tuple = ()
     run_id: str = None
+    resume_max_age: float = 4 * 3600
+    checkpoint_interval: float = 30.0
 
     def __post_init__(self):
         object.__setattr__(self, "vm", VmSelector.of(self.vm))
+        if self.resume_max_age is None or float(self.resume_max_age) < 0:
+            raise ConfigurationError("resume_max_age is %s: give 0 (never resume) or more seconds." % self.resume_max_age)
+        if self.checkpoint_interval is None or float(self.checkpoint_interval) <= 0:
+            raise ConfigurationError("checkpoint_interval is %s: give more than 0 seconds." % self.checkpoint_interval)
         object.__setattr__(self, "include_disks", tuple(str(disk) for disk in self.include_disks or ()))
         object.__setattr__(self, "exclude_disks", tuple(str(disk) for disk in self.exclude_disks or ()))
         if self.mode not in BACKUP_MODES:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BlockvaultError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError
 from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_from_name, chunk_name, isotime, manifest_name
+from .checkpoint import gc_checkpoints
 from .locks import EXCLUSIVE, SHARED
 from .orphans import find_orphans, list_indexes, orphan_error, referenced_by_orphans
 from .retention import apply_policy, check_policy
@@ -124,6 +125,9 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
                                          lambda rp, disk, exc: failures.append((rp, disk, exc)))
         if failures:
             raise _gc_refuse(failures)
+        # chunks of a killed run's checkpoint stay while the next backup may still resume it (format section 9.2)
+        checkpointed, expired_checkpoints = gc_checkpoints(repository)
+        referenced |= checkpointed
         stored = {}
         for info in list_chunk_infos(backend):
             chunk_id = chunk_id_from_name(info.name)
@@ -144,14 +148,15 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
                   "chunks_missing": len(referenced - set(stored)), "chunks_removed": len(garbage),
                   "bytes_removed": sum(stored[c] for c in garbage), "indexes_removed": len(orphan_indexes),
                   "orphans_removed": [o.id for o in forgotten], "orphans_kept": [o.id for o in kept],
-                  "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks}
+                  "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks,
+                  "checkpoints_removed": len(expired_checkpoints)}
         for orphan in kept:
             log.warning("GC keeps the %d index object(s) of restore point %s, which has no manifest (deleted or lost?), "
                         "and the chunks they name: validate reports it; backup_prune forget_orphans=true removes them",
                         len(orphan.objects), orphan.id)
         if dry_run:
             return report
-        names = [chunk_name(c) for c in garbage] + orphan_indexes
+        names = [chunk_name(c) for c in garbage] + orphan_indexes + expired_checkpoints
         with ThreadPoolExecutor(max_workers=8 if backend.parallel_listing else 2) as pool:
             for start in range(0, len(names), _DELETE_BATCH):
                 lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)

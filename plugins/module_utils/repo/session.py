@@ -76,6 +76,12 @@ class BackupSession:
         self.bytes_new = 0
         self.chunks_deduplicated = 0
 
+    @property
+    def lock_id(self):
+        """The id of this session's repository lock: a checkpoint records it, so that the next run knows whether
+        the checkpoint's run is still alive (its lock live) or dead (gone or stale)."""
+        return self._lock.lock_id
+
     # -- chunks ------------------------------------------------------------------------------
 
     def _check_open(self):

@@ -75,13 +75,17 @@ def wrap_error(exc, action, disk=None, vm=None, run_id=None):
 @dataclasses.dataclass
 class BackupDisk:
     """One disk to back up. ``source`` belongs to the pipeline from the call on (it is closed at the end);
-    ``index`` is the new, empty DiskIndex to fill; ``previous`` the previous restore point's index (CARRY)."""
+    ``index`` is the new, empty DiskIndex to fill; ``previous`` the previous restore point's index (CARRY).
+    ``done``: an optional bitmap (bytearray, one bit per chunk, bit ``i % 8`` of byte ``i // 8``) in which the
+    pipeline sets a read chunk's bit once its digest is in ``index`` and ``put_chunk`` (or the session's known
+    set) has it: a checkpoint recorder reads it to persist progress (repo/checkpoint.py)."""
 
     key: str
     source: object
     plan: object
     index: object
     previous: object = None
+    done: bytearray = None
 
 
 @dataclasses.dataclass
@@ -304,12 +308,15 @@ class _BackupRun:
         state, index, view = task.disk, task.index, task.view
         length = view.nbytes
         result = state.result
+        done = state.disk.done
         if is_zero(view):
             with state.lock:
                 state.disk.index.set_zero(index)
                 result.chunks_zero += 1
                 result.chunks_read += 1
                 state.chunks_done += 1
+                if done is not None:
+                    done[index >> 3] |= 1 << (index & 7)
         else:
             digest = hashlib.sha256(view).digest()
             stored = 0
@@ -334,6 +341,8 @@ class _BackupRun:
                 else:
                     result.chunks_deduped += 1
                 state.chunks_done += 1
+                if done is not None:      # after the digest: a recorder copying the bitmap finds it in the index
+                    done[index >> 3] |= 1 << (index & 7)
         with state.lock:
             state.finished = time.monotonic()
             done = state.done_now()

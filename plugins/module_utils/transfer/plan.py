@@ -152,6 +152,15 @@ class DiskPlan:
                 yield offset, min(last * self.chunk_size, self.capacity) - offset
                 first = last
 
+    def with_carried(self, indexes):
+        """A copy of this plan in which the READ chunks among ``indexes`` are CARRY (a resumed backup: their
+        digests come from the interrupted run's checkpoint, given as the transfer's ``previous`` index)."""
+        actions = bytearray(self._actions)
+        for index in indexes:
+            if actions[index] == _CODE[READ]:
+                actions[index] = _CODE[CARRY]
+        return DiskPlan(self.capacity, self.chunk_size, actions, self.mode)
+
     def summary(self):
         """The figures check mode reports (JSON-able)."""
         return {

@@ -37,7 +37,7 @@ from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
 __all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "SnapshotRemoval", "snapshot_name", "is_blockvault_snapshot", "list_snapshots",
            "user_snapshots", "find_orphan_snapshots", "remove_orphan_snapshots", "create_backup_snapshot", "remove_snapshot",
-           "backup_snapshot"]
+           "backup_snapshot", "FoundBackupSnapshot", "find_backup_snapshot", "adopted_backup_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -281,3 +281,52 @@ def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, tim
         log.warning("%s", removal.warning())
     if on_removed is not None:
         on_removed(removal)
+
+
+# -- resuming an interrupted run: find its snapshot, know its age, adopt it ---------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FoundBackupSnapshot:
+    """The snapshot ``blockvault-<run_id>`` of an earlier run, as found on the VM; ``created`` is vSphere's
+    createTime (None when vSphere does not say). Immutable; thread-safe."""
+
+    snapshot: BackupSnapshot
+    created: datetime.datetime = None
+
+    def age(self, now=None):
+        """Seconds since the snapshot was taken (by this host's clock), or None when its time is unknown."""
+        if self.created is None:
+            return None
+        created = self.created if self.created.tzinfo else self.created.replace(tzinfo=datetime.timezone.utc)
+        return ((now or datetime.datetime.now(datetime.timezone.utc)) - created).total_seconds()
+
+
+def find_backup_snapshot(vm, run_id):
+    """The FoundBackupSnapshot of run ``run_id`` on ``vm``, or None when the VM has no such snapshot."""
+    name = snapshot_name(run_id)
+    for entry in list_snapshots(vm):
+        if entry.name == name:
+            taken = BackupSnapshot(snapshot=entry.snapshot, moref=entry.moref, name=name, run_id=str(run_id),
+                                   quiesced=entry.quiesced)
+            return FoundBackupSnapshot(snapshot=taken, created=entry.create_time)
+    return None
+
+
+@contextlib.contextmanager
+def adopted_backup_snapshot(found, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
+    """Context manager: yield the BackupSnapshot of ``found`` (a run's snapshot this run reads instead of taking
+    its own), removed on the way out as ``backup_snapshot`` removes its own."""
+    taken = found.snapshot
+    what = "remove adopted backup snapshot %s of VM %s" % (taken.name, vm_name or "?")
+    try:
+        yield taken
+    except BaseException:
+        try:
+            remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+        except Exception as exc:  # keep the body's error: it is the cause; the next run removes the orphan
+            log.error("%s failed after an earlier error (the next run will remove it): %s", what, exc)
+        raise
+    try:
+        remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+    except SnapshotError as exc:
+        raise exc.with_context(vm=vm_name, run_id=taken.run_id)

@@ -182,6 +182,14 @@ class VmHandle:
         return snapshots.backup_snapshot(self._vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent,
                                          timeout=timeout, vm_name=self.name, on_removed=on_removed)
 
+    def find_backup_snapshot(self, run_id):
+        """The FoundBackupSnapshot ``blockvault-<run_id>`` of an earlier run (with its age), or None."""
+        return snapshots.find_backup_snapshot(self._vm, run_id)
+
+    def adopt_backup_snapshot(self, found, timeout=DEFAULT_TASK_TIMEOUT):
+        """Context manager yielding the BackupSnapshot of ``found`` (an interrupted run's), removed on the way out."""
+        return snapshots.adopted_backup_snapshot(found, timeout=timeout, vm_name=self.name)
+
 
 def find_vm(session, selector):
     """The VmHandle of the one VM ``selector`` (a VmSelector) names; VMNotFoundError or AmbiguousObjectError."""

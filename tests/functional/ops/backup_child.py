@@ -5,6 +5,7 @@ The LABVDDK_* knobs come from the environment. Prints the result as JSON on succ
 PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
 its manifest; with ``"resume_when": PATH`` too, it commits once PATH exists. ``"pause_after_create_vm": PATH``
 writes PATH once a restore's new VM exists and waits there. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
+``"backup_options"`` holds more BackupRequest fields (mode, resume_max_age, checkpoint_interval).
 """
 import json
 import pathlib
@@ -64,7 +65,8 @@ def main(path):
         target = NewVm(restoring["new_name"], placement=Placement(**restoring.get("placement", {})))
         result = restore(RestoreRequest(RestorePointQuery(restoring["restore_point"]), target), endpoints, settings)
     else:
-        result = backup_vm(BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"]), endpoints, settings)
+        request = BackupRequest(vm={"name": spec["vm"]}, quiesce=False, run_id=spec["run_id"], **spec.get("backup_options", {}))
+        result = backup_vm(request, endpoints, settings)
     print(json.dumps(result))
 
 

@@ -160,3 +160,12 @@ def test_large_disk_plans_by_ranges():
 def test_chunk_indexes_of_changed_areas_for_a_rollback():
     assert chunk_indexes([(250, 100), (0, 1), (1040, 500), (99, 2), (600, 0)], CAP, CS) == [0, 1, 2, 3, 10]
     assert chunk_indexes([], CAP, CS) == []
+
+
+def test_a_resumed_plan_carries_the_done_read_chunks_only():
+    plan = plan_disk(6 * MIB, MIB, allocated=[(0, 4 * MIB)])
+    assert plan.actions() == [READ] * 4 + [ZERO] * 2
+    resumed = plan.with_carried([1, 3, 5])
+    assert resumed.actions() == [READ, CARRY, READ, CARRY, ZERO, ZERO]
+    assert (resumed.mode, resumed.bytes_to_read, plan.bytes_to_read) == ("full", 2 * MIB, 4 * MIB)
+    assert list(resumed.read_requests()) == [(0, MIB), (2 * MIB, MIB)]
