@@ -125,7 +125,7 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
                                          lambda rp, disk, exc: failures.append((rp, disk, exc)))
         if failures:
             raise _gc_refuse(failures)
-        # chunks of a killed run's checkpoint stay while the next backup may still resume it (format section 9.2)
+        # chunks of a killed run's checkpoint stay while the next backup may still resume it (format section 9.3)
         checkpointed, expired_checkpoints = gc_checkpoints(repository)
         referenced |= checkpointed
         stored = {}
