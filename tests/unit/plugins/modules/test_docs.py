@@ -11,11 +11,11 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.blockvault.vsphere.plugins.modules import (
-    backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
+    backup_copy, backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
 )
 
 MODULES = {
-    "backup_info": backup_info, "backup_prune": backup_prune, "backup_repository": backup_repository,
+    "backup_copy": backup_copy, "backup_info": backup_info, "backup_prune": backup_prune, "backup_repository": backup_repository,
     "backup_validate": backup_validate, "vm_backup": vm_backup, "vm_restore": vm_restore,
 }
 ROOT = pathlib.Path(__file__).resolve().parents[4]
