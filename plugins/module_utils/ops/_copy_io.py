@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -122,16 +123,18 @@ def fetch_verified(source, digest, where):
     return data
 
 
+@dataclasses.dataclass(frozen=True)
 class CopyJob:
-    """One restore point's chunk copy: source Repository, destination BackupSession, limiter, counters, progress."""
+    """One restore point's chunk copy: the source Repository, the destination BackupSession, the RateLimiter, the
+    CopyCounters, the run's progress and the key its bytes are counted under. Shared by the workers (each part is
+    thread-safe)."""
 
-    def __init__(self, source, session, limiter, counters, progress, progress_key):
-        self.source = source
-        self.session = session
-        self.limiter = limiter
-        self.counters = counters
-        self.progress = progress
-        self.progress_key = progress_key
+    source: object
+    session: object
+    limiter: RateLimiter
+    counters: CopyCounters
+    progress: object
+    progress_key: str
 
 
 def copy_chunks(job, items, workers):
