@@ -349,3 +349,26 @@ def test_rate_limiter_waits_for_the_bytes_sent():
     limiter.consume(1_000_000)
     limiter.wait()
     assert slept[1:] == [pytest.approx(0.5)] and clock[0] == pytest.approx(1.0)
+
+
+def test_progress_in_the_status_file_and_every_sent_byte_through_the_rate_limit(source, tmp_path, monkeypatch):
+    import json
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _copy_io
+
+    source_settings, repo = source
+    rp_id, _stored = backup(repo, "vm-a", {"2000": image(2 * MIB, 11)})
+    destination = local_settings(tmp_path / "offsite", OTHER_PASSPHRASE)
+    create(destination)
+    consumed = []
+    real_consume = _copy_io.RateLimiter.consume
+
+    def consume(self, nbytes):
+        consumed.append(nbytes)
+        return real_consume(self, nbytes)
+    monkeypatch.setattr(_copy_io.RateLimiter, "consume", consume)
+    result = run_copy(source_settings, destination, rate_limit_mbps=1000)
+    assert len(consumed) == result["chunks_copied"] == 6 and sum(consumed) == result["bytes_sent"] > 0
+    with open(os.path.join(os.environ["BV_COPY_STATUS"], "s.json")) as handle:
+        status = json.load(handle)
+    assert status["state"] == "succeeded" and status["run_id"] == result["run_id"]
+    assert status["disks"] == [{"key": rp_id, "phase": "done", "bytes_done": 6 * CHUNK, "bytes_total": 6 * CHUNK}]
