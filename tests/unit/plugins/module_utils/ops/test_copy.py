@@ -372,3 +372,52 @@ def test_progress_in_the_status_file_and_every_sent_byte_through_the_rate_limit(
         status = json.load(handle)
     assert status["state"] == "succeeded" and status["run_id"] == result["run_id"]
     assert status["disks"] == [{"key": rp_id, "phase": "done", "bytes_done": 6 * CHUNK, "bytes_total": 6 * CHUNK}]
+
+
+def test_a_copy_killed_at_every_write_completes_on_the_next_run(source, tmp_path, backends):
+    """Two restore points (a full, then an incremental): the copy is killed at each of its destination writes in turn
+    (lock, chunks, index, manifest, unlock of each); every time the destination validates clean, shows complete
+    restore points only, and the next run sends exactly the chunks that had not arrived."""
+    source_settings, repo = source
+    first_image = image(MIB, 12)
+    first, _stored = backup(repo, "vm-a", {"2000": first_image})
+    second_image = bytearray(first_image)
+    second_image[2 * CHUNK:2 * CHUNK + 3] = b"new"
+    second, _stored = backup(repo, "vm-a", {"2000": second_image}, previous=first, changed={"2000": {2}})
+    expected = {first: bytes(first_image), second: bytes(second_image)}
+    total_chunks = 3 + 1          # three non-zero chunks, then one changed
+
+    counted = local_settings(tmp_path / "count", OTHER_PASSPHRASE)
+    create(counted)
+    recorder = backends.record(counted.location)
+    run_copy(source_settings, counted, workers=1)
+    writes = len([1 for method, _name in recorder["backend"].calls if method in ("put", "delete")])
+    backends.wrappers.clear()
+    assert writes >= 12
+
+    for fail_at in range(1, writes + 1):
+        destination = local_settings(tmp_path / ("kill%d" % fail_at), OTHER_PASSPHRASE)
+        create(destination)
+        backends.wrappers[destination.location] = lambda backend, fail_at=fail_at: CrashingBackend(backend, fail_at)
+        try:
+            run_copy(source_settings, destination, workers=1)
+        except BackendError as exc:
+            assert "injected crash" in str(exc)
+        backends.wrappers.clear()
+        offsite = open_destination(destination)
+        report = offsite.validate(level="full")
+        assert (report["damaged_chunks"], report["errors"]) == ([], []), fail_at
+        visible = [point.id for point in offsite.list_restore_points()]
+        arrived = len(offsite.backend.list("chunks/"))
+        recorder = backends.record(destination.location)
+        result = run_copy(source_settings, destination, workers=1)
+        backends.wrappers.clear()
+        assert len(recorder["backend"].chunk_calls("put")) == result["chunks_copied"] == total_chunks - arrived, fail_at
+        assert len(visible) + len(result["copied"]) == 2
+        for entry in result["copied"] + result["present"]:
+            assert read_all(offsite, entry["destination_id"]) == expected[entry["id"]], fail_at
+
+
+def read_all(repository, rp_id):
+    reader = repository.open_disk_reader(rp_id, "2000")
+    return reader.read(0, reader.capacity)
