@@ -421,3 +421,32 @@ def test_a_copy_killed_at_every_write_completes_on_the_next_run(source, tmp_path
 def read_all(repository, rp_id):
     reader = repository.open_disk_reader(rp_id, "2000")
     return reader.read(0, reader.capacity)
+
+
+def test_local_to_an_object_locked_bucket_and_back_to_local(seaweedfs_server, tmp_path):
+    """Local -> SeaweedFS with Object Lock (the copy's objects carry the retention) -> a new local repository; the last
+    one restores byte-exact with the first two deleted."""
+    from labkit.s3servers import LOCKED_BUCKET
+
+    source_settings = local_settings(tmp_path / "source")
+    repo = create(source_settings)
+    data = image(2 * MIB, 13)
+    rp_id, _stored = backup(repo, "vm-a", {"2000": data})
+    locked = RepositorySettings(location="s3://%s/copy-%s" % (LOCKED_BUCKET, uuid.uuid4().hex), passphrase=OTHER_PASSPHRASE,
+                                s3_endpoint_url=seaweedfs_server.endpoint, region=seaweedfs_server.region,
+                                access_key=seaweedfs_server.access_key, secret_key=seaweedfs_server.secret_key, object_lock_days=1)
+    create(locked)
+    offsite_id = run_copy(source_settings, locked)["copied"][0]["destination_id"]
+    prefix = locked.location.split("/", 3)[3] + "/"
+    head = seaweedfs_server.client().head_object(Bucket=LOCKED_BUCKET, Key=prefix + "manifests/" + offsite_id)
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+
+    back = local_settings(tmp_path / "back")
+    create(back)
+    result = run_copy(locked, back)
+    assert [entry["id"] for entry in result["copied"]] == [offsite_id]
+    shutil.rmtree(source_settings.location)
+    copied_back = open_destination(back).load_manifest(result["copied"][0]["destination_id"])
+    assert copied_back.stats["copied_from"]["restore_point"] == offsite_id
+    assert rp_id.split("-")[::2] == copied_back.id.split("-")[::2]
+    assert restore_image(back, copied_back.id, tmp_path / "back.raw") == bytes(data)
