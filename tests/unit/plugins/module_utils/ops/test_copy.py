@@ -13,15 +13,14 @@ from labkit.s3servers import moto_server, seaweedfs_server  # noqa: F401  pylint
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, ConfigurationError, CorruptionError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _engine, copy as ops_copy
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops._copy_io import RateLimiter
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import RunSettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RestorePointQuery, RunSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import RestoreRequest, restore
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RestorePointQuery
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.targets import File
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import RepositorySettings, crypto, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import chunk_name
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
-    BUCKET, MIB, PASSPHRASE, CrashingBackend, backup, make_repo, random_disk, reopen)
+    BUCKET, MIB, PASSPHRASE, CrashingBackend, backup, make_repo, random_disk)
 
 CHUNK = 256 * 1024   # small chunks: many of them in little data
 OTHER_PASSPHRASE = "another repository, another key"
