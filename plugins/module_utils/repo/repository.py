@@ -338,6 +338,17 @@ class Repository:
             lock.release()
             raise
 
+    def begin_copy(self, vm_key, run_id, restore_point_id, created, lock_wait=None):
+        """A BackupSession (as begin_backup) that writes restore point ``restore_point_id`` with creation time
+        ``created``: what a copy from another repository commits (ops.copy derives the id from the source's)."""
+        session = self.begin_backup(vm_key, run_id, lock_wait=lock_wait)
+        try:
+            session.adopt_identity(restore_point_id, created)
+        except BaseException:
+            session.abort()
+            raise
+        return session
+
     def list_restore_points(self, vm=None):
         """RestorePoint tuples, oldest first, from one listing (no manifest read); ``vm`` = a VM key to filter on."""
         tag = self.vm_tag(vm) if vm is not None else None

@@ -10,7 +10,7 @@ import threading
 
 from ..errors import BackendError, ConfigurationError, MissingDependencyError, NotFoundInBackendError
 from .backend import Backend, ObjectInfo, check_name
-from .settings import S3Settings
+from .settings import S3Settings, check_storage_class
 
 # boto3 and botocore, imported by the first S3Backend: they take 0.2 s to import, which every operation on a
 # local repository (most of them, and every small incremental) would otherwise pay.
@@ -69,6 +69,9 @@ class S3Backend(Backend):
         self.location = "s3://%s/%s" % (bucket, self.prefix)
         self.object_lock_days = int(object_lock_days) if object_lock_days else None
         self.object_lock_mode = object_lock_mode
+        # chunks only: manifests, indexes, keys and locks stay in STANDARD, so listing and restore planning never
+        # pay an infrequent-access tier's retrieval fee or minimum object size
+        self.storage_class = check_storage_class(settings.storage_class)
         config = botocore.config.Config(max_pool_connections=max_pool_connections, retries={"max_attempts": 2, "mode": "standard"},
                                         connect_timeout=20, read_timeout=120)
         session = boto3.session.Session(aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
@@ -148,6 +151,8 @@ class S3Backend(Backend):
         kwargs = {"Bucket": self.bucket, "Key": self._key(name), "Body": bytes(data) if not isinstance(data, bytes) else data}
         if exclusive:
             kwargs["IfNoneMatch"] = "*"
+        if self.storage_class and name.startswith("chunks/"):
+            kwargs["StorageClass"] = self.storage_class
         if self.object_lock_days and name.startswith(_RETAINED_PREFIXES):
             kwargs["ObjectLockMode"] = self.object_lock_mode
             kwargs["ObjectLockRetainUntilDate"] = (datetime.datetime.now(datetime.timezone.utc)

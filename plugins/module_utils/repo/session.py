@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import blockhash
 from ..errors import BackendError, BlockvaultError, ConfigurationError, CorruptionError, RepositoryError
 from .format import (CHUNKS_PREFIX, ZERO_SENTINEL, DiskIndex, check_disk_key, chunk_id_from_name, index_name, isotime, utcnow,
-                     manifest_name, new_restore_point_id)
+                     manifest_name, new_restore_point_id, parse_restore_point_id)
 from .manifest import validate_manifest
 from .model import DiskEntry, Manifest, ManifestDraft
 
@@ -81,6 +81,18 @@ class BackupSession:
         """The id of this session's repository lock: a checkpoint records it, so that the next run knows whether
         the checkpoint's run is still alive (its lock live) or dead (gone or stale)."""
         return self._lock.lock_id
+
+    def adopt_identity(self, restore_point_id, created):
+        """Make this session write restore point ``restore_point_id`` created at ``created`` (an ISO time) instead of
+        a new id and now: a copy between repositories keeps the source's time and a deterministic id, so that a later
+        copy recognises what was copied. The id must carry this session's VM tag. Call before ``commit``."""
+        self._check_open()
+        _moment, tag = parse_restore_point_id(restore_point_id)
+        if tag != self.repository.vm_tag(self.vm_key):
+            raise ConfigurationError("Restore point id %s does not carry the VM tag of %s in this repository." % (
+                restore_point_id, self.vm_key))
+        self.restore_point_id = restore_point_id
+        self.started = created
 
     # -- chunks ------------------------------------------------------------------------------
 

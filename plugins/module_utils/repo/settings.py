@@ -15,14 +15,27 @@ import os
 
 from ..errors import ConfigurationError
 
-__all__ = ["RepositorySettings", "S3Settings"]
+__all__ = ["RepositorySettings", "S3Settings", "CHUNK_STORAGE_CLASSES", "check_storage_class"]
+
+#: S3 storage classes chunk objects may be written in: those read at once. The archive tiers (GLACIER, DEEP_ARCHIVE)
+#: need a restore request before each read, which no restore or validation could wait for, so they are not offered.
+CHUNK_STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR")
+
+
+def check_storage_class(storage_class):
+    """``storage_class`` if it is None or one of CHUNK_STORAGE_CLASSES, else ConfigurationError naming it."""
+    if storage_class is not None and storage_class not in CHUNK_STORAGE_CLASSES:
+        raise ConfigurationError("storage_class %r: use one of %s (archive tiers that need a restore request before a "
+                                 "read cannot hold chunks)." % (storage_class, ", ".join(CHUNK_STORAGE_CLASSES)))
+    return storage_class
 
 
 @dataclasses.dataclass(frozen=True)
 class S3Settings:
     """How to reach an S3 bucket: endpoint (None: AWS), region, credentials (None: boto3's usual chain of environment,
-    profile and instance role), TLS verification, and Object Lock retention for the backup data (``object_lock_days``
-    in ``object_lock_mode``; None: no retention). Immutable and thread-safe; ``repr`` never shows a secret.
+    profile and instance role), TLS verification, Object Lock retention for the backup data (``object_lock_days``
+    in ``object_lock_mode``; None: no retention), and the S3 storage class of chunk objects (``storage_class``, one
+    of CHUNK_STORAGE_CLASSES; None: the bucket's default). Immutable and thread-safe; ``repr`` never shows a secret.
     S3Backend checks the Object Lock values when it is built.
     """
 
@@ -34,6 +47,7 @@ class S3Settings:
     object_lock_days: int = None
     object_lock_mode: str = "GOVERNANCE"
     verify_tls: bool = True
+    storage_class: str = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +71,7 @@ class RepositorySettings:
     validate_certs: bool = True
     object_lock_mode: str = "GOVERNANCE"
     key_agent: str = None
+    storage_class: str = None
 
     def __post_init__(self):
         if not self.location:
@@ -71,6 +86,9 @@ class RepositorySettings:
             raise ConfigurationError("s3_endpoint_url and object_lock_days apply to s3:// repositories only, not %s." % self.location)
         if not self.is_s3 and self.object_lock_days:
             raise ConfigurationError("object_lock_days applies to S3 repositories only, not to %s." % self.location)
+        if self.storage_class is not None and not self.is_s3:
+            raise ConfigurationError("storage_class applies to S3 repositories only, not to %s." % self.location)
+        check_storage_class(self.storage_class)
 
     @property
     def is_s3(self):
@@ -82,4 +100,4 @@ class RepositorySettings:
         return S3Settings(endpoint_url=self.s3_endpoint_url, region=self.region, access_key=self.access_key,
                           secret_key=self.secret_key, session_token=self.session_token,
                           object_lock_days=self.object_lock_days, object_lock_mode=self.object_lock_mode,
-                          verify_tls=self.validate_certs)
+                          verify_tls=self.validate_certs, storage_class=self.storage_class)

@@ -47,3 +47,16 @@ def test_chunk_listing_pages(s3_server):
     small.calls.clear()
     assert list_chunk_ids(small) == {bytes(32)}
     assert small.calls == {"list": 1}
+
+
+def test_storage_class_applies_to_chunk_objects_only(moto_server):
+    # moto records the class given; SeaweedFS stores every object in its own STANDARD (no tiers), so moto shows it
+    backend = s3_backend(moto_server, storage_class="STANDARD_IA")
+    repo = make_repo(backend)
+    rp_id = backup(repo, "vm-a", {"2000": random_disk(MIB, 4)})[0]
+    client = moto_server.client()
+    prefix = backend.location.split("/", 3)[3]
+    chunk = backend.list("chunks/")[0].name
+    assert client.head_object(Bucket="blockvault-test", Key=prefix + chunk)["StorageClass"] == "STANDARD_IA"
+    for name in ("config", "manifests/%s" % rp_id, "indexes/%s/2000" % rp_id, backend.list("keys/")[0].name):
+        assert client.head_object(Bucket="blockvault-test", Key=prefix + name).get("StorageClass", "STANDARD") == "STANDARD"

@@ -26,3 +26,13 @@ def test_s3_options_on_a_local_repository_are_refused(options, message):
     with pytest.raises(ConfigurationError) as caught:
         RepositorySettings("/srv/repo", **options)
     assert str(caught.value) == message
+
+
+def test_storage_class_is_checked_and_reaches_the_s3_view():
+    assert RepositorySettings("s3://bucket/prefix", storage_class="STANDARD_IA").s3.storage_class == "STANDARD_IA"
+    with pytest.raises(ConfigurationError) as caught:
+        RepositorySettings("s3://bucket/prefix", storage_class="DEEP_ARCHIVE")
+    assert str(caught.value) == ("storage_class 'DEEP_ARCHIVE': use one of STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, "
+                                 "GLACIER_IR (archive tiers that need a restore request before a read cannot hold chunks).")
+    with pytest.raises(ConfigurationError, match="storage_class applies to S3 repositories only, not to /srv/repo."):
+        RepositorySettings("/srv/repo", storage_class="STANDARD_IA")
