@@ -136,7 +136,7 @@ class _Backup:
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
         if access.prepare_for_access(ACCESS_IDENTITY):
-            stack.callback(access.end_access, ACCESS_IDENTITY)
+            stack.callback(_end_access, context, access)
         context.set_phase("plan")
         planned = planner.plan(context, vm, snap, snap_disks, cbt_status, session, resume=resume)
         context.set_phase("transfer")
@@ -178,6 +178,18 @@ class _Backup:
     def _selected_disks(self, snapshot):
         """The disks of ``snapshot`` (a BackupSnapshot) this run backs up."""
         return select_disks(snapshot.disks(), self.request.include_disks, self.request.exclude_disks)[0]
+
+
+def _end_access(context, access):
+    """VDDK's EndAccess, which lets vSphere migrate the VM again. Its failure (an idled-out session, a lost vCenter)
+    never replaces the run's outcome, committed or failed: it is a warning saying what to check."""
+    try:
+        access.end_access(ACCESS_IDENTITY)
+    except BlockvaultError as exc:
+        warning = ("VDDK's EndAccess for VM %s failed (%s): vSphere may keep migrations (vMotion) of the VM disabled "
+                   "until the next backup's EndAccess, or until the method is re-enabled in vCenter." % (context.label, exc))
+        log.warning("%s", warning)
+        context.warnings.append(warning)
 
 
 def _refuse_concurrent_backup(repository, vm_key, vm_label):

@@ -81,13 +81,15 @@ class Lab:
     # -- lifecycle -----------------------------------------------------------------------------------------
     @classmethod
     def start(cls, directory, port=0, vm1_disk0=None, vm1_disk1=None, vm2_disk0=None, page_limit=None, seed=None,
-              user=None, password=None, binary=None, timeout=DEFAULT_START_TIMEOUT, detach=False, reuse=False):
+              user=None, password=None, binary=None, timeout=DEFAULT_START_TIMEOUT, detach=False, reuse=False,
+              session_idle=None):
         """Spawn the simulator on 127.0.0.1:port with its state in directory; return once lab.json is written.
 
         Sizes are bytes or strings like "64M"/"1G". detach=True starts it in its own session so that it outlives
         this process (the CLI does this); stop it with Lab.attach(directory).stop(). reuse=True returns the lab
         already running in directory instead of failing. Files of a lab that died without cleaning up (lab.json of
-        a dead pid) are removed first.
+        a dead pid) are removed first. session_idle: seconds after which an idle vCenter session is logged out
+        (default vCenter's 30 minutes).
         """
         directory = pathlib.Path(directory).resolve()
         binary = pathlib.Path(binary) if binary else binary_path()
@@ -108,6 +110,8 @@ class Lab:
                             ("--password", password)):
             if value is not None:
                 args += [flag, _size_arg(value)]
+        if session_idle is not None:
+            args += ["--session-idle-timeout", "%gs" % session_idle]
         log_path = directory / LOG_NAME
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -42,6 +42,7 @@ type config struct {
 	vm2Disk0       int64
 	pageLimit      int
 	keepDatastores bool
+	sessionIdle    time.Duration
 }
 
 // sizeFlag parses "1073741824", "64M", "1G", "512K" (binary units); the value must be a multiple of 1 KiB.
@@ -107,11 +108,16 @@ func parseFlags(args []string) (*config, error) {
 	fs.Var(sizeFlag{&c.vm2Disk0}, "vm2-disk0", "capacity of lab-vm2 disk 0")
 	fs.IntVar(&c.pageLimit, "cbt-page-limit", 4, "most changed areas per QueryChangedDiskAreas answer")
 	fs.BoolVar(&c.keepDatastores, "keep-datastores", false, "keep the datastore directories on exit")
+	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", 30*time.Minute,
+		"a vCenter session idle this long is logged out, as vCenter's own timeout (default 30m) does; 0 = never")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if c.dir == "" {
 		return nil, errors.New("--dir is required")
+	}
+	if c.sessionIdle < 0 {
+		return nil, errors.New("--session-idle-timeout must not be negative")
 	}
 	if c.pageLimit < 1 {
 		return nil, errors.New("--cbt-page-limit must be at least 1")
@@ -190,6 +196,8 @@ func (l *lab) start() (err error) {
 	// The model creates its datastores with ioutil.TempDir: point it at DIR/datastores.
 	oldTmp, hadTmp := os.LookupEnv("TMPDIR")
 	os.Setenv("TMPDIR", dsRoot)
+	// like vCenter, sessions idle longer than this are logged out (a long transfer must keep its session alive)
+	simulator.SessionIdleTimeout = cfg.sessionIdle
 	l.model = simulator.VPX()
 	err = l.model.Create()
 	if hadTmp {
