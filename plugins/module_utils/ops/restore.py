@@ -86,7 +86,7 @@ def restore(request, endpoints, settings=RunSettings()):
             context.label = manifest.vm.name
             result = target.run(context, manifest)
             result["restore_point"] = manifest.reference()
-            result["warnings"] = warnings
+            result["warnings"] = warnings + list(result.get("warnings", ()))     # the selection's, then the target's
             return result
         except BlockvaultError as exc:
             raise context.error_context(exc, "restore")

@@ -21,8 +21,12 @@ import datetime
 from ..errors import BlockvaultError
 from .format import INDEXES_PREFIX, DiskIndex, is_restore_point_id, parse_restore_point_id
 
-__all__ = ["ORPHAN_INDEX_GRACE", "MaintenanceSettings", "OrphanRestorePoint", "list_indexes", "find_orphans",
+__all__ = ["COPY_LOCK_MARK", "ORPHAN_INDEX_GRACE", "MaintenanceSettings", "OrphanRestorePoint", "list_indexes", "find_orphans",
            "orphan_error", "referenced_by_orphans"]
+
+#: in the purpose of a copy's lock (``backup of <vm tag>: copy of restore point <id>``): a copied restore point's id
+#: carries the source's time, so only this names the lock its indexes are written under
+COPY_LOCK_MARK = "copy of restore point "
 
 # a week: long enough for someone to notice a validation error and recover a deleted manifest (an S3 object
 # version, a copy of the repository) before GC frees the chunks it needs
@@ -92,6 +96,9 @@ def _backup_lock_of(rp_id, locks, window):
     outside the window. A lock whose times do not parse explains nothing.
     """
     created, tag = parse_restore_point_id(rp_id)
+    for lock in locks:
+        if str(lock.get("purpose", "")).endswith(COPY_LOCK_MARK + rp_id):
+            return lock         # a copy names the restore point it writes
     began = created.timestamp()
     purpose = "backup of %s" % tag
     for lock in locks:

@@ -20,6 +20,7 @@ from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL,
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
 from .model import Manifest, RestorePoint, manifest_from_document
+from .orphans import COPY_LOCK_MARK
 from .reader import DiskReader
 from .orphans import MaintenanceSettings
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
@@ -327,27 +328,31 @@ class Repository:
 
     def begin_backup(self, vm_key, run_id, lock_wait=None):
         """A BackupSession under a shared lock (context manager; aborts on exception)."""
-        tag = self.vm_tag(vm_key)
-        if not run_id or not isinstance(run_id, str):
-            raise ConfigurationError("begin_backup needs a run_id string, got %r." % (run_id,))
-        lock = self.locks.acquire(SHARED, "backup of %s" % tag, wait=lock_wait)
-        try:
-            known = list_chunk_ids(self.backend)  # after the lock: valid until the lock is released (section 9)
-            return BackupSession(self, vm_key, run_id, lock, known)
-        except BaseException:
-            lock.release()
-            raise
+        return self._begin(vm_key, run_id, "backup of %s" % self.vm_tag(vm_key), lock_wait)
 
     def begin_copy(self, vm_key, run_id, restore_point_id, created, lock_wait=None):
         """A BackupSession (as begin_backup) that writes restore point ``restore_point_id`` with creation time
-        ``created``: what a copy from another repository commits (ops.copy derives the id from the source's)."""
-        session = self.begin_backup(vm_key, run_id, lock_wait=lock_wait)
+        ``created``: what a copy from another repository commits (ops.copy derives the id from the source's). Its
+        lock names the restore point, whose id carries the source's time, not the lock's (section 9.2)."""
+        purpose = "backup of %s: %s%s" % (self.vm_tag(vm_key), COPY_LOCK_MARK, restore_point_id)
+        session = self._begin(vm_key, run_id, purpose, lock_wait)
         try:
             session.adopt_identity(restore_point_id, created)
         except BaseException:
             session.abort()
             raise
         return session
+
+    def _begin(self, vm_key, run_id, purpose, lock_wait):
+        if not run_id or not isinstance(run_id, str):
+            raise ConfigurationError("begin_backup needs a run_id string, got %r." % (run_id,))
+        lock = self.locks.acquire(SHARED, purpose, wait=lock_wait)
+        try:
+            known = list_chunk_ids(self.backend)  # after the lock: valid until the lock is released (section 9)
+            return BackupSession(self, vm_key, run_id, lock, known)
+        except BaseException:
+            lock.release()
+            raise
 
     def list_restore_points(self, vm=None):
         """RestorePoint tuples, oldest first, from one listing (no manifest read); ``vm`` = a VM key to filter on."""
