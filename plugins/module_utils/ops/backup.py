@@ -5,15 +5,12 @@
 
 Flow (every cleanup on the run's ExitStack, so a failure anywhere leaves no snapshot, no open VDDK handle and no
 visible restore point): vCenter session -> find the VM -> idempotency (a restore point of this run id ends the
-call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists
-(its snapshot would otherwise be taken for an orphan) -> remove orphan ``blockvault-*`` snapshots of killed runs
--> enable CBT when off and possible -> backup snapshot -> per disk, full or incremental with the reason (the
+call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists in
+this repository -> remove ``blockvault-*`` snapshots whose lease expired (killed runs; a live run into another
+repository renews its snapshot's lease, so both backups proceed, each with its own snapshot) -> enable CBT when off and possible -> backup snapshot -> per disk, full or incremental with the reason (the
 planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer pipeline
 into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive -> indexes, manifest
-(commit) -> snapshot removed, EndAccess.
-
-Limit: the concurrent-backup check sees the locks of this repository only; two repositories backing up one VM
-at the same moment would still remove each other's snapshot.
+(commit, fenced by the lock's and the snapshot's leases) -> snapshot removed, EndAccess.
 """
 
 from __future__ import annotations
@@ -113,6 +110,7 @@ class _Backup:
         cbt_status = vm.ensure_cbt()
         snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
                                                       allow_crash_consistent=request.allow_crash_consistent))
+        session.add_fence(snap.lease)  # nothing read from a snapshot whose lease lapsed is committed
         snap_disks = select_disks(snap.disks(), request.include_disks, request.exclude_disks)[0]
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
@@ -147,11 +145,12 @@ class _Backup:
 
 
 def _refuse_concurrent_backup(repository, vm_key, vm_label):
-    """LockError when another live (not stale) backup lock of this VM exists besides this run's own.
+    """LockError when another live (not stale) backup lock of this VM exists in this repository besides this run's.
 
-    Two backups of one VM at once would each take the other's snapshot for an orphan of a killed run and
-    remove it. Called after this run's lock is written, so of two runs starting together at least one sees
-    the other (both may refuse; neither removes the other's snapshot).
+    Not a safety rule (snapshot leases keep runs from removing each other's snapshot, and backups of one VM into
+    other repositories proceed): two runs into one repository would only store the same restore point twice, and
+    a run resuming this repository's checkpoint must be its only writer. Called after this run's lock is written,
+    so of two runs starting together at least one sees the other (both may refuse).
     """
     purpose = "backup of %s" % repository.vm_tag(vm_key)
     live = [lock for lock in repository.list_locks() if lock.get("purpose") == purpose and not lock.get("stale")]

@@ -7,12 +7,15 @@ Design notes
 - A backup snapshot is named ``blockvault-<run_id>`` and its description says it belongs to
   blockvault and which run, so a snapshot left behind by a crash is recognised by the next run
   (``remove_orphan_snapshots``) and never confused with the user's snapshots.
+- Its description also carries a lease (snapshot_lease.py) that the running backup renews: another run removes
+  a blockvault snapshot only once its lease has expired, so runs into other repositories (or from other proxies)
+  never remove each other's live snapshot.
 - Memory is never included. ``quiesce=True`` asks VMware Tools for an application-consistent
   snapshot; when that fails the snapshot is retaken crash-consistent ONLY if the caller allows
   it, and ``BackupSnapshot.quiesced`` says which one was taken.
 - Removal uses RemoveSnapshot_Task(removeChildren=False, consolidate=True).
-- ``backup_snapshot(...)`` is a context manager meant for the caller's ExitStack: the snapshot
-  is removed on the way out; if the body failed, the body's error is what propagates and a
+- ``backup_snapshot(...)`` is a context manager meant for the caller's ExitStack: the lease's keeper thread
+  runs while it is open, and the snapshot is removed on the way out; if the body failed, the body's error is what propagates and a
   removal failure is only logged; if the body succeeded, a removal failure raises SnapshotError.
 Functions keep no state; concurrent calls on one VM are serialised by vSphere itself.
 """
@@ -27,11 +30,12 @@ import logging
 from ..errors import BlockvaultError, SnapshotError, TaskError
 from ._pyvmomi import moref_id, object_properties
 from .disks import list_disks
+from .snapshot_lease import LeaseInfo, ServerClock, SnapshotLease, judge_lease
 from .tasks import DEFAULT_TASK_TIMEOUT, wait_for_task
 
-__all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "snapshot_name", "is_blockvault_snapshot", "list_snapshots",
-           "user_snapshots", "find_orphan_snapshots", "remove_orphan_snapshots", "create_backup_snapshot", "remove_snapshot",
-           "backup_snapshot"]
+__all__ = ["SNAPSHOT_PREFIX", "SnapshotEntry", "BackupSnapshot", "LeasedSnapshot", "snapshot_name", "is_blockvault_snapshot",
+           "list_snapshots", "user_snapshots", "leased_snapshots", "find_orphan_snapshots", "remove_orphan_snapshots",
+           "create_backup_snapshot", "remove_snapshot", "backup_snapshot", "adopted_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ class SnapshotEntry:
 class BackupSnapshot:
     """The snapshot a backup reads from. ``quiesce_error`` says why a quiesced snapshot could not be taken.
 
-    ``snapshot`` is the vim.vm.Snapshot, ``moref`` its id for VDDK's ConnectEx. Immutable; thread-safe.
+    ``snapshot`` is the vim.vm.Snapshot, ``moref`` its id for VDDK's ConnectEx; ``lease`` its SnapshotLease (a
+    fence for BackupSession.add_fence; its keeper runs inside ``backup_snapshot``). Immutable; thread-safe.
     """
 
     snapshot: object
@@ -64,6 +69,7 @@ class BackupSnapshot:
     run_id: str
     quiesced: bool
     quiesce_error: str = None
+    lease: SnapshotLease = None
 
     def disks(self):
         """DiskInfo of the snapshot's disks (file names and change ids of the point in time), in device order."""
@@ -110,21 +116,55 @@ def user_snapshots(vm):
     return [entry for entry in list_snapshots(vm) if not is_blockvault_snapshot(entry.name)]
 
 
-def find_orphan_snapshots(vm, live_run_ids=()):
-    """blockvault snapshots whose run id is not in ``live_run_ids`` (pass the current run's id)."""
+@dataclasses.dataclass(frozen=True)
+class LeasedSnapshot:
+    """A blockvault snapshot and its lease as judged now: ``lease`` (LeaseInfo, None when unreadable), ``expired``
+    and ``why`` (a sentence for logs and messages). Immutable."""
+
+    entry: SnapshotEntry
+    lease: LeaseInfo
+    expired: bool
+    why: str
+
+
+def leased_snapshots(vm, clock=None):
+    """Every blockvault snapshot of ``vm`` with its lease judged by vCenter's clock (``clock``: a ServerClock)."""
+    entries = [entry for entry in list_snapshots(vm) if is_blockvault_snapshot(entry.name)]
+    if not entries:
+        return []
+    now = (clock or ServerClock(vm)).wall()
+    judged = []
+    for entry in entries:
+        expired, why = judge_lease(entry, now)
+        judged.append(LeasedSnapshot(entry=entry, lease=LeaseInfo.parse(entry.description), expired=expired, why=why))
+    return judged
+
+
+def find_orphan_snapshots(vm, live_run_ids=(), clock=None):
+    """blockvault snapshots whose lease expired, except those of ``live_run_ids`` (pass the current run's id)."""
     live = {snapshot_name(run_id) for run_id in live_run_ids}
-    return [entry for entry in list_snapshots(vm) if is_blockvault_snapshot(entry.name) and entry.name not in live]
+    return [leased.entry for leased in leased_snapshots(vm, clock) if leased.expired and leased.entry.name not in live]
 
 
-def remove_orphan_snapshots(vm, live_run_ids=(), timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
-    """Remove the blockvault snapshots of earlier runs; return their names.
+def remove_orphan_snapshots(vm, live_run_ids=(), timeout=DEFAULT_TASK_TIMEOUT, vm_name=None, clock=None):
+    """Remove the blockvault snapshots of earlier runs whose lease expired; return their names.
 
-    Tries every orphan; raises one SnapshotError listing the ones that could not be removed.
+    A snapshot whose lease is still renewed belongs to a live run (of another repository, proxy or controller):
+    it is left alone, and logged. Tries every orphan; raises one SnapshotError listing the ones that could not
+    be removed.
     """
     removed, failed = [], []
     label = _vm_label(vm, vm_name)
-    for entry in find_orphan_snapshots(vm, live_run_ids):
-        log.warning("removing snapshot %s of VM %s left behind by an earlier blockvault run", entry.name, label)
+    live = {snapshot_name(run_id) for run_id in live_run_ids}
+    for leased in leased_snapshots(vm, clock):
+        entry = leased.entry
+        if entry.name in live:
+            continue
+        if not leased.expired:
+            log.info("leaving snapshot %s of VM %s alone: %s", entry.name, label, leased.why)
+            continue
+        log.warning("removing snapshot %s of VM %s left behind by an earlier blockvault run (%s)", entry.name, label,
+                    leased.why)
         try:
             remove_snapshot(entry.snapshot, timeout=timeout, what="remove orphan snapshot %s of VM %s" % (entry.name, label))
         except BlockvaultError as exc:
@@ -153,23 +193,29 @@ def _description(run_id, quiesce):
             "this one was interrupted." % (run_id, "quiesced" if quiesce else "crash-consistent"))
 
 
-def _take(vm, name, run_id, quiesce, timeout, label):
-    task = vm.CreateSnapshot_Task(name=name, description=_description(run_id, quiesce), memory=False, quiesce=quiesce)
-    return wait_for_task(task, timeout=timeout, what="create %s snapshot %s of VM %s" % (
+def _take(vm, name, lease, quiesce, timeout, label):
+    started, description = lease.first_description(_description(lease.run_id, quiesce))
+    task = vm.CreateSnapshot_Task(name=name, description=description, memory=False, quiesce=quiesce)
+    snapshot = wait_for_task(task, timeout=timeout, what="create %s snapshot %s of VM %s" % (
         "quiesced" if quiesce else "crash-consistent", name, label))
+    lease.attach(snapshot, started)
+    return snapshot
 
 
-def create_backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
+def create_backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None,
+                           lease=None):
     """Take the backup snapshot ``blockvault-<run_id>`` of ``vm`` and return a BackupSnapshot.
 
     With ``quiesce`` and a failure to quiesce: retake crash-consistent when ``allow_crash_consistent``,
-    else raise SnapshotError.
+    else raise SnapshotError. ``lease`` (default: a SnapshotLease on vCenter's clock) is written into the
+    description at creation; its keeper is not started here (``backup_snapshot`` does).
     """
     name = snapshot_name(run_id)
     label = _vm_label(vm, vm_name)
+    lease = lease or SnapshotLease(ServerClock(vm), run_id, label=label)
     quiesce_error = None
     try:
-        snapshot = _take(vm, name, run_id, bool(quiesce), timeout, label)
+        snapshot = _take(vm, name, lease, bool(quiesce), timeout, label)
         quiesced = bool(quiesce)
     except TaskError as exc:
         _remove_leftovers(vm, name, timeout, label)
@@ -183,13 +229,13 @@ def create_backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=Fal
         quiesce_error = exc.message
         log.warning("quiescing VM %s failed (%s); taking a crash-consistent snapshot instead", label, exc.message)
         try:
-            snapshot = _take(vm, name, run_id, False, timeout, label)
+            snapshot = _take(vm, name, lease, False, timeout, label)
         except TaskError as retry_exc:
             _remove_leftovers(vm, name, timeout, label)
             raise SnapshotError(retry_exc.message, vm=label, run_id=run_id) from retry_exc
         quiesced = False
     return BackupSnapshot(snapshot=snapshot, moref=moref_id(snapshot), name=name, run_id=str(run_id), quiesced=quiesced,
-                          quiesce_error=quiesce_error)
+                          quiesce_error=quiesce_error, lease=lease)
 
 
 def _remove_leftovers(vm, name, timeout, label):
@@ -203,21 +249,53 @@ def _remove_leftovers(vm, name, timeout, label):
 
 
 @contextlib.contextmanager
-def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None):
-    """Context manager: take the backup snapshot, yield the BackupSnapshot, remove it on the way out."""
+def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None,
+                    lease=None):
+    """Context manager: take the backup snapshot, keep its lease renewed, yield the BackupSnapshot, remove it on the
+    way out (the lease's keeper stops first)."""
     label = _vm_label(vm, vm_name)
     taken = create_backup_snapshot(vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent, timeout=timeout,
-                                   vm_name=label)
+                                   vm_name=label, lease=lease)
+    with _leased_then_removed(taken, timeout, label):
+        yield taken
+
+
+@contextlib.contextmanager
+def adopted_snapshot(vm, leased, run_id, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None, lease=None):
+    """Context manager: take over ``leased`` (a LeasedSnapshot of ``leased_snapshots``, e.g. the snapshot of a killed
+    run that a checkpoint names) for run ``run_id``: write this run's lease, keep it renewed, yield a BackupSnapshot
+    of it, remove it on the way out. SnapshotError when its lease is still held by another live run."""
+    label = _vm_label(vm, vm_name)
+    entry = leased.entry
+    owner = leased.lease.run_id if leased.lease is not None else None
+    if not leased.expired and owner != str(run_id):
+        raise SnapshotError("Snapshot %s of VM %s cannot be taken over: %s." % (entry.name, label, leased.why), vm=label,
+                            run_id=str(run_id), hint="Wait for that run to end, or for its lease to expire.")
+    lease = lease or SnapshotLease(ServerClock(vm), run_id, label=label)
+    lease.adopt(entry.snapshot, entry.description)
+    log.info("run %s took over snapshot %s of VM %s (%s)", run_id, entry.name, label, leased.why)
+    taken = BackupSnapshot(snapshot=entry.snapshot, moref=entry.moref, name=entry.name, run_id=str(run_id),
+                           quiesced=entry.quiesced, lease=lease)
+    with _leased_then_removed(taken, timeout, label):
+        yield taken
+
+
+@contextlib.contextmanager
+def _leased_then_removed(taken, timeout, label):
+    """Keep ``taken``'s lease renewed while the body runs; then stop renewing and remove the snapshot."""
     what = "remove backup snapshot %s of VM %s" % (taken.name, label)
+    taken.lease.start()
     try:
         yield taken
     except BaseException:
+        taken.lease.stop()
         try:
             remove_snapshot(taken.snapshot, timeout=timeout, what=what)
         except Exception as exc:  # keep the body's error: it is the cause; the next run removes the orphan
             log.error("%s failed after an earlier error (the next run will remove it): %s", what, exc)
         raise
+    taken.lease.stop()
     try:
         remove_snapshot(taken.snapshot, timeout=timeout, what=what)
     except SnapshotError as exc:
-        raise exc.with_context(vm=label, run_id=str(run_id))
+        raise exc.with_context(vm=label, run_id=taken.run_id)
