@@ -37,7 +37,8 @@ __all__ = ["LEASE_TAG", "LeaseInfo", "ServerClock", "SnapshotLease", "judge_leas
 log = logging.getLogger(__name__)
 
 LEASE_TAG = "blockvault-lease: "
-#: how long a snapshot being created is leased for beyond stale_after (a quiesced snapshot can take minutes)
+#: how long a snapshot being created is leased for beyond stale_after (a quiesced snapshot can take minutes); the
+#: keeper's first renewal, at once after the creation, shortens it to stale_after
 CREATION_ALLOWANCE = 600.0
 #: a blockvault snapshot without a readable lease (made by a version before leases) counts as dead at this age
 UNLEASED_AFTER = 2 * 3600.0
@@ -246,7 +247,10 @@ class SnapshotLease:
         return self
 
     def _keep(self):
-        while not self._stop.wait(self.timings.refresh_interval):
+        # the first renewal at once: it replaces the creation's longer lease by a stale_after one
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = self.timings.refresh_interval
             try:
                 if not self.renew():
                     return  # lost for good

@@ -4,9 +4,16 @@ SPEC holds the lab settings, the repository (location, passphrase), the VM name,
 The LABVDDK_* knobs come from the environment. Prints the result as JSON on success. With ``"pause_before_commit":
 PATH`` the run writes PATH once every chunk and disk index is stored, then waits (to be killed) instead of writing
 its manifest. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
+Lease tests: ``"lease_timings": [refresh_interval, stale_after, skew_margin]`` shortens every lease of the child,
+``"host": NAME`` makes it another host in its locks and snapshot leases (so no dead-pid shortcut judges it), and
+``"stop_before_commit": PATH`` writes PATH once every index is stored, then stops itself (SIGSTOP) and commits when
+continued.
 """
 import json
+import os
 import pathlib
+import signal
+import socket
 import sys
 import time
 
@@ -17,6 +24,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore imp
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
+from ansible_collections.blockvault.vsphere.plugins.module_utils import lease
 
 
 def pause_before_commit(marker):
@@ -27,9 +35,29 @@ def pause_before_commit(marker):
     BackupSession.commit = commit
 
 
+def stop_before_commit(marker):
+    original = BackupSession.commit
+
+    def commit(self, manifest):
+        pathlib.Path(marker).write_text(self.restore_point_id)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return original(self, manifest)
+    BackupSession.commit = commit
+
+
+def lease_options(spec):
+    if spec.get("lease_timings"):
+        lease.set_default_timings(lease.LeaseTimings(*spec["lease_timings"]))
+    if spec.get("host"):
+        socket.gethostname = lambda: spec["host"]
+    if spec.get("stop_before_commit"):
+        stop_before_commit(spec["stop_before_commit"])
+
+
 def main(path):
     with open(path, encoding="utf-8") as handle:
         spec = json.load(handle)
+    lease_options(spec)
     if spec.get("pause_before_commit"):
         pause_before_commit(spec["pause_before_commit"])
     endpoints = Endpoints(vsphere=VSphereSettings(**spec["vsphere"]), vddk=VddkSettings(**spec["vddk"]),
