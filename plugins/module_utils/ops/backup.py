@@ -157,7 +157,7 @@ def _refuse_concurrent_backup(repository, vm_key, vm_label):
     if len(live) > 1:
         others = sorted(live, key=lambda lock: str(lock.get("created")))
         raise LockError("Another backup of VM %s is running (%d live backup locks of this VM in the repository at %s; "
-                        "the oldest: %s): two backups of one VM at once would remove each other's snapshot."
+                        "the oldest: %s): one backup of a VM writes to a repository at a time."
                         % (vm_label, len(live), repository.location, describe_lock(others[0])),
                         hint="Wait for it to finish. If its process is gone on another host, remove its lock with "
                              "break_lock once it is stale.")

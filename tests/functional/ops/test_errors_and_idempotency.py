@@ -136,7 +136,7 @@ def test_a_second_backup_of_the_same_vm_is_refused_and_leaves_the_first_ones_sna
             message = str(refused.value)
             assert message.startswith("Another backup of VM lab-vm1 is running (2 live backup locks of this VM in the "
                                       "repository at %s; the oldest: shared lock for backup of " % env.repo.location)
-            assert message.endswith("two backups of one VM at once would remove each other's snapshot. Wait for it to "
+            assert message.endswith("one backup of a VM writes to a repository at a time. Wait for it to "
                                     "finish. If its process is gone on another host, remove its lock with break_lock "
                                     "once it is stale.")
             assert (refused.value.vm, refused.value.run_id) == ("lab-vm1", "second-run")
