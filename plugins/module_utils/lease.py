@@ -136,14 +136,15 @@ class OwnerLease:
         self.begin_renewal()  # loses the lease when its deadline has passed
         return self._lost
 
-    def lose(self, reason):
-        """Mark the lease lost for good (first reason wins) and run the on_lost callbacks."""
+    def lose(self, reason, notify=True):
+        """Mark the lease lost for good (first reason wins) and run the on_lost callbacks (unless ``notify`` is
+        False: the owner gave it up itself, e.g. released its lock)."""
         with self._mutex:
             if self._lost is not None:
                 return
             self._lost = reason
             callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
+        for callback in callbacks if notify else ():
             callback(reason)
 
 

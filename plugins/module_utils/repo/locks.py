@@ -241,7 +241,7 @@ class HeldLock:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         # a heartbeat still running (hung backend) must not rewrite it after the delete
-        self.lease.lose("released")
+        self.lease.lose("released", notify=False)
         self.delete()
 
     def __enter__(self):

@@ -139,6 +139,20 @@ class BackupSession:
         """
         self._fences.append(fence)
 
+    def on_lost(self, callback):
+        """Call ``callback(reason)`` once when the session's lock, or a fence that can tell (``on_lost``), is lost:
+        e.g. to set the transfer's cancel event, so a run that may no longer commit stops reading at once. Call it
+        after ``add_fence``; releasing the lock (commit, abort) calls nothing."""
+        fired = threading.Lock()
+
+        def once(reason):
+            if fired.acquire(blocking=False):
+                callback(reason)
+        self._lock.lease.on_lost(once)
+        for fence in self._fences[1:]:
+            if hasattr(fence, "on_lost"):
+                fence.on_lost(once)
+
     def _ensure_fences(self):
         for fence in self._fences:
             fence.ensure_valid()

@@ -160,3 +160,39 @@ def test_every_fence_guards_each_index_and_the_manifest(backend):
             fence.valid = False
             session.commit(manifest_for("vm-a", {"2000": MIB}))
     assert repo.list_restore_points() == [] and backend.list("indexes/") == []
+
+
+class LosableFence(Fence):
+    """A fence that tells when it is lost, as a snapshot lease does."""
+
+    def __init__(self):
+        super().__init__()
+        self.callbacks = []
+
+    def on_lost(self, callback):
+        self.callbacks.append(callback)
+
+
+def test_on_lost_calls_back_once_whichever_lease_is_lost_first(backend):
+    repo, clock = repo_with_clock(backend)
+    reasons = []
+    fence = LosableFence()
+    with repo.begin_backup("vm-a", "r") as session:
+        session.add_fence(fence)
+        session.on_lost(reasons.append)
+        clock.now += 81
+        assert session._lock.refresh() is False
+        fence.callbacks[0]("the snapshot was removed")
+    assert reasons == ["not renewed for 81s, longer than the 80s its owner may write after a renewal"]
+
+
+def test_on_lost_is_silent_when_the_session_ends_normally(backend):
+    repo, _ = repo_with_clock(backend)
+    reasons = []
+    with repo.begin_backup("vm-a", "r") as session:
+        session.on_lost(reasons.append)
+        session.add_disk_index("2000", DiskIndex(MIB, MIB))
+        session.commit(manifest_for("vm-a", {"2000": MIB}))
+    with repo.begin_backup("vm-a", "r2") as session:
+        session.on_lost(reasons.append)
+    assert reasons == []
