@@ -108,7 +108,7 @@ class OwnerLease:
         now = self._clock()
         if self._deadline is not None and now > self._deadline:
             self.lose("not renewed for %ds, longer than the %ds its owner may write after a renewal"
-                      % (now - self._renewed_at, self.timings.write_limit))
+                      % (now - self._renewed_at, self._deadline - self._renewed_at))
         return None if self.lost else now
 
     def renewed(self, started, length=None):
@@ -116,7 +116,7 @@ class OwnerLease:
         done = self._clock()
         if self._deadline is not None and done > self._deadline:
             self.lose("a renewal completed %ds after the previous one, longer than the %ds its owner may write after "
-                      "a renewal" % (done - self._renewed_at, self.timings.write_limit))
+                      "a renewal" % (done - self._renewed_at, self._deadline - self._renewed_at))
         with self._mutex:
             if self._lost is not None:
                 return False

@@ -7,8 +7,9 @@ Flow (every cleanup on the run's ExitStack, so a failure anywhere leaves no snap
 visible restore point): vCenter session -> find the VM -> idempotency (a restore point of this run id ends the
 call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists in
 this repository -> remove ``blockvault-*`` snapshots whose lease expired (killed runs; a live run into another
-repository renews its snapshot's lease, so both backups proceed, each with its own snapshot) -> enable CBT when off and possible -> backup snapshot -> per disk, full or incremental with the reason (the
-planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer pipeline
+repository renews its snapshot's lease, so both backups proceed, each with its own snapshot) -> enable CBT when
+off and possible -> backup snapshot (its lease renewed while the run lasts) -> per disk, full or incremental with
+the reason (the planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer pipeline
 into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive -> indexes, manifest
 (commit, fenced by the lock's and the snapshot's leases) -> snapshot removed, EndAccess.
 """

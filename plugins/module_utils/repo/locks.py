@@ -28,7 +28,7 @@ EXCLUSIVE = "exclusive"
 
 
 def _default(name):
-    return field(default_factory=lambda: getattr(default_timings(), name))
+    return field(default_factory=lambda: getattr(default_timings(), name))  # pylint: disable=invalid-field-call
 
 
 @dataclass

@@ -27,7 +27,7 @@ import dataclasses
 import datetime
 import logging
 
-from ..errors import BlockvaultError, SnapshotError, TaskError
+from ..errors import BlockvaultError, SnapshotError, SnapshotLeaseLostError, TaskError
 from ._pyvmomi import moref_id, object_properties
 from .disks import list_disks
 from .snapshot_lease import LeaseInfo, ServerClock, SnapshotLease, judge_lease
@@ -287,12 +287,20 @@ def _leased_then_removed(taken, timeout, label):
     taken.lease.start()
     try:
         yield taken
-    except BaseException:
+    except BaseException as body_error:
         taken.lease.stop()
+        lost = taken.lease.owner.problem() if isinstance(body_error, BlockvaultError) else None
         try:
             remove_snapshot(taken.snapshot, timeout=timeout, what=what)
         except Exception as exc:  # keep the body's error: it is the cause; the next run removes the orphan
             log.error("%s failed after an earlier error (the next run will remove it): %s", what, exc)
+        if lost and not isinstance(body_error, SnapshotLeaseLostError) and not getattr(body_error, "reason", None):
+            # the lapsed lease is the cause (e.g. a read failed because another run removed the snapshot): say so
+            raise SnapshotLeaseLostError(
+                "The lease of backup snapshot %s of VM %s was lost (%s), so another run may have removed it; the run "
+                "failed meanwhile: %s" % (taken.name, label, lost, body_error), reason=lost, vm=label, run_id=taken.run_id,
+                hint="Nothing was committed. Check the load of this host and its connection to vCenter, then run the "
+                     "backup again.") from body_error
         raise
     taken.lease.stop()
     try:

@@ -22,7 +22,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Rep
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory, snapshots
 
 from opslab import CHUNK, PASSPHRASE, sha256_file  # pylint: disable=import-error
-from test_kill import start_child, wait_for  # pylint: disable=import-error
+from test_kill import chunk_objects, start_child, wait_for  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
@@ -96,8 +96,8 @@ def test_two_repositories_back_up_one_vm_at_once(env, moto_server):  # noqa: F81
                    running=local)
         local_sums = env.checksums("lab-vm1", snapshot="blockvault-" + local_run)
         env.write("lab-vm1", 0, 3 * CHUNK + 512, 5000, seed=int(time.time()))  # the guest writes between the snapshots
-        offsite_thread = threading.Thread(target=run, args=("offsite", Endpoints(repo=offsite, vsphere=env.vsphere,
-                                                                                  vddk=env.vddk), offsite_run))
+        offsite_endpoints = Endpoints(repo=offsite, vsphere=env.vsphere, vddk=env.vddk)
+        offsite_thread = threading.Thread(target=run, args=("offsite", offsite_endpoints, offsite_run))
         offsite_thread.start()
         wait_until(lambda: "blockvault-" + offsite_run in env.blockvault_snapshots("lab-vm1"), "the offsite run's snapshot",
                    running=offsite_thread)
@@ -120,8 +120,8 @@ def test_two_repositories_back_up_one_vm_at_once(env, moto_server):  # noqa: F81
 
 def test_a_killed_run_of_another_host_loses_its_snapshot_once_its_lease_expired(env, short_leases):
     killed_run = "pod-gone-%s" % uuid.uuid4().hex[:8]
-    child = start_child(env, killed_run, extra={"lease_timings": [SHORT.refresh_interval, SHORT.stale_after,
-                                                                   SHORT.skew_margin], "host": "awx-job-pod-7"})
+    timings = [SHORT.refresh_interval, SHORT.stale_after, SHORT.skew_margin]
+    child = start_child(env, killed_run, extra={"lease_timings": timings, "host": "awx-job-pod-7"})
     try:
         wait_for(lambda: len(locks(env)) == 1 and renewed_once(leased(env, "blockvault-" + killed_run)), child,
                  "the snapshot's first renewal")
@@ -171,3 +171,34 @@ def test_a_stopped_backup_never_commits_over_the_run_that_took_over(env, short_l
         assert sha256_file(env.restore_file(taker["restore_point"]["id"], disk["key"])) == live[position]
     quick, full = env.validate()
     assert quick["ok"] and full["ok"] and quick["restore_points"] == 1
+
+
+def test_a_backup_stopped_mid_transfer_past_its_lease_fails_without_committing(env, short_leases):
+    stalled_run = "frozen-%s" % uuid.uuid4().hex[:8]
+    child = start_child(env, stalled_run, latency_us=100000,
+                        extra={"lease_timings": [SHORT.refresh_interval, SHORT.stale_after, SHORT.skew_margin],
+                               "host": "proxy-c"})
+    try:
+        wait_for(lambda: len(chunk_objects(env)) >= 4, child, "4 stored chunks")
+        os.kill(child.pid, signal.SIGSTOP)  # the execution node freezes mid-transfer
+        wait_until(lambda: leased(env, "blockvault-" + stalled_run).expired and locks(env)[0]["stale"],
+                   "the frozen run's lease to expire", timeout=3 * SHORT.stale_after)
+        live = env.checksums("lab-vm1")
+        taker = env.backup("lab-vm1", status_file=str(env.tmp_path / "taker.json"))
+        os.kill(child.pid, signal.SIGCONT)
+        out, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0 and out == b"", err
+    last_line = err.decode().strip().splitlines()[-1]
+    assert last_line.startswith("ansible_collections.blockvault.vsphere.plugins.module_utils.errors.SnapshotLeaseLostError: "
+                                "The lease of backup snapshot blockvault-%s of VM lab-vm1 was lost (not renewed for "
+                                % stalled_run), last_line
+    assert "so another run may have removed it; the run failed meanwhile: " in last_line
+    assert last_line.endswith("Nothing was committed. Check the load of this host and its connection to vCenter, then run "
+                              "the backup again.")
+    assert env.restore_points() == [taker["restore_point"]["id"]]
+    for position, disk in enumerate(taker["disks"]):
+        assert sha256_file(env.restore_file(taker["restore_point"]["id"], disk["key"])) == live[position]

@@ -88,7 +88,7 @@ def test_a_renewal_that_completes_after_the_deadline_does_not_count():
 def test_each_renewal_moves_the_deadline_from_its_start():
     clock = Clock()
     owner = renewed_lease(clock)
-    for _ in range(10):
+    for _round in range(10):
         clock.now += 70
         started = owner.begin_renewal()
         clock.now += 5

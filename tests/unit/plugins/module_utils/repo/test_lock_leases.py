@@ -8,7 +8,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Dis
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.locks import LockSettings, _refreshed_epoch
 
-from .helpers import MIB, make_repo, manifest_for, reopen
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import MIB, make_repo, manifest_for, reopen
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_the_heartbeat_keeps_a_long_backup_valid(backend):
     repo, clock = repo_with_clock(backend)
     with repo.begin_backup("vm-a", "r") as session:
         held = session._lock
-        for _ in range(5):
+        for _round in range(5):
             clock.now += 70
             assert held.refresh() is True
         session.add_disk_index("2000", DiskIndex(MIB, MIB))

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from pyVmomi import vim, vmodl
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import SnapshotError, SnapshotLeaseLostError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import SnapshotError, SnapshotLeaseLostError, VddkNotFoundError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.lease import LeaseTimings, machine_identity
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshot_lease
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshots as snaps
@@ -308,3 +308,26 @@ def test_adopting_refuses_a_live_lease_and_takes_over_an_expired_one(clock):
         assert (taken.name, taken.run_id, info.run_id, info.expires) == ("blockvault-killed", "resumer", "resumer", clock.now + 120)
         assert vm.tree[1].description.splitlines()[0] == "Made by blockvault for backup run killed."
     assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-live"]
+
+
+def test_a_body_error_after_the_lease_lapsed_is_reported_as_the_lost_lease(clock):
+    vm = FakeVM()
+    with pytest.raises(SnapshotLeaseLostError) as lost:
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")) as taken:
+            taken.lease.stop()  # the keeper renewed once, at once; a stopped process renews nothing more
+            clock.advance(81)  # past stale_after - skew_margin
+            raise VddkNotFoundError("The disk file is gone.")
+    assert str(lost.value) == (
+        "The lease of backup snapshot blockvault-r1 of VM web01 was lost (not renewed for 81s, longer than the 80s its "
+        "owner may write after a renewal), so another run may have removed it; the run failed meanwhile: The disk file "
+        "is gone. Nothing was committed. Check the load of this host and its connection to vCenter, then run the backup "
+        "again.")
+    assert isinstance(lost.value.__cause__, VddkNotFoundError) and snaps.list_snapshots(vm) == []
+
+
+def test_a_body_error_within_the_lease_stays_the_error(clock):
+    vm = FakeVM()
+    with pytest.raises(SnapshotError, match="^something else$"):
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")):
+            clock.advance(60)
+            raise SnapshotError("something else")
