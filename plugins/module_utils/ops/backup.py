@@ -160,8 +160,8 @@ def _refuse_concurrent_backup(repository, vm_key, vm_label):
         raise LockError("Another backup of VM %s is running (%d live backup locks of this VM in the repository at %s; "
                         "the oldest: %s): one backup of a VM writes to a repository at a time."
                         % (vm_label, len(live), repository.location, describe_lock(others[0])),
-                        hint="Wait for it to finish. If its process is gone on another host, remove its lock with "
-                             "break_lock once it is stale.")
+                        hint="Wait for it to finish: the lock of a process that is gone is ignored %d s after its "
+                             "last refresh." % repository.lock_settings.stale_after)
 
 
 def _previous_manifest(repository, vm_key):
