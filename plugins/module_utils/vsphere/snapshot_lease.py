@@ -148,7 +148,8 @@ class SnapshotLease:
 
     Use: ``lease = SnapshotLease(clock, run_id)``; ``started, description = lease.first_description(head)`` for
     CreateSnapshot_Task (or ``adopt`` an existing snapshot); ``lease.attach(snapshot, started)`` once it exists;
-    ``lease.start()`` starts the keeper thread (renews every ``refresh_interval``); ``lease.stop()`` ends it.
+    ``lease.start()`` starts the keeper thread (renews every ``refresh_interval``); ``lease.stop()`` ends it;
+    ``keep()`` makes the context managers of snapshots.py keep the snapshot and ``hand_over()`` its lease.
     Fencing: ``ensure_valid()`` renews now and raises SnapshotLeaseLostError unless the owner may still trust the
     snapshot; ``check_valid()`` judges without a request. ``on_lost(callback)`` is called once with the reason
     (e.g. to set a transfer's cancel event).
@@ -166,10 +167,29 @@ class SnapshotLease:
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
+        self.kept = False
 
     @property
     def lost(self):
         return self.owner.lost
+
+    def keep(self):
+        """Ask ``backup_snapshot``/``adopted_snapshot`` to keep the snapshot at the end instead of removing it (for a
+        resume): its lease is then handed over (``hand_over``) so that the next run may adopt it at once."""
+        self.kept = True
+
+    def hand_over(self):
+        """Stop renewing and write a lease that has expired now: any run may adopt (or remove) the snapshot at once.
+        False when the lease was already lost (then it is left as it is and expires by itself)."""
+        self.stop()
+        with self._mutex:
+            started = self.owner.begin_renewal()
+            if started is None or self.snapshot is None:
+                return False
+            now = self.clock.wall()
+            self.snapshot.RenameSnapshot(description=with_lease(self._head, self._info(now, 0.0)))
+            self.owner.lose("handed over", notify=False)
+            return True
 
     def on_lost(self, callback):
         self.owner.on_lost(callback)

@@ -282,7 +282,7 @@ def adopted_snapshot(vm, leased, run_id, timeout=DEFAULT_TASK_TIMEOUT, vm_name=N
 
 @contextlib.contextmanager
 def _leased_then_removed(taken, timeout, label):
-    """Keep ``taken``'s lease renewed while the body runs; then stop renewing and remove the snapshot."""
+    """Keep ``taken``'s lease renewed while the body runs; then stop renewing and remove the snapshot (or keep it)."""
     what = "remove backup snapshot %s of VM %s" % (taken.name, label)
     taken.lease.start()
     try:
@@ -291,7 +291,7 @@ def _leased_then_removed(taken, timeout, label):
         taken.lease.stop()
         lost = taken.lease.owner.problem() if isinstance(body_error, BlockvaultError) else None
         try:
-            remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+            _end(taken, timeout, what, label)
         except Exception as exc:  # keep the body's error: it is the cause; the next run removes the orphan
             log.error("%s failed after an earlier error (the next run will remove it): %s", what, exc)
         if lost and not isinstance(body_error, SnapshotLeaseLostError) and not getattr(body_error, "reason", None):
@@ -304,6 +304,16 @@ def _leased_then_removed(taken, timeout, label):
         raise
     taken.lease.stop()
     try:
-        remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+        _end(taken, timeout, what, label)
     except SnapshotError as exc:
         raise exc.with_context(vm=label, run_id=taken.run_id)
+
+
+def _end(taken, timeout, what, label):
+    """Remove the snapshot, or keep it with its lease handed over when the run asked (``taken.lease.keep()``)."""
+    if not taken.lease.kept:
+        remove_snapshot(taken.snapshot, timeout=timeout, what=what)
+        return
+    handed = taken.lease.hand_over()
+    log.info("keeping snapshot %s of VM %s for the next run (%s)", taken.name, label,
+             "its lease handed over" if handed else "its lease expires by itself")

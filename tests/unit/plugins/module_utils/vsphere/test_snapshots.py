@@ -331,3 +331,19 @@ def test_a_body_error_within_the_lease_stays_the_error(clock):
         with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")):
             clock.advance(60)
             raise SnapshotError("something else")
+
+
+def test_a_kept_snapshot_is_handed_over_for_the_next_run_to_adopt(clock):
+    vm = FakeVM()
+    with pytest.raises(KeyError):
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")) as taken:
+            taken.lease.keep()  # e.g. cancelled with a checkpoint to resume from
+            raise KeyError("cancelled")
+    assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-r1"]
+    assert lease_of(vm, "blockvault-r1").expires == clock.now
+    clock.advance(0.001)
+    (kept,) = snaps.leased_snapshots(vm)
+    assert kept.expired is True and kept.why == "its lease by run r1 on %s expired 0 s ago" % socket.gethostname()
+    with snaps.adopted_snapshot(vm, kept, "r2", lease=snapshot_lease.SnapshotLease(clock, "r2", TIMINGS, "web01")):
+        assert lease_of(vm, "blockvault-r1").run_id == "r2"
+    assert snaps.list_snapshots(vm) == []
