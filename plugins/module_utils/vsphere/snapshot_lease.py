@@ -27,9 +27,9 @@ import socket
 import threading
 import time
 
-from ..errors import SnapshotLeaseLostError
+from ..errors import SnapshotError, SnapshotLeaseLostError
 from ..lease import OwnerLease, default_timings, machine_identity, pid_alive
-from ._pyvmomi import fault_message, is_fault, vim
+from ._pyvmomi import fault_message, is_fault, moref_id, vim
 
 __all__ = ["LEASE_TAG", "LeaseInfo", "ServerClock", "SnapshotLease", "judge_lease", "CREATION_ALLOWANCE",
            "UNLEASED_AFTER"]
@@ -186,8 +186,12 @@ class SnapshotLease:
             started = self.owner.begin_renewal()
             if started is None or self.snapshot is None:
                 return False
-            now = self.clock.wall()
-            self.snapshot.RenameSnapshot(description=with_lease(self._head, self._info(now, 0.0)))
+            try:
+                now = self.clock.wall()
+                self.snapshot.RenameSnapshot(description=with_lease(self._head, self._info(now, 0.0)))
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # then it expires by itself
+                log.warning("handing over the lease of snapshot blockvault-%s failed: %s", self.run_id, fault_message(exc))
+                return False
             self.owner.lose("handed over", notify=False)
             return True
 
@@ -220,7 +224,12 @@ class SnapshotLease:
         with self._mutex:
             self.snapshot = snapshot
             self._head = description_head(description)
-        if not self.renew():
+        try:
+            renewed = self.renew()
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise SnapshotError("Could not take over snapshot %s of VM %s: writing its lease failed: %s" % (
+                moref_id(snapshot), self.label, fault_message(exc)), vm=self.label, run_id=self.run_id) from exc
+        if not renewed:
             self.check_valid()
 
     def renew(self):

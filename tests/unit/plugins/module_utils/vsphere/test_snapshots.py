@@ -347,3 +347,18 @@ def test_a_kept_snapshot_is_handed_over_for_the_next_run_to_adopt(clock):
     with snaps.adopted_snapshot(vm, kept, "r2", lease=snapshot_lease.SnapshotLease(clock, "r2", TIMINGS, "web01")):
         assert lease_of(vm, "blockvault-r1").run_id == "r2"
     assert snaps.list_snapshots(vm) == []
+
+
+def test_a_failed_hand_over_leaves_the_lease_to_expire_by_itself(clock, caplog):
+    vm = FakeVM()
+    with caplog.at_level(logging.INFO):
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")) as taken:
+            taken.lease.keep()
+            taken.lease.stop()
+
+            def refuse():
+                raise vim.fault.TaskInProgress(msg="busy")
+            vm.on_rename = refuse
+    assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-r1"]
+    assert "handing over the lease of snapshot blockvault-r1 failed: busy\n" in caplog.text
+    assert "keeping snapshot blockvault-r1 of VM web01 for the next run (its lease expires by itself)" in caplog.text
