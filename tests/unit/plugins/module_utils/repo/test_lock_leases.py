@@ -52,7 +52,7 @@ def test_timings_that_cannot_work_are_a_configuration_error(backend):
 
 
 def test_another_host_takes_a_lock_for_stale_after_stale_after_seconds(backend):
-    repo, _ = repo_with_clock(backend)
+    repo = repo_with_clock(backend)[0]
     with repo.begin_backup("vm-a", "r"):
         lock = dict(repo.locks.list_locks()[0], host="another-host", machine="another-machine")
         written = _refreshed_epoch(lock)
@@ -61,7 +61,7 @@ def test_another_host_takes_a_lock_for_stale_after_stale_after_seconds(backend):
 
 
 def test_a_string_refreshed_epoch_is_read_from_refreshed(backend):
-    repo, _ = repo_with_clock(backend)
+    repo = repo_with_clock(backend)[0]
     lock = {"refreshed": "2026-12-04T10:00:00.000000Z", "refreshed_epoch": "not a number", "host": "h"}
     assert repo.locks.is_stale(lock, now=1796378400.0 + 119) is False  # 2026-12-04T10:00:00Z
     assert repo.locks.is_stale(lock, now=1796378400.0 + 121) is True
@@ -150,7 +150,7 @@ class Fence:
 
 
 def test_every_fence_guards_each_index_and_the_manifest(backend):
-    repo, _ = repo_with_clock(backend)
+    repo = repo_with_clock(backend)[0]
     fence = Fence()
     with pytest.raises(LeaseLostError, match="The snapshot's lease was lost."):
         with repo.begin_backup("vm-a", "r") as session:
@@ -187,7 +187,7 @@ def test_on_lost_calls_back_once_whichever_lease_is_lost_first(backend):
 
 
 def test_on_lost_is_silent_when_the_session_ends_normally(backend):
-    repo, _ = repo_with_clock(backend)
+    repo = repo_with_clock(backend)[0]
     reasons = []
     with repo.begin_backup("vm-a", "r") as session:
         session.on_lost(reasons.append)
