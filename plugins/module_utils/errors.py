@@ -143,6 +143,15 @@ class LockError(RepositoryError):
     """A repository lock could not be taken (another exclusive operation holds it)."""
 
 
+class LeaseLostError(LockError):
+    """This run's repository lock was not renewed in time (or was removed as stale): it stopped before writing
+    anything that depends on the lock. ``reason`` says why (see lease.OwnerLease)."""
+
+    def __init__(self, message, reason=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reason = reason
+
+
 class BackendError(RepositoryError):
     """The storage backend failed (I/O error, S3 error). ``transient`` tells retry wrappers to try again."""
 
@@ -203,6 +212,15 @@ class TaskTimeoutError(TaskError):
 
 class SnapshotError(VSphereError):
     default_phase = "snapshot"
+
+
+class SnapshotLeaseLostError(SnapshotError):
+    """The lease of this run's backup snapshot was not renewed in time: another run may have removed the snapshot,
+    so what was read from it is not trusted and nothing is committed. ``reason`` says why."""
+
+    def __init__(self, message, reason=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reason = reason
 
 
 class ChangeTrackingError(VSphereError):

@@ -19,12 +19,13 @@ ANSIBLE_ADAPTER = "_module"
 
 # What each part of module_utils may import from the collection (a part always may import itself). The lower
 # layers know nothing of each other; transfer sees only the bottom modules (the error tree, the block hashing, the
-# durability helpers); ops wires them all.
-LOWER = {"errors", "blockhash", "fileio"}
+# durability helpers, the lease rule); ops wires them all.
+LOWER = {"errors", "blockhash", "fileio", "lease"}
 ALLOWED_IMPORTS = {
     "errors": set(),
     "blockhash": {"errors"},
     "fileio": set(),
+    "lease": set(),
     "vsphere": LOWER,
     "vddk": LOWER,
     "repo": LOWER,

@@ -114,6 +114,8 @@ def _refusal(context, vm, vm_key, checkpoint, request, snap_disks_of):
     found = vm.find_backup_snapshot(checkpoint.run_id)
     if found is None:
         return "its snapshot %s no longer exists" % snapshot, None, None
+    if not found.leased.expired:    # its run may live on another host: its snapshot is not ours to take
+        return "its snapshot %s is still leased (%s)" % (snapshot, found.leased.why), None, None
     age = found.age()
     if age is None:
         return "vSphere does not say when its snapshot %s was taken" % snapshot, found, None
@@ -126,7 +128,7 @@ def _refusal(context, vm, vm_key, checkpoint, request, snap_disks_of):
             parent = context.repository.load_manifest(checkpoint.parent)
         except BlockvaultError as exc:
             return "the restore point %s it builds on cannot be loaded (%s)" % (checkpoint.parent, exc.message), found, None
-    if _disk_signature(snap_disks_of(found.snapshot)) != _disk_signature(checkpoint.disks):
+    if _disk_signature(snap_disks_of(found)) != _disk_signature(checkpoint.disks):
         return "the disks to back up differ from the ones it was backing up", found, None
     return None, found, parent
 

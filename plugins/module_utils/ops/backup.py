@@ -5,17 +5,15 @@
 
 Flow (every cleanup on the run's ExitStack, so a failure anywhere leaves no snapshot, no open VDDK handle and no
 visible restore point): vCenter session -> find the VM -> idempotency (a restore point of this run id ends the
-call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists
-(its snapshot would otherwise be taken for an orphan) -> adopt the snapshot of a killed run whose checkpoint is
-young enough (ops/_resume.py) -> remove the other orphan ``blockvault-*`` snapshots of killed runs -> enable CBT
-when off and possible -> backup snapshot (unless one was adopted) -> per disk, full or incremental with the reason
-(the planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader -> the transfer
-pipeline into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive and one
-rewriting the run's checkpoint (ops/_checkpointing.py) -> indexes, manifest (commit) -> checkpoint and snapshot
-removed, EndAccess.
-
-Limit: the concurrent-backup check sees the locks of this repository only; two repositories backing up one VM
-at the same moment would still remove each other's snapshot.
+call unchanged) -> repository session (shared lock) -> refuse when another live backup lock of this VM exists in
+this repository -> adopt the snapshot of a killed run whose checkpoint is young enough (ops/_resume.py) -> remove
+the ``blockvault-*`` snapshots whose lease expired (killed runs; a live run into another repository renews its
+snapshot's lease, so both backups proceed, each with its own snapshot) -> enable CBT when off and possible ->
+backup snapshot (unless one was adopted; its lease renewed while the run lasts) -> per disk, full or incremental
+with the reason (the planner, ops/_backup_plan.py) -> VDDK PrepareForAccess and one connection per disk reader ->
+the transfer pipeline into the session, with a thread keeping the vCenter session (whose cookie VDDK uses) alive
+and one rewriting the run's checkpoint (ops/_checkpointing.py) -> indexes, manifest (commit, fenced by the lock's
+and the snapshot's leases) -> checkpoint and snapshot removed, EndAccess.
 """
 
 from __future__ import annotations
@@ -126,13 +124,14 @@ class _Backup:
         vm.remove_orphan_snapshots(live_run_ids=[context.run_id] + ([resume.run_id] if resume else []))
         cbt_status = vm.ensure_cbt()
         if resume is not None:      # the interrupted run's snapshot: its checkpoint's chunks are of that point in time
-            snap = stack.enter_context(vm.adopt_backup_snapshot(resume.found))
+            snap = stack.enter_context(vm.adopt_snapshot(resume.found.leased, context.run_id))
             planner = BackupPlanner(request.mode, resume.parent, context.repository.chunk_size)
         else:
             snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
                                                           allow_crash_consistent=request.allow_crash_consistent,
                                                           on_removed=context.record_snapshot_removal))
         snap_disks = self._selected_disks(snap)
+        session.add_fence(snap.lease)  # nothing read from a snapshot whose lease lapsed is committed
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
         if access.prepare_for_access(ACCESS_IDENTITY):
@@ -193,21 +192,22 @@ def _end_access(context, access):
 
 
 def _refuse_concurrent_backup(repository, vm_key, vm_label):
-    """LockError when another live (not stale) backup lock of this VM exists besides this run's own.
+    """LockError when another live (not stale) backup lock of this VM exists in this repository besides this run's.
 
-    Two backups of one VM at once would each take the other's snapshot for an orphan of a killed run and
-    remove it. Called after this run's lock is written, so of two runs starting together at least one sees
-    the other (both may refuse; neither removes the other's snapshot).
+    Not a safety rule (snapshot leases keep runs from removing each other's snapshot, and backups of one VM into
+    other repositories proceed): two runs into one repository would only store the same restore point twice, and
+    a run resuming this repository's checkpoint must be its only writer. Called after this run's lock is written,
+    so of two runs starting together at least one sees the other (both may refuse).
     """
     purpose = "backup of %s" % repository.vm_tag(vm_key)
     live = [lock for lock in repository.list_locks() if lock.get("purpose") == purpose and not lock.get("stale")]
     if len(live) > 1:
         others = sorted(live, key=lambda lock: str(lock.get("created")))
         raise LockError("Another backup of VM %s is running (%d live backup locks of this VM in the repository at %s; "
-                        "the oldest: %s): two backups of one VM at once would remove each other's snapshot."
+                        "the oldest: %s): one backup of a VM writes to a repository at a time."
                         % (vm_label, len(live), repository.location, describe_lock(others[0])),
-                        hint="Wait for it to finish. If its process is gone on another host, remove its lock with "
-                             "break_lock once it is stale.")
+                        hint="Wait for it to finish: the lock of a process that is gone is ignored %d s after its "
+                             "last refresh." % repository.lock_settings.stale_after)
 
 
 def _previous_manifest(repository, vm_key):

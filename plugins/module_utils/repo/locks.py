@@ -18,9 +18,10 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import BackendError, LockError, NotFoundInBackendError
+from ..errors import BackendError, ConfigurationError, LeaseLostError, LockError, NotFoundInBackendError
+from ..lease import LeaseTimings, OwnerLease, default_timings, machine_identity, pid_alive
 from . import validation
 from .format import FORMAT_VERSION, LOCKS_PREFIX, isotime
 
@@ -28,15 +29,31 @@ SHARED = "shared"
 EXCLUSIVE = "exclusive"
 
 
+def _default(name):
+    return field(default_factory=lambda: getattr(default_timings(), name))  # pylint: disable=invalid-field-call
+
+
 @dataclass
 class LockSettings:
-    """Timings of the lock protocol, in seconds (mutable per Repository; tests shorten them)."""
+    """Timings of the lock protocol, in seconds (mutable per Repository; tests shorten them).
 
-    refresh_interval: float = 300.0
-    stale_after: float = 1800.0
+    The lease part (``refresh_interval``, ``stale_after``, ``skew_margin``) defaults to lease.default_timings():
+    a lock of a dead process is taken for stale 2 minutes after its last heartbeat, whatever the host.
+    """
+
+    refresh_interval: float = _default("refresh_interval")
+    stale_after: float = _default("stale_after")
+    skew_margin: float = _default("skew_margin")
     backup_wait: float = 3600.0
     gc_wait: float = 600.0
     retry_interval: float = 5.0
+
+    def lease_timings(self):
+        """These timings as a LeaseTimings (checked: ConfigurationError when they cannot work)."""
+        try:
+            return LeaseTimings(self.refresh_interval, self.stale_after, self.skew_margin)
+        except ValueError as exc:
+            raise ConfigurationError("The lock timings do not work: %s." % exc) from None
 
 
 def _parse_time(text):
@@ -47,27 +64,6 @@ def _parse_time(text):
         except (TypeError, ValueError, OverflowError):
             continue
     return None
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError, OverflowError):
-        return True
-    return True
-
-
-def machine_identity():
-    """Kernel boot id and PID namespace of this process: a dead-pid check is only meaningful for a lock written
-    under the same kernel and PID namespace (two containers may share a host name but not their PIDs)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            boot_id = handle.read().strip()
-        return "%s/%s" % (boot_id, os.readlink("/proc/self/ns/pid"))
-    except (OSError, ValueError):
-        return None  # unknown: never judge a lock by its pid
 
 
 def describe(lock):
@@ -87,9 +83,12 @@ class LockManager:
     its object is older than ``stale_after`` by the backend's modification time: a live owner would have rewritten it
     by then (every ``refresh_interval``). It is then stale like any other lock (GC removes it). Until then every
     message about it names it and its id, for break_lock.
+
+    ``clock`` is the monotonic clock the locks it hands out judge their own lease by (tests replace it).
     """
 
-    def __init__(self, backend, repository_id, settings):
+    def __init__(self, backend, repository_id, settings, clock=time.monotonic):
+        self.clock = clock
         self.backend = backend
         self.repository_id = repository_id
         self.settings = settings
@@ -119,15 +118,19 @@ class LockManager:
             locks.append(lock)
         return locks
 
-    def is_stale(self, lock):
+    def is_stale(self, lock, now=None):
+        """True when the lock's last refresh is older than stale_after by this host's clock (``now``, epoch seconds,
+        defaults to it), or when it was written on this machine by a process that no longer exists. A damaged lock
+        is judged by its object's age (see the class docstring)."""
+        now = time.time() if now is None else now
         if lock.get("damaged"):
             mtime = lock.get("object_mtime")
-            return isinstance(mtime, (int, float)) and time.time() - mtime > self.settings.stale_after
+            return isinstance(mtime, (int, float)) and now - mtime > self.settings.stale_after
         refreshed = _parse_time(lock.get("refreshed"))
-        if refreshed is None or time.time() - refreshed > self.settings.stale_after:
+        if refreshed is None or now - refreshed > self.settings.stale_after:
             return True
         same_machine = self.machine is not None and lock.get("host") == self.host and lock.get("machine") == self.machine
-        return same_machine and not _pid_alive(lock.get("pid"))
+        return same_machine and not pid_alive(lock.get("pid"))
 
     def acquire(self, kind, purpose, wait=None):
         """Take a lock (write-then-check); returns a started HeldLock. LockError after ``wait`` seconds of conflict."""
@@ -177,12 +180,16 @@ def _busy_hint(conflicts, stale_after):
 
 
 class HeldLock:
-    """A lock this process holds. A heartbeat thread rewrites it every ``refresh_interval``.
+    """A lock this process holds, kept by a lease (lease.OwnerLease): a heartbeat thread rewrites it every
+    ``refresh_interval``.
 
-    ``ensure_valid()`` (called before a manifest write or a GC deletion batch) refreshes the lock now and
-    raises LockError if the lock object vanished (someone judged it stale) or the last successful refresh is
-    older than half the stale time. Once lost, a lock is never rewritten: rewriting a lock that another host
-    may already have judged stale would let both sides proceed. Thread-safe.
+    Fencing: ``ensure_valid()`` (called before every write that depends on the lock: each disk index, the manifest,
+    a GC deletion batch) refreshes the lock now and raises LeaseLostError when the lock object vanished (someone
+    judged it stale) or the owner's deadline (its last successful refresh plus stale_after - skew_margin, on this
+    process's monotonic clock) has passed. ``check_valid()`` judges the deadline without writing: called after such
+    a write returned, it proves the write landed before anyone could take the lock for stale. Once lost, a lock is
+    never rewritten: rewriting a lock another host may already have judged stale would let both sides proceed.
+    Thread-safe.
     """
 
     def __init__(self, manager, kind, purpose):
@@ -192,11 +199,15 @@ class HeldLock:
         self.lock_id = secrets.token_hex(16)
         self.name = LOCKS_PREFIX + self.lock_id
         self.created = isotime()
-        self.last_refresh = None
-        self.lost = False
+        self._clock = manager.clock
+        self.lease = OwnerLease(manager.settings.lease_timings(), self._clock)
         self._stop = threading.Event()
         self._thread = None
         self._mutex = threading.Lock()
+
+    @property
+    def lost(self):
+        return self.lease.lost
 
     def _document(self):
         return json.dumps({"format": "blockvault-lock", "version": FORMAT_VERSION, "id": self.lock_id, "kind": self.kind,
@@ -205,40 +216,44 @@ class HeldLock:
                            "refreshed": isotime()}).encode("utf-8")
 
     def write(self):
-        started = time.monotonic()
-        self.manager.backend.put(self.name, self._document())
-        self.last_refresh = started
+        """Write the lock object afresh (acquiring: a new lease, as a retry follows a delete)."""
+        with self._mutex:
+            self.lease = OwnerLease(self.manager.settings.lease_timings(), self._clock)
+            started = self.lease.begin_renewal()
+            self.manager.backend.put(self.name, self._document())
+            self.lease.renewed(started)
 
     def delete(self):
         self.manager.backend.delete(self.name)
 
     def refresh(self):
+        """Rewrite the lock now; False when the lease is lost (then it is never written again)."""
         with self._mutex:
-            if self.lost:
-                return False
-            started = time.monotonic()
-            if started - (self.last_refresh or 0) > self.manager.settings.stale_after / 2:
-                # others may already judge this lock stale (and GC may have started): never resurrect it
-                self.lost = True
+            started = self.lease.begin_renewal()
+            if started is None:
                 return False
             if not self.manager.backend.exists(self.name):
-                self.lost = True
+                self.lease.lose("its lock object was removed by another host as stale")
                 return False
             self.manager.backend.put(self.name, self._document())
-            self.last_refresh = started
-            return True
+            return self.lease.renewed(started)
 
     def ensure_valid(self):
+        """Refresh now, then raise LeaseLostError unless this process may still write under the lock."""
         try:
             self.refresh()
         except BackendError:
-            pass  # judged below by the age of the last successful refresh
-        age = time.monotonic() - (self.last_refresh or 0)
-        if self.lost or age > self.manager.settings.stale_after / 2:
-            raise LockError("The %s lock for %s on %s was lost (%s); stopping before writing anything that depends on it." % (
-                self.kind, self.purpose, self.manager.backend.location,
-                "not refreshed in time or removed by another host as stale" if self.lost else "not refreshed for %ds" % int(age)),
-                hint="Check the connection to the repository and the clocks of the hosts, then run the operation again.")
+            pass  # judged below by the deadline of the last successful refresh
+        self.check_valid()
+
+    def check_valid(self):
+        """Raise LeaseLostError unless the last successful refresh's deadline is still ahead (no backend request)."""
+        problem = self.lease.problem()
+        if problem:
+            raise LeaseLostError("The %s lock for %s on %s was lost (%s); stopping before writing anything that depends on it." % (
+                self.kind, self.purpose, self.manager.backend.location, problem), reason=problem,
+                hint="Check the connection to the repository, the load of this host and the clocks of the hosts, then run "
+                     "the operation again.")
 
     def start_heartbeat(self):
         self._thread = threading.Thread(target=self._beat, name="blockvault-lock-%s" % self.lock_id[:8], daemon=True)
@@ -247,16 +262,17 @@ class HeldLock:
     def _beat(self):
         while not self._stop.wait(self.manager.settings.refresh_interval):
             try:
-                self.refresh()
-            except Exception:  # a failed refresh is retried next beat; ensure_valid judges the age
+                if not self.refresh():
+                    return  # lost for good: nothing more to renew
+            except Exception:  # pylint: disable=broad-exception-caught  # retried next beat; the deadline judges
                 continue
 
     def release(self):
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
-        with self._mutex:
-            self.lost = True  # a heartbeat still running (hung backend) must not rewrite it after the delete
+        # a heartbeat still running (hung backend) must not rewrite it after the delete
+        self.lease.lose("released", notify=False)
         self.delete()
 
     def __enter__(self):

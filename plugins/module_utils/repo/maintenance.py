@@ -157,10 +157,14 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
         if dry_run:
             return report
         names = [chunk_name(c) for c in garbage] + orphan_indexes + expired_checkpoints
+
+        def fenced_delete(name):
+            lock.check_valid()  # not one delete once our lock could be judged stale (spec 9.1): a local clock check
+            backend.delete(name)
         with ThreadPoolExecutor(max_workers=8 if backend.parallel_listing else 2) as pool:
             for start in range(0, len(names), _DELETE_BATCH):
                 lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)
-                list(pool.map(backend.delete, names[start:start + _DELETE_BATCH]))
+                list(pool.map(fenced_delete, names[start:start + _DELETE_BATCH]))
         for name in temporaries:
             backend.delete_temporary(name)
         return report

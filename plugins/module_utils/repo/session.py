@@ -65,6 +65,7 @@ class BackupSession:
         self.started = isotime(now)
         self.restore_point_id = new_restore_point_id(repository.vm_tag(vm_key), now)
         self._lock = lock
+        self._fences = [lock]
         self._codec = repository.codec
         self._known = known_ids
         self._inflight = {}
@@ -146,6 +147,34 @@ class BackupSession:
                 del self._inflight[storage_id]
             event.set()
 
+    # -- fencing -----------------------------------------------------------------------------
+
+    def add_fence(self, fence):
+        """Also require ``fence`` (e.g. the backup snapshot's lease) before every index and the manifest.
+
+        A fence has ``ensure_valid()`` (renew if it can, then raise unless its owner may still write) and
+        ``check_valid()`` (raise unless it may, without a request); the session's lock is the first fence.
+        """
+        self._fences.append(fence)
+
+    def on_lost(self, callback):
+        """Call ``callback(reason)`` once when the session's lock, or a fence that can tell (``on_lost``), is lost:
+        e.g. to set the transfer's cancel event, so a run that may no longer commit stops reading at once. Call it
+        after ``add_fence``; releasing the lock (commit, abort) calls nothing."""
+        fired = threading.Lock()
+
+        def once(reason):
+            if fired.acquire(blocking=False):
+                callback(reason)
+        self._lock.lease.on_lost(once)
+        for fence in self._fences[1:]:
+            if hasattr(fence, "on_lost"):
+                fence.on_lost(once)
+
+    def _ensure_fences(self):
+        for fence in self._fences:
+            fence.ensure_valid()
+
     # -- indexes and manifest ----------------------------------------------------------------
 
     def previous_index(self, rp_id, disk_key):
@@ -173,6 +202,7 @@ class BackupSession:
                                   disk=disk_key, hint="Run validate, then a full backup of this disk.")
         name = index_name(self.restore_point_id, disk_key)
         blob = self.repository.encode_index(name, index)
+        self._ensure_fences()  # a run whose lock may have been judged stale writes nothing more (section 9.1)
         self.repository.backend.put(name, blob)
         self._disks[disk_key] = {"index": name, "index_sha256": hashlib.sha256(blob).hexdigest(), "capacity": index.capacity,
                                  "sha256": index.blocksum()}
@@ -210,13 +240,34 @@ class BackupSession:
                             chunk_size=self._codec.chunk_size, disks=tuple(entries), stats=dict(draft.stats))
         document = manifest.to_json()
         validate_manifest(document, "the new manifest", ConfigurationError)
-        self._lock.ensure_valid()
+        self._ensure_fences()
         name = manifest_name(self.restore_point_id)
         self.repository.backend.put(name, self.repository.encode_manifest(name, document))
+        self._confirm_commit(name)
         self._state = "committed"
         self.repository.remember_manifest(manifest)
         self._release()
         return manifest
+
+    def _confirm_commit(self, name):
+        """After the manifest write returned: prove it landed while every fence was still valid, or withdraw it.
+
+        A fence still valid now means the write completed before anyone could take this run's lock (or snapshot)
+        for dead; otherwise the process may have stalled between its check and its write, and the restore point
+        could rely on chunks a GC that took over has removed: it is deleted again and the run fails.
+        """
+        try:
+            for fence in self._fences:
+                fence.check_valid()
+        except BlockvaultError as exc:
+            try:
+                self.repository.backend.delete(name)
+                withdrawn = "was deleted again"
+            except BackendError as delete_exc:
+                withdrawn = "could not be deleted again (%s): run validate" % delete_exc
+            exc.message = "%s The manifest of restore point %s was written meanwhile and %s." % (
+                exc.message.rstrip(), self.restore_point_id, withdrawn)
+            raise
 
     def abort(self):
         """End without a restore point; indexes already written are removed (best effort), chunks stay for reuse."""

@@ -173,12 +173,19 @@ class VmHandle:
         return cbt.changed_areas(self._vm, snapshot, disk.key, disk.capacity, change_id, disk_label=disk.label)
 
     def remove_orphan_snapshots(self, live_run_ids):
+        """Remove the blockvault snapshots whose lease expired (killed runs), except those of ``live_run_ids``;
+        snapshots of live runs (other repositories, proxies) are left alone. Their names."""
         return snapshots.remove_orphan_snapshots(self._vm, live_run_ids=live_run_ids, vm_name=self.name)
+
+    def leased_snapshots(self):
+        """Every blockvault snapshot of the VM with its lease judged now (snapshots.LeasedSnapshot list)."""
+        return snapshots.leased_snapshots(self._vm)
 
     def backup_snapshot(self, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT,
                         on_removed=None):
-        """Context manager yielding the BackupSnapshot ``blockvault-<run_id>``, removed on the way out; after a body
-        that succeeded, ``on_removed`` receives the SnapshotRemoval (see snapshots.backup_snapshot)."""
+        """Context manager yielding the BackupSnapshot ``blockvault-<run_id>``, its lease renewed while open (its
+        ``lease`` is the fence to give BackupSession.add_fence), removed on the way out; after a body that
+        succeeded, ``on_removed`` receives the SnapshotRemoval (see snapshots.backup_snapshot)."""
         return snapshots.backup_snapshot(self._vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent,
                                          timeout=timeout, vm_name=self.name, on_removed=on_removed)
 
@@ -186,9 +193,10 @@ class VmHandle:
         """The FoundBackupSnapshot ``blockvault-<run_id>`` of an earlier run (with its age), or None."""
         return snapshots.find_backup_snapshot(self._vm, run_id)
 
-    def adopt_backup_snapshot(self, found, timeout=DEFAULT_TASK_TIMEOUT):
-        """Context manager yielding the BackupSnapshot of ``found`` (an interrupted run's), removed on the way out."""
-        return snapshots.adopted_backup_snapshot(found, timeout=timeout, vm_name=self.name)
+    def adopt_snapshot(self, leased, run_id, timeout=DEFAULT_TASK_TIMEOUT):
+        """Context manager taking over ``leased`` (a LeasedSnapshot whose lease expired, e.g. a killed run's that a
+        checkpoint names) for ``run_id``: yields a BackupSnapshot as ``backup_snapshot`` does, removed on the way out."""
+        return snapshots.adopted_snapshot(self._vm, leased, run_id, timeout=timeout, vm_name=self.name)
 
 
 def find_vm(session, selector):

@@ -6,9 +6,16 @@ PATH`` the run writes PATH once every chunk and disk index is stored, then waits
 its manifest; with ``"resume_when": PATH`` too, it commits once PATH exists. ``"pause_after_create_vm": PATH``
 writes PATH once a restore's new VM exists and waits there. With ``"restore": {restore_point, new_name, overrides}`` the child restores into a new VM instead.
 ``"backup_options"`` holds more BackupRequest fields (mode, resume_max_age, checkpoint_interval).
+Lease tests: ``"lease_timings": [refresh_interval, stale_after, skew_margin]`` shortens every lease of the child,
+``"host": NAME`` makes it another host in its locks and snapshot leases (so no dead-pid shortcut judges it), and
+``"stop_before_commit": PATH`` writes PATH once every index is stored, then stops itself (SIGSTOP) and commits when
+continued.
 """
 import json
+import os
 import pathlib
+import signal
+import socket
 import sys
 import time
 
@@ -19,6 +26,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore imp
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (
     RepositorySettings, VddkSettings, VSphereSettings)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import BackupSession
+from ansible_collections.blockvault.vsphere.plugins.module_utils import lease
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config
 
 
@@ -50,11 +58,31 @@ def pause_after_create_vm(marker):
     vm_config.create_vm = create_vm
 
 
+def stop_before_commit(marker):
+    original = BackupSession.commit
+
+    def commit(self, manifest):
+        pathlib.Path(marker).write_text(self.restore_point_id)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return original(self, manifest)
+    BackupSession.commit = commit
+
+
+def lease_options(spec):
+    if spec.get("lease_timings"):
+        lease.set_default_timings(lease.LeaseTimings(*spec["lease_timings"]))
+    if spec.get("host"):
+        socket.gethostname = lambda: spec["host"]
+    if spec.get("stop_before_commit"):
+        stop_before_commit(spec["stop_before_commit"])
+
+
 def main(path):
     with open(path, encoding="utf-8") as handle:
         spec = json.load(handle)
     if spec.get("pause_after_create_vm"):
         pause_after_create_vm(spec["pause_after_create_vm"])
+    lease_options(spec)
     if spec.get("pause_before_commit"):
         pause_before_commit(spec["pause_before_commit"], spec.get("resume_when"))
     endpoints = Endpoints(vsphere=VSphereSettings(**spec["vsphere"]), vddk=VddkSettings(**spec["vddk"]),

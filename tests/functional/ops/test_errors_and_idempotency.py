@@ -139,9 +139,8 @@ def test_a_second_backup_of_the_same_vm_is_refused_and_leaves_the_first_ones_sna
             message = str(refused.value)
             assert message.startswith("Another backup of VM lab-vm1 is running (2 live backup locks of this VM in the "
                                       "repository at %s; the oldest: shared lock for backup of " % env.repo.location)
-            assert message.endswith("two backups of one VM at once would remove each other's snapshot. Wait for it to "
-                                    "finish. If its process is gone on another host, remove its lock with break_lock "
-                                    "once it is stale.")
+            assert message.endswith("one backup of a VM writes to a repository at a time. Wait for it to "
+                                    "finish: the lock of a process that is gone is ignored 120 s after its last refresh.")
             assert (refused.value.vm, refused.value.run_id) == ("lab-vm1", "second-run")
             assert env.blockvault_snapshots("lab-vm1") == ["blockvault-other-run"]
             assert [lock["purpose"] for lock in repository.list_locks()] == ["backup of %s" % repository.vm_tag(vm_key)]

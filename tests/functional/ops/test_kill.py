@@ -34,15 +34,15 @@ def chunk_objects(env):
         repository.close()
 
 
-def start_child(env, run_id, pause_before_commit=None, restore=None, latency_us=250000, **more):
-    """The backup (or restore) child of backup_child.py; ``more``: further spec keys (resume_when, ...)."""
+def start_child(env, run_id, pause_before_commit=None, restore=None, latency_us=250000, extra=None, **more):
+    """The backup (or restore) child of backup_child.py; ``extra`` and ``more``: further keys of its spec (see there)."""
     spec = {"vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
                         "port": env.vsphere.port, "ca_bundle": env.vsphere.ca_bundle},
             "vddk": {"libdir": env.vddk.libdir, "thumbprint": env.vddk.thumbprint},
             "repo": {"location": env.repo.location, "passphrase": PASSPHRASE},
             "vm": "lab-vm1", "run_id": run_id, "status_file": str(env.tmp_path / ("%s.json" % run_id)),
             "pause_before_commit": pause_before_commit, "restore": restore}
-    spec.update(more)
+    spec.update(extra or {}, **more)
     spec_path = env.tmp_path / ("%s.spec.json" % run_id)
     spec_path.write_text(json.dumps(spec))
     environ = {name: value for name, value in os.environ.items() if name not in LABVDDK_VARS}

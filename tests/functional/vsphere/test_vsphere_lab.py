@@ -1,6 +1,7 @@
 """The vsphere layer against the lab's vCenter simulator (tests/lab): login and TLS, finders, disks,
 snapshots and orphans, CBT with exact changed extents across pages, capture + CreateVM of a copy."""
 import socket
+import time
 import uuid
 
 import pytest
@@ -9,6 +10,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import (
     AuthenticationError, CertificateError, ChangeTrackingError, VMNotFoundError, VSphereError)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import cbt, config, disks, inventory, placement, snapshots
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshot_lease
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.settings import VSphereSettings
 
@@ -151,15 +153,41 @@ def test_disks_of_lab_vm1(lab, vm1):
 
 # -- snapshots ---------------------------------------------------------------------------------
 
+class LaterClock:
+    """vCenter's clock ``seconds`` ahead: how a run judges leases that long from now."""
+
+    def __init__(self, vm, seconds):
+        self.server, self.seconds = snapshot_lease.ServerClock(vm), seconds
+
+    def wall(self):
+        return self.server.wall() + self.seconds
+
+    @staticmethod
+    def monotonic():
+        return time.monotonic()
+
+
 def test_backup_snapshot_and_orphan_cleanup(vm1, no_leftover_snapshots):
-    orphan = snapshots.create_backup_snapshot(vm1, "old-run")
+    orphan = snapshots.create_backup_snapshot(vm1, "old-run")  # its lease: stale_after + the creation allowance, never renewed
     with snapshots.backup_snapshot(vm1, "current-run") as current:
         assert current.quiesced is False and current.name == "blockvault-current-run"
         assert [d.capacity for d in disks.list_disks(current.snapshot)] == [64 * MIB, 16 * MIB]
-        assert snapshots.remove_orphan_snapshots(vm1, live_run_ids=["current-run"]) == ["blockvault-old-run"]
+        deadline = time.monotonic() + 30
+        while lease_length(vm1, "blockvault-current-run") != 120 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the keeper's first renewal (RenameSnapshot) shortens the creation's lease
+        assert lease_length(vm1, "blockvault-current-run") == 120
+        assert snapshots.remove_orphan_snapshots(vm1, live_run_ids=["current-run"]) == []  # old-run's lease runs
+        later = LaterClock(vm1, 120 + snapshot_lease.CREATION_ALLOWANCE + 1)
+        assert snapshots.remove_orphan_snapshots(vm1, live_run_ids=["current-run"], clock=later) == ["blockvault-old-run"]
         assert [e.name for e in snapshots.list_snapshots(vm1) if snapshots.is_blockvault_snapshot(e.name)] == ["blockvault-current-run"]
     assert orphan.moref not in [e.moref for e in snapshots.list_snapshots(vm1)]
     assert not [e for e in snapshots.list_snapshots(vm1) if snapshots.is_blockvault_snapshot(e.name)]
+
+
+def lease_length(vm, name):
+    entry = next(e for e in snapshots.list_snapshots(vm) if e.name == name)
+    info = snapshot_lease.LeaseInfo.parse(entry.description)
+    return round(info.expires - info.renewed)
 
 
 # -- CBT ---------------------------------------------------------------------------------------

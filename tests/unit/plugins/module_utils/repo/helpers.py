@@ -27,6 +27,7 @@ def fast_locks(repo, stale_after=60.0):
     settings.refresh_interval = 0.2
     settings.retry_interval = 0.02
     settings.stale_after = stale_after
+    settings.skew_margin = stale_after / 3
     settings.gc_wait = 0.3
     settings.backup_wait = 30.0
     return repo

@@ -365,11 +365,13 @@ def test_prune_keeps_policy_and_dry_run(backend):
 
 def test_stalled_heartbeat_never_resurrects_a_lock(backend):
     repo = make_repo(backend)
+    now = [1000.0]
+    repo.locks.clock = lambda: now[0]
     with pytest.raises(LockError, match="was lost"):
         with repo.begin_backup(vm_key="vm-a", run_id="r") as session:
             held = session._lock
             before = backend.get(held.name)
-            held.last_refresh -= repo.lock_settings.stale_after  # as if the process had been paused that long
+            now[0] += repo.lock_settings.stale_after  # as if the process had been paused that long
             assert held.refresh() is False and backend.get(held.name) == before
             session.add_disk_index("2000", DiskIndex(MIB, MIB))
             session.commit(manifest_for("vm-a", {"2000": MIB}))

@@ -1,13 +1,45 @@
-"""Backup snapshots: naming, quiesce fallback, the context manager's error handling, orphans."""
+"""Backup snapshots: naming, quiesce fallback, the context manager's error handling, orphans judged by their lease,
+the lease's renewal and fencing (injected clocks)."""
 import contextlib
+import datetime
 import logging
+import os
+import socket
 from types import SimpleNamespace
 
 import pytest
 from pyVmomi import vim, vmodl
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import SnapshotError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import SnapshotError, SnapshotLeaseLostError, VddkNotFoundError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.lease import LeaseTimings, machine_identity
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshot_lease
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import snapshots as snaps
+
+
+class FakeClock:
+    """vCenter's clock (``wall``) and this process's monotonic clock, moved by the tests only."""
+
+    def __init__(self):
+        self.now = 1_800_000_000.0
+        self.mono = 500.0
+
+    def wall(self):
+        return self.now
+
+    def monotonic(self):
+        return self.mono
+
+    def advance(self, seconds):
+        self.now += seconds
+        self.mono += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    """Every snapshot lease of these tests reads FakeClock (no vCenter)."""
+    fake = FakeClock()
+    monkeypatch.setattr(snaps, "ServerClock", lambda vm: fake)
+    return fake
 
 
 def ok(result=None):
@@ -32,6 +64,15 @@ class FakeSnapshot:
         self.vm.tree = [t for t in self.vm.tree if t.snapshot is not self]
         return ok()
 
+    def RenameSnapshot(self, name=None, description=None):
+        self.vm.log.append(("rename", self._moId))
+        self.vm.on_rename()
+        for tree in self.vm.tree:
+            if tree.snapshot is self:
+                tree.description = description if description else tree.description
+                return
+        raise vmodl.fault.ManagedObjectNotFound(msg="The object has already been deleted or has not been completely created")
+
 
 class FakeVM:
     def __init__(self, names=(), quiesce_fault=None, create_fault=None, remove_fault=None):
@@ -40,6 +81,7 @@ class FakeVM:
         self.counter = 100
         self.quiesce_fault, self.create_fault, self.remove_fault = quiesce_fault, create_fault, remove_fault
         self.tree = []
+        self.on_rename = lambda: None
         for name in names:
             self._add(name)
 
@@ -201,3 +243,181 @@ def test_a_fault_raised_by_the_call_becomes_a_snapshot_error_never_a_raw_fault()
     assert str(caught.value).startswith("Remove backup snapshot blockvault-r1 of VM web01 failed: the VM is being migrated "
                                         "(InvalidState).")
     assert (caught.value.vm, caught.value.run_id) == ("web01", "r1")
+
+
+# -- leases -----------------------------------------------------------------------------------------------------
+
+
+TIMINGS = LeaseTimings(refresh_interval=20, stale_after=120, skew_margin=40)
+
+
+def lease_of(vm, name):
+    return snapshot_lease.LeaseInfo.parse(next(e for e in snaps.list_snapshots(vm) if e.name == name).description)
+
+
+def leased_vm(clock, entries):
+    """A VM with blockvault snapshots whose leases are (run, host, machine, pid, expires in s) tuples."""
+    vm = FakeVM()
+    for run, host, machine, pid, expires_in in entries:
+        info = snapshot_lease.LeaseInfo(run_id=run, host=host, machine=machine, pid=pid, renewed=clock.now - 10,
+                                        expires=clock.now + expires_in)
+        vm._add("blockvault-" + run, snapshot_lease.with_lease("Made by blockvault for backup run %s." % run, info))
+    return vm
+
+
+def test_the_snapshot_is_created_with_a_lease_covering_its_creation(clock):
+    vm = FakeVM()
+    taken = snaps.create_backup_snapshot(vm, "r1")
+    description = vm.log[0][4]
+    assert description.splitlines()[0].startswith("Made by blockvault for backup run r1 (crash-consistent).")
+    info = lease_of(vm, "blockvault-r1")
+    assert (info.run_id, info.renewed, info.expires, info.machine) == ("r1", clock.now, clock.now + 120 + 600, machine_identity())
+    assert taken.lease.check_valid() is None
+
+
+def test_a_live_lease_of_another_run_is_left_alone_and_an_expired_one_removed(clock, caplog):
+    vm = leased_vm(clock, [("other-repo", "proxy2", "m2", 4242, 30), ("killed", "proxy3", "m3", 4343, -1)])
+    with caplog.at_level(logging.INFO):
+        assert snaps.remove_orphan_snapshots(vm, ["cur"]) == ["blockvault-killed"]
+    assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-other-repo"]
+    assert "leaving snapshot blockvault-other-repo of VM web01 alone: run other-repo on proxy2 (pid 4242) renews its " \
+           "lease, valid 30 s more" in caplog.text
+    assert "removing snapshot blockvault-killed of VM web01 left behind by an earlier blockvault run (its lease by run " \
+           "killed on proxy3 expired 1 s ago)" in caplog.text
+
+
+def test_a_lease_of_a_dead_process_of_this_machine_is_expired_at_once(clock):
+    dead_pid = 2 ** 22 + 17  # above pid_max: no such process
+    vm = leased_vm(clock, [("dead", socket.gethostname(), machine_identity(), dead_pid, 100),
+                           ("alive", socket.gethostname(), machine_identity(), os.getpid(), 100)])
+    judged = {leased.entry.name: (leased.expired, leased.why) for leased in snaps.leased_snapshots(vm)}
+    assert judged["blockvault-dead"] == (True, "its run dead was process %d of this machine, which no longer exists" % dead_pid)
+    assert judged["blockvault-alive"][0] is False
+
+
+def test_an_unleased_snapshot_counts_as_dead_after_two_hours(clock):
+    vm = FakeVM(names=["blockvault-young", "blockvault-old"])
+    vm.tree[0].createTime = datetime.datetime.fromtimestamp(clock.now - 3600, tz=datetime.timezone.utc)
+    vm.tree[1].createTime = datetime.datetime.fromtimestamp(clock.now - 7201, tz=datetime.timezone.utc)
+    judged = [(leased.entry.name, leased.expired, leased.why) for leased in snaps.leased_snapshots(vm)]
+    assert judged == [("blockvault-young", False, "it has no lease and was made 3600 s ago (taken for dead after 7200 s)"),
+                      ("blockvault-old", True, "it has no lease and was made 7201 s ago")]
+
+
+def test_renewal_moves_the_expiry_and_keeps_the_human_text(clock):
+    vm = FakeVM()
+    taken = snaps.create_backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01"))
+    clock.advance(20)
+    assert taken.lease.renew() is True
+    info = lease_of(vm, "blockvault-r1")
+    assert (info.renewed, info.expires) == (clock.now, clock.now + 120)
+    assert vm.tree[0].description.splitlines()[0].startswith("Made by blockvault for backup run r1")
+    assert len(vm.tree[0].description.splitlines()) == 2
+
+
+def test_a_stalled_owner_never_renews_and_is_fenced(clock):
+    vm = FakeVM()
+    taken = snaps.create_backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01"))
+    assert taken.lease.renew() is True
+    before = vm.tree[0].description
+    clock.advance(81)  # SIGSTOP longer than stale_after - skew_margin
+    assert taken.lease.renew() is False and vm.tree[0].description == before
+    with pytest.raises(SnapshotLeaseLostError) as lost:
+        taken.lease.ensure_valid()
+    assert str(lost.value) == (
+        "The lease of backup snapshot blockvault-r1 of VM web01 was lost (not renewed for 81s, longer than the 80s its "
+        "owner may write after a renewal): another run may have removed the snapshot, so nothing read from it is "
+        "committed. Check the load of this host and its connection to vCenter, then run the backup again.")
+    clock.advance(-81)  # even a clock that goes back cannot revive it
+    assert taken.lease.renew() is False
+
+
+def test_a_renewal_that_lands_after_the_deadline_loses_the_lease(clock):
+    vm = FakeVM()
+    taken = snaps.create_backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01"))
+    assert taken.lease.renew() is True
+    clock.advance(70)
+    vm.on_rename = lambda: clock.advance(11)  # the process stalls inside RenameSnapshot
+    assert taken.lease.renew() is False
+    assert taken.lease.owner.lost_reason == ("a renewal completed 81s after the previous one, longer than the 80s its owner "
+                                             "may write after a renewal")
+
+
+def test_a_removed_snapshot_loses_the_lease_and_calls_back(clock):
+    vm = FakeVM()
+    taken = snaps.create_backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01"))
+    reasons = []
+    taken.lease.on_lost(reasons.append)
+    snaps.remove_snapshot(taken.snapshot)
+    assert taken.lease.renew() is False
+    assert reasons == ["the snapshot was removed (The object has already been deleted or has not been completely created)"]
+
+
+def test_adopting_refuses_a_live_lease_and_takes_over_an_expired_one(clock):
+    vm = leased_vm(clock, [("live", "proxy2", "m2", 1, 30), ("killed", "proxy3", "m3", 2, -5)])
+    live, killed = snaps.leased_snapshots(vm)
+    with pytest.raises(SnapshotError) as refused:
+        with snaps.adopted_snapshot(vm, live, "resumer"):
+            pass
+    assert str(refused.value).startswith("Snapshot blockvault-live of VM web01 cannot be taken over: run live on proxy2 "
+                                         "(pid 1) renews its lease, valid 30 s more.")
+    with snaps.adopted_snapshot(vm, killed, "resumer",
+                                lease=snapshot_lease.SnapshotLease(clock, "resumer", TIMINGS, "web01")) as taken:
+        info = lease_of(vm, "blockvault-killed")
+        assert (taken.name, taken.run_id, info.run_id, info.expires) == ("blockvault-killed", "resumer", "resumer", clock.now + 120)
+        assert vm.tree[1].description.splitlines()[0] == "Made by blockvault for backup run killed."
+    assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-live"]
+
+
+def test_a_body_error_after_the_lease_lapsed_is_reported_as_the_lost_lease(clock):
+    vm = FakeVM()
+    with pytest.raises(SnapshotLeaseLostError) as lost:
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")) as taken:
+            taken.lease.stop()  # the keeper renewed once, at once; a stopped process renews nothing more
+            clock.advance(81)  # past stale_after - skew_margin
+            raise VddkNotFoundError("The disk file is gone.")
+    assert str(lost.value) == (
+        "The lease of backup snapshot blockvault-r1 of VM web01 was lost (not renewed for 81s, longer than the 80s its "
+        "owner may write after a renewal), so another run may have removed it; the run failed meanwhile: The disk file "
+        "is gone. Nothing was committed. Check the load of this host and its connection to vCenter, then run the backup "
+        "again.")
+    assert isinstance(lost.value.__cause__, VddkNotFoundError) and snaps.list_snapshots(vm) == []
+
+
+def test_a_body_error_within_the_lease_stays_the_error(clock):
+    vm = FakeVM()
+    with pytest.raises(SnapshotError, match="^something else$"):
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")):
+            clock.advance(60)
+            raise SnapshotError("something else")
+
+
+def test_a_kept_snapshot_is_handed_over_for_the_next_run_to_adopt(clock):
+    vm = FakeVM()
+    with pytest.raises(KeyError):
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")) as taken:
+            taken.lease.keep()  # e.g. cancelled with a checkpoint to resume from
+            raise KeyError("cancelled")
+    assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-r1"]
+    assert lease_of(vm, "blockvault-r1").expires == clock.now
+    clock.advance(0.001)
+    (kept,) = snaps.leased_snapshots(vm)
+    assert kept.expired is True and kept.why == "its lease by run r1 on %s expired 0 s ago" % socket.gethostname()
+    with snaps.adopted_snapshot(vm, kept, "r2", lease=snapshot_lease.SnapshotLease(clock, "r2", TIMINGS, "web01")):
+        assert lease_of(vm, "blockvault-r1").run_id == "r2"
+    assert snaps.list_snapshots(vm) == []
+
+
+def test_a_failed_hand_over_leaves_the_lease_to_expire_by_itself(clock, caplog):
+    vm = FakeVM()
+    with caplog.at_level(logging.INFO):
+        with snaps.backup_snapshot(vm, "r1", lease=snapshot_lease.SnapshotLease(clock, "r1", TIMINGS, "web01")) as taken:
+            taken.lease.keep()
+            taken.lease.stop()
+
+            def refuse():
+                raise vim.fault.TaskInProgress(msg="busy")
+            vm.on_rename = refuse
+    assert [e.name for e in snaps.list_snapshots(vm)] == ["blockvault-r1"]
+    assert "handing over the lease of snapshot blockvault-r1 failed: busy\n" in caplog.text
+    assert "keeping snapshot blockvault-r1 of VM web01 for the next run (its lease expires by itself)" in caplog.text
