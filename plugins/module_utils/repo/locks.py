@@ -66,11 +66,17 @@ def _parse_time(text):
     return None
 
 
+def _refreshed_epoch(lock):
+    """When the lock was last refreshed (epoch seconds by its writer's clock, from its ``refreshed`` field), or None.
+    A ``refreshed_epoch`` field in the object is not trusted: it is the reader's own (validation.check_lock)."""
+    return _parse_time(lock.get("refreshed"))
+
+
 def describe(lock):
     """One line for a message: kind, purpose, holder, age and id; a damaged lock says so and how to remove it."""
     if lock.get("damaged"):
         return "damaged lock %s%s (%s)" % (LOCKS_PREFIX, lock.get("id"), lock["damaged"])
-    age = time.time() - (_parse_time(lock.get("refreshed")) or time.time())
+    age = time.time() - (_refreshed_epoch(lock) or time.time())
     return "%s lock for %s by %s pid %s (refreshed %ds ago; lock id %s)" % (
         lock.get("kind", "?"), lock.get("purpose", "?"), lock.get("host", "?"), lock.get("pid", "?"), int(age), lock.get("id", "?"))
 
@@ -126,7 +132,7 @@ class LockManager:
         if lock.get("damaged"):
             mtime = lock.get("object_mtime")
             return isinstance(mtime, (int, float)) and now - mtime > self.settings.stale_after
-        refreshed = _parse_time(lock.get("refreshed"))
+        refreshed = _refreshed_epoch(lock)
         if refreshed is None or now - refreshed > self.settings.stale_after:
             return True
         same_machine = self.machine is not None and lock.get("host") == self.host and lock.get("machine") == self.machine

@@ -296,20 +296,20 @@ def _remove_leftovers(vm, name, timeout, label):
 
 
 @contextlib.contextmanager
-def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None,
+def backup_snapshot(vm, run_id, quiesce=False, allow_crash_consistent=False, vm_name=None, lease=None,
                     on_removed=None):
     """Context manager: take the backup snapshot, keep its lease renewed, yield the BackupSnapshot, remove it on the
     way out (the lease's keeper stops first). After a body that succeeded, ``on_removed`` (when given) receives the
     SnapshotRemoval and nothing is raised; without it a snapshot that could not be removed raises SnapshotError."""
     label = _vm_label(vm, vm_name)
-    taken = create_backup_snapshot(vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent, timeout=timeout,
-                                   vm_name=label)
-    with _leased_then_removed(taken, timeout, label, on_removed):
+    taken = create_backup_snapshot(vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent,
+                                   vm_name=label, lease=lease)
+    with _leased_then_removed(taken, DEFAULT_TASK_TIMEOUT, label, on_removed):
         yield taken
 
 
 @contextlib.contextmanager
-def adopted_snapshot(vm, leased, run_id, timeout=DEFAULT_TASK_TIMEOUT, vm_name=None, on_removed=None):
+def adopted_snapshot(vm, leased, run_id, vm_name=None, lease=None, on_removed=None):
     """Context manager: take over ``leased`` (a LeasedSnapshot of ``leased_snapshots``, e.g. the snapshot of a killed
     run that a checkpoint names) for run ``run_id``: write this run's lease, keep it renewed, yield a BackupSnapshot
     of it, remove it on the way out. SnapshotError when its lease is still held by another live run."""
@@ -319,12 +319,12 @@ def adopted_snapshot(vm, leased, run_id, timeout=DEFAULT_TASK_TIMEOUT, vm_name=N
     if not leased.expired and owner != str(run_id):
         raise SnapshotError("Snapshot %s of VM %s cannot be taken over: %s." % (entry.name, label, leased.why), vm=label,
                             run_id=str(run_id), hint="Wait for that run to end, or for its lease to expire.")
-    lease = SnapshotLease(ServerClock(vm), run_id, label=label)
+    lease = lease or SnapshotLease(ServerClock(vm), run_id, label=label)
     lease.adopt(entry.snapshot, entry.description)
     log.info("run %s took over snapshot %s of VM %s (%s)", run_id, entry.name, label, leased.why)
     taken = BackupSnapshot(snapshot=entry.snapshot, moref=entry.moref, name=entry.name, run_id=str(run_id),
                            quiesced=entry.quiesced, lease=lease)
-    with _leased_then_removed(taken, timeout, label, on_removed):
+    with _leased_then_removed(taken, DEFAULT_TASK_TIMEOUT, label, on_removed):
         yield taken
 
 

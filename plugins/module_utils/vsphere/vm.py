@@ -17,7 +17,6 @@ import logging
 from ..errors import ConfigurationError, VMNotFoundError
 from . import cbt, config, disks, inventory, snapshots
 from ._pyvmomi import moref_id, require_pyvmomi, vim
-from .tasks import DEFAULT_TASK_TIMEOUT
 
 __all__ = ["VmSelector", "VmHandle", "find_vm", "find_vm_or_none", "create_vm", "identity_conflicts", "SCSI_RESERVED_UNIT"]
 
@@ -181,22 +180,21 @@ class VmHandle:
         """Every blockvault snapshot of the VM with its lease judged now (snapshots.LeasedSnapshot list)."""
         return snapshots.leased_snapshots(self._vm)
 
-    def backup_snapshot(self, run_id, quiesce=False, allow_crash_consistent=False, timeout=DEFAULT_TASK_TIMEOUT,
-                        on_removed=None):
+    def backup_snapshot(self, run_id, quiesce=False, allow_crash_consistent=False, on_removed=None):
         """Context manager yielding the BackupSnapshot ``blockvault-<run_id>``, its lease renewed while open (its
         ``lease`` is the fence to give BackupSession.add_fence), removed on the way out; after a body that
         succeeded, ``on_removed`` receives the SnapshotRemoval (see snapshots.backup_snapshot)."""
         return snapshots.backup_snapshot(self._vm, run_id, quiesce=quiesce, allow_crash_consistent=allow_crash_consistent,
-                                         timeout=timeout, vm_name=self.name, on_removed=on_removed)
+                                         vm_name=self.name, on_removed=on_removed)
 
     def find_backup_snapshot(self, run_id):
         """The FoundBackupSnapshot ``blockvault-<run_id>`` of an earlier run (with its age), or None."""
         return snapshots.find_backup_snapshot(self._vm, run_id)
 
-    def adopt_snapshot(self, leased, run_id, timeout=DEFAULT_TASK_TIMEOUT):
+    def adopt_snapshot(self, leased, run_id):
         """Context manager taking over ``leased`` (a LeasedSnapshot whose lease expired, e.g. a killed run's that a
         checkpoint names) for ``run_id``: yields a BackupSnapshot as ``backup_snapshot`` does, removed on the way out."""
-        return snapshots.adopted_snapshot(self._vm, leased, run_id, timeout=timeout, vm_name=self.name)
+        return snapshots.adopted_snapshot(self._vm, leased, run_id, vm_name=self.name)
 
 
 def find_vm(session, selector):

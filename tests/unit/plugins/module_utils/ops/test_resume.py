@@ -14,7 +14,8 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.checkpoint
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import isotime
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmConfig, VmRecord
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.plan import CARRY, READ, plan_disk
-from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.snapshots import BackupSnapshot, FoundBackupSnapshot
+from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.snapshots import (
+    FoundBackupSnapshot, LeasedSnapshot, SnapshotEntry)
 
 MIB = 1 << 20
 CAPACITY = 4 * MIB
@@ -56,8 +57,9 @@ class FakeVm:
     def find_backup_snapshot(self, run_id):
         if run_id not in self.ages:
             return None
-        snap = BackupSnapshot(snapshot=None, moref="snapshot-1", name="blockvault-" + run_id, run_id=run_id, quiesced=False)
-        return FixedAgeSnapshot(snapshot=snap, created=NOW - datetime.timedelta(seconds=self.ages[run_id]))
+        entry = SnapshotEntry(name="blockvault-" + run_id, moref="snapshot-1", snapshot=None)
+        leased = LeasedSnapshot(entry=entry, lease=None, expired=True, why="its run %s is dead" % run_id)
+        return FixedAgeSnapshot(leased=leased, created=NOW - datetime.timedelta(seconds=self.ages[run_id]))
 
 
 class FixedAgeSnapshot(FoundBackupSnapshot):
@@ -154,7 +156,7 @@ def test_an_adopted_checkpoint_carries_its_stored_chunks_and_reads_a_missing_one
 
 
 def test_a_found_snapshot_knows_its_age():
-    assert FoundBackupSnapshot(snapshot=None, created=NOW - datetime.timedelta(seconds=90)).age(NOW) == 90.0
+    assert FoundBackupSnapshot(leased=None, created=NOW - datetime.timedelta(seconds=90)).age(NOW) == 90.0
     naive = (NOW - datetime.timedelta(seconds=30)).replace(tzinfo=None)       # vSphere times are UTC
-    assert FoundBackupSnapshot(snapshot=None, created=naive).age(NOW) == 30.0
-    assert FoundBackupSnapshot(snapshot=None, created=None).age(NOW) is None
+    assert FoundBackupSnapshot(leased=None, created=naive).age(NOW) == 30.0
+    assert FoundBackupSnapshot(leased=None, created=None).age(NOW) is None
