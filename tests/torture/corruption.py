@@ -70,7 +70,7 @@ class CorruptionCampaign:
         finally:
             repository.close()
         # the chunk of the guest write: referenced by the second point only, if dedup left such a chunk
-        only_second = [chunk for chunk, used in users.items() if {rp for rp, _ in used} == {points[1]}]
+        only_second = [chunk for chunk, used in users.items() if {rp for rp, _disk in used} == {points[1]}]
         self.chunk = sorted(only_second or users)[0]
         self.chunk_users = users[self.chunk]
 
@@ -140,7 +140,7 @@ class CorruptionCampaign:
             detected = not result["ok"]
             reported = {a["restore_point"] for d in result["damaged"] for a in d["affects"]} | \
                        {e.get("restore_point") for e in result["errors"]}
-            wrongly = reported - {rp for rp, _ in affected} - {None}
+            wrongly = reported - {rp for rp, _disk in affected} - {None}
             if wrongly:
                 problems.append("validation reports undamaged restore points %s" % sorted(wrongly))
             if detected and kind == "chunk":
@@ -165,8 +165,8 @@ class CorruptionCampaign:
                 continue
             harmed = True
             if not restored["typed"]:
-                problems.append("restore of %s disk %s raised an untyped %s: %s" % (pair + (restored["error_class"],
-                                                                                         restored["message"])))
+                untyped = pair + (restored["error_class"], restored["message"])
+                problems.append("restore of %s disk %s raised an untyped %s: %s" % untyped)
             if pair not in affected:
                 problems.append("restore of unaffected %s disk %s failed: %s" % (pair + (restored["message"],)))
             if restored["file_left"] or restored["partial_left"]:

@@ -266,8 +266,8 @@ class Harness:
             return "validation failed: " + outcome.describe()
         result = outcome.result
         if not result["ok"]:
-            return "validation not ok: damaged %s errors %s" % (json.dumps(result["damaged"])[:800],
-                                                               json.dumps(result["errors"])[:800])
+            damaged, errors = json.dumps(result["damaged"])[:800], json.dumps(result["errors"])[:800]
+            return "validation not ok: damaged %s errors %s" % (damaged, errors)
         return None
 
     def verify_point(self, repo, rp_id, scratch):

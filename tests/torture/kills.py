@@ -64,7 +64,7 @@ class KillCampaign:
                                                    placement=PLACEMENT))
             if not outcome.ok:
                 raise RuntimeError("set-up: restore to %s failed: %s" % (inplace, outcome.describe()))
-            for _ in range(2):
+            for _round in range(2):
                 self.h.guest_write(self.rng, inplace)
                 self._backup(repo, inplace)
 
@@ -128,8 +128,8 @@ class KillCampaign:
             self._fail(op, backend, case_seed, problems, delay)
         else:
             stats["held"] += 1
-        self.log("kill %-18s %-5s seed %10d after %.2fs: %s" % (op, backend, case_seed, delay,
-                                                                   "held" if not problems else "FAILED: " + problems[0][:200]))
+        verdict = "held" if not problems else "FAILED: " + problems[0][:200]
+        self.log("kill %-18s %-5s seed %10d after %.2fs: %s" % (op, backend, case_seed, delay, verdict))
 
     def _fail(self, op, backend, case_seed, problems, delay=None):
         self.stats[op]["failed"] += 1

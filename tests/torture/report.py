@@ -21,8 +21,8 @@ def table(data):
         data["seed"], data["budget_s"], data["elapsed_s"], data["s3"]), ""]
     lines.append("%-20s %6s %7s %6s %7s %7s" % ("kill points", "tried", "landed", "held", "failed", "missed"))
     for op, entry in data["kill_points"]["per_operation"].items():
-        lines.append("%-20s %6d %7d %6d %7d %7d" % (op, entry["tried"], entry["landed"], entry["held"], entry["failed"],
-                                                     entry["missed"]))
+        counts = tuple(entry[name] for name in ("tried", "landed", "held", "failed", "missed"))
+        lines.append("%-20s %6d %7d %6d %7d %7d" % ((op,) + counts))
         lines += ["%-20s   note: %s" % ("", note) for note in entry["notes"]]
     kp = data["kill_points"]
     lines.append("%-20s %6d %7d %6d" % ("total", kp["tried"], kp["landed"], kp["held"]))
@@ -35,8 +35,7 @@ def table(data):
     for what, entry in sorted(conc["operations"].items()):
         lines.append("  %-36s ok %4d  refused %3d  failed %3d" % (what, entry["ok"], entry["refused"], entry["failed"]))
     fuzz = data["fuzz"]
-    lines += ["", "fuzz: %s, %d cases (seed %s) %s" % (fuzz["outcome"], fuzz["examples"], fuzz["seed"],
-                                                     fuzz.get("tests") or "")]
+    lines += ["", "fuzz: %s, %d cases (seed %s) %s" % (fuzz["outcome"], fuzz["examples"], fuzz["seed"], fuzz.get("tests") or "")]
     lines += ["", "failures: %d" % data["failed"]]
     for failure in data["failures"]:
         where = failure.get("backend") or ""
