@@ -125,7 +125,8 @@ class ConcurrencyCampaign:
             end = time.monotonic()
             if outcome.ok:
                 self._count(what, "ok")
-                self._check_point(name, repo, outcome.result["restore_point"]["id"], history.during(start, end))
+                self._check_point("%s, run %s" % (name, spec["run_id"]), repo, outcome.result["restore_point"]["id"],
+                                  history.during(start, end))
             elif (outcome.answer or {}).get("message", "").startswith(REFUSAL):
                 self._count(what, "refused")
             else:

@@ -223,13 +223,20 @@ class KillCampaign:
         return Case(spec, rng.choice(LATENCIES_US), after_kill=after_kill, after_next=after_next)
 
     def _vm_restore_case(self, rng, repo, spec, name, states):
+        # what the VM held before the killed run: a new-VM restore starts from no VM (a VM found after the kill was
+        # made by the killed run); an in-place one from the data of an earlier restore
+        if spec["op"] == "restore_new_vm":
+            self.h.destroy_vm(name)
+        before = self.h.checksums(name) if spec["op"] == "restore_in_place" else None
+
         def after_kill():
             facts = self.h.vm_facts(name)
-            if facts["exists"] and not facts["marker"] and spec["op"] == "restore_new_vm" \
-                    and self.h.checksums(name) not in states:
+            if not facts["exists"] or facts["marker"]:
+                return []
+            got = self.h.checksums(name)
+            if spec["op"] == "restore_new_vm" and got not in states:
                 return ["a killed restore left VM %s unmarked with data of no restore point" % name]
-            if spec["op"] == "restore_in_place" and facts["exists"] and not facts["marker"] \
-                    and self.h.checksums(name) not in states:
+            if spec["op"] == "restore_in_place" and got not in states and got != before:
                 self._note("restore_in_place", "a killed in-place restore leaves the VM half-written with no marker")
             return []
 
