@@ -199,6 +199,13 @@ class KillCampaign:
         manifest = rng.choice(manifests)
         return manifest, self.h.expect.get(repo["location"], manifest.id)
 
+    def _points_of(self, repo, vm_name):
+        repository = self.h.open_repo(repo)
+        try:
+            return [rp_id for rp_id in self.h.restore_points(repo) if repository.load_manifest(rp_id).vm.name == vm_name]
+        finally:
+            repository.close()
+
     def _case_restore_file(self, rng, repo, backend):
         manifest, states = self._pick(rng, repo)
         position = rng.randrange(len(manifest.disks))
@@ -258,6 +265,9 @@ class KillCampaign:
 
     def _case_restore_in_place(self, rng, repo, backend):
         name = "torture-inplace-%s" % backend
+        if not self._points_of(repo, name):
+            self.h.guest_write(rng, name)       # GC's set-up or a prune removed its restore points: make one
+            self._backup(repo, name)
         manifest, states = self._pick(rng, repo, name)
         spec = self.h.spec("restore_in_place", repo, restore_point=manifest.id, vm=name)
         return self._vm_restore_case(rng, repo, spec, name, states)
