@@ -36,6 +36,7 @@ help:
 	@echo "make lab       - start the lab in the background and write .lab/env;  make lab-stop stops it"
 	@echo "make bench     - run the benchmarks and write bench/results/ (figures for docs/performance.md)"
 	@echo "make fuzz      - fuzz the repository object parsers with FUZZ_EXAMPLES random cases (default 50000; seed printed)"
+	@echo "make torture   - kill -9, concurrency, corruption and fuzz for TORTURE_S seconds (default 900; seed printed)"
 
 # -- installation ---------------------------------------------------------------------------------------------
 
@@ -196,6 +197,18 @@ fuzz: install
 .PHONY: functional
 functional: install build-lab
 	$(PY) -m pytest -q tests/functional tests/real
+
+# -- the torture suite (not part of make test: it runs for TORTURE_S seconds) ------------------------------------
+
+# kill -9 at random points of every writing operation, mixed concurrency, damaged objects of every kind and the
+# parsers' fuzz campaign (tests/torture/, docs/testing.md). The seed is printed first; `make torture
+# TORTURE_SEED=<seed>` replays a run. Summary in tests/torture/results/last.json.
+TORTURE_S ?= 900
+export TORTURE_S
+
+.PHONY: torture
+torture: install build-lab
+	$(PY) tests/torture/run.py
 
 # -- benchmarks (not part of make test: speed and memory are measured here, never asserted in tests) -------------
 
