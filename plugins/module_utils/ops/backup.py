@@ -107,12 +107,14 @@ class _Backup:
         # the repository lock first, then the check for another backup of this VM, then the orphan cleanup: a
         # snapshot of a run that is still going is never taken for an orphan (write-then-check, as the locks do)
         session = stack.enter_context(context.repository.begin_backup(self.vm_key, context.run_id))
+        context.releases("the run's repository lock")
         _refuse_concurrent_backup(context.repository, self.vm_key, context.label)
         context.set_phase("snapshot")
         vm.remove_orphan_snapshots(live_run_ids=[context.run_id])
         cbt_status = vm.ensure_cbt()
         snap = stack.enter_context(vm.backup_snapshot(context.run_id, quiesce=request.quiesce,
                                                       allow_crash_consistent=request.allow_crash_consistent))
+        context.releases("the backup snapshot of VM %s" % context.label)
         snap_disks = select_disks(snap.disks(), request.include_disks, request.exclude_disks)[0]
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
@@ -141,7 +143,8 @@ class _Backup:
                  "chunks": {name: sum(getattr(r, name) for r in results.values()) for name in _CHUNK_COUNTERS}}
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
                           instance_uuid=self.captured.instance_uuid, config=self.captured)
-        committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
+        with context.committing():
+            committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
         context.set_phase("cleanup")
         return _result(committed, changed=True)
 
