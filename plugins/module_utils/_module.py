@@ -98,7 +98,9 @@ class BlockvaultModule(object):
     Contract: construct it in main() with the module's own argument spec; then call ``run(operation)`` once.
     Every module accepts the shared vSphere and VDDK options, used or not, so that one ``module_defaults`` group
     (``group/blockvault.vsphere.vsphere``) can carry connection, VDDK and repository settings for all of them;
-    ``repository=False`` leaves the repository options out (no module does today). ``operation`` takes
+    ``repository=False`` leaves the repository options out (no module does today); setting ``cancellable`` to False
+    before ``run`` leaves out the cancel handling (signals, controller watch) for a module that only reads for a
+    moment. ``operation`` takes
     this wrapper and returns the result dict; it builds settings with ``vsphere_settings()``,
     ``vddk_settings()`` and ``repository_settings()`` (their ConfigurationError becomes a failure like any
     other engine error). ``run`` never returns. One instance per module run; not thread-safe (nor needs be).
@@ -125,6 +127,7 @@ class BlockvaultModule(object):
             required_together=required_together or [],
         )
         self.cancellation = Cancellation()
+        self.cancellable = True
 
     @property
     def params(self):
@@ -250,6 +253,8 @@ class BlockvaultModule(object):
         self._exit(result)
 
     def _run_cancellable(self, operation):
+        if not self.cancellable:
+            return operation(self)
         cancellation = self.cancellation
         cancellation.install_signal_handlers()
         unwatch = None
@@ -259,11 +264,13 @@ class BlockvaultModule(object):
                 unwatch = cancellation.watch(watch)
             return operation(self)
         finally:
-            if unwatch is not None:
-                unwatch()
-            cancellation.close()
-            # a signal from now on ends the process as it would have before the run
-            cancellation.restore_signal_handlers()
+            # the operation is over: a cancel from now on must not interrupt the reporting of its outcome
+            with cancellation.cooperative():
+                if unwatch is not None:
+                    unwatch()
+                cancellation.close()
+                # a signal from now on ends the process as it would have before the run
+                cancellation.restore_signal_handlers()
 
     def _scrub(self, value):
         # AnsibleModule masks no_log values on output too; this also covers our unit tests and future refactors.

@@ -257,6 +257,8 @@ def main():
         lease_seconds=dict(type="int", default=60),
     )
     bv = BlockvaultModule(argument_spec, mutually_exclusive=[["vm", "status_file"]])
+    # a read of a moment, run every few seconds by the roles' polling: nothing to cancel
+    bv.cancellable = False
     bv.run(info)
 
 

@@ -21,14 +21,23 @@ A run stops as a cancel for one of three reasons, each named in ``cancelled_by``
 Lease document (JSON, rewritten atomically; its mtime is the renewal time)::
 
     {"format": "blockvault-lease", "version": 1, "run_id", "valid_seconds", "renewed" (UTC ISO-8601),
-     "controller": null | {"machine", "pid", "start_time"}}
+     "controller": null | {"machine", "pid", "start_time", "orphaned" (only when true)}}
+
+``controller`` is the topmost ansible process of the poller (ansible-playbook); ``orphaned`` says that ansible-playbook
+had already ended when the poller renewed (what is left is ansible's worker, whose parent is now init).
 
 How an operation stops: code between phases calls ``check()`` (RunContext.set_phase does), the transfers get
 ``event`` as their ``TransferOptions.cancel``; inside ``cooperative()`` that is all a cancel does. Outside it
 (``interruptible``, the default: prune, garbage collection, validation reads) a request raises the cancel at
-once in the main thread (from the signal handler; a watch thread interrupts the main thread with SIGINT, whose
-handler raises), which unwinds through the ``with`` blocks like any error: locks released, nothing half-written
-made visible.
+once in the main thread, which unwinds through the ``with`` blocks like any error: locks released, nothing
+half-written made visible.
+
+Why signals are taken by a thread of their own: the kernel hands a signal sent to the process to any thread that
+does not block it, and Python runs its handler only when the main thread next runs Python code - late when the main
+thread waits on a lock while a transfer thread (or VDDK's) took the signal. So ``install_signal_handlers`` blocks
+the three signals in the main thread before the run starts its threads (they inherit the mask) and a
+``bv-signals`` thread takes them with ``sigwait``; to raise in the main thread, ``request`` sends it SIGUSR1 with
+``pthread_kill``, which interrupts whatever system call it waits in.
 """
 
 from __future__ import annotations
@@ -45,13 +54,15 @@ import time
 
 from ..errors import CancelledError
 
-__all__ = ["Cancellation", "ControllerWatch", "LeaseWatch", "renew_lease", "lease_path", "SIGNALS",
+__all__ = ["Cancellation", "ControllerWatch", "LeaseWatch", "renew_lease", "remove_lease", "lease_path", "SIGNALS",
            "CONTROLLER_GONE", "LEASE_EXPIRED"]
 
 log = logging.getLogger("blockvault.cancel")
 
 #: the signals that cancel a run gracefully
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+# sent to the main thread to make it raise the cancel where it is (interruptible sections)
+_INTERRUPT = signal.SIGUSR1
 CONTROLLER_GONE = "controller gone"
 LEASE_EXPIRED = "lease expired"
 
@@ -80,7 +91,7 @@ class Cancellation:
         self._lock = threading.Lock()
         self._modes = []                    # stack of True (cooperative) / False (interruptible)
         self._raised = False
-        self._handlers = None
+        self._installed = None              # (previous signal mask, previous SIGUSR1 handler) while installed
         self._main_ident = threading.main_thread().ident
         self._watches = []
         self._watch_thread = None
@@ -100,9 +111,9 @@ class Cancellation:
             self.cancelled_by, self.detail = cancelled_by, detail
             self.event.set()
         log.warning("Cancel requested: %s%s", cancelled_by, " (%s)" % detail if detail else "")
-        if self._handlers is not None and threading.get_ident() != self._main_ident and not self._cooperative():
-            # the main thread is in code that does not check: make its SIGINT handler raise there
-            signal.pthread_kill(self._main_ident, signal.SIGINT)
+        if self._installed is not None and not self._cooperative():
+            # the main thread is in code that does not check: make it raise where it is
+            signal.pthread_kill(self._main_ident, _INTERRUPT)
         return True
 
     def describe(self):
@@ -153,28 +164,36 @@ class Cancellation:
         finally:
             self._modes.pop()
 
-    def _on_signal(self, signum, frame):
-        name = signal.Signals(signum).name
-        self.request(name)
-        with self._lock:
-            raise_now = not self._cooperative() and not self._raised
-            self._raised = self._raised or raise_now
+    def _on_interrupt(self, signum, frame):
+        # SIGUSR1 handler, in the main thread: raise the cancel here unless the code checks for it itself. It takes
+        # no lock: the main thread may have been interrupted holding one (and everything it reads is the main thread's)
+        raise_now = self.event.is_set() and not self._cooperative() and not self._raised
         if raise_now:
+            self._raised = True
             raise self.error(outcome="It stopped where it was and released what it held on the way out.")
 
+    def _take_signals(self, numbers):
+        while True:
+            number = signal.sigwait(numbers)
+            self.request(signal.Signals(number).name)
+
     def install_signal_handlers(self):
-        """SIGTERM, SIGINT and SIGHUP request this cancel (main thread only); ``restore_signal_handlers`` undoes."""
-        previous = {}
-        for name in SIGNALS:
-            number = getattr(signal, name)
-            previous[number] = signal.signal(number, self._on_signal)
-        self._handlers = previous
+        """From now on SIGTERM, SIGINT and SIGHUP request this cancel (call in the main thread, before the run starts
+        threads); ``restore_signal_handlers`` undoes it."""
+        numbers = set(getattr(signal, name) for name in SIGNALS)
+        previous_handler = signal.signal(_INTERRUPT, self._on_interrupt)
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, numbers)
+        self._installed = (previous_mask, previous_handler)
+        threading.Thread(target=self._take_signals, args=(numbers,), name="bv-signals", daemon=True).start()
 
     def restore_signal_handlers(self):
-        if self._handlers is not None:
-            for number, handler in self._handlers.items():
-                signal.signal(number, handler)
-            self._handlers = None
+        """Unblock the signals again. SIGUSR1 is left ignored, not restored: an interrupt a thread sent just before
+        must not end the process."""
+        if self._installed is not None:
+            previous_mask, _previous_handler = self._installed
+            self._installed = None
+            signal.signal(_INTERRUPT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
     # -- watches ------------------------------------------------------------------------------------------
 
@@ -204,6 +223,9 @@ class Cancellation:
                     log.debug("A cancel watch failed: %r", exc)       # a watch that cannot tell cancels nothing
                     continue
                 if found:
+                    # a signal sent with the same blow (ansible's worker passes Ctrl-C on, then exits) names the cause
+                    # better than the exit: let the signal thread take it first
+                    self._closed.wait(0.2)
                     self.request(*found)
                     return
 
@@ -311,7 +333,12 @@ def _controller_of_this_process(read=_read):
     if not chain or machine is None:
         return None
     pid, start = chain[-1]
-    return {"machine": machine, "pid": pid, "start_time": start}
+    controller = {"machine": machine, "pid": pid, "start_time": start}
+    stat = process_stat(pid, read)
+    if stat is None or stat[1] == 1:
+        # the topmost ansible process left is an orphaned worker: ansible-playbook itself has already ended
+        controller["orphaned"] = True
+    return controller
 
 
 def renew_lease(status_file, valid_seconds, clock=time.time, read=_read):
@@ -339,6 +366,21 @@ def renew_lease(status_file, valid_seconds, clock=time.time, read=_read):
             os.unlink(tmp)
         raise
     return document
+
+
+def remove_lease(status_file, run_id, read=_read):
+    """Remove ``<status_file>.lease`` when it is the lease of run ``run_id`` (the run has ended)."""
+    path = lease_path(status_file)
+    try:
+        lease = json.loads(read(path).decode("utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(lease, dict) or lease.get("run_id") != run_id:
+        return False
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+        return True
+    return False
 
 
 class LeaseWatch:
@@ -387,6 +429,8 @@ class LeaseWatch:
                 self.path, now - mtime, self._valid)
         controller = lease.get("controller")
         if isinstance(controller, dict) and controller.get("machine") == machine_id(self._read):
+            if controller.get("orphaned"):
+                return CONTROLLER_GONE, "the ansible-playbook process that polls this run has ended"
             pid = _gone([(int(controller["pid"]), int(controller["start_time"]))], self._read)
             if pid is not None:
                 return CONTROLLER_GONE, "the ansible process %d that polls this run has ended" % pid

@@ -28,7 +28,7 @@ from ..vddk import library as vddk_library
 from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere.session import VSphereSession
 from ._engine import RepositoryOpener, default_status_path, run_reporting
-from .cancel import Cancellation, LeaseWatch
+from .cancel import Cancellation, LeaseWatch, remove_lease
 from ._vddk_io import SessionKeepalive, connect_params
 
 __all__ = ["RunContext", "open_run"]
@@ -165,6 +165,10 @@ def open_run(endpoints, settings, run_id, label, vsphere=True, report=True):
     except BlockvaultError as exc:
         # a failed login or lookup is this run's error too: named with its run id (and the VM once known)
         raise exc.with_context(vm=context.label if context is not None else None, run_id=run_id)
+    finally:
+        if status_path is not None:
+            # the run has ended (its status file says so, so no poller renews the lease any more): tidy up
+            remove_lease(status_path, run_id)
 
 
 def _cancelled(context, exc):
