@@ -36,7 +36,7 @@ Why signals are taken by a thread of their own: the kernel hands a signal sent t
 does not block it, and Python runs its handler only when the main thread next runs Python code - late when the main
 thread waits on a lock while a transfer thread (or VDDK's) took the signal. So ``install_signal_handlers`` blocks
 the three signals in the main thread before the run starts its threads (they inherit the mask) and a
-``bv-signals`` thread takes them with ``sigwait``; to raise in the main thread, ``request`` sends it SIGUSR1 with
+``bv-signals`` thread takes them with ``sigtimedwait``; to raise in the main thread, ``request`` sends it SIGUSR1 with
 ``pthread_kill``, which interrupts whatever system call it waits in.
 """
 
@@ -91,6 +91,7 @@ class Cancellation:
         self._lock = threading.Lock()
         self._modes = []                    # stack of True (cooperative) / False (interruptible)
         self._raised = False
+        self._interrupt_pending = False     # a cancel came outside a cooperative section and has not raised yet
         self._installed = None              # (previous signal mask, previous SIGUSR1 handler) while installed
         self._main_ident = threading.main_thread().ident
         self._watches = []
@@ -113,6 +114,7 @@ class Cancellation:
         log.warning("Cancel requested: %s%s", cancelled_by, " (%s)" % detail if detail else "")
         if self._installed is not None and not self._cooperative():
             # the main thread is in code that does not check: make it raise where it is
+            self._interrupt_pending = True
             signal.pthread_kill(self._main_ident, _INTERRUPT)
         return True
 
@@ -172,10 +174,15 @@ class Cancellation:
             self._raised = True
             raise self.error(outcome="It stopped where it was and released what it held on the way out.")
 
-    def _take_signals(self, numbers):
-        while True:
-            number = signal.sigwait(numbers)
-            self.request(signal.Signals(number).name)
+    def _take_signals(self, numbers, stop):
+        while not stop.is_set():
+            # a timeout, to end with restore_signal_handlers (a signal left pending then reaches the old handlers)
+            info = signal.sigtimedwait(numbers, 0.2)
+            if info is not None:
+                self.request(signal.Signals(info.si_signo).name)
+            elif self._interrupt_pending and not self._raised and not self._cooperative():
+                # an interrupt that came just before the main thread started waiting wakes nothing: send it again
+                signal.pthread_kill(self._main_ident, _INTERRUPT)
 
     def install_signal_handlers(self):
         """From now on SIGTERM, SIGINT and SIGHUP request this cancel (call in the main thread, before the run starts
@@ -183,14 +190,18 @@ class Cancellation:
         numbers = set(getattr(signal, name) for name in SIGNALS)
         previous_handler = signal.signal(_INTERRUPT, self._on_interrupt)
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, numbers)
-        self._installed = (previous_mask, previous_handler)
-        threading.Thread(target=self._take_signals, args=(numbers,), name="bv-signals", daemon=True).start()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._take_signals, args=(numbers, stop), name="bv-signals", daemon=True)
+        self._installed = (previous_mask, stop, thread)
+        thread.start()
 
     def restore_signal_handlers(self):
         """Unblock the signals again. SIGUSR1 is left ignored, not restored: an interrupt a thread sent just before
         must not end the process."""
         if self._installed is not None:
-            previous_mask, _previous_handler = self._installed
+            previous_mask, stop, thread = self._installed
+            stop.set()
+            thread.join()
             self._installed = None
             signal.signal(_INTERRUPT, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
