@@ -285,7 +285,7 @@ def ansible_ancestors(pid, read=_read):
     none of the first ancestors is an ansible process (under ``async``: the module's parents are ansible's
     detached async wrapper)."""
     chain, seen_ansible = [], False
-    for _ in range(_MAX_ANCESTORS):
+    for _level in range(_MAX_ANCESTORS):
         if pid <= 1:
             break
         stat = process_stat(pid, read)
