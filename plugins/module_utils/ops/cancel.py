@@ -188,22 +188,34 @@ class Cancellation:
         """From now on SIGTERM, SIGINT and SIGHUP request this cancel (call in the main thread, before the run starts
         threads); ``restore_signal_handlers`` undoes it."""
         numbers = set(getattr(signal, name) for name in SIGNALS)
-        previous_handler = signal.signal(_INTERRUPT, self._on_interrupt)
+        signal.signal(_INTERRUPT, self._on_interrupt)
+        if not hasattr(signal, "sigtimedwait"):
+            # macOS: plain handlers, which run when the main thread next runs Python code
+            previous = dict((number, signal.signal(number, self._on_signal)) for number in numbers)
+            self._installed = (None, previous, None)
+            return
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, numbers)
         stop = threading.Event()
         thread = threading.Thread(target=self._take_signals, args=(numbers, stop), name="bv-signals", daemon=True)
         self._installed = (previous_mask, stop, thread)
         thread.start()
 
+    def _on_signal(self, signum, frame):
+        self.request(signal.Signals(signum).name)
+
     def restore_signal_handlers(self):
         """Unblock the signals again. SIGUSR1 is left ignored, not restored: an interrupt a thread sent just before
         must not end the process."""
         if self._installed is not None:
             previous_mask, stop, thread = self._installed
-            stop.set()
-            thread.join()
             self._installed = None
             signal.signal(_INTERRUPT, signal.SIG_IGN)
+            if previous_mask is None:
+                for number, handler in stop.items():
+                    signal.signal(number, handler)
+                return
+            stop.set()
+            thread.join()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
     # -- watches ------------------------------------------------------------------------------------------
