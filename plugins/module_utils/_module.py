@@ -10,6 +10,12 @@ operations return plain dicts or raise ``errors.BlockvaultError`` subclasses, an
 
 Nothing here imports a third-party library; the engine guards its own imports and raises
 MissingDependencyError, which becomes the usual missing_required_lib failure.
+
+Cancel (ops.cancel): ``run`` makes the run's Cancellation, handed to the operation through ``run_settings()``.
+SIGTERM, SIGINT and SIGHUP request it (so Ctrl-C on ansible-playbook, which ansible forwards to its workers, ends in
+a CancelledError that names the signal, not in KeyboardInterrupt); so does the end of the ansible processes that
+started the module when it runs without ``async`` (ansible-runner, and so AWX, kills ansible-playbook's process
+group on cancel and timeouts, which leaves ansible's worker and this module running in their own session).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 from ansible.module_utils.common.parameters import remove_values
 
 from .errors import BlockvaultError, ConfigurationError, MissingDependencyError, ValidationFailedError, redact
+from .ops.cancel import Cancellation, ControllerWatch
 from .ops.requests import Endpoints, RunSettings
 from .ops.settings import RepositorySettings, VddkSettings, VSphereSettings
 
@@ -92,7 +99,9 @@ class BlockvaultModule(object):
     Contract: construct it in main() with the module's own argument spec; then call ``run(operation)`` once.
     Every module accepts the shared vSphere and VDDK options, used or not, so that one ``module_defaults`` group
     (``group/blockvault.vsphere.vsphere``) can carry connection, VDDK and repository settings for all of them;
-    ``repository=False`` leaves the repository options out (no module does today). ``operation`` takes
+    ``repository=False`` leaves the repository options out (no module does today); setting ``cancellable`` to False
+    before ``run`` leaves out the cancel handling (signals, controller watch) for a module that only reads for a
+    moment. ``operation`` takes
     this wrapper and returns the result dict; it builds settings with ``vsphere_settings()``,
     ``vddk_settings()`` and ``repository_settings()`` (their ConfigurationError becomes a failure like any
     other engine error). ``run`` never returns. One instance per module run; not thread-safe (nor needs be).
@@ -118,6 +127,8 @@ class BlockvaultModule(object):
             required_if=required_if or [],
             required_together=required_together or [],
         )
+        self.cancellation = Cancellation()
+        self.cancellable = True
 
     @property
     def params(self):
@@ -194,7 +205,7 @@ class BlockvaultModule(object):
         for option in ("workers", "memory_budget_mb"):
             if option in params and params[option] < 1:
                 raise ConfigurationError("%s is %d: give 1 or more%s." % (option, params[option], " MiB" if option.endswith("_mb") else ""))
-        settings = {"check": self.check_mode}
+        settings = {"check": self.check_mode, "cancellation": self.cancellation}
         if "workers" in params:
             settings["workers"] = params["workers"]
         if "memory_budget_mb" in params:
@@ -207,9 +218,12 @@ class BlockvaultModule(object):
     # -- running and reporting --------------------------------------------------------------------------------
 
     def run(self, operation):
-        """Run ``operation(self)`` and exit with its result, or fail with the error translated. Never returns."""
+        """Run ``operation(self)`` and exit with its result, or fail with the error translated. Never returns.
+
+        While it runs, a signal or the end of the ansible run that started the module cancels it (module docstring).
+        """
         try:
-            result = operation(self)
+            result = self._run_cancellable(operation)
         except MissingDependencyError as err:
             failure = err.to_dict()
             if err.library:
@@ -234,7 +248,33 @@ class BlockvaultModule(object):
                 "error_class": type(err).__name__,
                 "phase": None, "vm": None, "disk": None, "run_id": None,
             }, traceback.format_exc())
+        if self.cancellation.requested:
+            # the cancel came too late to stop the operation (its commit had started): it finished, so say so
+            result = dict(result or {}, cancel="The run was %s too late to stop it: its work was done or being "
+                                               "committed, so it finished and its result is kept."
+                                               % self.cancellation.describe())
+            self.module.warn(result["cancel"])
         self._exit(result)
+
+    def _run_cancellable(self, operation):
+        if not self.cancellable:
+            return operation(self)
+        cancellation = self.cancellation
+        cancellation.install_signal_handlers()
+        unwatch = None
+        try:
+            watch = ControllerWatch.of_this_process()
+            if watch is not None:
+                unwatch = cancellation.watch(watch)
+            return operation(self)
+        finally:
+            # the operation is over: a cancel from now on must not interrupt the reporting of its outcome
+            with cancellation.cooperative():
+                if unwatch is not None:
+                    unwatch()
+                cancellation.close()
+                # a signal from now on ends the process as it would have before the run
+                cancellation.restore_signal_handlers()
 
     def _scrub(self, value):
         # AnsibleModule masks no_log values on output too; this also covers our unit tests and future refactors.

@@ -106,7 +106,21 @@ class MissingDependencyError(ConfigurationError):
 
 
 class CancelledError(BlockvaultError):
-    """The operation was cancelled because another part of it failed first, or on request."""
+    """The operation was cancelled because another part of it failed first, or on request.
+
+    ``cancelled_by`` says why a run was cancelled on request: a signal name (``SIGTERM``), ``controller gone`` or
+    ``lease expired`` (ops.cancel); None when the cancel only stopped the other parts of a failing run.
+    """
+
+    def __init__(self, message, cancelled_by=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.cancelled_by = cancelled_by
+
+    def to_dict(self):
+        result = super().to_dict()
+        if self.cancelled_by:
+            result["cancelled_by"] = self.cancelled_by
+        return result
 
 
 # -- repository ------------------------------------------------------------------------------

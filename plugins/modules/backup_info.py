@@ -16,7 +16,7 @@ description:
   - With O(status_file), reads the status file of a run of M(blockvault.vsphere.vm_backup) or
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
-  - Never changes anything.
+  - Never changes anything but the lease files of O(renew_leases).
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
@@ -48,6 +48,23 @@ options:
       - Status file of a run (the O(blockvault.vsphere.vm_backup#module:status_file) of its task) to read instead of
         listing restore points.
     type: path
+  renew_leases:
+    description:
+      - Status files of runs started with C(async) whose leases this call renews - the C(<status file>.lease) file
+        next to each, naming the run and this ansible process - to tell each run that the job which started it is
+        still there. A run whose lease it has seen stops as cancelled when the lease has not been renewed for
+        O(lease_seconds) seconds, or when the ansible process the lease names has ended (same machine).
+      - A status file whose run is not running (or that does not exist yet) is skipped.
+      - The role C(blockvault.vsphere.progress) passes the status files of the runs it waits for.
+    type: list
+    elements: path
+    default: []
+  lease_seconds:
+    description:
+      - How long a lease renewed by this call stays valid; poll again well within it (the progress role uses three
+        poll intervals plus 15 seconds).
+    type: int
+    default: 60
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.vm_restore
@@ -75,7 +92,7 @@ EXAMPLES = r"""
   blockvault.vsphere.backup_info:
     status_file: /var/tmp/blockvault-db01.json
   register: progress
-  until: progress.status.state in ['succeeded', 'failed']
+  until: progress.status.state in ['succeeded', 'failed', 'cancelled']
   retries: 2880
   delay: 10
 
@@ -135,6 +152,12 @@ count:
   returned: when O(status_file) is not given
   type: int
   sample: 14
+leases_renewed:
+  description: The status files of O(renew_leases) whose lease was renewed (their runs are running).
+  returned: when O(renew_leases) is given
+  type: list
+  elements: str
+  sample: ["/var/tmp/blockvault/20261126T083000Z-db01.json"]
 status:
   description:
     - The run's status document as last written by the run, with C(label) and C(progress_line) added for display.
@@ -162,7 +185,10 @@ status:
       type: str
       sample: db01
     state:
-      description: V(running), V(succeeded) or V(failed).
+      description:
+        - V(running), V(succeeded), V(failed) or V(cancelled).
+        - A cancelled run also has C(cancelled_by) - the signal (V(SIGTERM), V(SIGINT), V(SIGHUP)),
+          V(controller gone) or V(lease expired) - and its cancel message as C(last_error).
       type: str
       sample: running
     phase:
@@ -205,6 +231,8 @@ status:
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import cancel as ops_cancel
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import status_view
@@ -212,9 +240,17 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view
 
 def info(bv):
     params = bv.params
+    if params["lease_seconds"] < 1:
+        raise ConfigurationError("lease_seconds is %d: give 1 or more." % params["lease_seconds"])
+    renewed = [path for path in params["renew_leases"] if ops_cancel.renew_lease(path, params["lease_seconds"])]
+    if params["renew_leases"] and not params["status_file"] and not params["repository"]:
+        return {"changed": False, "leases_renewed": renewed}
     if params["status_file"]:
         status = ops_info.run_status(status_file=params["status_file"])["status"]
-        return {"changed": False, "status": dict(status, **status_view(status))}
+        result = {"changed": False, "status": dict(status, **status_view(status))}
+        if params["renew_leases"]:
+            result["leases_renewed"] = renewed
+        return result
     repo = bv.repository_settings()
     listing = ops_info.list_restore_points(repo=repo, vm=params["vm"])
     return {
@@ -230,8 +266,12 @@ def main():
     argument_spec = dict(
         vm=dict(type="str"),
         status_file=dict(type="path"),
+        renew_leases=dict(type="list", elements="path", default=[]),
+        lease_seconds=dict(type="int", default=60),
     )
     bv = BlockvaultModule(argument_spec, mutually_exclusive=[["vm", "status_file"]])
+    # a read of a moment, run every few seconds by the roles' polling: nothing to cancel
+    bv.cancellable = False
     bv.run(info)
 
 

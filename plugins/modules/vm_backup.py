@@ -131,6 +131,10 @@ options:
     default: 30
 notes:
   - The user needs the vSphere privileges to take and remove snapshots, enable CBT and open disks for backup.
+  - SIGTERM, SIGINT and SIGHUP, and the end of the job that started the run (the ansible processes of a direct run;
+    under C(async), the lease that M(blockvault.vsphere.backup_info) renews with O(blockvault.vsphere.backup_info#module:renew_leases)),
+    stop the run as a cancel - its cleanup runs, nothing is committed after the cancel, the O(status_file) ends
+    C(cancelled) with C(cancelled_by), and the failure has C(error_class=CancelledError) and C(cancelled_by).
   - Snapshots named C(blockvault-*) left by a killed run are removed before the new snapshot is taken, except the
     snapshot of a killed run that this run resumes (see O(resume_max_age)).
 seealso:

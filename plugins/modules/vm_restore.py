@@ -198,6 +198,10 @@ notes:
   - Choosing V(latest) (or O(before)) by VM name passes over restore points whose manifest is damaged, with a
     warning naming each (their VM is unknown, a VM's name being stored inside its manifest). A restore point asked for
     by id fails when its manifest is damaged.
+  - SIGTERM, SIGINT and SIGHUP, and the end of the job that started the run (the ansible processes of a direct run;
+    under C(async), the lease that M(blockvault.vsphere.backup_info) renews with O(blockvault.vsphere.backup_info#module:renew_leases)),
+    stop the run as a cancel - its cleanup runs, nothing is committed after the cancel, the O(status_file) ends
+    C(cancelled) with C(cancelled_by), and the failure has C(error_class=CancelledError) and C(cancelled_by).
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.backup_info

@@ -118,6 +118,7 @@ class _Backup:
         # the repository lock first, then the check for another backup of this VM, then the orphan cleanup: a
         # snapshot of a run that is still going is never taken for an orphan (write-then-check, as the locks do)
         session = stack.enter_context(context.repository.begin_backup(self.vm_key, context.run_id))
+        context.releases("the run's repository lock")
         _refuse_concurrent_backup(context.repository, self.vm_key, context.label)
         context.set_phase("snapshot")
         resume, self.resume_declined = find_resumable(context, vm, self.vm_key, request, self._selected_disks)
@@ -132,6 +133,7 @@ class _Backup:
                                                           on_removed=context.record_snapshot_removal))
         snap_disks = self._selected_disks(snap)
         session.add_fence(snap.lease)  # nothing read from a snapshot whose lease lapsed is committed
+        context.releases("the backup snapshot of VM %s" % context.label)
         access = Connection(context.vddk_library(), context.connect_params(vm.moref, snap.moref), read_only=True)
         stack.callback(access.close)
         if access.prepare_for_access(ACCESS_IDENTITY):
@@ -165,7 +167,8 @@ class _Backup:
             stats["resumed"] = resume.result()
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
                           instance_uuid=self.captured.instance_uuid, config=self.captured)
-        committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
+        with context.committing():
+            committed = session.commit(ManifestDraft.build(context.run_id, record, records, stats=stats, started=started_iso))
         delete_checkpoint(context.repository, recorder.template.name)
         context.set_phase("cleanup")
         result = dict(_result(committed, changed=True), **resume_fields(resume, self.resume_declined))

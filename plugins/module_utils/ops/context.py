@@ -6,19 +6,29 @@
 A run (a backup, a restore) opens the same things in the same order: its status file and run log, the repository
 on a helper thread while it logs in to vCenter, then VDDK when it first moves data. ``open_run`` does that once for
 every operation and yields the RunContext; every cleanup goes on the context's ExitStack.
+
+Cancel (ops.cancel): the run's Cancellation is ``settings.cancellation`` (the module adapter's, which its signal
+handlers and its controller watch request) or a new one. ``open_run`` watches the lease next to the status file,
+runs the operation in the Cancellation's cooperative mode, and turns the CancelledError the stopped step raises
+into one that says why (signal, controller gone, lease expired), in which phase, and what the cleanup undid
+(``RunContext.releases``); the status file then ends ``cancelled``. Operations check between phases
+(``set_phase``), their transfers through ``transfer_options().cancel``, and mark their commit with
+``committing()``: a cancel that arrives once the commit has started lets it finish (the adapter says so).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 
-from ..errors import BlockvaultError
+from ..errors import BlockvaultError, CancelledError
 from ..transfer import TransferOptions
 from ..transfer.progress import NullProgress
 from ..vddk import library as vddk_library
 from ..vddk.retry import RetryingDisk, connection_factory
 from ..vsphere.session import VSphereSession
-from ._engine import RepositoryOpener, run_reporting
+from ._engine import RepositoryOpener, default_status_path, run_reporting
+from .cancel import Cancellation, LeaseWatch, remove_lease
 from ._vddk_io import SessionKeepalive, connect_params
 
 __all__ = ["RunContext", "open_run"]
@@ -28,16 +38,21 @@ class RunContext:
     """One run: its id, settings, progress, ExitStack, repository (opened on a helper thread) and vCenter session.
 
     ``label`` is the VM the run is about (for messages, the status file and error context): set it once known.
+    ``cancellation`` is the run's ops.cancel.Cancellation (module docstring: how a run checks for a cancel).
     Thread-safety: owned by the run's thread; the transfer's worker threads only see the TransferOptions it builds.
     """
 
-    def __init__(self, run_id, endpoints, settings, progress, stack, opener):
+    def __init__(self, run_id, endpoints, settings, progress, stack, opener, cancellation=None):
         self.run_id = run_id
         self.endpoints = endpoints
         self.settings = settings
         self.progress = progress
         self.stack = stack
         self.session = None
+        self.cancellation = cancellation if cancellation is not None else Cancellation()
+        self.phase = None
+        self.commit_started = False
+        self.released = []
         self._opener = opener
         self._label = None
         self.cleanup_outcomes = {}
@@ -62,11 +77,37 @@ class RunContext:
         return self._opener.result()
 
     def set_phase(self, phase):
+        """Enter ``phase``; first raise the CancelledError when a cancel was requested (until the commit started)."""
+        self.check_cancel()
+        self.phase = phase
         self.progress.set_phase(phase)
+
+    def check_cancel(self):
+        """Raise the CancelledError when a cancel was requested and the run has not started committing."""
+        if not self.commit_started:
+            self.cancellation.check("Run %s%s" % (self.run_id, " of VM %s" % self._label if self._label else ""))
+
+    @contextlib.contextmanager
+    def committing(self):
+        """Around the step that makes the run's result visible: checks for a cancel once more, then lets the
+        commit finish whatever arrives meanwhile."""
+        self.check_cancel()
+        self.commit_started = True
+        yield
+
+    def interruptible(self):
+        """A section a cancel may stop at once, anywhere (read-only work such as validation reads)."""
+        return self.cancellation.interruptible("Run %s" % self.run_id)
+
+    def releases(self, what):
+        """Record ``what`` (e.g. "the backup snapshot blockvault-R of VM web01") as given back by the run's
+        cleanup: a cancel message lists it."""
+        self.released.append(what)
 
     def transfer_options(self):
         return TransferOptions(workers=int(self.settings.workers), memory_budget=int(self.settings.memory_budget),
-                               progress=self.progress, vm=self._label, run_id=self.run_id)
+                               progress=self.progress, cancel=self.cancellation.event, vm=self._label,
+                               run_id=self.run_id)
 
     def vddk_library(self):
         vddk = self.endpoints.vddk
@@ -112,20 +153,51 @@ def open_run(endpoints, settings, run_id, label, vsphere=True, report=True):
     """The RunContext of a run: status file and run log (none in check mode or unless ``report``), the repository
     opening on a helper thread, and (``vsphere``) the vCenter session logged in meanwhile. Engine errors leave with
     the run's context."""
+    cancellation = settings.cancellation if settings.cancellation is not None else Cancellation()
+    status_path = None
     if settings.check or not report:
         reporting = contextlib.nullcontext(NullProgress())
     else:
-        reporting = run_reporting(run_id, label, settings.status_file)
+        status_path = settings.status_file or default_status_path(run_id)
+        reporting = run_reporting(run_id, label, status_path)
     context = None
     try:
-        with reporting as progress, contextlib.ExitStack() as stack:
-            progress.set_phase("connect")
-            opener = stack.enter_context(RepositoryOpener(endpoints.repo))
-            context = RunContext(run_id, endpoints, settings, progress, stack, opener)
-            if vsphere:
-                context.session = stack.enter_context(
-                    VSphereSession(endpoints.vsphere, vddk_thumbprint=endpoints.vddk.thumbprint))
-            yield context
+        with reporting as progress:
+            try:
+                with cancellation.cooperative(), contextlib.ExitStack() as stack:
+                    if status_path is not None:
+                        stack.callback(cancellation.watch(LeaseWatch(status_path, run_id, time.time())))
+                    opener = stack.enter_context(RepositoryOpener(endpoints.repo))
+                    context = RunContext(run_id, endpoints, settings, progress, stack, opener, cancellation)
+                    context.set_phase("connect")
+                    if vsphere:
+                        context.session = stack.enter_context(
+                            VSphereSession(endpoints.vsphere, vddk_thumbprint=endpoints.vddk.thumbprint))
+                    yield context
+            except CancelledError as exc:
+                if not cancellation.requested or context is None or context.commit_started:
+                    raise
+                # the cleanup has run: say why the run stopped, where, and what it gave back
+                raise _cancelled(context, exc) from exc
     except BlockvaultError as exc:
         # a failed login or lookup is this run's error too: named with its run id (and the VM once known)
         raise exc.with_context(vm=context.label if context is not None else None, run_id=run_id)
+    finally:
+        if status_path is not None:
+            # the run has ended (its status file says so, so no poller renews the lease any more): tidy up
+            remove_lease(status_path, run_id)
+
+
+def _cancelled(context, exc):
+    """The CancelledError of a run stopped on request, after its cleanup: why, in which phase, what was undone."""
+    what = "Run %s%s" % (context.run_id, " of VM %s" % context.label if context.label else "")
+    if context.phase:
+        what = "%s, in phase %s," % (what, context.phase)
+    outcome = "Nothing was committed."
+    step = exc.message if exc.cancelled_by is None else None
+    if step and "cancelled on request" in step:
+        outcome = "%s %s" % (step.replace("cancelled on request", "stopped"), outcome)
+    if context.released:
+        outcome += " Removed or released by its cleanup: %s." % "; ".join(context.released)
+    error = context.cancellation.error(what, outcome)
+    return error.with_context(phase=context.phase, vm=context.label, run_id=context.run_id, disk=exc.disk)

@@ -39,12 +39,14 @@ class Endpoints:
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """How a run runs: ``workers`` threads, ``memory_budget`` bytes of chunk data in flight, the status file
-    (default under ~/.local/state/blockvault/runs), and ``check`` (plan only, change nothing)."""
+    (default under ~/.local/state/blockvault/runs), ``check`` (plan only, change nothing), and ``cancellation``
+    (an ops.cancel.Cancellation the caller requests to stop the run; None: the run makes its own)."""
 
     workers: int = 4
     memory_budget: int = 256 * MIB
     status_file: str = None
     check: bool = False
+    cancellation: object = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if int(self.workers) < 1:

@@ -13,6 +13,7 @@ Examples of lines::
     transfer 25.0%: 1.00 GiB of 4.00 GiB, 112.5 MB/s, ETA 32m 12s
     succeeded 100.0%: 4.00 GiB of 4.00 GiB, 112.5 MB/s
     failed in transfer 25.0%: 1.00 GiB of 4.00 GiB, 112.5 MB/s; error: Lost the connection to esx1
+    cancelled in transfer 25.0%: 1.00 GiB of 4.00 GiB, 112.5 MB/s; error: The backup of VM db01 was cancelled by SIGTERM. ...
 
 Bytes are in binary units (KiB = 1024 B), done and total in the same unit, the one that suits the total;
 the rate is the document's ``mb_per_s`` (MB = 10^6 bytes), as the engine measures it.
@@ -23,7 +24,7 @@ from __future__ import annotations
 __all__ = ["status_view", "format_bytes_pair", "format_duration"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-_FINAL_STATES = ("succeeded", "failed")
+_FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 
 def status_view(status):
@@ -46,8 +47,8 @@ def _progress_line(status):
     phase = status.get("phase") or "starting"
     done = int(status.get("bytes_done") or 0)
     total = int(status.get("bytes_total") or 0)
-    if state == "failed":
-        head = "failed in %s" % phase
+    if state in ("failed", "cancelled"):
+        head = "%s in %s" % (state, phase)
     elif state in _FINAL_STATES:
         head = state
     else:

@@ -90,8 +90,10 @@ def validate(request, repo, settings=RunSettings(workers=2)):
         manifests = _selected_points(repository, request, warnings)
         ids = [m.id for m in manifests] if manifests is not None else [None]
         level = request.level
-        reports = [repository.validate(level="quick" if level == "quick" else "full", restore_point=rp_id,
-                                       workers=settings.workers) for rp_id in ids]
+        # reads only: a cancel may stop them anywhere
+        with context.interruptible():
+            reports = [repository.validate(level="quick" if level == "quick" else "full", restore_point=rp_id,
+                                           workers=settings.workers) for rp_id in ids]
         damaged = [dict(chunk) for report in reports for chunk in report["damaged_chunks"]]
         errors = [error for report in reports for error in report["errors"]]
         checked = {"restore_points": sum(r["restore_points"] for r in reports),

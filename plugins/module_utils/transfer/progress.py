@@ -10,12 +10,15 @@ complete, valid document, old or new, never a torn one. It is rewritten at most 
 when bytes move (the write is skipped, not waited for, when another thread is writing), at once on a phase
 change, and at the end with the final state. Document::
 
-    {"format": "blockvault-status", "version": 1, "run_id", "vm", "phase", "state": running|succeeded|failed,
+    {"format": "blockvault-status", "version": 1, "run_id", "vm", "phase",
+     "state": running|succeeded|failed|cancelled,
      "started", "updated" (UTC ISO-8601), "bytes_done", "bytes_total", "mb_per_s" (10^6 bytes/s since start),
      "eta_seconds" (null until known), "disks": [{"key", "phase", "bytes_done", "bytes_total"}],
      "last_error": null | {"message", "class"}}
 
 ``last_error.message`` is the redacted text of the error (``errors.redact``), never a traceback or a secret.
+A run cancelled on request ends ``cancelled`` (not ``failed``), with ``"cancelled_by"`` added: the signal name,
+``controller gone`` or ``lease expired`` (the CancelledError's ``cancelled_by``), and its message as last_error.
 
 RunLogHandler is a logging.Handler that writes one line per record, ``<UTC time> <LEVEL> <logger>: <message>``,
 every line (with any traceback) passed through ``errors.redact``.
@@ -38,6 +41,7 @@ __all__ = ["NULL_PROGRESS", "NullProgress", "RunProgress", "StatusFile", "RunLog
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+CANCELLED = "cancelled"
 
 
 def utc_now_iso():
@@ -197,6 +201,7 @@ class StatusFile:
         self._thread = None
         self.writes = 0
         self._warned = False
+        self._cancelled_by = None
         progress.subscribe(self._on_change)
 
     def _on_change(self, phase_changed):
@@ -236,6 +241,8 @@ class StatusFile:
         document = {"format": "blockvault-status", "version": 1}
         document.update(self.progress.snapshot())
         document["state"] = self.state
+        if self.state == CANCELLED:
+            document["cancelled_by"] = self._cancelled_by
         data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8") + b"\n"
         directory = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), suffix=".tmp", dir=directory)
@@ -256,10 +263,14 @@ class StatusFile:
         self.writes += 1
 
     def finish(self, error=None):
-        """The final document: failed with ``error`` recorded, else succeeded."""
-        if error is not None:
-            self.progress.set_error(error)
-        self.write(FAILED if error is not None else SUCCEEDED)
+        """The final document: cancelled (an error with a ``cancelled_by``) or failed with ``error`` recorded, else
+        succeeded."""
+        if error is None:
+            self.write(SUCCEEDED)
+            return
+        self.progress.set_error(error)
+        self._cancelled_by = getattr(error, "cancelled_by", None)
+        self.write(CANCELLED if self._cancelled_by else FAILED)
 
     def _beat(self):
         while not self._stop.wait(self.interval):
