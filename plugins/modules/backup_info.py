@@ -157,7 +157,7 @@ leases_renewed:
   returned: when O(renew_leases) is given
   type: list
   elements: str
-  sample: ["/var/tmp/blockvault/20261126T083000Z-db01.json"]
+  sample: ["/var/tmp/blockvault/nightly-backup-db01.json"]
 status:
   description:
     - The run's status document as last written by the run, with C(label) and C(progress_line) added for display.

@@ -346,7 +346,7 @@ def _check_status(document):
         raise ValueError("not a JSON object")
     checks = (
         ("format", lambda v: v == "blockvault-status"), ("version", lambda v: _is_int(v) and v == 1),
-        ("state", lambda v: v in (RUNNING, SUCCEEDED, FAILED)), ("phase", lambda v: isinstance(v, str)),
+        ("state", lambda v: v in (RUNNING, SUCCEEDED, FAILED, CANCELLED)), ("phase", lambda v: isinstance(v, str)),
         ("run_id", lambda v: v is None or isinstance(v, str)), ("vm", lambda v: v is None or isinstance(v, str)),
         ("started", lambda v: isinstance(v, str)), ("updated", lambda v: isinstance(v, str)),
         ("bytes_done", _is_int), ("bytes_total", _is_int), ("eta_seconds", lambda v: _is_int(v, nullable=True)),
