@@ -24,7 +24,7 @@ import stat
 
 from ..errors import TransferError
 from .direct_io import DirectWriter
-from .endpoints import _ZERO_STEP, _check_range, _writable_view, _zero_buffer
+from .endpoints import FdTarget, _check_range, _writable_view
 
 __all__ = ["BlockDeviceTarget", "device_size", "device_in_use", "special_file_kind"]
 
@@ -106,7 +106,7 @@ def device_in_use(path, proc_root="/proc", sys_root="/sys"):
     return None
 
 
-class BlockDeviceTarget:
+class BlockDeviceTarget(FdTarget):
     """A DiskTarget writing a disk of ``capacity`` bytes onto the first ``capacity`` bytes of the block device ``path``.
 
     The first handle opens the device exclusively (O_EXCL: the kernel refuses while it is mounted or held, and nobody
@@ -144,20 +144,6 @@ class BlockDeviceTarget:
     def __repr__(self):
         return "BlockDeviceTarget(%r, capacity=%d)" % (self.path, self.capacity)
 
-    @property
-    def bounce_buffers(self):
-        """True when each handle copies writes into its own chunk-sized buffer (direct I/O): restore memory."""
-        return self._direct is not None
-
-    def write(self, offset, data):
-        view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else memoryview(data)
-        length = view.nbytes
-        _check_range("A write", offset, length, self.capacity)
-        done = self._direct.write(offset, view) if self._direct is not None else 0
-        while done < length:
-            done += os.pwritev(self._fd, [view[done:]], offset + done)
-        return length
-
     def read_into(self, offset, buffer):
         view = _writable_view(buffer)
         _check_range("A read", offset, view.nbytes, self.capacity)
@@ -190,29 +176,9 @@ class BlockDeviceTarget:
             raise
         return True
 
-    def _write_zeros(self, offset, length):
-        end = offset + length
-        while offset < end:
-            step = min(_ZERO_STEP, end - offset)
-            self.write(offset, memoryview(_zero_buffer(step))[:step])
-            offset += step
-
     def flush(self):
         os.fsync(self._fd)
 
     def clone(self):
         return BlockDeviceTarget(self.path, self.capacity, _clone_of=self)
 
-    def close(self):
-        fd, self._fd = self._fd, -1
-        direct, self._direct = self._direct, None
-        if direct is not None:
-            direct.close()
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

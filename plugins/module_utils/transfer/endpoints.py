@@ -171,7 +171,52 @@ def _punch_hole(fd, offset, length):
     raise OSError(err, os.strerror(err))
 
 
-class RawFileTarget:
+class FdTarget:
+    """What the file-descriptor targets share (a raw image file, a block device): ``_fd`` written with pwrite, the
+    aligned part of each write through ``_direct`` (a direct_io.DirectWriter, or None), zero writes from one shared
+    read-only buffer, and the close. Subclasses open both and add ``read_into``, ``zero``, ``flush`` and ``clone``.
+    Thread-safety: one thread per handle."""
+
+    _fd = -1
+    _direct = None
+
+    @property
+    def bounce_buffers(self):
+        """True when each handle copies writes into its own chunk-sized buffer (direct I/O): restore memory."""
+        return self._direct is not None
+
+    def write(self, offset, data):
+        view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else memoryview(data)
+        length = view.nbytes
+        _check_range("A write", offset, length, self.capacity)
+        done = self._direct.write(offset, view) if self._direct is not None else 0
+        while done < length:
+            done += os.pwritev(self._fd, [view[done:]], offset + done)
+        return length
+
+    def _write_zeros(self, offset, length):
+        end = offset + length
+        while offset < end:
+            step = min(_ZERO_STEP, end - offset)
+            self.write(offset, memoryview(_zero_buffer(step))[:step])
+            offset += step
+
+    def close(self):
+        fd, self._fd = self._fd, -1
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RawFileTarget(FdTarget):
     """A raw image file written with pwrite; zero ranges become holes, so the image stays sparse.
 
     ``create=True`` creates (or truncates) the file at ``capacity`` bytes: a fresh sparse file, so
@@ -214,20 +259,6 @@ class RawFileTarget:
     def __repr__(self):
         return "RawFileTarget(%r, capacity=%d)" % (self.path, self.capacity)
 
-    @property
-    def bounce_buffers(self):
-        """True when each handle copies writes into its own chunk-sized buffer (direct I/O): restore memory."""
-        return self._direct is not None
-
-    def write(self, offset, data):
-        view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else memoryview(data)
-        length = view.nbytes
-        _check_range("A write", offset, length, self.capacity)
-        done = self._direct.write(offset, view) if self._direct is not None else 0
-        while done < length:
-            done += os.pwritev(self._fd, [view[done:]], offset + done)
-        return length
-
     def read_into(self, offset, buffer):
         view = _writable_view(buffer)
         length = view.nbytes
@@ -246,12 +277,7 @@ class RawFileTarget:
         _check_range("Zeroing", offset, length, self.capacity)
         if length == 0 or _punch_hole(self._fd, offset, length):
             return
-        zeros = _zero_buffer(min(length, _ZERO_STEP))
-        end = offset + length
-        while offset < end:
-            step = min(len(zeros), end - offset)
-            self.write(offset, memoryview(zeros)[:step])
-            offset += step
+        self._write_zeros(offset, length)
 
     def flush(self):
         os.fsync(self._fd)
@@ -262,19 +288,6 @@ class RawFileTarget:
     def clone(self):
         return RawFileTarget(self.path, self.capacity, create=False, direct=self.direct, _clone_of=self)
 
-    def close(self):
-        fd, self._fd = self._fd, -1
-        direct, self._direct = self._direct, None
-        if direct is not None:
-            direct.close()
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class HandleTarget:
