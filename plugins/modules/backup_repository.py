@@ -88,7 +88,6 @@ options:
       - Key slots to remove, by id or label. A slot added by the same task is never removed.
     type: list
     elements: str
-    no_log: false
 seealso:
   - module: blockvault.vsphere.vm_backup
   - module: blockvault.vsphere.backup_prune

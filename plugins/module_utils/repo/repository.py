@@ -45,6 +45,7 @@ class ManifestRead:
     def gone(self):
         return self.manifest is None and self.error is None
 
+
 def check_compression_level(level):
     """The zstd level of new chunks: 1 (fastest) to 22. 0 is refused rather than taken for "no compression" or for zstd's
     own meaning (its default level 3): a chunk that does not compress is stored raw anyway (format section 5)."""
@@ -52,6 +53,7 @@ def check_compression_level(level):
         raise ConfigurationError("compression_level must be an integer from %d to %d (zstd levels: 1 is the fastest), got %r." % (
             validation.MIN_COMPRESSION_LEVEL, validation.MAX_COMPRESSION_LEVEL, level))
     return level
+
 
 class Repository:
     """An opened repository. Build with ``Repository.create`` or ``Repository.open``.

@@ -181,4 +181,3 @@ class BlockDeviceTarget(FdTarget):
 
     def clone(self):
         return BlockDeviceTarget(self.path, self.capacity, _clone_of=self)
-

@@ -289,7 +289,6 @@ class RawFileTarget(FdTarget):
         return RawFileTarget(self.path, self.capacity, create=False, direct=self.direct, _clone_of=self)
 
 
-
 class HandleTarget:
     """A DiskTarget over a writable disk handle that has ``capacity``, ``write``, ``flush``, ``close`` (and
     ``read_into`` for compare mode), such as a VDDK DiskHandle opened read-write.
