@@ -32,7 +32,7 @@ import pytest
 from labkit import REPO_ROOT
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VMNotFoundError
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.repository import ensure_repository
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.repository import RepositoryRequest, ensure_repository
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings, VSphereSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory, snapshots
@@ -100,7 +100,8 @@ class Job:
 
     def create_repository(self):
         # in-process, to keep the tests short: what is tested are the runs that follow
-        ensure_repository(RepositorySettings(location=str(self.repository), passphrase=PASSPHRASE), chunk_size=1 << 20)
+        ensure_repository(RepositoryRequest(chunk_size=1 << 20),
+                          RepositorySettings(location=str(self.repository), passphrase=PASSPHRASE))
 
     # -- what is left -------------------------------------------------------------------------------------
     def processes(self):

@@ -99,7 +99,8 @@ def op_restore_in_place(spec):
 
 
 def op_key_add(spec):
-    return ops_repository.ensure_repository(RepositorySettings(**spec["repo"]), new_passphrase=spec["new_passphrase"])
+    request = ops_repository.RepositoryRequest(new_passphrase=spec["new_passphrase"])
+    return ops_repository.ensure_repository(request, RepositorySettings(**spec["repo"]))
 
 
 def op_key_remove(spec):
