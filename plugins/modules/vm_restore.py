@@ -147,8 +147,14 @@ options:
         description:
           - Networks to replace, as a mapping from the network name at backup time to the network to connect to.
           - Every key must be a network the backed-up VM had a network adapter on; any other (a typo) is refused,
-            naming the networks the VM had.
+            naming the networks the VM had, unless O(overrides.shared_network_mapping) is set.
         type: dict
+      shared_network_mapping:
+        description:
+          - O(overrides.network_mapping) is one site's mapping shared by several VMs (a DR runbook), so entries for
+            networks this VM never had are ignored instead of refused.
+        type: bool
+        default: false
       disk_format:
         description:
           - Provisioning of the disks created, V(same) as at backup, V(thin), V(thick) (lazy zeroed) or
@@ -410,7 +416,8 @@ def _target(params):
         datastore=overrides.get("datastore"))
     return ops_restore.NewVm(name=params["new_name"], placement=placement, network_mapping=overrides.get("network_mapping"),
                              disk_format=overrides.get("disk_format") or "same", power_on=bool(overrides.get("power_on")),
-                             force=params["force"], keep_identity=bool(overrides.get("keep_identity")))
+                             force=params["force"], keep_identity=bool(overrides.get("keep_identity")),
+                             shared_network_mapping=bool(overrides.get("shared_network_mapping")))
 
 
 def restore(bv):
@@ -454,6 +461,7 @@ def main():
                 host=dict(type="str"),
                 datastore=dict(type="str"),
                 network_mapping=dict(type="dict"),
+                shared_network_mapping=dict(type="bool", default=False),
                 disk_format=dict(type="str", default="same", choices=["same", "thin", "thick", "eagerzeroedthick"]),
                 power_on=dict(type="bool", default=False),
                 keep_identity=dict(type="bool", default=False),

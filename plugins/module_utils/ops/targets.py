@@ -177,7 +177,9 @@ class NewVm(RestoreTarget):
     """A new VM named ``name`` from the restore point's configuration; ``network_mapping`` maps the backed-up VM's
     networks to networks where it is restored; ``config_overrides`` changes captured settings (num_cpus,
     cores_per_socket, memory_mb, annotation, guest_id, hardware_version); ``keep_identity`` (a DR restore) gives the
-    new VM the backed-up VM's BIOS and instance UUIDs and MAC addresses, refused when another VM has any of them."""
+    new VM the backed-up VM's BIOS and instance UUIDs and MAC addresses, refused when another VM has any of them.
+    ``shared_network_mapping``: the mapping is one site's, shared by several VMs (a DR runbook), so entries for
+    networks this VM never had are ignored instead of refused as typos."""
 
     name: str
     placement: Placement = Placement()
@@ -187,6 +189,7 @@ class NewVm(RestoreTarget):
     force: bool = False
     config_overrides: dict = None
     keep_identity: bool = False
+    shared_network_mapping: bool = False
 
     def __post_init__(self):
         if not self.name:
@@ -196,7 +199,7 @@ class NewVm(RestoreTarget):
 
     def run(self, context, manifest):
         captured = manifest.vm.config
-        check_network_mapping(captured.nics, self.network_mapping)     # a typo'd network is refused, in check mode too
+        check_network_mapping(captured.nics, self._network_mapping(captured))   # a typo is refused, in check mode too
         existing = find_vm_or_none(context.session, self.name)
         if existing is not None and not self.force and _restored_from(existing) == manifest.id:
             # a rerun of this restore (a DR playbook run again after a later step failed): the VM is what it asks for
@@ -212,7 +215,7 @@ class NewVm(RestoreTarget):
             self._check_identity_free(context.session, captured, existing)
         default_datastore = (captured.disks or [{}])[0].get("datastore")
         placement = self.placement.resolve(context.session, captured.placement or {}, default_datastore)
-        overrides = self._overrides()
+        overrides = self._overrides(captured)
         diff = {"before": {"vm": self.name, "exists": existing is not None},
                 "after": {"vm": self.name, "num_cpus": overrides.get("num_cpus", captured.num_cpus),
                           "memory_mb": overrides.get("memory_mb", captured.memory_mb),
@@ -231,7 +234,7 @@ class NewVm(RestoreTarget):
         # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
         # leaves a VM that says it is incomplete, not a half-written one that looks good. The marker is part of the
         # creation itself: set by a reconfigure afterwards, a kill in between left an empty VM without it.
-        marked = dict(self._overrides(), extra_config={INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
+        marked = dict(self._overrides(captured), extra_config={INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
         created, new_disks = create_vm(context.session, config, marked, placement)
         try:
             writes = [DiskWrite(entry=entry, disk=_new_disk(new_disks, entry)) for entry in manifest.disks]
@@ -247,11 +250,19 @@ class NewVm(RestoreTarget):
         return {"changed": True, "vm": {"name": self.name, "moid": created.moref, "powered_on": self.power_on},
                 "disks": written, "diff": diff}
 
-    def _overrides(self):
+    def _network_mapping(self, captured):
+        """network_mapping as this VM uses it: a shared (site) mapping keeps only the networks the VM had."""
+        mapping = dict(self.network_mapping or {})
+        if self.shared_network_mapping:
+            had = {nic.get("network") for nic in captured.nics or ()}
+            mapping = {name: target for name, target in mapping.items() if name in had}
+        return mapping
+
+    def _overrides(self, captured):
         """What vsphere.config changes in the captured configuration."""
         identity = {"keep_mac_addresses": True, "keep_uuids": True} if self.keep_identity else {}
         return dict(self.config_overrides or {}, name=self.name, disk_format=self.disk_format,
-                    network_map=dict(self.network_mapping or {}), **identity)
+                    network_map=self._network_mapping(captured), **identity)
 
     def _check_identity_free(self, session, captured, existing):
         conflicts = identity_conflicts(session, captured.to_json(), ignore_moref=existing.moref if existing else None)

@@ -108,6 +108,10 @@ def test_a_network_mapping_for_a_network_the_vm_never_had_is_refused(env):
                                          "network adapter on; it had no network adapter.")
     with env.session() as session:
         assert find_vm_or_none(session, name) is None
+    # one site's mapping shared by several VMs (the DR runbook): what this VM never had is ignored, not refused
+    planned = env.restore(rp_id, NewVm(name, network_mapping={"VM Netwrok": "DC0_DVPG0"}, shared_network_mapping=True),
+                          check=True)
+    assert planned["changed"] is True
 
 
 def test_the_new_vm_diff_shows_placement_and_networks(env):
