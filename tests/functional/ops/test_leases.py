@@ -5,6 +5,7 @@ snapshot; a killed run of another host has its snapshot removed once its lease e
 (SIGSTOP) past its lease while another run takes over never commits when it is continued.
 """
 import os
+import re
 import signal
 import threading
 import time
@@ -27,6 +28,10 @@ from test_kill import chunk_objects, start_child, wait_for  # pylint: disable=im
 pytestmark = pytest.mark.lab
 
 ERRORS = "ansible_collections.blockvault.vsphere.plugins.module_utils.errors."
+# the ways a frozen owner notices its lapsed lease when it runs again: no renewal began in time, one in flight when it
+# froze finished late (plugins/module_utils/lease.py), or that renewal found its object removed by the run that took over
+LAPSE_REASONS = ("(not renewed for |a renewal completed |the snapshot was removed \\(|its lock object was removed by "
+                 "another host as stale)")
 
 #: the leases of these tests: renewed every second, dead after 20 s, the owner stops writing 14 s after a renewal (a
 #: loaded machine may delay one renewal by seconds: the owner must not lose its lease before the test stops it)
@@ -200,14 +205,15 @@ def test_a_backup_stopped_mid_transfer_past_its_lease_fails_without_committing(e
     # the frozen run's next read fails (its snapshot is gone) or, had its reads all been done, its next index write
     # is fenced: either way the error names the lapsed lease and nothing is committed
     if raised[-1].startswith(ERRORS + "SnapshotLeaseLostError: "):
-        assert raised[-1].startswith(ERRORS + "SnapshotLeaseLostError: The lease of backup snapshot blockvault-%s of VM "
-                                     "lab-vm1 was lost (not renewed for " % stalled_run), raised
+        # the lapse is seen either by the keeper's next renewal or by one that was in flight when the run froze
+        assert re.match(re.escape(ERRORS + "SnapshotLeaseLostError: The lease of backup snapshot blockvault-%s of VM "
+                                  "lab-vm1 was lost (" % stalled_run) + LAPSE_REASONS, raised[-1]), raised
         assert "so another run may have removed it; the run failed meanwhile: " in raised[-1]
         assert raised[-1].endswith("Nothing was committed. Check the load of this host and its connection to vCenter, "
                                    "then run the backup again.")
     else:
         assert raised[-1].startswith(ERRORS + "LeaseLostError: The shared lock for backup of "), raised
-        assert "was lost (not renewed for " in raised[-1], raised
+        assert re.search(r"was lost \(" + LAPSE_REASONS, raised[-1]), raised
     assert env.restore_points() == [taker["restore_point"]["id"]]
     for position, disk in enumerate(taker["disks"]):
         assert sha256_file(env.restore_file(taker["restore_point"]["id"], disk["key"])) == live[position]
