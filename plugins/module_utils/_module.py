@@ -33,7 +33,7 @@ from .ops.settings import RepositorySettings, VddkSettings, VSphereSettings
 
 __all__ = [
     "BlockvaultModule", "vsphere_argument_spec", "vddk_argument_spec", "repository_argument_spec",
-    "PASSPHRASE_ENV", "MIB", "disk_reference",
+    "PASSPHRASE_ENV", "MIB", "disk_reference", "repository_settings_from",
 ]
 
 #: environment variable read for the repository passphrase when neither passphrase nor key_file is given
@@ -82,6 +82,24 @@ def repository_argument_spec():
         passphrase=dict(type="str", no_log=True),
         key_file=dict(type="path", no_log=False),
         key_agent=dict(type="path", no_log=False, fallback=(env_fallback, ["BLOCKVAULT_KEY_AGENT"])),
+    )
+
+
+def repository_settings_from(options, passphrase, **extra):
+    """RepositorySettings from a dict of the repository options (a module's own, or backup_copy's destination), with
+    the ``passphrase`` to use and ``extra`` settings only some of them have (key_agent, storage_class)."""
+    return RepositorySettings(
+        location=options["repository"],
+        passphrase=passphrase,
+        key_file=options["key_file"],
+        s3_endpoint_url=options["s3_endpoint_url"],
+        region=options["region"],
+        access_key=options["aws_access_key"],
+        secret_key=options["aws_secret_key"],
+        session_token=options["aws_session_token"],
+        object_lock_days=options["object_lock_days"],
+        validate_certs=options["s3_validate_certs"],
+        **extra,
     )
 
 
@@ -179,19 +197,7 @@ class BlockvaultModule(object):
             if passphrase:
                 # a value AnsibleModule did not see as a parameter: mask it in every output like the others
                 self.module.no_log_values.add(passphrase)
-        return RepositorySettings(
-            location=params["repository"],
-            passphrase=passphrase,
-            key_file=params["key_file"],
-            s3_endpoint_url=params["s3_endpoint_url"],
-            region=params["region"],
-            access_key=params["aws_access_key"],
-            secret_key=params["aws_secret_key"],
-            session_token=params["aws_session_token"],
-            object_lock_days=params["object_lock_days"],
-            validate_certs=params["s3_validate_certs"],
-            key_agent=params["key_agent"],
-        )
+        return repository_settings_from(params, passphrase, key_agent=params["key_agent"])
 
     def endpoints(self, vsphere=True):
         """Endpoints of the run: the repository, and vCenter and VDDK unless ``vsphere`` is false (then optional)."""
@@ -287,6 +293,10 @@ class BlockvaultModule(object):
         # Ansible warnings, which also puts them in the result's ``warnings``; passing them to exit_json is deprecated
         for warning in result.pop("warnings", None) or ():
             self.module.warn(self._scrub(str(warning)))
+        # an operation always says its before and after; the task shows them only when run with --diff
+        diff = result.pop("diff", None)
+        if self.diff_mode and diff:
+            result["diff"] = diff
         self.module.exit_json(**self._scrub(result))
 
     def _fail(self, failure, formatted_traceback):

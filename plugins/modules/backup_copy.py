@@ -255,9 +255,8 @@ diff:
   sample: {"before": {"restore_points": []}, "after": {"restore_points": ["20261126T083127.123456Z-0e1d2c3b4a596877-9a8b7c6d"]}}
 """
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
+from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, repository_settings_from
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import copy as ops_copy
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
 
 DESTINATION_SPEC = dict(
     repository=dict(type="str", required=True),
@@ -275,19 +274,7 @@ DESTINATION_SPEC = dict(
 
 
 def destination_settings(options):
-    return RepositorySettings(
-        location=options["repository"],
-        passphrase=options["passphrase"],
-        key_file=options["key_file"],
-        s3_endpoint_url=options["s3_endpoint_url"],
-        region=options["region"],
-        access_key=options["aws_access_key"],
-        secret_key=options["aws_secret_key"],
-        session_token=options["aws_session_token"],
-        object_lock_days=options["object_lock_days"],
-        validate_certs=options["s3_validate_certs"],
-        storage_class=options["storage_class"],
-    )
+    return repository_settings_from(options, options["passphrase"], storage_class=options["storage_class"])
 
 
 def copy(bv):
@@ -295,11 +282,7 @@ def copy(bv):
     request = ops_copy.CopyRequest(destination=destination_settings(params["destination"]), vm=params["vm"],
                                    restore_points=tuple(params["restore_points"] or ()), last=params["last"],
                                    newer_than=params["newer_than"], rate_limit_mbps=params["rate_limit_mbps"])
-    result = dict(ops_copy.copy(request=request, repo=bv.repository_settings(), settings=bv.run_settings()))
-    diff = result.pop("diff", None)
-    if bv.diff_mode and diff:
-        result["diff"] = diff
-    return result
+    return ops_copy.copy(request=request, repo=bv.repository_settings(), settings=bv.run_settings())
 
 
 def main():

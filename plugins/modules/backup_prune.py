@@ -209,9 +209,6 @@ def prune(bv):
     policy = dict((name, params[name]) for name in KEEP_OPTIONS if params[name] is not None)
     result = dict(ops_prune.prune(repo=bv.repository_settings(), policy=policy, vm=params["vm"], gc=params["gc"], check=bv.check_mode,
                                   forget_orphans=bool(params["forget_orphans"])))
-    diff = result.pop("diff", None)
-    if bv.diff_mode and diff:
-        result["diff"] = diff
     result["gc"] = result.get("gc") or {}
     return result
 

@@ -123,11 +123,7 @@ def manage(bv):
     params = bv.params
     change = ops_restore_points.RestorePointChange(restore_point=params["restore_point"], state=params["state"],
                                                    pinned=params["pinned"], note=params["note"])
-    result = dict(ops_restore_points.manage_restore_point(change=change, repo=bv.repository_settings(), check=bv.check_mode))
-    diff = result.pop("diff", None)
-    if bv.diff_mode and diff:
-        result["diff"] = diff
-    return result
+    return ops_restore_points.manage_restore_point(change=change, repo=bv.repository_settings(), check=bv.check_mode)
 
 
 def main():

@@ -402,11 +402,7 @@ def backup(bv):
         resume_max_age=params["resume_max_age"],
         checkpoint_interval=params["checkpoint_interval"],
     )
-    result = dict(ops_backup.backup_vm(request=request, endpoints=bv.endpoints(), settings=bv.run_settings()))
-    diff = result.pop("diff", None)
-    if bv.diff_mode and diff:
-        result["diff"] = diff
-    return result
+    return ops_backup.backup_vm(request=request, endpoints=bv.endpoints(), settings=bv.run_settings())
 
 
 def main():

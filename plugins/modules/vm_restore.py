@@ -427,12 +427,8 @@ def restore(bv):
                                              before=params["before"]),
         target=_target(params),
     )
-    result = dict(ops_restore.restore(request=request, endpoints=bv.endpoints(vsphere=request.target.needs_vsphere),
-                                      settings=bv.run_settings()))
-    diff = result.pop("diff", None)
-    if bv.diff_mode and diff:
-        result["diff"] = diff
-    return result
+    return ops_restore.restore(request=request, endpoints=bv.endpoints(vsphere=request.target.needs_vsphere),
+                               settings=bv.run_settings())
 
 
 def main():
