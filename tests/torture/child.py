@@ -15,12 +15,13 @@ settings. LABVDDK_* knobs come from the environment. Operations:
   reporting the sha256 of each file or the typed error; used on deliberately damaged repositories).
 """
 import contextlib
-import hashlib
 import json
 import os
 import sys
 import time
 import traceback
+
+from labkit.testing import sha256_file
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BlockvaultError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import prune as ops_prune
@@ -35,16 +36,6 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings im
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.targets import File, InPlace, NewVm, Placement
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, crypto, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.locks import SHARED
-
-MIB = 1 << 20
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * MIB), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _endpoints(spec):

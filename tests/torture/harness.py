@@ -8,7 +8,6 @@ product's own checksums are never used as the reference. Not thread-safe except 
 (``run_child``, ``verify_point`` and ``Expectations`` are called from the concurrency threads).
 """
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -22,7 +21,7 @@ import uuid
 
 from labkit import Lab
 from labkit.s3servers import PLAIN_BUCKET, MotoServer, SeaweedServer
-from labkit.testing import wait_task
+from labkit.testing import sha256_file, wait_task
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BlockvaultError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, crypto, open_backend
@@ -203,7 +202,8 @@ class Harness:
     def child_env(self, latency_us=0):
         environ = {name: value for name, value in os.environ.items() if not name.startswith("LABVDDK_")}
         environ.update(self.lab.env())
-        environ.update(PYTHONPATH=str(COLLECTIONS), XDG_STATE_HOME=str(self.workdir / "state"))
+        environ.update(PYTHONPATH=os.pathsep.join([str(COLLECTIONS), str(ROOT / "tests" / "lab")]),  # child.py needs labkit.testing
+                       XDG_STATE_HOME=str(self.workdir / "state"))
         if latency_us:
             environ["LABVDDK_LATENCY_US"] = str(latency_us)
         return environ
@@ -311,11 +311,3 @@ class Harness:
     def remove_repo_dir(self, repo):
         if not repo["location"].startswith("s3://"):
             shutil.rmtree(repo["location"], ignore_errors=True)
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * MIB), b""):
-            digest.update(block)
-    return digest.hexdigest()

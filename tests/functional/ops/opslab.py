@@ -5,13 +5,13 @@ own VDDK stats file; tests that change a VM's disks (add, grow, reset CBT, roll 
 by restoring lab-vm1 into a new VM (``scratch_vm``), destroyed at the end.
 """
 import dataclasses
-import hashlib
 import os
 import subprocess
 import sys
 import uuid
 
 from labkit import LABCTL
+from labkit.testing import sha256_file  # noqa: F401  pylint: disable=unused-import  # re-exported to the tests
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
@@ -162,14 +162,6 @@ class Env:
             except Exception:  # pylint: disable=broad-except
                 return
             vm_config.destroy_vm(vm)
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * MIB), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def blocksum_file(path):

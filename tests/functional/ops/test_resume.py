@@ -2,13 +2,10 @@
 which adopts the dead run's snapshot, reads exactly what its checkpoint does not list (the stand-in's counters), and
 commits a restore point byte-exact to the snapshot's data although the guest changed after the snapshot. A
 snapshot older than resume_max_age (or resume disabled) is removed and the run starts over, saying why."""
-import json
 import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,29 +13,20 @@ import pytest
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.checkpoint import list_checkpoints, load_checkpoint
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import DIGEST_SIZE
 
-from opslab import CHUNK, LABVDDK_VARS, PASSPHRASE, sha256_file  # pylint: disable=import-error
+from opslab import CHUNK, sha256_file  # pylint: disable=import-error
+from test_kill import start_child  # pylint: disable=import-error
 
 pytestmark = pytest.mark.lab
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-COLLECTIONS = os.path.join(HERE, "..", "..", "..", "build", "collections")
 VM = "lab-vm1"
 INTERVAL = 0.1          # seconds between checkpoints of the killed runs: several per run at the lab's slowed reads
 
 
 def start_backup_child(env, run_id, latency_us=250000, **backup_options):
-    spec = {"vsphere": {"host": env.vsphere.host, "username": env.vsphere.username, "password": env.vsphere.password,
-                        "port": env.vsphere.port, "ca_bundle": env.vsphere.ca_bundle},
-            "vddk": {"libdir": env.vddk.libdir, "thumbprint": env.vddk.thumbprint},
-            "repo": {"location": env.repo.location, "passphrase": PASSPHRASE},
-            "vm": VM, "run_id": run_id, "status_file": str(env.tmp_path / ("%s.json" % run_id)),
-            "backup_options": dict({"checkpoint_interval": INTERVAL}, **backup_options)}
-    spec_path = env.tmp_path / ("%s.spec.json" % run_id)
-    spec_path.write_text(json.dumps(spec))
-    environ = {name: value for name, value in os.environ.items() if name not in LABVDDK_VARS}
-    environ.update(PYTHONPATH=os.path.abspath(COLLECTIONS), LABVDDK_LATENCY_US=str(latency_us))
-    return subprocess.Popen([sys.executable, os.path.join(HERE, "backup_child.py"), str(spec_path)], env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """A backup child (test_kill.start_child) that checkpoints every INTERVAL s; ``backup_options``: more
+    BackupRequest fields."""
+    return start_child(env, run_id, latency_us=latency_us,
+                       backup_options=dict({"checkpoint_interval": INTERVAL}, **backup_options))
 
 
 def checkpoints(env):

@@ -9,6 +9,15 @@ import time
 COW_BLOCK = 65536
 
 
+def sha256_file(path):
+    """SHA-256 of a whole file (a restored image, a flat file): the lab's own checksum, never the product's."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_pattern(seed, offset, length):
     """The bytes `labctl write --seed SEED --offset OFFSET --length LENGTH` writes (SHA-256 counter mode)."""
     out = bytearray()
