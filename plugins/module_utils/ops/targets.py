@@ -199,7 +199,8 @@ class NewVm(RestoreTarget):
 
     def run(self, context, manifest):
         captured = manifest.vm.config
-        check_network_mapping(captured.nics, self._network_mapping(captured))   # a typo is refused, in check mode too
+        overrides = self._overrides(captured)
+        check_network_mapping(captured.nics, overrides["network_map"])     # a typo is refused, in check mode too
         existing = find_vm_or_none(context.session, self.name)
         if existing is not None and not self.force and _restored_from(existing) == manifest.id:
             # a rerun of this restore (a DR playbook run again after a later step failed): the VM is what it asks for
@@ -215,7 +216,6 @@ class NewVm(RestoreTarget):
             self._check_identity_free(context.session, captured, existing)
         default_datastore = (captured.disks or [{}])[0].get("datastore")
         placement = self.placement.resolve(context.session, captured.placement or {}, default_datastore)
-        overrides = self._overrides(captured)
         diff = {"before": {"vm": self.name, "exists": existing is not None},
                 "after": {"vm": self.name, "num_cpus": overrides.get("num_cpus", captured.num_cpus),
                           "memory_mb": overrides.get("memory_mb", captured.memory_mb),
@@ -234,7 +234,7 @@ class NewVm(RestoreTarget):
         # Until its disks are written the VM carries a marker: a restore killed on the way (kill -9, a crashed host)
         # leaves a VM that says it is incomplete, not a half-written one that looks good. The marker is part of the
         # creation itself: set by a reconfigure afterwards, a kill in between left an empty VM without it.
-        marked = dict(self._overrides(captured), extra_config={INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
+        marked = dict(overrides, extra_config={INCOMPLETE_KEY: INCOMPLETE_VALUE % (context.run_id, manifest.id)})
         created, new_disks = create_vm(context.session, config, marked, placement)
         try:
             writes = [DiskWrite(entry=entry, disk=_new_disk(new_disks, entry)) for entry in manifest.disks]
