@@ -62,6 +62,14 @@ def wait_for(condition, child, what, timeout=60):
         time.sleep(0.02)
 
 
+def assert_marked_incomplete(env, name, rp_id):
+    """The new VM ``name`` of a killed restore of ``rp_id`` says it is incomplete (its extraConfig marker)."""
+    with env.session() as session:
+        marker = config.extra_config_value(inventory.find_vm(session, name=name), "blockvault.restore.incomplete")
+    assert marker.startswith("restore run ") and marker.endswith(
+        " of restore point %s has not finished writing the disks: delete this VM or restore again" % rp_id)
+
+
 @pytest.mark.parametrize("point", ["snapshot", "transfer", "commit"])
 def test_next_run_after_kill_9(env, point):
     killed_run = "killed-%s-%d" % (point, int(time.time() * 1000))
@@ -159,10 +167,7 @@ def test_restore_killed_mid_write_leaves_a_vm_marked_incomplete(env):
         finally:
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
-        with env.session() as session:
-            marker = config.extra_config_value(inventory.find_vm(session, name=name), "blockvault.restore.incomplete")
-        assert marker.startswith("restore run ") and marker.endswith(
-            " of restore point %s has not finished writing the disks: delete this VM or restore again" % rp_id)
+        assert_marked_incomplete(env, name, rp_id)
         with pytest.raises(RestoreRefusedError) as refused:
             env.restore(rp_id, NewVm(name))
         assert str(refused.value) == ("A VM named %s exists already, left by a restore that did not complete (its advanced "
@@ -189,9 +194,6 @@ def test_restore_killed_as_soon_as_its_vm_exists_leaves_the_vm_marked_incomplete
         finally:
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
-        with env.session() as session:
-            marker = config.extra_config_value(inventory.find_vm(session, name=name), "blockvault.restore.incomplete")
-        assert marker.startswith("restore run ") and marker.endswith(
-            " of restore point %s has not finished writing the disks: delete this VM or restore again" % rp_id)
+        assert_marked_incomplete(env, name, rp_id)
     finally:
         env.destroy(name)

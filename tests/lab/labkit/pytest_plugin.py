@@ -1,8 +1,9 @@
-"""pytest plugin (registered in pytest.ini with `-p labkit.pytest_plugin`): the `lab` and `labctl` fixtures.
+"""pytest plugin (registered in pytest.ini with `-p labkit.pytest_plugin`): the `lab`, `si` and `labctl` fixtures.
 
 - `lab` (session): a private simulator for this test session (per xdist worker) on a free port in a temporary
   directory, with small disks (lab-vm1: 64 MiB + 16 MiB, lab-vm2: 16 MiB) and a CBT page limit of 4. Fails with
   a clear message when the simulator binary has not been built.
+- `si` (module): a pyVmomi ServiceInstance logged in to that lab, logged out after the test module.
 - `labctl` (function): run tests/lab/labctl against that lab; returns a subprocess.CompletedProcess.
 """
 import os
@@ -30,6 +31,15 @@ def lab(tmp_path_factory):
         pytest.fail(f"could not start the lab simulator: {exc}", pytrace=False)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def si(lab):
+    """A pyVmomi ServiceInstance logged in to the lab, shared by the tests of one module."""
+    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel  # only tests that use it need pyVmomi
+    instance = lab.connect()
+    yield instance
+    Disconnect(instance)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import os
 import threading
 
 import pytest
-from pyVim.connect import Disconnect
 from pyVmomi import vim, vmodl
 
 from labkit.testing import (COW_BLOCK, allocated_extents, changed_areas, disks_of, find_vm, merge, read_flat,
@@ -13,13 +12,6 @@ from labkit.testing import (COW_BLOCK, allocated_extents, changed_areas, disks_o
 pytestmark = pytest.mark.lab
 
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def si(lab):
-    conn = lab.connect()
-    yield conn
-    Disconnect(conn)
 
 
 @pytest.fixture

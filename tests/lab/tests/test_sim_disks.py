@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from pyVim.connect import Disconnect
 from pyVmomi import vim, vmodl
 
 from labkit import LABCTL
@@ -19,13 +18,6 @@ pytestmark = pytest.mark.lab
 
 MiB = 1 << 20
 UUID_RE = re.compile(r"^6000C29[0-9a-f]-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-@pytest.fixture(scope="module")
-def si(lab):
-    conn = lab.connect()
-    yield conn
-    Disconnect(conn)
 
 
 def find_vm_or_none(si, name):

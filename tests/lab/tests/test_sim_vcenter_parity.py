@@ -12,14 +12,6 @@ from labkit.testing import find_vm, set_cbt, wait_task
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def si(lab):
-    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
-    conn = lab.connect()
-    yield conn
-    Disconnect(conn)
-
-
 @pytest.fixture
 def vm2(si):
     """lab-vm2 powered on without snapshots before and after the test."""

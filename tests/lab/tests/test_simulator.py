@@ -23,13 +23,6 @@ MiB = 1 << 20
 UUID_RE = re.compile(r"^6000C29[0-9a-f]-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-@pytest.fixture(scope="module")
-def si(lab):
-    conn = lab.connect()
-    yield conn
-    Disconnect(conn)
-
-
 def lab_get(lab, path, headers=None, method="GET"):
     req = urllib.request.Request(f"https://127.0.0.1:{lab.info['port']}{path}", headers=headers or {},
                                  method=method, data=b"" if method == "POST" else None)

@@ -33,14 +33,6 @@ def vddk(lab):
 
 
 @pytest.fixture(scope="module")
-def si(lab):
-    from pyVim.connect import Disconnect  # pylint: disable=import-outside-toplevel
-    instance = lab.connect()
-    yield instance
-    Disconnect(instance)
-
-
-@pytest.fixture(scope="module")
 def morefs(si):
     index = si.RetrieveContent().searchIndex
     return {name: index.FindByInventoryPath("DC0/vm/" + name) for name in ("lab-vm1", "lab-vm2")}
