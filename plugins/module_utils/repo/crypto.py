@@ -156,8 +156,9 @@ def make_key_object(master_key, repository_id, passphrase=None, key_file_content
         key_type = "keyfile"
     nonce = os.urandom(NONCE_SIZE)
     wrapped = AESGCM(kek).encrypt(nonce, master_key, _wrap_aad(repository_id, key_id))
-    return {"format": "blockvault-key", "version": FORMAT_VERSION, "id": key_id, "type": key_type, "created": isotime(),
-            "label": label or "", "kdf": kdf, "nonce": _b64(nonce), "wrapped": _b64(wrapped)}
+    key_object = {"format": "blockvault-key", "version": FORMAT_VERSION, "id": key_id, "type": key_type, "created": isotime(),
+                  "label": label or "", "kdf": kdf, "nonce": _b64(nonce), "wrapped": _b64(wrapped)}
+    return dict(key_object, digest=validation.key_object_digest(key_object))
 
 
 def unwrap_key_object(key_object, repository_id, passphrase=None, key_file_content=None):

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 
 from ..errors import RepositoryFormatError
-from .format import FORMAT_VERSION, MAX_CHUNK_SIZE
+from .format import FORMAT_VERSION, MAX_CHUNK_SIZE, canonical_json
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -159,7 +160,25 @@ def check_key_object(key_object, key_id):
         raise Damaged("kdf %s" % exc) from None
     if params is not None:
         check_scrypt_parameters(*params)
-    return key_type, params, salt, _b64(key_object, "nonce", NONCE_SIZE), _b64(key_object, "wrapped", WRAPPED_SIZE)
+    nonce, wrapped = _b64(key_object, "nonce", NONCE_SIZE), _b64(key_object, "wrapped", WRAPPED_SIZE)
+    if "digest" in key_object:      # written since key objects carry it; older ones are judged by their fields only
+        require(key_object, "digest", lambda v: isinstance(v, str) and _HEX64.match(v), "64 hex digits")
+        if key_object["digest"] != key_object_digest(key_object):
+            raise Damaged("its content does not match its digest (a changed byte)")
+    return key_type, params, salt, nonce, wrapped
+
+
+def key_object_digest(key_object):
+    """SHA-256 (hex) of the canonical JSON of every field of ``key_object`` but ``digest`` (format section 4).
+
+    Not a secret and not a MAC: it tells a damaged key object (a flipped byte in its salt, nonce or wrapped key
+    fails AES-GCM exactly as a wrong passphrase does) from a passphrase that is not one of the repository's.
+    Damaged when the object holds what canonical JSON cannot encode.
+    """
+    try:
+        return hashlib.sha256(canonical_json({k: v for k, v in key_object.items() if k != "digest"})).hexdigest()
+    except (UnicodeEncodeError, ValueError, TypeError) as exc:     # lone surrogates, NaN and such from hostile JSON
+        raise Damaged("it holds a value JSON cannot carry (%s)" % type(exc).__name__) from None
 
 
 def check_scrypt_parameters(n, r, p):

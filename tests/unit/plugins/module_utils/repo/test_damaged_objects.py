@@ -1,5 +1,6 @@
 """Damaged and hostile repository objects (issue 11, defects 5 and 8): every one is refused with a typed error that names
 the object, and says what is wrong without blaming the passphrase or the blockvault version when they are not at fault."""
+import base64
 import json
 import os
 import time
@@ -83,6 +84,43 @@ def test_a_damaged_key_object_is_named_and_the_passphrase_not_blamed(local, edit
         _open(local)
     assert caught.value.object_name == name
     assert "Check the passphrase" not in str(caught.value)
+
+
+def _flip_base64(document, field):
+    raw = bytearray(base64.b64decode(document[field]))
+    raw[len(raw) // 2] ^= 0x10
+    document[field] = base64.b64encode(bytes(raw)).decode("ascii")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda k: _flip_base64(k, "wrapped"),
+    lambda k: _flip_base64(k, "nonce"),
+    lambda k: _flip_base64(k["kdf"], "salt"),
+    lambda k: k.__setitem__("label", "changed"),
+], ids=["wrapped", "nonce", "salt", "label"])
+def test_a_changed_byte_of_a_key_object_is_damage_not_a_wrong_passphrase(local, edit):
+    # every field still well-formed: only the key object's digest tells this from a passphrase that is not the
+    # repository's (AES-GCM fails the same way for both)
+    make_repo(local)
+    name = _only_key(local)
+    _edit_json(local, name, edit)
+    with pytest.raises(CorruptionError, match="key object %s is damaged .*does not match its digest" % name) as caught:
+        _open(local)
+    assert caught.value.object_name == name and "Check the passphrase" not in str(caught.value)
+
+
+def test_a_wrong_passphrase_on_intact_key_objects_is_still_a_wrong_passphrase(local):
+    make_repo(local)
+    with pytest.raises(WrongKeyError, match="1 passphrase key"):
+        Repository.open(local, passphrase="not the passphrase")
+
+
+def test_a_key_object_without_a_digest_still_opens(local):
+    # key objects written before the digest existed carry none: their fields alone are checked
+    make_repo(local)
+    name = _only_key(local)
+    _edit_json(local, name, lambda k: k.pop("digest"))
+    _open(local).close()
 
 
 def test_an_unparsable_key_object_is_named_and_the_passphrase_not_blamed(local):
