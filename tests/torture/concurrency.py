@@ -10,6 +10,7 @@ worker) and must equal a state the VM's disks had during that backup, from the l
 writer; a point pruned before its check is counted apart. ``ConcurrencyCampaign`` owns its threads; its counters
 are guarded by one lock.
 """
+import dataclasses
 import random
 import threading
 import time
@@ -22,32 +23,79 @@ VMS = ("lab-vm1", "lab-vm2")
 
 
 class GuestHistory:
-    """The states of one VM's disks over time: [(t_before_write, t_after_write, checksums)]. Thread-safe."""
+    """The states of one VM's disks over time: [GuestState], the first one the VM's state when the campaign began.
+    Thread-safe."""
 
     def __init__(self, harness, vm):
         self.h = harness
         self.vm = vm
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._writing = None        # when the write in progress began (monotonic), None between writes
         now = time.monotonic()
-        self._states = [(now, now, harness.checksums(vm))]
+        self._states = [GuestState(now, now, harness.checksums(vm), harness.chunk_states(vm), None)]
 
     def write(self, rng):
-        before = time.monotonic()
-        self.h.guest_write(rng, self.vm)
-        state = self.h.checksums(self.vm)
-        with self._lock:
-            self._states.append((before, time.monotonic(), state))
+        with self._changed:
+            self._writing = before = time.monotonic()
+        try:
+            written = self.h.guest_write(rng, self.vm)
+            state = GuestState(before, None, self.h.checksums(self.vm), self.h.chunk_states(self.vm), written)
+            with self._changed:
+                self._states.append(dataclasses.replace(state, after=time.monotonic()))
+        finally:
+            with self._changed:
+                self._writing = None
+                self._changed.notify_all()
 
     def during(self, start, end):
-        """The states the VM may have had at some moment of [start, end]."""
-        with self._lock:
+        """The numbers of the states the VM may have had at some moment of [start, end].
+
+        A write that began before ``end`` may have reached the disk before the snapshot although its state (read
+        back from the lab afterwards) is not recorded yet: this waits for it, so that its state is a candidate.
+        """
+        with self._changed:
+            self._changed.wait_for(lambda: self._writing is None or self._writing > end)
             states = list(self._states)
         out = []
-        for number, (before, _after, state) in enumerate(states):
-            following_done = states[number + 1][1] if number + 1 < len(states) else None
-            if before <= end and (following_done is None or following_done >= start):
-                out.append(state)
+        for number, state in enumerate(states):
+            following_done = states[number + 1].after if number + 1 < len(states) else None
+            if state.before <= end and (following_done is None or following_done >= start):
+                out.append(number)
         return out
+
+    def states(self, numbers):
+        with self._changed:
+            return [self._states[number].checksums for number in numbers]
+
+    def explain(self, numbers, restored):
+        """Which chunks of a wrongly restored point match no state of its window ``numbers``, and which states
+        (number: the write that made it) they match instead: an older state means a change the incremental missed,
+        a newer one a read that saw writes made after the snapshot."""
+        with self._changed:
+            states = list(self._states)
+        lines = []
+        for disk, chunks in enumerate(restored):
+            for number, digest in enumerate(chunks or ()):
+                if any(states[n].chunks[disk][number] == digest for n in numbers):
+                    continue
+                matches = [n for n, state in enumerate(states) if state.chunks[disk][number] == digest]
+                lines.append("disk %d chunk %d matches no state of the window %s but states %s" % (disk, number, numbers, matches[-8:]))
+        writes = ["%d: disk %d [%d, +%d) at %.3f-%.3f" % ((n,) + state.written + (state.before, state.after))
+                  for n, state in enumerate(states) if state.written and n >= min(numbers) - 6 and n <= max(numbers) + 2]
+        return "; ".join(lines) + "; writes around it: " + ", ".join(writes)
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestState:
+    """One state of a VM's disks: made by the write ``written`` ((disk, offset, length), None for the first) that
+    ran from ``before`` to ``after`` (monotonic seconds); the lab's whole-disk sha256 ``checksums`` and per-chunk
+    digests ``chunks`` (per disk). Immutable."""
+
+    before: float
+    after: float
+    checksums: tuple
+    chunks: tuple
+    written: tuple
 
 
 class ConcurrencyCampaign:
@@ -72,7 +120,7 @@ class ConcurrencyCampaign:
     def _fail(self, what, problem):
         self._count(what, "failed")
         with self._lock:
-            self.failures.append({"phase": "concurrency", "op": what, "torture_seed": self.seed, "problems": [problem[:1500]]})
+            self.failures.append({"phase": "concurrency", "op": what, "torture_seed": self.seed, "problems": [problem[:6000]]})
         self.log("concurrency %s: FAILED: %s" % (what, problem[:300]))
 
     def run(self, seconds):
@@ -125,18 +173,23 @@ class ConcurrencyCampaign:
             end = time.monotonic()
             if outcome.ok:
                 self._count(what, "ok")
-                self._check_point("%s, run %s" % (name, spec["run_id"]), repo, outcome.result["restore_point"]["id"],
-                                  history.during(start, end))
+                window = history.during(start, end)
+                self._check_point("%s, run %s (%.3f-%.3f)" % (name, spec["run_id"], start, end), repo,
+                                  outcome.result["restore_point"]["id"], history, window)
             elif (outcome.answer or {}).get("message", "").startswith(REFUSAL):
                 self._count(what, "refused")
             else:
                 self._fail(what, outcome.describe())
             time.sleep(rng.uniform(0.0, 1.0))
 
-    def _check_point(self, name, repo, rp_id, states):
-        self.h.expect.record(repo["location"], rp_id, states)
+    def _check_point(self, name, repo, rp_id, history, window):
+        self.h.expect.record(repo["location"], rp_id, history.states(window))
+
+        def explain(manifest, restored):
+            disks = ["%s %s %s (%s)" % (disk.key.value, disk.mode, disk.change_id, disk.reason) for disk in manifest.disks]
+            return "; its disks: %s; %s" % (", ".join(disks), history.explain(window, restored))
         try:
-            problem = self.h.verify_point(repo, rp_id, self.h.workdir / "scratch-conc")
+            problem = self.h.verify_point(repo, rp_id, self.h.workdir / "scratch-conc", explain=explain)
         except RepositoryError:
             problem = None if rp_id not in self.h.restore_points(repo) else "restore point %s does not load" % rp_id
             if problem is None:

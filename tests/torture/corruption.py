@@ -3,7 +3,7 @@
 A pristine local repository holds three restore points (lab-vm1 full, lab-vm1 after a guest write, lab-vm2) and a
 stale lock (its process killed). Each case copies it, damages one object — the config, the key object, the second
 point's manifest, one of its disk indexes, a chunk, the lock — and runs, in a child process bounded by
-CASE_TIMEOUT: a full validation, then a file restore of every disk of every point. It holds when:
+CASE_TIMEOUT (a damaged lock's case: plus the time such a lock is held): a full validation, then a file restore of every disk of every point. It holds when:
 
 - validation reports the damage (not ok, or a typed error) and names the object, and for a chunk lists exactly the
   restore points and disks whose indexes reference it, with byte ranges; an unaffected point is not reported;
@@ -13,18 +13,23 @@ CASE_TIMEOUT: a full validation, then a file restore of every disk of every poin
 ``CorruptionCampaign`` is single-threaded.
 """
 import json
+import os
 import random
 import shutil
 import time
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import (
     chunk_name, index_name, manifest_name)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.locks import LockSettings
 
 from harness import MIB  # pylint: disable=import-error
 
 KINDS = ("config", "key", "manifest", "index", "chunk", "lock")
 DAMAGES = ("flip", "truncate", "delete")
 CASE_TIMEOUT = 45
+#: a damaged lock whose object is newer than this is held (its owner may be rewriting it): a case with such a
+#: lock must wait that long before the product may go on (repo/locks.py's default stale_after)
+LOCK_STALE_AFTER = LockSettings().stale_after
 
 
 class CorruptionCampaign:
@@ -111,14 +116,23 @@ class CorruptionCampaign:
         shutil.copytree(self.repo["location"], copy["location"])
         try:
             _damage(copy["location"] + "/" + name, damage, rng)
+            timeout = CASE_TIMEOUT
+            if kind == "lock" and damage != "delete":
+                # half of the damaged locks are old (left by a crash long ago: ignored at once), half fresh (held
+                # until their object is LOCK_STALE_AFTER old, the wait saying so; a flip that leaves valid JSON
+                # is a lock of a live-looking owner, held as long): such a case may take that much longer
+                timeout += LOCK_STALE_AFTER
+                if rng.random() < 0.5:
+                    old = time.time() - 2 * LOCK_STALE_AFTER
+                    os.utime(copy["location"] + "/" + name, (old, old))
             scratch = self.h.workdir / "scratch-corruption"
             scratch.mkdir(exist_ok=True)
             spec = self.h.spec("corruption_case", copy, level="full", scratch=str(scratch),
                                points=[{"id": rp_id, "disk": disk} for rp_id, disk in self.disks])
-            outcome = self.h.run_child(spec, timeout=CASE_TIMEOUT)
+            outcome = self.h.run_child(spec, timeout=timeout)
             self.stats[kind]["cases"] += 1
             if not outcome.ok:
-                problems = ["the case did not finish in %d s or failed: %s" % (CASE_TIMEOUT, outcome.describe())]
+                problems = ["the case did not finish in %d s or failed: %s" % (timeout, outcome.describe())]
                 verdict = None
             else:
                 problems, verdict = self.judge(kind, name, affected, outcome.result)
@@ -206,7 +220,6 @@ def _names(kind, name, text):
 
 def _damage(path, damage, rng):
     if damage == "delete":
-        import os  # pylint: disable=import-outside-toplevel
         os.unlink(path)
         return
     with open(path, "r+b") as handle:

@@ -8,6 +8,8 @@ product's own checksums are never used as the reference. Not thread-safe except 
 (``run_child``, ``verify_point`` and ``Expectations`` are called from the concurrency threads).
 """
 import dataclasses
+import fcntl
+import hashlib
 import json
 import os
 import pathlib
@@ -37,6 +39,15 @@ SCRYPT_N = 1 << 12                 # cheap key derivation: the torture opens rep
 INCOMPLETE_KEY = "blockvault.restore.incomplete"   # ops.targets.INCOMPLETE_KEY, read here through pyVmomi
 PLACEMENT = {"resource_pool": "DC0_C0"}
 DISKS = {"vm1_disk0": "8M", "vm1_disk1": "4M", "vm2_disk0": "4M"}
+
+
+def chunk_digests(path, size=CHUNK):
+    """The sha256 (hex, 12 digits) of each ``size`` bytes of the file at ``path``: enough to tell chunks apart."""
+    out = []
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(size), b""):
+            out.append(hashlib.sha256(block).hexdigest()[:12])
+    return tuple(out)
 
 
 @dataclasses.dataclass
@@ -164,6 +175,17 @@ class Harness:
         length = rng.choice([4096, 65536, 300000, MIB + 12345])
         offset = rng.randrange(0, max(1, capacity - length)) // 512 * 512
         self.lab.write(vm, disk, offset, length, seed=rng.randrange(1 << 30))
+        return disk, offset, length
+
+    def chunk_states(self, vm):
+        """Per disk of ``vm``, the per-chunk digests of its live content, read from the lab's flat files under the
+        lab's shared lock (tests/lab/PROTOCOL.md): what a restore point's chunks are compared with on a mismatch."""
+        out = []
+        for disk in self.lab.disks(vm):
+            with open(disk["flat"], "rb") as flat:
+                fcntl.flock(flat, fcntl.LOCK_SH)
+                out.append(chunk_digests(disk["flat"]))
+        return tuple(out)
 
     def vm_facts(self, name):
         """What pyVmomi (not the product) sees of VM ``name``: {exists, marker (the restore-incomplete advanced
@@ -270,9 +292,11 @@ class Harness:
             return "validation not ok: damaged %s errors %s" % (damaged, errors)
         return None
 
-    def verify_point(self, repo, rp_id, scratch):
+    def verify_point(self, repo, rp_id, scratch, explain=None):
         """Restore every disk of ``rp_id`` to files and compare with the lab's checksums recorded for it; None when
-        byte-exact, else the difference. A point with no recorded expectation is itself a failure. Thread-safe."""
+        byte-exact, else the difference. A point with no recorded expectation is itself a failure. ``explain``,
+        when given, is called on a mismatch with the manifest and the restored disks' per-chunk digests and its
+        text is added (what the concurrency campaign uses to say which chunks differ). Thread-safe."""
         states = self.expect.get(repo["location"], rp_id)
         if states is None:
             return "restore point %s has no recorded lab checksum (made by an unknown run)" % rp_id
@@ -285,7 +309,7 @@ class Harness:
             Endpoints, RestorePointQuery, RunSettings)
         from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import (  # pylint: disable=import-outside-toplevel
             File, RestoreRequest, restore)
-        got = []
+        got, restored_chunks = [], []
         pathlib.Path(scratch).mkdir(parents=True, exist_ok=True)
         for entry in manifest.disks:
             path = os.path.join(scratch, "%s-%s-%s.raw" % (rp_id, entry.key.value, uuid.uuid4().hex[:6]))
@@ -293,6 +317,7 @@ class Harness:
                 restore(RestoreRequest(RestorePointQuery(rp_id), File(path=path, disk=entry.key.value)),
                         Endpoints(repo=RepositorySettings(**repo)), RunSettings(workers=2, status_file=path + ".status"))
                 got.append(sha256_file(path))
+                restored_chunks.append(chunk_digests(path) if explain else None)
             except BlockvaultError as exc:
                 return "restore of %s disk %s failed: %s: %s" % (rp_id, entry.key.value, type(exc).__name__, exc)
             finally:
@@ -300,7 +325,8 @@ class Harness:
                     if os.path.exists(leftover):
                         os.unlink(leftover)
         if tuple(got) not in states:
-            return "restore point %s restored to %s; the lab's checksums of the VM then were %s" % (rp_id, got, states)
+            problem = "restore point %s restored to %s; the lab's checksums of the VM then were %s" % (rp_id, got, states)
+            return problem + (explain(manifest, restored_chunks) if explain else "")
         return None
 
     def verify_all(self, repo, scratch):
