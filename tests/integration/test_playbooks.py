@@ -11,6 +11,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -74,6 +75,31 @@ class Runner:
             raise AssertionError(f"ansible-playbook {playbook} failed ({result.returncode}):\n{output}")
         if not expect_ok and result.returncode == 0:
             raise AssertionError(f"ansible-playbook {playbook} succeeded but should have failed:\n{output}")
+        return output
+
+    def run_until(self, playbook, extra, pattern, action, env=None, timeout=300):
+        """Run a playbook that must succeed, calling ``action`` once when a line of its output matches ``pattern``
+        (or when the output ends without one, so that a held run is never left waiting); its output."""
+        args = [str(ANSIBLE_PLAYBOOK), playbook, "-e", "@" + str(self.vars_file), "-e", json.dumps(extra)]
+        with subprocess.Popen(args, env=dict(self.env, **(env or {})), cwd=self.tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as child:
+            timer = threading.Timer(timeout, child.kill)
+            timer.start()
+            lines, acted = [], False
+            try:
+                for line in child.stdout:
+                    lines.append(line)
+                    if not acted and pattern.search(line):
+                        action()
+                        acted = True
+            finally:
+                timer.cancel()
+                if not acted:
+                    action()
+            returncode = child.wait()
+        output = "".join(lines)
+        if returncode != 0:
+            raise AssertionError(f"ansible-playbook {playbook} failed ({returncode}):\n{output}")
         return output
 
     def create_repository(self):
@@ -143,6 +169,34 @@ def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner):
     assert "lab-vm2: removed 2 restore point(s) (%s, %s); kept 1 (%s); GC freed " % (removed[0], removed[1], newest) in output, output
 
 
+def test_one_retention_variable_and_the_repository_by_its_location(runner):
+    runner.create_repository()
+    runner.backup(["lab-vm2"])
+    runner.backup(["lab-vm2"])
+    # as docs/awx.md has it: the repository by its location alone (the passphrase from the environment, as an AWX
+    # credential injects it) and the prune playbook's retention variable
+    output = runner.run("blockvault.vsphere.backup", {
+        "blockvault_vms": ["lab-vm2"], "blockvault_repository": str(runner.repository), "blockvault_keep": {"keep_last": 1},
+    }, env={"BLOCKVAULT_PASSPHRASE": PASSPHRASE})
+    (kept,) = runner.restore_points()["lab-vm2"]
+    assert "lab-vm2: removed 2 restore point(s) " in output and "kept 1 (%s)" % kept["id"] in output
+
+
+def test_misspelt_variables_and_two_retention_policies_are_refused_before_anything_runs(runner):
+    runner.create_repository()
+    output = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm2"], "blockvault_keep_daily": 7},
+                        expect_ok=False)
+    assert "Unknown variable(s) blockvault_keep_daily: no playbook of blockvault.vsphere has such a variable" in output
+    output = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm2"], "vm_backup_kepp": {"keep_last": 1}},
+                        expect_ok=False)
+    assert "Unknown variable(s) vm_backup_kepp: the vm_backup role has no such variable" in output
+    output = runner.run("blockvault.vsphere.backup", {
+        "blockvault_vms": ["lab-vm2"], "blockvault_keep": {"keep_last": 1}, "vm_backup_keep": {"keep_last": 3},
+    }, expect_ok=False)
+    assert "Two retention policies are given" in output
+    assert "lab-vm2" not in runner.restore_points()
+
+
 def test_restore_to_new_vm_has_equal_checksums(runner):
     runner.create_repository()
     runner.backup(["lab-vm1"])
@@ -193,9 +247,13 @@ def test_prune_check_mode_then_for_real(runner):
 
 def test_backup_progress_is_shown_while_it_runs(runner):
     runner.create_repository()
-    # slow the VDDK stand-in down so that the backup is still running at the first polls
-    output = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1"]},
-                        env={"LABVDDK_LATENCY_US": "150000"})
+    # the VDDK stand-in holds the backup after its first read until the play has shown a transfer line (the gate),
+    # so that the test does not depend on how fast polls come on a loaded machine
+    gate = runner.tmp_path / "gate"
+    gate.touch()
+    output = runner.run_until("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1"]},
+                              re.compile(r"\(item=lab-vm1: transfer \d+\.\d%: "), gate.unlink,
+                              env={"LABVDDK_GATE": str(gate)})
     lines = [line for line in output.splitlines()
              if line.startswith(("ok: [localhost] => (item=lab-vm1: ", "ok: [localhost] => (item=no status yet"))]
     # every line is the label and progress line backup_info builds (ops/status_view.py), or the wait for the file

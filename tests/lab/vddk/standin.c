@@ -57,6 +57,7 @@ static struct config {
     struct fault_config fault;
     long latency_us;
     char stats_path[4096];
+    char gate_path[4096];            /* LABVDDK_GATE: after the first Read/Write, calls wait while this file exists */
 } cfg;
 
 /* Process-wide Nth-call counters: a reconnect (a product's retry) does not reset them, as a real transient
@@ -265,6 +266,8 @@ static VixError load_config(int initial)
     c.fault.per_handle = scope && strcmp(scope, "handle") == 0;
     snprintf(c.fault.run, sizeof c.fault.run, "%s", run ? run : "");
     c.latency_us = (long)env_ll("LABVDDK_LATENCY_US", 0);
+    const char *gate_path = getenv("LABVDDK_GATE");
+    snprintf(c.gate_path, sizeof c.gate_path, "%s", gate_path ? gate_path : "");
     snprintf(c.stats_path, sizeof c.stats_path, "%s", stats ? stats : "");
     VixError err = lab_transport_load();
     if (err != VIX_OK)
@@ -975,8 +978,25 @@ VixError lab_io(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDis
 
 /* What is decided when a Read/Write (or its async form) is called: an injected fault, a write to a read-only disk.
  * Counted at the call, so "the Nth call" means the Nth call the product made, async or not. */
+static atomic_ullong gated_calls;
+
+/* LABVDDK_GATE: the first Read/Write goes through, every later one waits while the gate file exists, so that a
+ * test sees a run in the middle of its transfer for as long as it needs to, without depending on timing. */
+static void gate(void)
+{
+    char path[4096];
+    pthread_mutex_lock(&g.mu);
+    snprintf(path, sizeof path, "%s", cfg.gate_path);
+    pthread_mutex_unlock(&g.mu);
+    if (!path[0] || atomic_fetch_add(&gated_calls, 1) == 0)
+        return;
+    while (access(path, F_OK) == 0)
+        usleep(10000);
+}
+
 static VixError admit(VixDiskLibHandle h, int kind, const char *fn)
 {
+    gate();
     latency();
     VixError err = injected_fault(h, kind);
     if (err == VIX_OK && kind == KIND_WRITE && h->read_only) {
