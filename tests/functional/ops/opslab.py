@@ -32,7 +32,7 @@ PLACEMENT = ops_restore.Placement(resource_pool="DC0_C0")   # the lab datacenter
 RUN_SETTINGS = ("workers", "memory_budget", "status_file", "check")
 LABVDDK_VARS = ("LABVDDK_STATS", "LABVDDK_FAIL_READ_NTH", "LABVDDK_FAIL_READ_TIMES", "LABVDDK_FAIL_READ_RATE",
                 "LABVDDK_FAIL_WRITE_NTH", "LABVDDK_FAIL_WRITE_TIMES", "LABVDDK_FAIL_WRITE_RATE", "LABVDDK_FAIL_CODE",
-                "LABVDDK_FAIL_SEED", "LABVDDK_LATENCY_US")
+                "LABVDDK_FAIL_SEED", "LABVDDK_LATENCY_US", "LABVDDK_GATE")
 
 
 class Env:

@@ -85,7 +85,11 @@ def locks(env):
 
 
 def test_two_repositories_back_up_one_vm_at_once(env, moto_server):  # noqa: F811
-    env.knobs(latency_us=100000)  # slow reads: the two runs overlap
+    # the stand-in holds every read after the local run's first one until the offsite run has taken its snapshot
+    # (after its orphan check): the two runs overlap however slow the machine is
+    gate = env.tmp_path / "gate"
+    gate.touch()
+    env.knobs(gate=gate)
     offsite = s3_repository(moto_server)
     results, errors = {}, {}
 
@@ -110,8 +114,11 @@ def test_two_repositories_back_up_one_vm_at_once(env, moto_server):  # noqa: F81
         wait_until(lambda: "blockvault-" + offsite_run in env.blockvault_snapshots("lab-vm1"), "the offsite run's snapshot",
                    running=offsite_thread)
         offsite_sums = env.checksums("lab-vm1", snapshot="blockvault-" + offsite_run)
+        gate.unlink()
         offsite_thread.join(timeout=300)
     finally:
+        if gate.exists():
+            gate.unlink()
         local.join(timeout=300)
     assert errors == {}
     assert local_sums[0] != offsite_sums[0] and local_sums[1] == offsite_sums[1]

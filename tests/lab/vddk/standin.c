@@ -64,6 +64,7 @@ static struct config {
  * fault does not recur because the client reconnected. */
 static atomic_ullong call_count[2];
 static atomic_ullong stat_reads, stat_bytes_read, stat_writes, stat_bytes_written;
+static atomic_ullong gated_calls;       /* Read/Write calls seen since LABVDDK_GATE was set (see gate()) */
 
 static atomic_int serial_busy;
 static const char *_Atomic serial_owner;
@@ -282,6 +283,8 @@ static VixError load_config(int initial)
         lab_transport_reset_stats();
         lab_async_reset_stats();
     }
+    if (initial || strcmp(c.gate_path, cfg.gate_path) != 0)
+        atomic_store(&gated_calls, 0);      /* a new gate lets its own first call through */
     if (initial || memcmp(&c.fault, &cfg.fault, sizeof c.fault) != 0) {
         atomic_store(&call_count[KIND_READ], 0);
         atomic_store(&call_count[KIND_WRITE], 0);
@@ -978,8 +981,6 @@ VixError lab_io(VixDiskLibHandle h, int kind, VixDiskLibSectorType start, VixDis
 
 /* What is decided when a Read/Write (or its async form) is called: an injected fault, a write to a read-only disk.
  * Counted at the call, so "the Nth call" means the Nth call the product made, async or not. */
-static atomic_ullong gated_calls;
-
 /* LABVDDK_GATE: the first Read/Write goes through, every later one waits while the gate file exists, so that a
  * test sees a run in the middle of its transfer for as long as it needs to, without depending on timing. */
 static void gate(void)
