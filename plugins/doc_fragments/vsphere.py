@@ -26,12 +26,15 @@ options:
     description:
       - vSphere user, for example V(backup@vsphere.local). It needs the privileges listed in the collection's README.
       - When not given, the environment variable E(VMWARE_USER) is used.
+      - The aliases are those of community.vmware and vmware.vmware.
     type: str
+    aliases: [admin, user]
   password:
     description:
       - Password of O(username).
       - When not given, the environment variable E(VMWARE_PASSWORD) is used.
     type: str
+    aliases: [pass, pwd]
   validate_certs:
     description:
       - Verify the TLS certificate of O(hostname) (against O(ca_bundle) or the system CA store).

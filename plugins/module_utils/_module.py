@@ -47,8 +47,9 @@ def vsphere_argument_spec():
     return dict(
         hostname=dict(type="str", fallback=(env_fallback, ["VMWARE_HOST"])),
         port=dict(type="int", default=443, fallback=(env_fallback, ["VMWARE_PORT"])),
-        username=dict(type="str", fallback=(env_fallback, ["VMWARE_USER"])),
-        password=dict(type="str", no_log=True, fallback=(env_fallback, ["VMWARE_PASSWORD"])),
+        # the aliases community.vmware and vmware.vmware accept, so that their users' task options carry over
+        username=dict(type="str", aliases=["admin", "user"], fallback=(env_fallback, ["VMWARE_USER"])),
+        password=dict(type="str", aliases=["pass", "pwd"], no_log=True, fallback=(env_fallback, ["VMWARE_PASSWORD"])),
         validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
         ca_bundle=dict(type="path", fallback=(env_fallback, ["VMWARE_CA_BUNDLE"])),
     )

@@ -51,8 +51,21 @@ attributes:
 options:
   name:
     description:
-      - Name of the VM to back up. It must be unique in the inventory; otherwise use O(uuid) or O(moid).
+      - Name of the VM to back up. It must be unique in the inventory, or in O(datacenter) and O(folder) when they are
+        given; otherwise use O(uuid) or O(moid).
       - Exactly one of O(name), O(uuid) and O(moid) is required.
+    type: str
+    aliases: [vm_name]
+  datacenter:
+    description:
+      - Datacenter to look for the VM in (by O(name) or O(uuid)), as community.vmware's modules take it.
+    type: str
+    aliases: [datacenter_name]
+  folder:
+    description:
+      - VM folder to look for the VM by O(name) in (its subfolders included), as community.vmware's modules take it
+        together with O(datacenter) and O(name), for example V(/DC1/vm/prod), V(DC1/vm/prod), or V(prod) relative to
+        the VM folder of O(datacenter).
     type: str
   uuid:
     description:
@@ -392,7 +405,7 @@ def _disk_references(values):
 def backup(bv):
     params = bv.params
     request = ops_backup.BackupRequest(
-        vm=dict((key, params[key]) for key in ("name", "uuid", "moid") if params[key]),
+        vm=dict((key, params[key]) for key in ("name", "uuid", "moid", "datacenter", "folder") if params[key]),
         mode=params["mode"],
         quiesce=params["quiesce"],
         allow_crash_consistent=params["allow_crash_consistent"],
@@ -407,9 +420,11 @@ def backup(bv):
 
 def main():
     argument_spec = dict(
-        name=dict(type="str"),
+        name=dict(type="str", aliases=["vm_name"]),
         uuid=dict(type="str"),
         moid=dict(type="str"),
+        datacenter=dict(type="str", aliases=["datacenter_name"]),
+        folder=dict(type="str"),
         mode=dict(type="str", default="auto", choices=["auto", "full", "incremental"]),
         quiesce=dict(type="bool", default=True),
         allow_crash_consistent=dict(type="bool", default=False),

@@ -128,10 +128,11 @@ def _vm_selector_text(name, path, bios_uuid, instance_uuid, moref):
     return "?"
 
 
-def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, moref=None, datacenter=None):
+def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, moref=None, datacenter=None, folder=None):
     """Return the one VM matching exactly one selector; raise VMNotFoundError or AmbiguousObjectError.
 
-    ``datacenter`` (a vim.Datacenter) narrows name and UUID searches.
+    ``datacenter`` (a vim.Datacenter) narrows name and UUID searches; ``folder`` (a vim.Folder, with its subfolders)
+    narrows a search by name.
     """
     require_pyvmomi()
     given = [key for key, value in (("name", name), ("path", path), ("bios_uuid", bios_uuid), ("instance_uuid", instance_uuid),
@@ -141,8 +142,13 @@ def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, m
                                  % (", ".join(given) or "none"))
     what = _vm_selector_text(name, path, bios_uuid, instance_uuid, moref)
     where = " in datacenter %s" % datacenter.name if datacenter is not None else ""
+    if folder is not None and not name:
+        raise ConfigurationError("folder narrows a search by name: give the VM's name with it (a %s names one VM "
+                                 "wherever it is)." % given[0])
     if name:
-        matches = [obj for obj, props in retrieve_properties(session, vim.VirtualMachine, ["name"], container=datacenter)
+        container = folder if folder is not None else datacenter
+        where = " in folder %s" % folder.name if folder is not None else where
+        matches = [obj for obj, props in retrieve_properties(session, vim.VirtualMachine, ["name"], container=container)
                    if unescape_name(props.get("name", "")) == name]
         return _one_vm(matches, what, where, session)
     if path:
@@ -178,9 +184,11 @@ _SPEC_KEYS = {"name": "name", "path": "path", "bios_uuid": "bios_uuid", "instanc
 
 def find_vm_by_spec(session, spec):
     """find_vm from a dict as the modules take it: one of name, path, uuid, bios_uuid, instance_uuid, moid/moref;
-    optional ``datacenter`` (a name) and ``use_instance_uuid`` (``uuid`` is the BIOS UUID unless it is true)."""
+    optional ``datacenter`` (a name), ``folder`` (a path, see find_folder) and ``use_instance_uuid`` (``uuid`` is the
+    BIOS UUID unless it is true)."""
     spec = dict(spec or {})
     datacenter_name = spec.pop("datacenter", None)
+    folder_path = spec.pop("folder", None)
     use_instance_uuid = bool(spec.pop("use_instance_uuid", False))
     if spec.get("uuid"):
         spec["instance_uuid" if use_instance_uuid else "bios_uuid"] = spec.pop("uuid")
@@ -189,7 +197,9 @@ def find_vm_by_spec(session, spec):
     if unknown:
         raise ConfigurationError("Unknown VM selector(s) %s: identify the VM by name, path, uuid or moid." % ", ".join(unknown))
     datacenter = find_datacenter(session, datacenter_name) if datacenter_name else None
-    return find_vm(session, datacenter=datacenter, **{_SPEC_KEYS[key]: value for key, value in spec.items() if value})
+    folder = find_folder(session, folder_path, datacenter) if folder_path else None
+    return find_vm(session, datacenter=datacenter, folder=folder,
+                   **{_SPEC_KEYS[key]: value for key, value in spec.items() if value})
 
 
 def _one_vm(matches, what, where, session):

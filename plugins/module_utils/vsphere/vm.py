@@ -33,7 +33,8 @@ _DEFAULT_UNIT_COUNT = 16
 @dataclasses.dataclass(frozen=True)
 class VmSelector:
     """How a user names a VM: exactly one of name, path, uuid (BIOS, or instance with ``use_instance_uuid``),
-    instance_uuid, moid; ``datacenter`` narrows the search. Immutable."""
+    instance_uuid, moid; ``datacenter`` narrows the search, and ``folder`` (an inventory path, DATACENTER/vm/FOLDER,
+    or relative to the datacenter's VM folder, as community.vmware takes it) narrows a search by name. Immutable."""
 
     name: str = None
     path: str = None
@@ -41,6 +42,7 @@ class VmSelector:
     instance_uuid: str = None
     moid: str = None
     datacenter: str = None
+    folder: str = None
     use_instance_uuid: bool = False
 
     @classmethod

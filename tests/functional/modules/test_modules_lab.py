@@ -95,6 +95,19 @@ def test_backup_list_validate_restore_prune_through_the_modules(lab, repo_args, 
     assert pruned["removed"] == [] and pruned["diff"]["after"]["restore_points"] == [backup["restore_point"]["id"]]
 
 
+def test_a_vm_found_and_backed_up_with_community_vmware_options(lab, repo_args, monkeypatch):
+    # the options a community.vmware user writes: datacenter + folder + name, the user/pass aliases
+    monkeypatch.delenv("VMWARE_USER")
+    monkeypatch.delenv("VMWARE_PASSWORD")
+    run(backup_repository, repo_args)
+    args = dict(repo_args, datacenter="DC0", folder="/DC0/vm", vm_name="lab-vm1", quiesce=False,
+                user=lab.info["user"], pwd=lab.info["password"])
+    result = run(vm_backup, args)
+    assert result["changed"] is True and result["restore_point"]["vm"] == "lab-vm1", result
+    missing = run(vm_backup, dict(args, folder="DC0/vm/nope"))
+    assert missing["failed"] is True and "No folder at 'DC0/vm/nope'" in missing["msg"]
+
+
 def test_failures_carry_context_and_no_secret(lab, repo_args):
     run(backup_repository, repo_args)
     wrong = run(backup_info, dict(repo_args, passphrase="not the passphrase"))

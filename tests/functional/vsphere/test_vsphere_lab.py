@@ -124,6 +124,22 @@ def test_find_vm_by_spec(vs, vm1):
     assert inventory.find_vm_by_spec(vs, {"moid": vm1._moId, "datacenter": "DC0"})._moId == vm1._moId
 
 
+def test_find_vm_by_name_in_a_folder_as_community_vmware_names_it(vs, vm1):
+    # datacenter + folder + name, the way community.vmware's modules find a VM; the folder narrows the search
+    for folder in ("DC0/vm", "/DC0/vm"):
+        assert inventory.find_vm_by_spec(vs, {"name": "lab-vm1", "folder": folder})._moId == vm1._moId
+    empty = vs.content.searchIndex.FindByInventoryPath(inventoryPath="DC0/vm").CreateFolder("bv-empty-%s" % uuid.uuid4().hex[:6])
+    try:
+        with pytest.raises(VMNotFoundError, match="No VM named 'lab-vm1' in vCenter .* in folder %s" % empty.name):
+            inventory.find_vm_by_spec(vs, {"name": "lab-vm1", "datacenter": "DC0", "folder": empty.name})
+    finally:
+        empty.Destroy_Task()
+    with pytest.raises(inventory.ObjectNotFoundError, match="No folder at 'DC0/vm/nope'"):
+        inventory.find_vm_by_spec(vs, {"name": "lab-vm1", "folder": "DC0/vm/nope"})
+    with pytest.raises(ConfigurationError, match="folder narrows a search by name"):
+        inventory.find_vm_by_spec(vs, {"moid": vm1._moId, "folder": "DC0/vm"})
+
+
 def test_placement(vs):
     where = placement.resolve_placement(vs, resource_pool="DC0_C0", default_datastore="LocalDS_0")
     assert (where.datacenter.name, where.folder.name, where.datastore.name, where.host) == ("DC0", "vm", "LocalDS_0", None)
