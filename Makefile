@@ -22,7 +22,8 @@ VDDK_STANDIN := $(BUILD)/vddk/lib64/libvixDiskLib.so.8
 PYTHON_SYSTEM ?= python3
 PYTEST_WORKERS ?= 2
 
-APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git
+APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git \
+  nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
 BENCH_APT_PACKAGES := restic borgbackup qemu-utils
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
