@@ -12,4 +12,5 @@
 - ``nbd_plugin``: the script nbdkit's Python plugin runs; ``serving``: what it serves (DiskService): the repository
   opened under a shared lock, one disk read through the repository's DiskReader (each chunk verified against its
   digest), zero chunks as holes.
+- ``image``: qcow2 and VMDK images written by ``qemu-img convert`` reading an export.
 """
