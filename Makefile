@@ -220,6 +220,7 @@ bench: install build-lab apt-bench
 	$(PY) bench/e2e_bench.py
 	$(PY) bench/transport_bench.py
 	$(PY) bench/transport_bench.py --profile-caps --disk-mib 256
+	$(PY) bench/export_bench.py
 
 # backup and restore through each transport the VDDK stand-in models (figures for docs/performance.md)
 .PHONY: bench-transport
