@@ -16,6 +16,15 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests im
 pytestmark = pytest.mark.lab
 
 
+@pytest.fixture(autouse=True)
+def _no_export_left(env):
+    """A test that fails half-way must not leave nbdkit running: stop whatever its state directory still lists."""
+    yield
+    if (env.tmp_path / "state").exists():      # the env fixture's XDG_STATE_HOME: where this test's exports are
+        for export in ops_export.list_exports()["exports"]:
+            ops_export.stop_exports(ops_export.ExportSelector(name=export["name"]))
+
+
 def _backup_with_holes(env):
     """A restore point of lab-vm1 whose disk 0 has data chunks and zero chunks; (restore point id, disk key)."""
     result = env.backup("lab-vm1")
