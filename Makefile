@@ -22,7 +22,8 @@ VDDK_STANDIN := $(BUILD)/vddk/lib64/libvixDiskLib.so.8
 PYTHON_SYSTEM ?= python3
 PYTEST_WORKERS ?= 2
 
-APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git
+APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git \
+  nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
 BENCH_APT_PACKAGES := restic borgbackup qemu-utils
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -219,6 +220,7 @@ bench: install build-lab apt-bench
 	$(PY) bench/e2e_bench.py
 	$(PY) bench/transport_bench.py
 	$(PY) bench/transport_bench.py --profile-caps --disk-mib 256
+	$(PY) bench/export_bench.py
 
 # backup and restore through each transport the VDDK stand-in models (figures for docs/performance.md)
 .PHONY: bench-transport

@@ -25,7 +25,7 @@ __all__ = [
     "AmbiguousObjectError", "TaskError", "TaskTimeoutError", "SnapshotError", "ChangeTrackingError", "CbtReasonError",
     "VddkError", "VddkLoadError", "VddkTransientError", "VddkAuthenticationError", "VddkNotFoundError", "VddkAccessError",
     "VddkOutOfRangeError", "VddkReadOnlyError",
-    "TransferError", "RestoreRefusedError", "ValidationFailedError", "redact",
+    "TransferError", "RestoreRefusedError", "ValidationFailedError", "ExportError", "redact",
 ]
 
 _SECRET_PATTERNS = (
@@ -301,6 +301,12 @@ class VddkTransientError(VddkError):
 
 class TransferError(BlockvaultError):
     default_phase = "transfer"
+
+
+class ExportError(BlockvaultError):
+    """An export (nbdkit serving a restore point, or an image conversion reading one) failed to start, serve or stop."""
+
+    default_phase = "export"
 
 
 class RestoreRefusedError(ConfigurationError):

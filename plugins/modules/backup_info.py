@@ -16,7 +16,9 @@ description:
   - With O(status_file), reads the status file of a run of M(blockvault.vsphere.vm_backup) or
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
-  - Never changes anything but the lease files of O(renew_leases).
+  - Lists the running exports of M(blockvault.vsphere.backup_export) too (RV(exports)); like every call of that
+    module it removes what is left of exports whose nbdkit died.
+  - Never changes anything but the lease files of O(renew_leases) and such leftovers of dead exports.
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
@@ -147,6 +149,12 @@ vms:
             bytes_new: 20971520
             bytes_stored: 10485760
             sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+exports:
+  description: The running exports of M(blockvault.vsphere.backup_export) on this host (each as that module returns its C(export)).
+  returned: when listing restore points
+  type: list
+  elements: dict
+  sample: [{"name": "db01-test", "uris": {"2000": "nbd+unix:///?socket=/tmp/blockvault-export-k2j3h4/disk-2000.sock"}}]
 count:
   description: Number of restore points listed.
   returned: when O(status_file) is not given
@@ -234,6 +242,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils._module import 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import cancel as ops_cancel
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import export as ops_export
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import status_view
 
@@ -253,12 +262,14 @@ def info(bv):
         return result
     repo = bv.repository_settings()
     listing = ops_info.list_restore_points(repo=repo, vm=params["vm"])
+    exports = ops_export.list_exports()     # the exports of this host (whatever their repository)
     return {
         "changed": False,
         "repository": ops_repository.show_repository(repo=repo)["repository"],
         "vms": listing["vms"],
         "count": listing["count"],
-        "warnings": listing["warnings"],
+        "exports": exports["exports"],
+        "warnings": listing["warnings"] + exports["warnings"],
     }
 
 

@@ -112,6 +112,23 @@ options:
         larger device the bytes past the disk are left as they were (RV(device) and a warning say so).
       - A directory, a character device, a FIFO or a socket is refused.
     type: path
+  format:
+    description:
+      - Format of the image file O(target=file) writes. V(raw) is a sparse raw image, written by the product itself
+        and checked against the disk's recorded checksum.
+      - V(qcow2) (sparse) and V(vmdk) are written by C(qemu-img convert) (Debian package C(qemu-utils)) reading the
+        restore point through a private, read-only NBD export (nbdkit, as M(blockvault.vsphere.backup_export)); every
+        chunk is verified against its digest as it is read and zero chunks are skipped.
+      - A block device O(path) takes V(raw) only.
+    type: str
+    choices: [raw, qcow2, vmdk]
+    default: raw
+  vmdk_subformat:
+    description:
+      - With O(format=vmdk), V(streamOptimized) (compressed grains, what vSphere imports - an OVF/OVA, ovftool, a
+        content library) or V(monolithicSparse) (VMware Workstation, qemu). Defaults to V(streamOptimized).
+    type: str
+    choices: [streamOptimized, monolithicSparse]
   overrides:
     description:
       - Changes to the captured configuration and placement of the VM, for O(target=new_vm).
@@ -298,10 +315,15 @@ vm:
       type: bool
       sample: true
 path:
-  description: Absolute path of the raw image (or the block device) written.
+  description: Absolute path of the image file (or the block device) written.
   returned: success, when O(target=file)
   type: str
   sample: /var/tmp/web01-disk2.raw
+format:
+  description: Format of the image written (V(raw), V(qcow2), or V(vmdk) with its subformat in parentheses).
+  returned: success, when O(target=file) and O(path) is not a block device
+  type: str
+  sample: vmdk (streamOptimized)
 device:
   description: The block device written, when O(path) is one.
   returned: success, when O(target=file) and O(path) is a block device
@@ -405,7 +427,8 @@ def _target(params):
     target, disk = params["target"], disk_reference(params["disk"])
     overrides = params["overrides"] or {}
     if target == "file":
-        return ops_restore.File(path=params["path"], disk=disk, force=params["force"])
+        image_format = ops_restore.ImageFormat(name=params["format"], vmdk_subformat=params["vmdk_subformat"])
+        return ops_restore.File(path=params["path"], disk=disk, force=params["force"], image_format=image_format)
     if target == "disk":
         return ops_restore.DiskToVm(vm=params["target_vm"], disk=disk, disk_format=overrides.get("disk_format") or "same")
     if target == "in_place":
@@ -446,6 +469,8 @@ def main():
         ),
         disk=dict(type="raw"),
         path=dict(type="path"),
+        format=dict(type="str", default="raw", choices=["raw", "qcow2", "vmdk"]),
+        vmdk_subformat=dict(type="str", choices=["streamOptimized", "monolithicSparse"]),
         overrides=dict(
             type="dict",
             apply_defaults=True,

@@ -30,7 +30,9 @@ ALLOWED_IMPORTS = {
     "vddk": LOWER,
     "repo": LOWER,
     "transfer": LOWER,
-    "ops": LOWER | {"vsphere", "vddk", "repo", "transfer"},
+    # nbdkit's plugin serves what the repository reader reads: the export layer sits on the repository
+    "export": LOWER | {"repo"},
+    "ops": LOWER | {"vsphere", "vddk", "repo", "transfer", "export"},
     "_module": {"errors", "ops"},
     "__init__": set(),
 }

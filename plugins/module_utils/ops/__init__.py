@@ -19,7 +19,13 @@ check mode. A run's shared state (session, repository, progress, ExitStack) trav
 - ``restore.restore(RestoreRequest(RestorePointQuery(restore_point, vm_name, before), target), endpoints, settings)
   -> {changed, restore_point, vm or path, disks: [{key, sha256, bytes_written, ...}], diff}``; ``target`` is one of
   ``NewVm(name, placement, network_mapping, disk_format, power_on, force)``, ``InPlace(vm, force)``,
-  ``DiskToVm(vm, disk, disk_format)``, ``File(path, disk, force)`` (ops.targets), each with its own ``run``.
+  ``DiskToVm(vm, disk, disk_format)``, ``File(path, disk, force, image_format)`` (ops.targets; ``ImageFormat(name,
+  vmdk_subformat)``: raw, qcow2 or vmdk), each with its own ``run``.
+- ``export.start_export(ExportRequest(source, disks, writable, listen, name), endpoints, settings) -> {changed, export:
+  {name, restore_point, writable, listen, pids, runtime_dir, uris, disks, stop}, uris, pids, cleaned, warnings, diff,
+  msg}``; ``export.stop_exports(ExportSelector(name, restore_point, vm_name), check) -> {changed, stopped, cleaned,
+  diff}``; ``export.list_exports() -> {changed: False, exports, cleaned, warnings}``; ``export.exported(query,
+  endpoints, settings, disks, writable)``: a context manager yielding ``Exported(name, uris, restore_point)``.
 - ``validate.validate(ValidateRequest(level, restore_point, vm, scratch_path), repo, settings) -> {changed: False, ok,
   level, checked: {...}, damaged: [{chunk, object, problem, affects: [{restore_point, vm, vm_name, disk, ranges}]}],
   errors: [...]}``.

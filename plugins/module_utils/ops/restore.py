@@ -19,9 +19,9 @@ from ..errors import BlockvaultError, ConfigurationError
 from ._engine import new_run_id, select_manifests
 from .context import open_run
 from .requests import RestorePointQuery, RunSettings
-from .targets import DiskToVm, File, InPlace, NewVm, Placement, RestoreTarget
+from .targets import DiskToVm, File, ImageFormat, InPlace, NewVm, Placement, RestoreTarget
 
-__all__ = ["restore", "RestoreRequest", "RestorePointQuery", "select_restore_point", "NewVm", "InPlace", "DiskToVm", "File",
+__all__ = ["restore", "RestoreRequest", "RestorePointQuery", "select_restore_point", "NewVm", "InPlace", "DiskToVm", "File", "ImageFormat",
            "Placement", "RestoreTarget"]
 
 

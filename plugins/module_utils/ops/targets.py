@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where a restore goes: one class per target, each with its options and its own ``run(context, manifest)``.
 
-- ``File``: one disk to a raw image file, written as ``PATH.partial`` and renamed when complete, so a failed restore
-  never leaves a file that looks whole; or onto a block device (a LUN, a local disk), in place (transfer/block_device.py):
+- ``File``: one disk to an image file - raw (sparse), or qcow2 / VMDK (``ImageFormat``: qemu-img reading the restore
+  point through a private NBD export, ops._exports) - written as ``PATH.partial`` and renamed when complete, so a
+  failed restore never leaves a file that looks whole; or onto a block device (a LUN, a local disk), in place (transfer/block_device.py):
   with force only, never while it is mounted or held (LVM, dm, RAID), never one smaller than the disk. A directory or
   another special file (character device, FIFO, socket) is refused by name.
 - ``NewVm``: a new VM created from the captured configuration (placed where the backed-up VM lived unless told
@@ -28,6 +29,7 @@ import os
 import stat
 
 from ..errors import ChangeTrackingError, ConfigurationError, RestoreRefusedError
+from ..export.image import ImageFormat, convert_image
 from ..fileio import fsync_directory
 from ..transfer.block_device import BlockDeviceTarget, device_in_use, device_size, special_file_kind
 from ..transfer.endpoints import RawFileTarget
@@ -35,10 +37,11 @@ from ..vsphere.config import DISK_FORMATS, check_network_mapping, target_network
 from ..vsphere.placement import resolve_placement
 from ..vsphere.vm import VmSelector, create_vm, find_vm, find_vm_or_none, identity_conflicts
 from . import _rollback
+from ._exports import held
 from ._restore_io import DiskWrite, restore_one_disk, write_vm_disks
 from ._vddk_io import BeforeFirstWrite
 
-__all__ = ["RestoreTarget", "File", "NewVm", "InPlace", "DiskToVm", "Placement", "INCOMPLETE_KEY"]
+__all__ = ["RestoreTarget", "File", "ImageFormat", "NewVm", "InPlace", "DiskToVm", "Placement", "INCOMPLETE_KEY"]
 
 log = logging.getLogger("blockvault.restore")
 
@@ -63,18 +66,22 @@ class RestoreTarget:
 
 @dataclasses.dataclass(frozen=True)
 class File(RestoreTarget):
-    """One disk (``disk``: key or label; the first when None) to the raw image file ``path``, or onto the block device
-    ``path`` (in place; see the module docstring). ``force`` overwrites an existing file or a device."""
+    """One disk (``disk``: key or label; the first when None) to the image file ``path`` in ``image_format`` (an
+    ImageFormat: raw by default), or onto the block device ``path`` (raw, in place; see the module docstring).
+    ``force`` overwrites an existing file or a device."""
 
     path: str
     disk: str = None
     force: bool = False
+    image_format: ImageFormat = ImageFormat()
 
     needs_vsphere = False
 
     def __post_init__(self):
         if not self.path:
             raise ConfigurationError("target file needs path: where to write the raw image.")
+        if not isinstance(self.image_format, ImageFormat):
+            raise ConfigurationError("image_format must be an ImageFormat, not %r." % (self.image_format,))
 
     def run(self, context, manifest):
         entry = manifest.disk(self.disk)
@@ -84,6 +91,9 @@ class File(RestoreTarget):
         except FileNotFoundError:
             mode = None
         if mode is not None and stat.S_ISBLK(mode):
+            if self.image_format.name != "raw":
+                raise RestoreRefusedError("%s is a block device: a disk is written onto a device raw only, not as %s. "
+                                          "Choose a file path." % (path, self.image_format.describe()))
             return self._to_device(context, manifest, entry, path)
         kind = special_file_kind(mode) if mode is not None else None
         if kind == "directory":
@@ -96,21 +106,34 @@ class File(RestoreTarget):
         if exists and not self.force:
             raise RestoreRefusedError("%s exists: restoring disk %s there would overwrite it. Choose another path or set force."
                                       % (path, entry.key))
-        diff = {"before": {"path": path, "exists": exists}, "after": {"path": path, "capacity": entry.capacity}}
+        diff = {"before": {"path": path, "exists": exists},
+                "after": {"path": path, "capacity": entry.capacity, "format": self.image_format.describe()}}
         if context.check:
             return {"changed": True, "path": path, "disks": [{"key": entry.key.value, "sha256": entry.sha256}], "diff": diff}
         partial = path + ".partial"
-        target = RawFileTarget(partial, entry.capacity, create=True)
         try:
-            with contextlib.closing(target):
-                written = restore_one_disk(context, manifest, DiskWrite(entry=entry, disk=None), target)
+            if self.image_format.name == "raw":
+                with contextlib.closing(RawFileTarget(partial, entry.capacity, create=True)) as target:
+                    written = restore_one_disk(context, manifest, DiskWrite(entry=entry, disk=None), target)
+            else:
+                written = self._to_image(context, manifest, entry, partial)
             os.replace(partial, path)
             fsync_directory(os.path.dirname(path))   # the rename itself must survive a crash, not only the data
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(partial)
             raise
-        return {"changed": True, "path": path, "disks": [written], "diff": diff}
+        return {"changed": True, "path": path, "format": self.image_format.describe(), "disks": [written], "diff": diff}
+
+    def _to_image(self, context, manifest, entry, partial):
+        """qemu-img writing ``partial`` in the image format, reading the disk through a private read-only export:
+        every chunk verified as the export reads it, zero chunks skipped through block status."""
+        context.set_phase("transfer")
+        with held("image-%s" % context.run_id, manifest, [entry], context.endpoints.repo) as state:
+            with context.interruptible():
+                convert_image(state.disks[0].uri, partial, self.image_format)
+        return {"key": entry.key.value, "label": entry.label, "sha256": entry.sha256, "format": self.image_format.describe(),
+                "bytes_written": os.path.getsize(partial)}
 
     def _to_device(self, context, manifest, entry, path):
         """Onto the block device ``path``, in place: refused without force, while in use, or when it is too small."""

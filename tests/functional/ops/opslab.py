@@ -16,6 +16,7 @@ from labkit.testing import sha256_file  # noqa: F401  pylint: disable=unused-imp
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.file_extents import file_blocksum
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup as ops_backup
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import export as ops_export  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import BackupRequest, Endpoints, RunSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import (

@@ -18,10 +18,15 @@ STATUS = {"format": "blockvault-status", "version": 1, "run_id": "r2", "vm": "we
 VIEW = {"label": "web01", "progress_line": "transfer 25.0%: 10 B of 40 B, 1.5 MB/s, ETA 20s"}
 
 
+EXPORT = {"name": "r1", "uris": {"2000": "nbd+unix:///?socket=/tmp/blockvault-export-x/disk-2000.sock"}, "pids": [4242]}
+
+
 @pytest.fixture
 def listing(ops_call):
     show = ops_call(backup_info.ops_repository, "show_repository", result={"changed": False, "repository": REPOSITORY})
     points = ops_call(backup_info.ops_info, "list_restore_points", result=LISTING)
+    ops_call(backup_info.ops_export, "list_exports", result={"changed": False, "exports": [EXPORT], "cleaned": [],
+                                                             "warnings": []})
     return show, points
 
 
@@ -37,7 +42,8 @@ def test_lists_restore_points_of_one_vm(run_module, listing, status):
     repo = RepositorySettings(location="/srv/repo", passphrase="repo-pass-1")
     assert show.kwargs == {"repo": repo}
     assert points.kwargs == {"repo": repo, "vm": "web01"}
-    assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1}
+    assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1,
+                      "exports": [EXPORT]}
     assert status.calls == []
 
 
@@ -47,9 +53,12 @@ def test_restore_points_skipped_for_a_damaged_manifest_are_ansible_warnings(run_
     skipped = "restore point r0: its manifest is damaged (Manifest manifests/r0 fails its checksum: it is damaged.); skipped"
     ops_call(backup_info.ops_repository, "show_repository", result={"changed": False, "repository": REPOSITORY})
     ops_call(backup_info.ops_info, "list_restore_points", result=dict(LISTING, warnings=[skipped]))
+    ops_call(backup_info.ops_export, "list_exports", result={"changed": False, "exports": [EXPORT], "cleaned": [],
+                                                             "warnings": []})
     outcome, result = run_module(backup_info, dict(repository="/srv/repo"))
     assert outcome == "exit" and warned == [skipped]
-    assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1}
+    assert result == {"changed": False, "repository": REPOSITORY, "vms": {"web01": [POINT]}, "count": 1,
+                      "exports": [EXPORT]}
 
 
 def test_lists_every_vm_by_default(run_module, listing):
