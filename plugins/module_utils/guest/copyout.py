@@ -97,8 +97,8 @@ def _stage(session, request, staging, skipped):
         elif entry.type == "link":
             os.symlink(entry.target, target)
         else:
-            raise GuestError("%s is a %s, not a file, directory or link: nothing to restore." % (guest_path.text,
-                                                                                                  entry.type))
+            raise GuestError("%s is a %s, not a file, directory or link: nothing to restore."
+                             % (guest_path.text, entry.type))
         placed.append((name, guest_path.text, entry))
     if not request.keep_times:
         now = time.time()

@@ -7,7 +7,7 @@
     with GuestSession(drives, GuestSettings(accel="tcg")) as guest:
         guest.inspect()                      # Inspection: operating systems, filesystems per disk
         guest.mount(filesystem=None)         # the one OS (its mount points) or the one filesystem, read-only
-        guest.list_dir(parse_guest_path("/etc"))
+        guest.list_dir(parse_guest_path("/etc"))     # guest.paths
         guest.download(path, local) / guest.tar_out(path, local_tar)
 
 Every drive is added read-only (libguestfs's readonly flag: the appliance gets a throw-away overlay, nothing is
@@ -20,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import stat
+import time
 import urllib.parse
 
 from ..errors import ConfigurationError, GuestError
 from . import _binding
-from .paths import GuestPath
 
 __all__ = ["Drive", "GuestSettings", "GuestSession", "Entry", "Inspection", "OperatingSystem", "Filesystem",
            "ACCELERATIONS"]
@@ -168,6 +168,8 @@ class GuestSession:
         self._case_insensitive = False
         self._letters = {}
         self._root_device = None
+        self._inspection = None
+        self.launch_seconds = None    # how long the appliance took to start (results report it: it dominates a run)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def __enter__(self):
@@ -185,7 +187,9 @@ class GuestSession:
                 label = _label(index)      # labels are letters only: the key maps back through this table
                 self._labels[label] = drive.key
                 handle.add_drive_opts(**_drive_options(drive, label))
+            began = time.monotonic()
             handle.launch()
+            self.launch_seconds = round(time.monotonic() - began, 2)
         except RuntimeError as exc:
             handle.close()
             raise GuestError("The libguestfs appliance did not start (accel %s): %s. Check `libguestfs-test-tool`; "
@@ -225,7 +229,13 @@ class GuestSession:
         return None
 
     def inspect(self):
-        """The Inspection of the drives: every operating system libguestfs's inspection finds, every filesystem."""
+        """The Inspection of the drives: every operating system libguestfs's inspection finds, every filesystem.
+        Computed once per session (the drives are read-only, so it cannot change; it mounts every filesystem)."""
+        if self._inspection is None:
+            self._inspection = self._inspect()
+        return self._inspection
+
+    def _inspect(self):
         g = self.g
         systems = []
         for root in g.inspect_os():
@@ -263,6 +273,9 @@ class GuestSession:
         else the one operating system's filesystems at their mount points; else the one filesystem there is.
         Returns a description of what is mounted (for results and messages)."""
         inspection = inspection or self.inspect()
+        self.g.umount_all()     # a session serves several operations: each mounts what it needs afresh
+        self._mounted = self._root_device = None
+        self._letters = {}
         mountable = [fs for fs in inspection.filesystems if fs.type != "swap"]
         if filesystem:
             chosen = [fs for fs in mountable if filesystem in (fs.device, fs.label, fs.uuid)]

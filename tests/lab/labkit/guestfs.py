@@ -28,6 +28,9 @@ PART_START = MIB
 # a change is sent in pieces of this size, only the pieces whose bytes differ from the disk's
 PIECE = 64 * 1024
 PART_TYPES = {("mbr", "ext4"): "83", ("mbr", "ntfs"): "7", ("gpt", "ext4"): "L", ("gpt", "ntfs"): "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"}
+# How the lab's libguestfs appliances run (kvm, tcg or auto): TCG unless told, because a /dev/kvm that exists may
+# still be unable to run the appliance (no nested virtualisation: the boot hangs); the tests read the same variable
+APPLIANCE_ACCEL = os.environ.get("BLOCKVAULT_TEST_APPLIANCE_ACCEL", "tcg")
 # a fixed time for seeded files, so that a restore that keeps times can be checked against it
 SEED_MTIME = 1764547200     # 2025-12-01T00:00:00Z
 
@@ -118,8 +121,10 @@ def _make_ntfs(part, layout, scratch):
     commands.append("umount-all")
     script = pathlib.Path(scratch) / "seed.gf"
     script.write_text("\n".join(commands) + "\n")
-    _run(["guestfish", "--format=raw", "-a", str(part), "-f", str(script)],
-         env=dict(os.environ, LIBGUESTFS_BACKEND=os.environ.get("LIBGUESTFS_BACKEND", "direct")))
+    env = dict(os.environ, LIBGUESTFS_BACKEND=os.environ.get("LIBGUESTFS_BACKEND", "direct"))
+    if APPLIANCE_ACCEL in ("tcg", "kvm"):
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_" + APPLIANCE_ACCEL
+    _run(["guestfish", "--format=raw", "-a", str(part), "-f", str(script)], env=env)
 
 
 def seed_disk(lab, vm, disk, layout):
