@@ -236,7 +236,6 @@ diff:
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
-from ansible_collections.blockvault.vsphere.plugins.module_utils.guest import GuestSettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import file_restore as ops_file_restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import RestorePointQuery
 
@@ -252,7 +251,7 @@ def restore_files(bv):
         filesystem=params["filesystem"],
         keep_owner=params["preserve_owner"],
         keep_times=params["preserve_times"],
-        guest=GuestSettings(accel=params["appliance_accel"], memory_mb=params["appliance_memory_mb"]),
+        guest=ops_file_restore.GuestSettings(accel=params["appliance_accel"], memory_mb=params["appliance_memory_mb"]),
     )
     return ops_file_restore.file_restore(request=request, endpoints=bv.endpoints(vsphere=False),
                                          settings=bv.run_settings())

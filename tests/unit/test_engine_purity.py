@@ -30,7 +30,8 @@ ALLOWED_IMPORTS = {
     "vddk": LOWER,
     "repo": LOWER,
     "transfer": LOWER,
-    "ops": LOWER | {"vsphere", "vddk", "repo", "transfer"},
+    "guest": LOWER,
+    "ops": LOWER | {"vsphere", "vddk", "repo", "transfer", "guest"},
     "_module": {"errors", "ops"},
     "__init__": set(),
 }

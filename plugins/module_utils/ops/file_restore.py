@@ -29,7 +29,8 @@ from ..errors import BlockvaultError, ConfigurationError
 from ..guest import CopyRequest, Drive, GuestSession, GuestSettings, copy_out, parse_guest_path
 from .requests import RestorePointQuery, RunSettings
 
-__all__ = ["FileRestoreRequest", "file_restore", "run_in", "OPERATIONS"]
+# GuestSettings is re-exported: the modules reach the engine through ops only
+__all__ = ["FileRestoreRequest", "file_restore", "run_in", "OPERATIONS", "GuestSettings"]
 
 OPERATIONS = ("inspect", "list", "restore")
 
