@@ -25,8 +25,9 @@ PYTEST_WORKERS ?= 2
 APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git
 # file-level restore (plugins/module_utils/guest): libguestfs, its Python binding (loaded from Debian's python3
 # dist-packages by the product's venv, see guest/_binding.py), a kernel for its appliance, NTFS support; sfdisk (fdisk)
-# and ntfs-3g also build the lab's guest filesystems (tests/lab/labkit/guestfs.py)
-APT_PACKAGES += libguestfs-tools python3-guestfs linux-image-amd64 ntfs-3g fdisk
+# and ntfs-3g also build the lab's guest filesystems (tests/lab/labkit/guestfs.py); nbdkit serves the exports (and
+# the stand-in of the file-restore tests)
+APT_PACKAGES += libguestfs-tools python3-guestfs linux-image-amd64 ntfs-3g fdisk nbdkit
 BENCH_APT_PACKAGES := restic borgbackup qemu-utils
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
