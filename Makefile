@@ -22,8 +22,14 @@ VDDK_STANDIN := $(BUILD)/vddk/lib64/libvixDiskLib.so.8
 PYTHON_SYSTEM ?= python3
 PYTEST_WORKERS ?= 2
 
-APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git \
-  nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
+APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev gcc make libssl-dev openssl ca-certificates git
+# instant access (plugins/module_utils/export: nbdkit with its Python plugin; nbdinfo/nbdcopy of libnbd-bin as
+# clients) and qcow2/VMDK images (qemu-img of qemu-utils)
+APT_PACKAGES += nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
+# file-level restore (plugins/module_utils/guest): libguestfs, its Python binding (loaded from Debian's python3
+# dist-packages by the product's venv, see guest/_binding.py), a kernel for its appliance, NTFS support; sfdisk (fdisk)
+# and ntfs-3g also build the lab's guest filesystems (tests/lab/labkit/guestfs.py)
+APT_PACKAGES += libguestfs-tools python3-guestfs linux-image-amd64 ntfs-3g fdisk
 BENCH_APT_PACKAGES := restic borgbackup qemu-utils
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)

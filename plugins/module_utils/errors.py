@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "BlockvaultError", "ConfigurationError", "MissingDependencyError", "CancelledError",
+    "BlockvaultError", "ConfigurationError", "MissingDependencyError", "CancelledError", "GuestError",
     "RepositoryError", "RepositoryNotFoundError", "RepositoryExistsError", "RepositoryFormatError",
     "WrongKeyError", "CorruptionError", "LockError", "BackendError", "NotFoundInBackendError",
     "VSphereError", "AuthenticationError", "CertificateError", "VMNotFoundError", "ObjectNotFoundError",
@@ -103,6 +103,13 @@ class MissingDependencyError(ConfigurationError):
     def __init__(self, message, library=None, **kwargs):
         super().__init__(message, **kwargs)
         self.library = library
+
+
+class GuestError(BlockvaultError):
+    """Inside a restore point's disks (guest filesystems, libguestfs): a path that is not there, a filesystem that
+    cannot be read, the appliance that did not start. The message names the path or filesystem."""
+
+    default_phase = "guest"
 
 
 class CancelledError(BlockvaultError):

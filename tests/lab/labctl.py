@@ -6,6 +6,9 @@
   labctl add-disk  --vm NAME --size BYTES                                       ReconfigVM: add a thin disk
   labctl grow-disk --vm NAME --disk N --size BYTES                              ReconfigVM: grow disk N
   labctl disks     --vm NAME                                                    the VM's disks (JSON)
+  labctl seed-fs   --vm NAME --disk N --fs ext4|ntfs [--table mbr|gpt] [--label L] --from DIR
+                   a partition table and a filesystem holding the files of DIR (labkit.guestfs)
+  labctl write-file --vm NAME --disk N --path GUEST_PATH --from LOCAL_FILE      a file written into that filesystem
 
 --disk N is the 0-based position among the VM's disks in device order. Sizes accept K/M/G suffixes (binary).
 Talks to the simulator only: SOAP through pyvmomi and the /lab endpoints (tests/lab/PROTOCOL.md section 4),
@@ -15,6 +18,7 @@ import argparse
 import base64
 import json
 import os
+import pathlib
 import ssl
 import sys
 import time
@@ -58,12 +62,12 @@ def ssl_context(env):
     return ssl.create_default_context(cafile=env["VMWARE_CA_BUNDLE"])
 
 
-def lab_request(env, method, path, **params):
+def lab_request(env, method, path, body=None, **params):
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     url = f"https://{env['VMWARE_HOST']}:{env['VMWARE_PORT']}{path}?{query}"
     token = base64.b64encode(f"{env['VMWARE_USER']}:{env['VMWARE_PASSWORD']}".encode()).decode()
     req = urllib.request.Request(url, method=method, headers={"Authorization": "Basic " + token},
-                                 data=b"" if method == "POST" else None)
+                                 data=(body or b"") if method == "POST" else None)
     try:
         with urllib.request.urlopen(req, context=ssl_context(env), timeout=300) as resp:
             return resp.read().decode()
@@ -158,6 +162,43 @@ def cmd_grow_disk(env, args):
     print(json.dumps(json.loads(lab_request(env, "GET", "/lab/disks", vm=args.vm))[args.disk], indent=2))
 
 
+class EnvLab:
+    """The two lab calls labkit.guestfs makes, through the lab named by the environment (VMWARE_*)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def disks(self, vm):
+        return json.loads(lab_request(self.env, "GET", "/lab/disks", vm=vm))
+
+    def write_bytes(self, vm, disk, offset, data):
+        return json.loads(lab_request(self.env, "POST", "/lab/write-bytes", body=data, vm=vm, disk=disk, offset=offset))
+
+
+def cmd_seed_fs(env, args):
+    from labkit import guestfs  # pylint: disable=import-outside-toplevel  # tests/lab is this script's directory
+    root = pathlib.Path(args.source)
+    if not root.is_dir():
+        raise LabctlError(f"--from {root}: not a directory")
+    files = {"/" + str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+    try:
+        offset, size = guestfs.seed_disk(EnvLab(env), args.vm, args.disk,
+                                         guestfs.FsLayout(args.fs, files=files, table=args.table, label=args.label))
+    except (ValueError, RuntimeError) as exc:
+        raise LabctlError(str(exc)) from None
+    print(json.dumps({"vm": args.vm, "disk": args.disk, "fs": args.fs, "partition_offset": offset,
+                      "partition_size": size, "files": sorted(files)}, indent=2))
+
+
+def cmd_write_file(env, args):
+    from labkit import guestfs  # pylint: disable=import-outside-toplevel
+    try:
+        written = guestfs.write_file(EnvLab(env), args.vm, args.disk, args.path, pathlib.Path(args.source).read_bytes())
+    except (OSError, RuntimeError) as exc:
+        raise LabctlError(str(exc)) from None
+    print(json.dumps({"vm": args.vm, "disk": args.disk, "path": args.path, "bytes_written_to_disk": written}))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +223,18 @@ def main(argv=None):
     p.add_argument("--size", type=parse_size, required=True)
     p = sub.add_parser("disks", help="list the VM's disks in device order (JSON)")
     p.add_argument("--vm", required=True)
+    p = sub.add_parser("seed-fs", help="give disk N a partition table and a filesystem with the files of --from")
+    p.add_argument("--vm", required=True)
+    p.add_argument("--disk", type=int, required=True)
+    p.add_argument("--fs", choices=("ext4", "ntfs"), required=True)
+    p.add_argument("--table", choices=("mbr", "gpt"), default="mbr")
+    p.add_argument("--label", default="labfs")
+    p.add_argument("--from", dest="source", required=True)
+    p = sub.add_parser("write-file", help="write a file into the filesystem seed-fs made (guest writes)")
+    p.add_argument("--vm", required=True)
+    p.add_argument("--disk", type=int, required=True)
+    p.add_argument("--path", required=True)
+    p.add_argument("--from", dest="source", required=True)
     args = parser.parse_args(argv)
     try:
         env = settings()
@@ -199,6 +252,10 @@ def main(argv=None):
             cmd_add_disk(env, args)
         elif args.command == "grow-disk":
             cmd_grow_disk(env, args)
+        elif args.command == "seed-fs":
+            cmd_seed_fs(env, args)
+        elif args.command == "write-file":
+            cmd_write_file(env, args)
     except LabctlError as exc:
         print(f"labctl: error: {exc}", file=sys.stderr)
         return 1

@@ -32,7 +32,8 @@ ALLOWED_IMPORTS = {
     "transfer": LOWER,
     # nbdkit's plugin serves what the repository reader reads: the export layer sits on the repository
     "export": LOWER | {"repo"},
-    "ops": LOWER | {"vsphere", "vddk", "repo", "transfer", "export"},
+    "guest": LOWER,
+    "ops": LOWER | {"vsphere", "vddk", "repo", "transfer", "export", "guest"},
     "_module": {"errors", "ops"},
     "__init__": set(),
 }

@@ -14,6 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from opslab import LABVDDK_VARS, Env  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import NewVm
+# imported here with the rest of the engine, before pytest-ansible's collection loader takes over the imports of the
+# test modules (it knows only what was imported before it)
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import file_restore  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture

@@ -243,13 +243,14 @@ class Lab:
         return pathlib.Path(self.info["datastores"][name])
 
     # -- lab endpoints (PROTOCOL.md section 4) -----------------------------------------------------------------
-    def request(self, method, path, **params):
-        """Call a /lab endpoint with Basic credentials; returns the body (bytes); LabError on HTTP errors."""
+    def request(self, method, path, body=None, **params):
+        """Call a /lab endpoint with Basic credentials (``body``: bytes to POST); returns the answer's body (bytes);
+        LabError on HTTP errors."""
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"https://{self.info['host']}:{self.info['port']}{path}" + (f"?{query}" if query else "")
         token = base64.b64encode(f"{self.info['user']}:{self.info['password']}".encode()).decode()
         req = urllib.request.Request(url, method=method, headers={"Authorization": "Basic " + token},
-                                     data=b"" if method == "POST" else None)
+                                     data=(body or b"") if method == "POST" else None)
         try:
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=120) as resp:
                 return resp.read()
@@ -260,6 +261,10 @@ class Lab:
     def write(self, vm, disk, offset, length, seed=1):
         return json.loads(self.request("POST", "/lab/write", vm=vm, disk=disk, offset=offset, length=length,
                                        seed=seed))
+
+    def write_bytes(self, vm, disk, offset, data):
+        """A guest write of ``data`` (bytes) at ``offset`` (POST /lab/write-bytes; labkit.guestfs uses it)."""
+        return json.loads(self.request("POST", "/lab/write-bytes", body=bytes(data), vm=vm, disk=disk, offset=offset))
 
     def checksum(self, vm, disk, snapshot=None):
         return self.request("GET", "/lab/checksum", vm=vm, disk=disk, snapshot=snapshot).decode().strip()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -56,11 +57,12 @@ func (f *front) serveLab(w http.ResponseWriter, r *http.Request) {
 		method  string
 		handler func(http.ResponseWriter, *http.Request) error
 	}{
-		"/lab/vddk":      {http.MethodGet, f.labVDDK},
-		"/lab/write":     {http.MethodPost, f.labWrite},
-		"/lab/checksum":  {http.MethodGet, f.labChecksum},
-		"/lab/reset-cbt": {http.MethodPost, f.labResetCBT},
-		"/lab/disks":     {http.MethodGet, f.labDisks},
+		"/lab/vddk":        {http.MethodGet, f.labVDDK},
+		"/lab/write":       {http.MethodPost, f.labWrite},
+		"/lab/write-bytes": {http.MethodPost, f.labWriteBytes},
+		"/lab/checksum":    {http.MethodGet, f.labChecksum},
+		"/lab/reset-cbt":   {http.MethodPost, f.labResetCBT},
+		"/lab/disks":       {http.MethodGet, f.labDisks},
 	}
 	route, ok := routes[r.URL.Path]
 	if !ok {
@@ -210,6 +212,39 @@ func (f *front) labWrite(w http.ResponseWriter, r *http.Request) error {
 			disk.Capacity)
 	}
 	if err := guestWrite(disk.Flat, off, writePattern(uint64(seed), off, length)); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(map[string]interface{}{"fileName": disk.FileName, "offset": off, "length": length})
+}
+
+// labWriteBytes is a guest write of the request body (raw bytes) at offset: the lab's guest filesystems
+// (labkit.guestfs) build a changed filesystem offline and send the byte ranges that differ through here, so the
+// change takes the same write path as /lab/write (open snapshots keep their view, CBT records the range).
+func (f *front) labWriteBytes(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	_, disk, err := pickDisk(q.Get("vm"), q.Get("disk"))
+	if err != nil {
+		return err
+	}
+	off, err := int64Param(r, "offset", 0, true)
+	if err != nil {
+		return err
+	}
+	// one byte more than allowed tells an oversized body from one of exactly maxWrite bytes
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxWrite+1))
+	if err != nil {
+		return badRequest("reading the body: %v", err)
+	}
+	if len(data) == 0 || len(data) > maxWrite {
+		return badRequest("the body must hold between 1 and %d bytes", maxWrite)
+	}
+	length := int64(len(data))
+	if off+length > disk.Capacity {
+		return badRequest("write [%d, %d) goes past the end of disk %d (capacity %d)", off, off+length, disk.Index,
+			disk.Capacity)
+	}
+	if err := guestWrite(disk.Flat, off, data); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")

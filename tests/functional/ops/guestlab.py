@@ -1,0 +1,62 @@
+"""What the file-level restore tests share: a lab VM with real guest filesystems backed up twice.
+
+``guest_vm_points`` builds, once per test module, a VM with an ext4 disk (a small Linux root: /etc/os-release,
+hostname, fstab) and an NTFS disk (GPT), writes version 1 of some files, backs it up, writes version 2 through the
+lab's guest write path, backs it up again: ``GuestPoints.v1`` / ``.v2`` are the two restore point ids.
+"""
+import contextlib
+import dataclasses
+import uuid
+
+from labkit.guestfs import FsLayout, create_vm, seed_disk, write_file
+from labkit.testing import wait_task
+from opslab import Env
+
+MIB = 1 << 20
+OS_RELEASE = b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n'
+LINUX_V1 = {
+    "/etc/os-release": OS_RELEASE,
+    "/etc/hostname": b"labguest\n",
+    "/etc/fstab": b"LABEL=labroot / ext4 defaults 0 1\n",
+    "/bin/sh": b"#!placeholder\n",
+    "/etc/app/app.conf": b"listen = 8080\nmode = v1\n",
+    "/srv/data/report.csv": b"id,value\n" + b"".join(b"%d,%d\n" % (n, n * n) for n in range(2000)),
+}
+LINUX_V2 = {"/etc/app/app.conf": b"listen = 9090\nmode = v2 (after the change window)\n"}
+WINDOWS_V1 = {
+    "/Users/alice/Documents/budget.txt": b"budget 2026, version 1\r\n",
+    "/Users/alice/notes.txt": b"first notes\r\n",
+}
+WINDOWS_V2 = {"/Users/alice/Documents/budget.txt": b"budget 2026, version 2 with more lines\r\nsecond line\r\n"}
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestPoints:
+    """The guest VM ``vm`` and its two restore points (ids) ``v1`` and ``v2`` (``v2_created``: its creation time);
+    ``env`` is an opslab.Env."""
+
+    env: Env
+    vm: str
+    v1: str
+    v2: str
+    v2_created: str
+
+
+@contextlib.contextmanager
+def guest_vm_points(lab, si, tmp_path, monkeypatch):
+    """The GuestPoints of a new VM (destroyed on exit); see the module notes."""
+    name = "guestfs-%s" % uuid.uuid4().hex[:8]
+    vm = create_vm(si, name, [48 * MIB, 24 * MIB])
+    try:
+        seed_disk(lab, name, 0, FsLayout("ext4", files=LINUX_V1, label="labroot"))
+        seed_disk(lab, name, 1, FsLayout("ntfs", files=WINDOWS_V1, table="gpt", label="DATA"))
+        env = Env(lab, tmp_path, monkeypatch)
+        v1 = env.backup(name)["restore_point"]["id"]
+        for path, data in LINUX_V2.items():
+            write_file(lab, name, 0, path, data)
+        for path, data in WINDOWS_V2.items():
+            write_file(lab, name, 1, path, data)
+        v2 = env.backup(name)["restore_point"]
+        yield GuestPoints(env=env, vm=name, v1=v1, v2=v2["id"], v2_created=v2["created"])
+    finally:
+        wait_task(vm.Destroy_Task())
