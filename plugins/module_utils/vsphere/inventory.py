@@ -128,11 +128,11 @@ def _vm_selector_text(name, path, bios_uuid, instance_uuid, moref):
     return "?"
 
 
-def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, moref=None, datacenter=None, folder=None):
+def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, moref=None, within=None):
     """Return the one VM matching exactly one selector; raise VMNotFoundError or AmbiguousObjectError.
 
-    ``datacenter`` (a vim.Datacenter) narrows name and UUID searches; ``folder`` (a vim.Folder, with its subfolders)
-    narrows a search by name.
+    ``within``, a vim.Datacenter, narrows name and UUID searches; a vim.Folder (with its subfolders) narrows a search
+    by name only.
     """
     require_pyvmomi()
     given = [key for key, value in (("name", name), ("path", path), ("bios_uuid", bios_uuid), ("instance_uuid", instance_uuid),
@@ -141,14 +141,14 @@ def find_vm(session, name=None, path=None, bios_uuid=None, instance_uuid=None, m
         raise ConfigurationError("Identify the VM by exactly one of name, path, bios_uuid, instance_uuid or moref (got %s)."
                                  % (", ".join(given) or "none"))
     what = _vm_selector_text(name, path, bios_uuid, instance_uuid, moref)
-    where = " in datacenter %s" % datacenter.name if datacenter is not None else ""
-    if folder is not None and not name:
+    in_folder = within is not None and isinstance(within, vim.Folder)
+    if in_folder and not name:
         raise ConfigurationError("folder narrows a search by name: give the VM's name with it (a %s names one VM "
                                  "wherever it is)." % given[0])
+    datacenter = None if in_folder else within
+    where = " in %s %s" % ("folder" if in_folder else "datacenter", within.name) if within is not None else ""
     if name:
-        container = folder if folder is not None else datacenter
-        where = " in folder %s" % folder.name if folder is not None else where
-        matches = [obj for obj, props in retrieve_properties(session, vim.VirtualMachine, ["name"], container=container)
+        matches = [obj for obj, props in retrieve_properties(session, vim.VirtualMachine, ["name"], container=within)
                    if unescape_name(props.get("name", "")) == name]
         return _one_vm(matches, what, where, session)
     if path:
@@ -198,7 +198,7 @@ def find_vm_by_spec(session, spec):
         raise ConfigurationError("Unknown VM selector(s) %s: identify the VM by name, path, uuid or moid." % ", ".join(unknown))
     datacenter = find_datacenter(session, datacenter_name) if datacenter_name else None
     folder = find_folder(session, folder_path, datacenter) if folder_path else None
-    return find_vm(session, datacenter=datacenter, folder=folder,
+    return find_vm(session, within=folder if folder is not None else datacenter,
                    **{_SPEC_KEYS[key]: value for key, value in spec.items() if value})
 
 

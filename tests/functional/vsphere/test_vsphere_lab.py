@@ -98,7 +98,7 @@ def test_find_lab_vm1_every_way(vs, vm1):
     assert inventory.find_vm(vs, instance_uuid=vm1.config.instanceUuid)._moId == moref
     assert inventory.find_vm(vs, moref=moref)._moId == moref
     datacenter = inventory.find_datacenter(vs, "DC0")
-    assert inventory.find_vm(vs, name="lab-vm1", datacenter=datacenter)._moId == moref
+    assert inventory.find_vm(vs, name="lab-vm1", within=datacenter)._moId == moref
 
 
 @pytest.mark.parametrize("selector, text", [

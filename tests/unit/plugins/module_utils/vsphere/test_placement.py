@@ -67,7 +67,7 @@ def test_datastore_errors_name_the_option(finders):
 
 def test_find_vm_by_spec_maps_selectors(monkeypatch):
     seen = []
-    monkeypatch.setattr(inventory, "find_vm", lambda session, datacenter=None, **kw: seen.append((datacenter, kw)) or "vm")
+    monkeypatch.setattr(inventory, "find_vm", lambda session, within=None, **kw: seen.append((within, kw)) or "vm")
     monkeypatch.setattr(inventory, "find_datacenter", lambda session, name: "dc:" + name)
     inventory.find_vm_by_spec(object(), {"name": "web"})
     inventory.find_vm_by_spec(object(), {"uuid": "u1"})
