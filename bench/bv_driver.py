@@ -21,8 +21,10 @@ process's /proc/self/io) on stdout.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import sys
 import time
 
@@ -57,6 +59,19 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeli
 def proc_io():
     with open("/proc/self/io") as handle:
         return {key: int(value) for key, value in (line.split(": ") for line in handle.read().splitlines())}
+
+
+def write_results(name, summary, runs):
+    """Write bench/results/NAME.json (when, machine, summary, every run) as the instant-access and file-restore
+    benchmarks record them; the bench repository's passphrase is said not to be a secret."""
+    document = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
+                "passphrase_note": "bench repository, passphrase %r is not a secret" % PASSPHRASE,
+                "summary": summary, "runs": runs}
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(results, exist_ok=True)
+    with open(os.path.join(results, name + ".json"), "w") as handle:
+        json.dump(document, handle, indent=1)
 
 
 def repo_settings(repo):

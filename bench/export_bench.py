@@ -23,11 +23,9 @@ first byte. Work files live in bench/work/export (git-ignored) and are removed a
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,7 +37,7 @@ sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
-from bv_driver import PASSPHRASE, repo_settings  # noqa: E402  pylint: disable=wrong-import-position
+from bv_driver import repo_settings, write_results  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import export as ops_export  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings  # noqa: E402
@@ -126,13 +124,7 @@ def main(argv=None):
                    "worst_ratio_end_to_end": min(r["ratio_end_to_end"] for r in runs),
                    "worst_first_byte_s": max(r["first_byte_s"] for r in runs),
                    "worst_start_s": max(r["start_s"] for r in runs)}
-        document = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                    "passphrase_note": "bench repository, passphrase %r is not a secret" % PASSPHRASE,
-                    "summary": summary, "runs": runs}
-        os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
-        with open(os.path.join(BENCH, "results", "export.json"), "w") as handle:
-            json.dump(document, handle, indent=1)
+        write_results("export", summary, runs)
         log("summary: %s" % json.dumps(summary))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)

@@ -25,10 +25,8 @@ files live in bench/work/file_restore (git-ignored) and are removed at the end.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +38,7 @@ sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
-from bv_driver import PASSPHRASE, repo_settings  # noqa: E402  pylint: disable=wrong-import-position
+from bv_driver import repo_settings, write_results  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.blockvault.vsphere.plugins.module_utils.guest import GuestSettings  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import file_restore as ops_file_restore  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import (  # noqa: E402
@@ -147,13 +145,7 @@ def main(argv=None):
                    "most_bytes_read": max(r["bytes_read"] for r in runs),
                    "repository_bytes": runs[0]["repository_bytes"],
                    "most_read_fraction_of_disk": max(r["bytes_read"] for r in runs) / size}
-        document = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
-                    "passphrase_note": "bench repository, passphrase %r is not a secret" % PASSPHRASE,
-                    "summary": summary, "runs": runs}
-        os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
-        with open(os.path.join(BENCH, "results", "file_restore.json"), "w") as handle:
-            json.dump(document, handle, indent=1)
+        write_results("file_restore", summary, runs)
         log("summary: %s" % json.dumps(summary))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
