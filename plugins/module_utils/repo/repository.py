@@ -13,8 +13,8 @@ import secrets
 import threading
 
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
-                      RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError, WrongKeyError)
-from . import crypto, maintenance, pins, validation
+                      RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
+from . import crypto, keyobjects, maintenance, pins, removals, validation
 from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
                      check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
@@ -140,7 +140,7 @@ class Repository:
         except NotFoundInBackendError:
             raise RepositoryNotFoundError("No blockvault repository at %s (no config object)." % backend.location,
                                           hint="Check the location, or create the repository first.") from None
-        config = cls._check_config(backend, raw)
+        config = keyobjects.check_config(backend, raw)
         if compression_level is not None:
             check_compression_level(compression_level)
         if not config["encryption"]:
@@ -154,7 +154,7 @@ class Repository:
             raise ConfigurationError("The repository at %s is encrypted: give its passphrase or key_file." % backend.location)
         key_file_content = crypto.read_key_file(key_file) if key_file is not None else None
         wanted = "passphrase" if passphrase is not None else "keyfile"
-        key_objects, damaged = cls._load_key_objects(backend)
+        key_objects, damaged = keyobjects.load_key_objects(backend)
         tried = 0
         for key_object in key_objects:
             if key_object["type"] != wanted:
@@ -169,76 +169,7 @@ class Repository:
                 if agent is not None:
                     agent.put(config["id"], master)
                 return cls(backend, config, keys, key_object["id"], compression_level)
-        raise cls._no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged)
-
-    @staticmethod
-    def _check_config(backend, raw):
-        """The config dict of ``raw``, every field checked (format section 3); CorruptionError naming it otherwise."""
-        try:
-            config = validation.load_json_object(raw)
-            if config.get("format") != "blockvault-repository":
-                raise validation.Damaged("it is not a blockvault repository configuration (format %r)" % (config.get("format"),))
-            return validation.check_config(config, "the repository configuration at %s" % backend.location)
-        except validation.Damaged as exc:
-            raise CorruptionError("The config object at %s is damaged: %s." % (backend.location, exc), object_name=CONFIG_NAME,
-                                  hint="Put back a copy of the config object (it never changes after creation).") from None
-
-    @staticmethod
-    def _no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged):
-        """Why no key object opened: a damaged or missing key object is said to be that, not a wrong passphrase."""
-        what = "passphrase" if wanted == "passphrase" else "key file"
-        # a damaged object of unknown type may be the one for this secret; one of the other type cannot
-        relevant = [(name, reason) for name, reason, key_type, _newer in damaged if key_type in (None, wanted)]
-        newer = [error for _name, _reason, key_type, error in damaged if error is not None and key_type in (None, wanted)]
-        if newer:
-            return newer[0]
-        if relevant:
-            names = "; ".join("key object %s is damaged (%s)" % pair for pair in relevant)
-            if tried:
-                message = "The %s opens none of the %d intact %s key(s) of the repository at %s, and %s: it may be the one " \
-                          "for this %s." % (what, tried, what, backend.location, names, what)
-            else:
-                message = "The %s cannot be tried on the repository at %s: %s." % (what, backend.location, names)
-            return CorruptionError(message, object_name=relevant[0][0],
-                                   hint="Open the repository with another of its keys and remove the damaged one (remove_key), "
-                                        "or put back a copy of the key object.")
-        if not key_objects and not damaged:
-            return CorruptionError("The encrypted repository at %s has no key objects (keys/ is empty): they were deleted or "
-                                   "lost, and no passphrase or key file can open it without one." % backend.location,
-                                   object_name=KEYS_PREFIX, hint="Put back a copy of its keys/ objects.")
-        if not tried:
-            others = len(key_objects)
-            return WrongKeyError("The repository at %s has no %s key (it has %d %s key(s) only)." % (
-                backend.location, what, others, "key-file" if wanted == "passphrase" else "passphrase"),
-                hint="Give %s instead." % ("key_file" if wanted == "passphrase" else "the passphrase"))
-        return crypto.wrong_key_error(backend.location, passphrase, key_file, tried)
-
-    @staticmethod
-    def _load_key_objects(backend):
-        """([intact key object dicts], [(name, reason, type or None, RepositoryFormatError or None) of unusable ones]),
-        in name order; the error is set for a key object of a newer format (not damaged, but unusable here)."""
-        objects, damaged = [], []
-        for info in sorted(backend.list(KEYS_PREFIX)):
-            key_id = info.name[len(KEYS_PREFIX):]
-            key_type = None
-            try:
-                key_object = validation.load_json_object(backend.get(info.name))
-                key_type = key_object.get("type") if key_object.get("type") in ("passphrase", "keyfile") else None
-                validation.check_key_object(key_object, key_id)
-            except NotFoundInBackendError:
-                continue  # removed meanwhile
-            except validation.Damaged as exc:
-                damaged.append((info.name, str(exc), key_type, None))
-                continue
-            except RepositoryFormatError as exc:
-                damaged.append((info.name, "of a newer format", key_type, exc))
-                continue
-            objects.append(key_object)
-        return objects, damaged
-
-    @classmethod
-    def _key_objects(cls, backend):
-        return cls._load_key_objects(backend)[0]
+        raise keyobjects.no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged)
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -250,7 +181,7 @@ class Repository:
         """[{id, type, created, label, current}] of the key objects (no secret material)."""
         self._require_encrypted()
         return [{"id": k["id"], "type": k.get("type"), "created": k.get("created"), "label": k.get("label", ""),
-                 "current": k["id"] == self.opened_key_id} for k in self._key_objects(self.backend)]
+                 "current": k["id"] == self.opened_key_id} for k in keyobjects.load_key_objects(self.backend)[0]]
 
     def _add_key(self, passphrase=None, key_file_content=None, label=None):
         key_object = crypto.make_key_object(self.keys.master_key, self.id, passphrase=passphrase, key_file_content=key_file_content, label=label)
@@ -273,7 +204,7 @@ class Repository:
         """Replace passphrase key ``key_id`` (default: the one this repository was opened with) by a new passphrase."""
         self._require_encrypted()
         key_id = key_id or self.opened_key_id
-        old = [k for k in self._key_objects(self.backend) if k["id"] == key_id]
+        old = [k for k in keyobjects.load_key_objects(self.backend)[0] if k["id"] == key_id]
         if not old or old[0].get("type") != "passphrase":
             raise ConfigurationError("Key %s is not a passphrase key of this repository; give key_id of one (see list_keys)." % key_id)
         new_id = self.add_passphrase(new_passphrase, label=old[0].get("label"))
@@ -285,7 +216,7 @@ class Repository:
     def remove_key(self, key_id):
         """Delete key ``key_id``; the last key cannot be removed."""
         self._require_encrypted()
-        intact, damaged = self._load_key_objects(self.backend)
+        intact, damaged = keyobjects.load_key_objects(self.backend)
         ids = [k["id"] for k in intact]
         if KEYS_PREFIX + str(key_id) in [entry[0] for entry in damaged]:
             self.backend.delete(KEYS_PREFIX + key_id)  # a damaged key opens nothing: removing it never locks anyone out
@@ -464,8 +395,8 @@ class Repository:
         return DiskReader(self, self.load_disk_index(rp_id, disk_key), "%s disk %s" % (rp_id, disk_key), cache_chunks)
 
     def delete_restore_point(self, rp_id, lock_wait=None):
-        """Remove a restore point (manifest first, then its indexes, pin and note) under a shared lock; chunks go at
-        the next GC. A pinned restore point is refused: unpin it first."""
+        """Remove a restore point (a removal marker, its manifest, then its indexes, pin and note, then the marker:
+        format section 9.4) under a shared lock; chunks go at the next GC. A pinned restore point is refused: unpin it first."""
         parse_restore_point_id(rp_id)
         if rp_id in self.pinned_ids():
             raise ConfigurationError("Restore point %s is pinned: unpin it (pinned: false) before deleting it." % rp_id)
@@ -495,12 +426,11 @@ class Repository:
         return pins.write_note(self.backend, self.keys, rp_id, note)
 
     def _delete_restore_point_locked(self, rp_id):
-        self.backend.delete(manifest_name(rp_id))
+        removals.remove_restore_point(self.backend, rp_id, on_manifest_deleted=self._forget_cached_manifest)
+
+    def _forget_cached_manifest(self, rp_id):
         with self._cache_lock:
             self._manifests.pop(rp_id, None)
-        for info in self.backend.list("indexes/%s/" % rp_id):
-            self.backend.delete(info.name)
-        pins.forget(self.backend, rp_id)
 
     # -- maintenance (maintenance.py) --------------------------------------------------------
 
