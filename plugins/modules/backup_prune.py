@@ -17,7 +17,8 @@ description:
   - With O(gc=true) (the default), chunks no restore point uses any more are then deleted.
   - Garbage collection keeps the disk indexes of a restore point whose manifest is missing (deleted or lost), and
     the chunks they name, for 7 days after they were written, so that the manifest can still be recovered;
-    O(forget_orphans=true) removes them now. The indexes an interrupted backup left are removed at once.
+    O(forget_orphans=true) removes them now. The indexes an interrupted backup left are removed at once, and so are
+    the leftovers of a prune or delete that was cut short (its removal marker names them).
   - A policy that would remove every restore point (no rule that keeps at least one) is refused.
   - In check mode and diff mode the result lists what would be removed.
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
@@ -183,6 +184,18 @@ gc:
       type: list
       elements: str
       sample: ["20261126T083000.123456Z-3f2a9c0d11e2b4a7-9c1e2f30"]
+    removals_finished:
+      description: Ids of the restore points whose removal a killed prune or delete had begun (their manifest deleted)
+        and that garbage collection finished (their remaining indexes, pin, note and removal marker deleted).
+      type: list
+      elements: str
+      sample: []
+    removals_not_begun:
+      description: Ids of the restore points with a removal marker whose manifest is still there (the removal was cut
+        short before it deleted anything); they are kept whole, and only the marker is deleted.
+      type: list
+      elements: str
+      sample: []
     checkpoints_removed:
       description: Checkpoints of killed backups deleted because they are older than their C(resume_max_age) (their
         chunks are kept until then, so that the next backup can resume).

@@ -19,7 +19,8 @@ description:
     the failure carries RV(damaged) and RV(errors); with O(on_damage=report) it succeeds with RV(ok=false).
   - A restore point whose disk indexes exist without its manifest (a deleted manifest) is an error of the whole
     repository's validation; the indexes of a backup still running, or of one that was interrupted (its lock is
-    stale), are not. Selecting by O(vm) passes over damaged manifests with a warning (their VM is unknown).
+    stale), are not, nor are the leftovers of a removal cut short (its removal marker says so). Selecting by O(vm)
+    passes over damaged manifests with a warning (their VM is unknown).
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
 author:
@@ -145,6 +146,13 @@ checked:
     interrupted_backups:
       description: Restore points whose indexes a killed or lost backup left (its lock is stale; not damage, the next
         garbage collection removes them).
+      returned: when the whole repository is validated
+      type: list
+      elements: str
+      sample: []
+    unfinished_removals:
+      description: Restore points whose removal (by prune or delete) was cut short, or is running, after their manifest
+        was deleted (their removal marker is still there; not damage, the next garbage collection finishes them).
       returned: when the whole repository is validated
       type: list
       elements: str

@@ -102,6 +102,7 @@ def validate(request, repo, settings=RunSettings(workers=2)):
         if manifests is None:   # the whole repository: restore points without manifest that are not damage
             checked["backups_in_progress"] = reports[0]["backups_in_progress"]
             checked["interrupted_backups"] = reports[0]["interrupted_backups"]
+            checked["unfinished_removals"] = reports[0]["unfinished_removals"]
         if level == "restore":
             if manifests is None:
                 manifests = select_manifests(repository).manifests  # damaged ones are in errors already

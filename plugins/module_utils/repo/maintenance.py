@@ -18,6 +18,7 @@ from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_fr
 from .checkpoint import gc_checkpoints
 from .locks import EXCLUSIVE, SHARED
 from .orphans import find_orphans, list_indexes, orphan_error, referenced_by_orphans
+from .removals import finish_removal, unfinished_removals
 from .retention import apply_policy, check_policy
 from .session import list_chunk_ids, list_chunk_infos
 
@@ -84,7 +85,8 @@ def _gc_refuse(failures):
 
 
 def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_removed=()):
-    """Remove unreferenced chunks, the indexes interrupted backups left, and old temporary files.
+    """Remove unreferenced chunks, the indexes interrupted backups left, and old temporary files; finish the
+    removals of restore points that were cut short (spec 9.4).
 
     ``assume_removed`` (dry run only): restore point ids to treat as gone, so that a prune's check mode reports
     what the GC after the real prune would free (its mark and sweep skips them; their indexes, which prune itself
@@ -133,10 +135,11 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
             chunk_id = chunk_id_from_name(info.name)
             if chunk_id is not None:
                 stored[chunk_id] = info.size
-        orphans = find_orphans(list_indexes(backend), set(rp_ids) | gone, locks_before, settings)
+        removal_ids = unfinished_removals(backend)
+        orphans = find_orphans(list_indexes(backend), set(rp_ids) | gone, locks_before, settings, removal_ids)
         now = time.time()
         grace = repository.maintenance_settings.orphan_index_grace
-        forgotten = [o for o in orphans if forget_orphans or o.interrupted or now - o.newest_mtime > grace]
+        forgotten = [o for o in orphans if forget_orphans or o.interrupted or o.removing or now - o.newest_mtime > grace]
         kept = [o for o in orphans if o not in forgotten]
         referenced |= referenced_by_orphans(repository, kept, lambda name, exc: log.warning(
             "orphan index %s does not read (%s): the chunks it names cannot be kept for it", name, exc.message))
@@ -149,7 +152,9 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
                   "bytes_removed": sum(stored[c] for c in garbage), "indexes_removed": len(orphan_indexes),
                   "orphans_removed": [o.id for o in forgotten], "orphans_kept": [o.id for o in kept],
                   "temporary_files_removed": len(temporaries), "stale_locks_removed": stale_locks,
-                  "checkpoints_removed": len(expired_checkpoints)}
+                  "checkpoints_removed": len(expired_checkpoints),
+                  "removals_finished": sorted(rp for rp in removal_ids if rp not in rp_ids),
+                  "removals_not_begun": sorted(rp for rp in removal_ids if rp in rp_ids)}
         for orphan in kept:
             log.warning("GC keeps the %d index object(s) of restore point %s, which has no manifest (deleted or lost?), "
                         "and the chunks they name: validate reports it; backup_prune forget_orphans=true removes them",
@@ -165,6 +170,9 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
             for start in range(0, len(names), _DELETE_BATCH):
                 lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)
                 list(pool.map(fenced_delete, names[start:start + _DELETE_BATCH]))
+        for rp_id in sorted(removal_ids):    # after the indexes: the marker goes last (spec 9.4)
+            lock.ensure_valid()
+            finish_removal(backend, rp_id)
         for name in temporaries:
             backend.delete_temporary(name)
         return report
@@ -264,22 +272,25 @@ def _validate_locked(repository, level, restore_point, workers):
             "chunks_read": checked, "chunks_unreferenced": len(stored - referenced) if not restore_point else None,
             "errors": errors, "damaged_chunks": damaged,
             "backups_in_progress": [o.id for o in orphans.get("in_progress", ())],
-            "interrupted_backups": [o.id for o in orphans.get("interrupted", ())]}
+            "interrupted_backups": [o.id for o in orphans.get("interrupted", ())],
+            "unfinished_removals": orphans.get("unfinished_removals", [])}
 
 
 def _orphans_to_report(repository, index_listing, rp_ids):
-    """Restore points with indexes but no manifest, by kind: ``damage``, ``in_progress``, ``interrupted`` (spec 9.2).
+    """Restore points with indexes but no manifest, by kind: ``damage``, ``in_progress``, ``interrupted``,
+    ``removing`` (spec 9.2, 9.4), and under ``unfinished_removals`` the ids of every removal marker without manifest.
 
-    ``index_listing`` was made at the start of the validation, and the locks are listed now, at its end. So a
-    candidate is damage only if, checked again now, it still has no manifest (else a backup committed it meanwhile)
-    and still has indexes (else a prune was removing it: manifest first, then indexes).
+    ``index_listing`` was made at the start of the validation, and the locks and removal markers are listed now, at
+    its end. So a candidate is damage only if, checked again now, it still has no manifest (else a backup committed it
+    meanwhile) and still has indexes (else a removal that ended meanwhile removed them, marker included).
     """
-    orphans = find_orphans(index_listing, set(rp_ids), repository.locks.list_locks(), repository.lock_settings)
-    by_kind = {}
+    locks = repository.locks.list_locks()
+    removal_ids = unfinished_removals(repository.backend)
+    orphans = find_orphans(index_listing, set(rp_ids), locks, repository.lock_settings, removal_ids)
+    by_kind = {"unfinished_removals": sorted(rp for rp in removal_ids if not repository.restore_point_exists(rp))}
     for orphan in orphans:
-        kind = "in_progress" if orphan.in_progress else "interrupted" if orphan.interrupted else "damage"
-        if kind == "damage" and (repository.restore_point_exists(orphan.id)
-                                 or not repository.backend.list("%s%s/" % (INDEXES_PREFIX, orphan.id))):
+        if orphan.damage and (repository.restore_point_exists(orphan.id)
+                              or not repository.backend.list("%s%s/" % (INDEXES_PREFIX, orphan.id))):
             continue
-        by_kind.setdefault(kind, []).append(orphan)
+        by_kind.setdefault(orphan.kind, []).append(orphan)
     return by_kind

@@ -3,8 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Orphan indexes: index objects of a restore point that has no manifest (format section 9.2).
 
-Three cases look alike in a listing and are told apart by the backup locks (a backup's lock is written before its
-indexes and its restore point id is made right after the lock, from the same clock):
+Four cases look alike in a listing. A removal marker (removals.py) tells the first; the backup locks tell the others
+(a backup's lock is written before its indexes and its restore point id is made right after the lock, from the same
+clock):
+
+* a removal cut short (or running) between deleting the manifest and deleting the marker - not damage; GC finishes it;
 
 * a backup in progress: a live lock ``backup of <vm tag>`` made when the restore point began - not damage;
 * the leftovers of an interrupted backup (killed, or its host died): such a lock, now stale - not damage; GC removes
@@ -47,25 +50,40 @@ class MaintenanceSettings:
 @dataclasses.dataclass(frozen=True)
 class OrphanRestorePoint:
     """The index objects (names, sorted) of restore point ``id``, which has no manifest, with the newest object's
-    mtime (epoch s) and the backup lock they belong to (a lock dict with its ``stale`` flag), if any. Immutable."""
+    mtime (epoch s), the backup lock they belong to (a lock dict with its ``stale`` flag), if any, and whether a
+    removal marker names the restore point. Immutable.
+
+    Exactly one of ``in_progress`` (a live backup or copy writes it), ``removing`` (a removal was begun),
+    ``interrupted`` (a dead backup's leftovers) and ``damage`` holds.
+    """
 
     id: str
     objects: tuple
     newest_mtime: float
     backup_lock: dict = None
+    removal_marked: bool = False
 
     @property
     def in_progress(self):
         return self.backup_lock is not None and not self.backup_lock.get("stale")
 
     @property
+    def removing(self):
+        return self.removal_marked and not self.in_progress
+
+    @property
     def interrupted(self):
-        return self.backup_lock is not None and bool(self.backup_lock.get("stale"))
+        return self.backup_lock is not None and bool(self.backup_lock.get("stale")) and not self.removal_marked
 
     @property
     def damage(self):
         """True when nothing explains the missing manifest: it was deleted or lost."""
-        return self.backup_lock is None
+        return self.backup_lock is None and not self.removal_marked
+
+    @property
+    def kind(self):
+        return ("in_progress" if self.in_progress else "removing" if self.removing else "interrupted" if self.interrupted
+                else "damage")
 
 
 def list_indexes(backend):
@@ -113,13 +131,15 @@ def _backup_lock_of(rp_id, locks, window):
     return None
 
 
-def find_orphans(index_listing, manifest_ids, locks, lock_settings):
+def find_orphans(index_listing, manifest_ids, locks, lock_settings, removal_ids=()):
     """OrphanRestorePoint of each restore point of ``index_listing`` (list_indexes) missing from ``manifest_ids``;
-    ``locks`` as LockManager.list_locks gives them, judged with ``lock_settings`` (LockSettings).
+    ``locks`` as LockManager.list_locks gives them, judged with ``lock_settings`` (LockSettings); ``removal_ids`` the
+    restore points with a removal marker (removals.unfinished_removals).
 
-    List the indexes before the manifests and the locks after the indexes: a backup whose indexes were listed had
-    written its lock before, so its lock is in ``locks`` unless the backup ended, in which case its manifest is
-    listed (or a prune removed it, and re-listing the indexes shows them gone: see validation).
+    List the indexes before the manifests, and the locks and removal markers after the indexes: a backup whose
+    indexes were listed had written its lock before, so its lock is in ``locks`` unless the backup ended, in which case
+    its manifest is listed; a removal deletes its marker only after the indexes, so a removal that left listed
+    indexes shows its marker unless it ended, in which case re-listing the indexes shows them gone (see validation).
     """
     window = max(lock_settings.refresh_interval, lock_settings.stale_after / 2)
     orphans = []
@@ -128,7 +148,8 @@ def find_orphans(index_listing, manifest_ids, locks, lock_settings):
             continue
         orphans.append(OrphanRestorePoint(id=rp_id, objects=tuple(sorted(info.name for info in infos)),
                                           newest_mtime=max(info.mtime for info in infos),
-                                          backup_lock=_backup_lock_of(rp_id, locks, window)))
+                                          backup_lock=_backup_lock_of(rp_id, locks, window),
+                                          removal_marked=rp_id in removal_ids))
     return orphans
 
 

@@ -55,7 +55,7 @@ def test_delete_is_refused_while_pinned_then_removes_everything_of_the_point(poi
     manage_restore_point(RestorePointChange(ids[1], pinned=False), settings)
     deleted = manage_restore_point(RestorePointChange(ids[1], state="absent"), settings)
     assert deleted["changed"] is True and deleted["restore_point"] is None
-    left = [info.name for prefix in ("manifests/", "indexes/", "pins/", "notes/") for info in backend.list(prefix)]
+    left = [info.name for prefix in ("manifests/", "indexes/", "pins/", "notes/", "removals/") for info in backend.list(prefix)]
     assert not [name for name in left if ids[1] in name]
     again = manage_restore_point(RestorePointChange(ids[1], state="absent"), settings)
     assert again["changed"] is False

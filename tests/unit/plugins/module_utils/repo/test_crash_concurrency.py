@@ -157,3 +157,60 @@ def test_concurrent_writers_prune_and_gc_lose_nothing(backend_factory):
     assert report["ok"] and report["chunks_unreferenced"] == 0 and report["chunks_referenced"] == 3 * 2 + 1
     for rp_id, data in latest.values():
         assert read_disk(repo, rp_id, "2000") == data
+
+
+def test_crash_at_every_write_of_a_removal(backend_factory):
+    """A removal cut short at any of its writes leaves the restore point whole or leftovers that validation does not
+    call damage (its removal marker names them, even with the dead process's lock broken by hand); GC finishes it and
+    frees the chunks only it named."""
+    kept_disks = {"2000": random_disk(MIB, 11)}
+    doomed_disks = {"2000": random_disk(2 * MIB, 12), "2001": random_disk(MIB, 13)}
+    step = 1
+    outcomes = []
+    while True:
+        inner = backend_factory()
+        repo = make_repo(inner)
+        kept = backup(repo, "vm-a", kept_disks)[0]
+        doomed = backup(repo, "vm-a", doomed_disks)[0]
+        repo.set_note(doomed, "before the upgrade")
+        crashing = CrashingBackend(inner, fail_at=step)
+        dying = reopen(repo, crashing)
+        dying.lock_settings.refresh_interval = 3600  # no heartbeat writes: the write order is deterministic
+        try:
+            dying.delete_restore_point(doomed)
+        except BackendError as exc:
+            assert "injected crash" in str(exc)
+        survivor = reopen(repo, inner)
+        for lock in survivor.list_locks():
+            survivor.break_lock(lock["id"])  # the dead process's lock, which explains nothing any more
+        points = [p.id for p in survivor.list_restore_points()]
+        report = survivor.validate("full")
+        assert report["ok"], (step, report)
+        assert report["interrupted_backups"] == [] and report["backups_in_progress"] == []
+        if crashing.writes < step:  # the removal finished before the injected failure: every write was tried
+            assert points == [kept] and report["unfinished_removals"] == []
+            break
+        whole = doomed in points
+        outcomes.append(whole)
+        if whole:
+            assert report["unfinished_removals"] == []
+            assert all(read_disk(survivor, doomed, key) == bytes(data) for key, data in doomed_disks.items())
+            assert survivor.note(doomed) == "before the upgrade"
+        else:
+            assert report["unfinished_removals"] == ([doomed] if step <= 7 else [])
+        gc = survivor.gc()     # no forget_orphans: the marker alone lets GC finish the removal
+        assert gc["orphans_kept"] == []
+        marked = step >= 3 and step <= 7      # the marker was written and not yet deleted
+        assert (gc["removals_finished"], gc["removals_not_begun"]) == (
+            ([], [doomed] if marked else []) if whole else ([doomed] if marked else [], []))
+        left = [info.name for prefix in ("indexes/", "notes/", "pins/", "removals/") for info in inner.list(prefix)
+                if doomed in info.name]
+        assert left == ([] if not whole else ["indexes/%s/2000" % doomed, "indexes/%s/2001" % doomed, "notes/" + doomed])
+        final = survivor.validate("full")
+        assert final["ok"] and final["chunks_unreferenced"] == 0 and final["unfinished_removals"] == []
+        assert all(read_disk(survivor, kept, key) == bytes(data) for key, data in kept_disks.items())
+        assert len(inner.list("chunks/")) == (1 if not whole else 4)
+        step += 1
+    # writes: lock, marker, manifest, 2 indexes, note, marker, lock release; a crash before the manifest is deleted
+    # leaves the restore point whole (with the marker, which GC deletes), a later one a removal that GC finishes
+    assert step == 9 and outcomes == [True] * 3 + [False] * 5
