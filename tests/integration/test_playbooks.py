@@ -231,17 +231,25 @@ def test_validate_names_the_damaged_restore_point(runner):
 
 def test_prune_check_mode_then_for_real(runner):
     runner.create_repository()
-    for _attempt in range(3):
+    for attempt in range(3):
+        if attempt:     # the guest writes between backups: the chunk of the second one is used by it alone
+            runner.labctl("write", "--vm", "lab-vm2", "--disk", 0, "--offset", 1 << 20, "--length", 1 << 20,
+                          "--seed", 70 + attempt)
         runner.backup(["lab-vm2"])
     before = [point["id"] for point in runner.restore_points()["lab-vm2"]]
     assert len(before) == 3
+    # what the garbage collection frees, as the play says it: a count of chunks (at least the one only the second
+    # restore point used) and their size
+    freed = re.compile(r"garbage collection: ([1-9][0-9]*) chunk\(s\), ([0-9.]+ \w+)")
 
     checked = runner.run("blockvault.vsphere.prune", {"blockvault_keep": {"keep_last": 1}}, check=True)
     assert "Would remove 2 restore point(s): %s, %s;" % (before[0], before[1]) in checked
+    assert freed.search(checked), checked
     assert [point["id"] for point in runner.restore_points()["lab-vm2"]] == before
 
     pruned = runner.run("blockvault.vsphere.prune", {"blockvault_keep": {"keep_last": 1}})
     assert "Removed 2 restore point(s): %s, %s;" % (before[0], before[1]) in pruned
+    assert freed.search(pruned).groups() == freed.search(checked).groups(), pruned
     assert [point["id"] for point in runner.restore_points()["lab-vm2"]] == before[2:]
 
 
