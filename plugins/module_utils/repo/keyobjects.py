@@ -27,6 +27,7 @@ def check_config(backend, raw):
         raise CorruptionError("The config object at %s is damaged: %s." % (backend.location, exc), object_name=CONFIG_NAME,
                               hint="Put back a copy of the config object (it never changes after creation).") from None
 
+
 def no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, damaged):
     """Why no key object opened: a damaged or missing key object is said to be that, not a wrong passphrase."""
     what = "passphrase" if wanted == "passphrase" else "key file"
@@ -55,6 +56,7 @@ def no_key_error(backend, passphrase, key_file, wanted, tried, key_objects, dama
             backend.location, what, others, "key-file" if wanted == "passphrase" else "passphrase"),
             hint="Give %s instead." % ("key_file" if wanted == "passphrase" else "the passphrase"))
     return crypto.wrong_key_error(backend.location, passphrase, key_file, tried)
+
 
 def load_key_objects(backend):
     """([intact key object dicts], [(name, reason, type or None, RepositoryFormatError or None) of unusable ones]),
