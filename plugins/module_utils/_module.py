@@ -273,7 +273,9 @@ class BlockvaultModule(object):
             watch = ControllerWatch.of_this_process()
             if watch is not None:
                 unwatch = cancellation.watch(watch)
-            return operation(self)
+            # the default: a cancel stops the operation where it is, unless it runs a cooperative section
+            with cancellation.interruptible():
+                return operation(self)
         finally:
             # the operation is over: a cancel from now on must not interrupt the reporting of its outcome
             with cancellation.cooperative():

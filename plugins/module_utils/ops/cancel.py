@@ -29,8 +29,8 @@ had already ended when the poller renewed (what is left is ansible's worker, who
 How an operation stops: code between phases calls ``check()`` (RunContext.set_phase does), the transfers get
 ``event`` as their ``TransferOptions.cancel``; inside ``cooperative()`` that is all a cancel does. Outside it
 (``interruptible``, the default: prune, garbage collection, validation reads) a request raises the cancel at
-once in the main thread, which unwinds through the ``with`` blocks like any error: locks released, nothing
-half-written made visible.
+once in the main thread (as ``Interrupted``, which no ``except Exception`` of a library can swallow), which unwinds
+through the ``with`` blocks like any error: locks released, nothing half-written made visible.
 
 Why signals are taken by a thread of their own: the kernel hands a signal sent to the process to any thread that
 does not block it, and Python runs its handler only when the main thread next runs Python code - late when the main
@@ -54,7 +54,7 @@ import time
 
 from ..errors import CancelledError
 
-__all__ = ["Cancellation", "ControllerWatch", "LeaseWatch", "renew_lease", "remove_lease", "lease_path", "SIGNALS",
+__all__ = ["Cancellation", "Interrupted", "ControllerWatch", "LeaseWatch", "renew_lease", "remove_lease", "lease_path", "SIGNALS",
            "CONTROLLER_GONE", "LEASE_EXPIRED"]
 
 log = logging.getLogger("blockvault.cancel")
@@ -74,6 +74,17 @@ _MAX_ANCESTORS = 8
 
 def lease_path(status_file):
     return os.fspath(status_file) + ".lease"
+
+
+class Interrupted(BaseException):
+    """Raised where the main thread runs when a cancel interrupts an interruptible section; ``interruptible`` turns it
+    into the CancelledError as it leaves the section.
+
+    A BaseException, like KeyboardInterrupt, for the same reason: libraries catch ``Exception`` around the calls they
+    make, and botocore, for one, takes any exception of an S3 request for a connection error and retries the request,
+    so a cancel raised as an Exception inside such a call would be swallowed and the run would go on. ``finally``
+    blocks and ``with`` exits still run on the way out.
+    """
 
 
 class Cancellation:
@@ -158,11 +169,14 @@ class Cancellation:
 
     @contextlib.contextmanager
     def interruptible(self, what="The run"):
-        """Within: a cancel raises at once in the main thread (code safe to stop anywhere, e.g. reads)."""
+        """Within: a cancel raises at once in the main thread (code safe to stop anywhere, e.g. reads), as the
+        CancelledError once it leaves the section."""
         self._modes.append(False)
         try:
             self.check(what)
             yield self
+        except Interrupted:
+            raise self.error(what, "It stopped where it was and released what it held on the way out.") from None
         finally:
             self._modes.pop()
 
@@ -172,7 +186,7 @@ class Cancellation:
         raise_now = self.event.is_set() and not self._cooperative() and not self._raised
         if raise_now:
             self._raised = True
-            raise self.error(outcome="It stopped where it was and released what it held on the way out.")
+            raise Interrupted()
 
     def _take_signals(self, numbers, stop):
         while not stop.is_set():

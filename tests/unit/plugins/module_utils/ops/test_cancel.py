@@ -254,3 +254,31 @@ def test_a_run_stopped_by_its_own_failure_ends_failed(tmp_path):
             raise CancelledError("The transfer stopped: disk 2000 failed first.")
     status = read_status(path)
     assert status["state"] == "failed" and "cancelled_by" not in status
+
+
+def test_a_cancel_is_not_swallowed_by_a_library_that_retries_on_any_exception():
+    # botocore takes any exception raised during an S3 request for a connection error and retries the request: a
+    # cancel raised there as an Exception was retried away, and a prune or validation on S3 went on to its end
+    cancellation = Cancellation()
+    cancellation.install_signal_handlers()
+    never = threading.Event()
+    retried = []
+
+    def request_with_retries():
+        for attempt in range(3):
+            try:
+                if attempt == 0:
+                    send(signal.SIGTERM)
+                never.wait(60 if attempt == 0 else 0.01)
+                return "the request's answer"
+            except Exception as exc:  # pylint: disable=broad-except  # what the library does
+                retried.append(exc)
+        return None
+
+    try:
+        with pytest.raises(CancelledError, match="^The run was cancelled by SIGTERM. It stopped where it was"):
+            with cancellation.interruptible():
+                request_with_retries()
+    finally:
+        cancellation.restore_signal_handlers()
+    assert retried == []
