@@ -1,0 +1,158 @@
+"""Cancel means cancel for the maintenance runs (issue 19): the prune playbook (with its garbage collection) and the
+validate playbook, each cancelled through ansible-runner (as AWX cancels a job: it SIGKILLs ansible-playbook's process
+group) at a random moment of its work on an S3 repository.
+
+Each request to the repository costs 60 ms more through a latency proxy (labkit.latency) in front of moto, as an
+object store across a WAN would, so that the runs last long enough to be cancelled in their middle; the rerun goes
+straight to moto. The module runs under ansible's worker (no ``async``), which ansible-runner's kill leaves running:
+it notices that the ansible processes that started it ended (``controller gone``) and stops. Then, within 10 s, no
+module process of the job is left, the repository holds no lock, it validates clean (what a prune cut short left is
+reported as an unfinished removal, never as damage), and an immediate rerun succeeds and finishes the work.
+
+Run: .venv/bin/python -m pytest -q tests/integration/test_cancel_maintenance.py
+"""
+import json
+import random
+import time
+import uuid
+
+import pytest
+
+from labkit.latency import LatencyProxy
+from labkit.s3servers import PLAIN_BUCKET, moto_server  # noqa: F401  pylint: disable=unused-import
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import NotFoundInBackendError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, RepositorySettings, open_backend
+from ansible_collections.blockvault.vsphere.tests.integration.test_cancel import PASSPHRASE, Job
+from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import backup
+
+pytestmark = pytest.mark.lab
+
+# enough restore points that a prune's removals, or a validation's reads, last tens of seconds through the proxy
+POINTS = 100
+DELAY = 0.06
+
+
+class S3Job(Job):
+    """A Job (test_cancel) whose repository is on moto, reached by the playbooks through the latency proxy."""
+
+    def __init__(self, lab, tmp_path, server):
+        super().__init__(lab, tmp_path)
+        self.server = server
+        self.proxy = LatencyProxy(int(server.endpoint.rsplit(":", 1)[1]), DELAY)
+        self.location = "s3://%s/cancel-%s" % (PLAIN_BUCKET, uuid.uuid4().hex[:12])
+        self.through(self.proxy.endpoint)
+
+    def through(self, endpoint):
+        """The playbooks' repository options from now on: by way of ``endpoint``."""
+        self.vars["blockvault_repository"] = {
+            "repository": self.location, "s3_endpoint_url": endpoint, "region": self.server.region,
+            "aws_access_key": self.server.access_key, "aws_secret_key": self.server.secret_key, "passphrase": PASSPHRASE}
+
+    def backend(self):
+        """Straight to moto (the test's own reads do not go through the proxy)."""
+        return open_backend(RepositorySettings(self.location, s3_endpoint_url=self.server.endpoint, region=self.server.region,
+                                               access_key=self.server.access_key, secret_key=self.server.secret_key))
+
+    def open_repository(self):
+        return Repository.open(self.backend(), passphrase=PASSPHRASE)
+
+    def populate(self, count):
+        """``count`` restore points of one VM, each with a disk of its own data (so GC has chunks to free)."""
+        backend = self.backend()
+        Repository.create(backend, chunk_size=1 << 20, passphrase=PASSPHRASE)
+        repository = Repository.open(backend, passphrase=PASSPHRASE)
+        generator = random.Random(count)
+        for _number in range(count):
+            backup(repository, "vm-cancel", {"2000": generator.randbytes(64 << 10)})
+        repository.close()
+
+    def lock_purposes(self):
+        backend = self.backend()
+        purposes = []
+        for info in backend.list("locks/"):
+            try:
+                purposes.append(json.loads(backend.get(info.name))["purpose"])
+            except NotFoundInBackendError:
+                continue    # released meanwhile
+        return purposes
+
+    def removal_markers(self):
+        return [info.name for info in self.backend().list("removals/")]
+
+
+class CancelAfter:
+    """ansible-runner's cancel_callback: True (cancel) at a random moment, up to ``spread`` s, after ``ready()``."""
+
+    def __init__(self, ready, seed, spread=1.5):
+        self.ready = ready
+        self.random = random.Random(seed)
+        self.spread = spread
+        self.due = None
+        self.cancelled_at = None
+
+    def __call__(self):
+        if self.cancelled_at is not None:
+            return True
+        if self.due is None:
+            if self.ready():
+                self.due = time.monotonic() + self.random.uniform(0.0, self.spread)
+            return False
+        if time.monotonic() >= self.due:
+            self.cancelled_at = time.monotonic()
+            return True
+        return False
+
+
+@pytest.fixture
+def s3_job(lab, tmp_path, moto_server):  # noqa: F811  pylint: disable=redefined-outer-name
+    job = S3Job(lab, tmp_path, moto_server)
+    yield job
+    job.proxy.stop()
+
+
+def test_cancelled_prune_stops_and_its_rerun_finishes(s3_job):
+    job = s3_job
+    job.populate(POINTS)
+    before = job.restore_points()
+    newest = before[-1]
+    # cancelled once the prune has begun removing restore points (its first removal marker is written)
+    cancel = CancelAfter(lambda: bool(job.removal_markers()), seed=len(job.tmp_path.name))
+    runner = job.playbook("prune.yml", {"blockvault_keep": {"keep_last": 1}}, cancel_when=cancel)
+    since = time.monotonic()
+    assert runner.status == "canceled" and cancel.cancelled_at is not None
+    job.wait_until_no_module_process(since)
+    assert job.lock_purposes() == []
+    after = job.restore_points()
+    # stopped in its middle: the newest is kept, some of the others are still there
+    assert newest in after and set(after) <= set(before) and len(after) > 1, (len(before), len(after))
+    report = job.open_repository().validate("quick")
+    assert report["ok"], report
+    assert set(report["unfinished_removals"]) <= set(before) - set(after)
+
+    # an immediate rerun (straight to the store) removes the rest and frees every chunk no restore point uses
+    job.through(job.server.endpoint)
+    rerun = job.playbook("prune.yml", {"blockvault_keep": {"keep_last": 1}})
+    assert rerun.status == "successful", rerun.stdout.read()
+    assert job.restore_points() == [newest]
+    final = job.open_repository().validate("full")
+    assert final["ok"] and final["unfinished_removals"] == [] and final["chunks_unreferenced"] == 0, final
+    assert job.removal_markers() == [] and job.lock_purposes() == []
+
+
+def test_cancelled_validation_stops_and_its_rerun_succeeds(s3_job):
+    job = s3_job
+    job.populate(POINTS)
+    before = job.restore_points()
+    # cancelled once the validation holds its lock (it reads every manifest and index after taking it)
+    cancel = CancelAfter(lambda: "validate" in job.lock_purposes(), seed=len(job.tmp_path.name))
+    runner = job.playbook("validate.yml", {"blockvault_validate_level": "quick"}, cancel_when=cancel)
+    since = time.monotonic()
+    assert runner.status == "canceled" and cancel.cancelled_at is not None
+    job.wait_until_no_module_process(since)
+    assert job.lock_purposes() == []
+    assert job.restore_points() == before
+
+    job.through(job.server.endpoint)
+    rerun = job.playbook("validate.yml", {"blockvault_validate_level": "quick"})
+    assert rerun.status == "successful", rerun.stdout.read()
