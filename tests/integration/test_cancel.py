@@ -10,6 +10,7 @@ The subset in `make test` (about 2 minutes), one test per way the module learns 
 - playbooks/backup.yml with ansible-runner's ``job_timeout``: the same path;
 - a restore to a new VM run directly (no ``async``), cancelled while it writes the disks: the module notices that
   the ansible processes that started it ended (controller gone), and the half-restored VM is destroyed;
+- an in-place restore run directly, cancelled while it rolls the disks back: the rerun rolls them back whole;
 - Ctrl-C (SIGINT to ansible-playbook's process group) on a backup run directly: cancelled by SIGINT.
 The lease's own expiry, the status document and the cancel messages are unit-tested
 (tests/unit/plugins/module_utils/ops/test_cancel.py).
@@ -212,7 +213,7 @@ def assert_stopped_as_cancel(job, since, points_before, cancelled_by):
     assert job.locks() == []
     (status_path,) = job.status_files()
     status = read_json(status_path)
-    assert (status["state"], status["cancelled_by"]) == ("cancelled", cancelled_by), status
+    assert (status["state"], status.get("cancelled_by")) == ("cancelled", cancelled_by), status
     assert status["last_error"]["class"] == "CancelledError"
     return status
 
@@ -276,6 +277,32 @@ def test_cancelled_direct_restore_to_a_new_vm_stops_as_a_cancel(job):
     rerun = job.playbook("run_directly.yml", restore)
     assert rerun.status == "successful", rerun.stdout.read()
     assert job.vm_exists(new_name)
+
+
+def test_cancelled_in_place_restore_stops_and_its_rerun_rolls_back(job):
+    job.create_repository()
+    assert job.playbook("backup.yml", {"blockvault_vms": ["lab-vm1"]}).status == "successful"
+    points = job.restore_points()
+    backed_up = [job.lab.checksum("lab-vm1", disk) for disk in (0, 1)]
+    # the guest overwrites 24 MiB after the backup: what the rollback has to write back (12 s at the throttled speed)
+    job.lab.write("lab-vm1", 0, 8 << 20, 24 << 20, seed=93)
+    assert job.lab.checksum("lab-vm1", 0) != backed_up[0]
+    for path in job.status_files():
+        os.unlink(path)
+    restore = {"blockvault_restore": {"name": "lab-vm1", "target": "in_place", "force": True, "memory_budget_mb": 8,
+                                      "overrides": {"power_on": True}},
+               "blockvault_status_file": str(job.status_dir / "restore.json")}
+    cancel = CancelInTransfer(job, lease=False)
+    runner = job.playbook("run_directly.yml", restore, env=SLOW, cancel_when=cancel)
+    since = time.monotonic()
+    assert runner.status == "canceled"
+    status = assert_stopped_as_cancel(job, since, points, "controller gone")
+    assert status["phase"] == "transfer" and 0 < status["bytes_done"] < status["bytes_total"], status
+    # the rerun (at full speed) rolls the disks back to the restore point: the lab reads them, not the product
+    rerun = job.playbook("run_directly.yml", restore)
+    assert rerun.status == "successful", rerun.stdout.read()
+    assert [job.lab.checksum("lab-vm1", disk) for disk in (0, 1)] == backed_up
+    assert job.locks() == [] and job.blockvault_snapshots() == []
 
 
 def test_ctrl_c_on_ansible_playbook_cancels_by_sigint(job):

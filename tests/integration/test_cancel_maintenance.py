@@ -1,10 +1,11 @@
-"""Cancel means cancel for the maintenance runs (issue 19): the prune playbook (with its garbage collection) and the
-validate playbook, each cancelled through ansible-runner (as AWX cancels a job: it SIGKILLs ansible-playbook's process
-group) at a random moment of its work on an S3 repository.
+"""Cancel means cancel for the runs that work on the repository alone (issue 19): the prune playbook (with its garbage
+collection), the validate playbook and a restore to a file, each cancelled through ansible-runner (as AWX cancels a
+job: it SIGKILLs ansible-playbook's process group) at a random moment of its work on an S3 repository.
 
 Each request to the repository costs 60 ms more through a latency proxy (labkit.latency) in front of moto, as an
-object store across a WAN would, so that the runs last long enough to be cancelled in their middle; the rerun goes
-straight to moto. The module runs under ansible's worker (no ``async``), which ansible-runner's kill leaves running:
+object store across a WAN would (for the restore, replies are paced too), so that the runs last long enough to be
+cancelled in their middle; the rerun goes straight to moto. A cancelled restore to a file leaves neither the file nor
+its partial copy. The module runs under ansible's worker (no ``async``), which ansible-runner's kill leaves running:
 it notices that the ansible processes that started it ended (``controller gone``) and stops. Then, within 10 s, no
 module process of the job is left, the repository holds no lock, it validates clean (what a prune cut short left is
 reported as an unfinished removal, never as damage), and an immediate rerun succeeds and finishes the work.
@@ -23,7 +24,8 @@ from labkit.s3servers import PLAIN_BUCKET, moto_server  # noqa: F401  pylint: di
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import NotFoundInBackendError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, RepositorySettings, open_backend
-from ansible_collections.blockvault.vsphere.tests.integration.test_cancel import PASSPHRASE, Job
+from ansible_collections.blockvault.vsphere.tests.integration.test_cancel import (
+    PASSPHRASE, CancelInTransfer, Job, assert_stopped_as_cancel)
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import backup
 
 pytestmark = pytest.mark.lab
@@ -138,6 +140,32 @@ def test_cancelled_prune_stops_and_its_rerun_finishes(s3_job):
     final = job.open_repository().validate("full")
     assert final["ok"] and final["unfinished_removals"] == [] and final["chunks_unreferenced"] == 0, final
     assert job.removal_markers() == [] and job.lock_purposes() == []
+
+
+def test_cancelled_restore_to_a_file_leaves_no_file_and_its_rerun_restores(s3_job):
+    job = s3_job
+    disk = random.Random(7).randbytes(24 << 20)
+    backend = job.backend()
+    Repository.create(backend, chunk_size=1 << 20, passphrase=PASSPHRASE)
+    backup(Repository.open(backend, passphrase=PASSPHRASE), "vm-cancel", {"2000": disk})
+    points = job.restore_points()
+    # replies paced at 512 KiB/s a connection: the 24 MiB take several seconds to read, even with parallel reads
+    job.proxy.bandwidth = 512 << 10
+    target = job.tmp_path / "disk-2000.raw"
+    restore = {"blockvault_restore": {"name": "vm vm-cancel", "target": "file", "path": str(target), "memory_budget_mb": 8},
+               "blockvault_status_file": str(job.status_dir / "restore.json")}
+    cancel = CancelInTransfer(job, lease=False)
+    runner = job.playbook("run_directly.yml", restore, cancel_when=cancel)
+    since = time.monotonic()
+    assert runner.status == "canceled"
+    status = assert_stopped_as_cancel(job, since, points, "controller gone")
+    assert status["phase"] == "transfer" and 0 < status["bytes_done"] < status["bytes_total"], status
+    assert sorted(path.name for path in job.tmp_path.iterdir() if path.name.startswith("disk-")) == []
+
+    job.through(job.server.endpoint)
+    rerun = job.playbook("run_directly.yml", restore)
+    assert rerun.status == "successful", rerun.stdout.read()
+    assert target.read_bytes() == disk
 
 
 def test_cancelled_validation_stops_and_its_rerun_succeeds(s3_job):

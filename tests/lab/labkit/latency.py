@@ -1,10 +1,11 @@
 """A transport that costs time: a TCP proxy on loopback that delays each request a client sends.
 
-``LatencyProxy(target_port, delay)`` listens on 127.0.0.1 and forwards every connection to ``target_port`` (an S3
-server of labkit.s3servers, say). A burst of bytes from the client that follows a quiet moment (a new request on a
-kept-alive HTTP connection) waits ``delay`` seconds before it is forwarded; the rest of a request that streams on
-(a large body) and every reply pass at once. So each request costs about ``delay`` more, as an object store across a
-WAN would, whatever its size. The client sees an ordinary endpoint (``proxy.endpoint``): nothing in the product
+``LatencyProxy(target_port, delay, bandwidth=None)`` listens on 127.0.0.1 and forwards every connection to
+``target_port`` (an S3 server of labkit.s3servers, say). A burst of bytes from the client that follows a quiet moment
+(a new request on a kept-alive HTTP connection) waits ``delay`` seconds before it is forwarded; the rest of a request
+that streams on (a large body) passes at once. So each request costs about ``delay`` more, as an object store across
+a WAN would, whatever its size. With ``bandwidth`` (bytes per second, per connection) the replies are paced too, so
+reading a large object takes time as well. The client sees an ordinary endpoint (``proxy.endpoint``): nothing in the product
 knows. Used by the cancel tests (a prune or a validation that lasts long enough to be cancelled in its middle).
 
 Thread-safety: the proxy runs its own asyncio loop on a daemon thread; ``stop()`` may be called from any thread.
@@ -24,9 +25,10 @@ _BUFFER = 1 << 16
 class LatencyProxy:
     """See the module docstring. A context manager (stops on exit)."""
 
-    def __init__(self, target_port, delay, target_host="127.0.0.1"):
+    def __init__(self, target_port, delay, bandwidth=None, target_host="127.0.0.1"):
         self.target = (target_host, target_port)
         self.delay = float(delay)
+        self.bandwidth = bandwidth
         self.requests = 0
         self._loop = asyncio.new_event_loop()
         self._server = None
@@ -66,9 +68,9 @@ class LatencyProxy:
             client_writer.close()
             return
         await asyncio.gather(self._pump(client_reader, server_writer, self.delay),
-                             self._pump(server_reader, client_writer, 0.0), return_exceptions=True)
+                             self._pump(server_reader, client_writer, 0.0, self.bandwidth), return_exceptions=True)
 
-    async def _pump(self, reader, writer, delay):
+    async def _pump(self, reader, writer, delay, bandwidth=None):
         last = 0.0
         try:
             while True:
@@ -80,6 +82,8 @@ class LatencyProxy:
                     await asyncio.sleep(delay)
                 writer.write(data)
                 await writer.drain()
+                if bandwidth:
+                    await asyncio.sleep(len(data) / bandwidth)
                 last = time.monotonic()
         finally:
             writer.close()
