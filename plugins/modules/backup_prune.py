@@ -20,6 +20,8 @@ description:
     O(forget_orphans=true) removes them now. The indexes an interrupted backup left are removed at once, and so are
     the leftovers of a prune or delete that was cut short (its removal marker names them).
   - A policy that would remove every restore point (no rule that keeps at least one) is refused.
+  - On an S3 repository with Object Lock, a restore point whose retention has not passed is kept (a delete would only
+    hide it behind a delete marker, its data staying in the bucket), and a warning names it and the date.
   - In check mode and diff mode the result lists what would be removed.
   - Accepts the vSphere and VDDK options without using them, so that one C(module_defaults) group
     (C(group/blockvault.vsphere.vsphere)) can carry them for every module of the collection.
@@ -128,7 +130,8 @@ removed:
       type: str
       sample: "2026-11-01T08:31:27Z"
 kept:
-  description: The restore points kept, in the same form as RV(removed), each with C(reasons), the rules that keep it.
+  description: The restore points kept, in the same form as RV(removed), each with C(reasons), the rules that keep it
+    (C(pinned), or C(object lock until <time>) for one the policy would remove but S3 Object Lock still protects).
   returned: success
   type: list
   elements: dict

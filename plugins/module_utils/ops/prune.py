@@ -13,6 +13,9 @@ from ._engine import damaged_manifest_warning, manifests_of, open_repository
 
 __all__ = ["prune"]
 
+# the reason repo.maintenance.prune gives for a restore point it keeps because Object Lock protects it
+LOCKED_REASON = "object lock until "
+
 
 def _vm_key_for_name(repository, name):
     keys = {manifest.vm.key for manifest in manifests_of(repository, name)}
@@ -57,6 +60,12 @@ def prune(repo, policy, vm=None, gc=True, check=False, forget_orphans=False):
             remove_ids = report["remove"]
             removed = [_described(repository, rp_id, warnings) for rp_id in remove_ids]
             kept = [dict(_described(repository, entry["id"], warnings), reasons=entry["reasons"]) for entry in report["keep"]]
+            locked = ["%s (until %s)" % (entry["id"], reason[len(LOCKED_REASON):]) for entry in report["keep"]
+                      for reason in entry["reasons"] if reason.startswith(LOCKED_REASON)]
+            if locked:
+                warnings.append("Kept %d restore point(s) that the policy would remove, because S3 Object Lock still "
+                                "protects them: %s. A prune after their retention has passed removes them."
+                                % (len(locked), ", ".join(locked)))
             if not check and removed:
                 repository.prune(policy, vm=vm_key, dry_run=False)
         gc_report = None

@@ -50,6 +50,9 @@ class Backend:
     * ``list(prefix, limit=None) -> list of ObjectInfo`` for names starting with ``prefix`` (``prefix`` ends
       with ``/`` or is empty), at most ``limit`` of them (in name order on S3); temporary objects are not listed.
     * ``list_temporary(prefix)`` and ``delete_temporary(name)``: leftovers of interrupted writes (local only).
+    * ``retained_until(name) -> float or None``: the epoch time until which an S3 Object Lock retention protects the
+      object's current version (None: no retention, or a store without Object Lock; NotFoundInBackendError if
+      absent).
     * ``location``: a human-readable place for messages (no secrets); ``parallel_listing``: list prefixes in
       parallel (remote stores); ``close()``.
     """
@@ -76,6 +79,9 @@ class Backend:
         return []
 
     def delete_temporary(self, name):
+        return None
+
+    def retained_until(self, name):
         return None
 
     def close(self):
@@ -254,6 +260,9 @@ class BackendWrapper(Backend):
 
     def delete_temporary(self, name):
         return self._call("delete_temporary", name)
+
+    def retained_until(self, name):
+        return self._call("retained_until", name)
 
     def close(self):
         return self.inner.close()

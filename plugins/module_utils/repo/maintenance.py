@@ -18,7 +18,7 @@ from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, ZERO_SENTINEL, chunk_id_fr
 from .checkpoint import gc_checkpoints
 from .locks import EXCLUSIVE, SHARED
 from .orphans import find_orphans, list_indexes, orphan_error, referenced_by_orphans
-from .removals import finish_removal, unfinished_removals
+from .removals import finish_removal, locked_until, unfinished_removals
 from .retention import apply_policy, check_policy
 from .session import list_chunk_ids, list_chunk_infos
 
@@ -29,6 +29,8 @@ log = logging.getLogger("blockvault.repository")
 
 def prune(repository, policy, vm=None, dry_run=True, lock_wait=None):
     """Apply a retention policy per VM (``vm``: one VM key, or every VM). Removes manifests+indexes, not chunks.
+    A restore point the policy would remove but an S3 Object Lock retention still protects is kept, with the reason
+    ``object lock until <time>``.
 
     Returns {"dry_run", "keep": [{"id", "vm_tag", "created", "reasons"}], "remove": [ids]}; run gc afterwards
     to free space. Takes a shared lock (compatible with backups; see the spec) unless ``dry_run``.
@@ -45,7 +47,13 @@ def prune(repository, policy, vm=None, dry_run=True, lock_wait=None):
     for points in groups.values():
         kept, removed = apply_policy(points, policy)
         keep.extend({"id": p.id, "vm_tag": p.vm_tag, "created": isotime(p.created), "reasons": reasons} for p, reasons in kept)
-        remove.extend(p.id for p in removed)
+        for point in removed:
+            until = locked_until(repository.backend, point.id)
+            if until:       # immutable until then: kept, and said so (spec section 10)
+                keep.append({"id": point.id, "vm_tag": point.vm_tag, "created": isotime(point.created),
+                             "reasons": ["object lock until %s" % until]})
+            else:
+                remove.append(point.id)
     result = {"dry_run": dry_run, "keep": sorted(keep, key=lambda k: k["id"]), "remove": sorted(remove)}
     if not dry_run and remove:
         with repository.locks.acquire(SHARED, "prune", wait=lock_wait):

@@ -16,12 +16,15 @@ repository lock (shared to remove, exclusive to finish others' removals).
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 
+from ..errors import NotFoundInBackendError
 from .format import INDEXES_PREFIX, is_restore_point_id, isotime, manifest_name
 from . import pins
 
-__all__ = ["REMOVALS_PREFIX", "remove_restore_point", "unfinished_removals", "finish_removal"]
+__all__ = ["REMOVALS_PREFIX", "remove_restore_point", "unfinished_removals", "finish_removal", "locked_until"]
 
 REMOVALS_PREFIX = "removals/"
 
@@ -69,3 +72,18 @@ def finish_removal(backend, rp_id):
         return False
     _delete_rest(backend, rp_id)
     return True
+
+
+def locked_until(backend, rp_id, now=None):
+    """The UTC ISO time until which an S3 Object Lock retention still protects the manifest of ``rp_id``, or None.
+
+    Such a restore point is immutable for that long: a delete would only hide it behind a delete marker while its data
+    stays in the bucket, so prune keeps it and delete refuses it (format section 10), and both say until when.
+    """
+    try:
+        until = backend.retained_until(manifest_name(rp_id))
+    except NotFoundInBackendError:
+        return None
+    if until is None or until <= (time.time() if now is None else now):
+        return None
+    return isotime(datetime.datetime.fromtimestamp(until, datetime.timezone.utc))

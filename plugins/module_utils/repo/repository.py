@@ -400,6 +400,10 @@ class Repository:
         parse_restore_point_id(rp_id)
         if rp_id in self.pinned_ids():
             raise ConfigurationError("Restore point %s is pinned: unpin it (pinned: false) before deleting it." % rp_id)
+        until = removals.locked_until(self.backend, rp_id)
+        if until:
+            raise ConfigurationError("Restore point %s is under S3 Object Lock until %s: it cannot be deleted before then "
+                                     "(a delete would only hide it; its data stays in the bucket)." % (rp_id, until))
         with self.locks.acquire(SHARED, "delete %s" % rp_id, wait=lock_wait):
             self._delete_restore_point_locked(rp_id)
 

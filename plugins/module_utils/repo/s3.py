@@ -184,6 +184,16 @@ class S3Backend(Backend):
         except Exception as exc:
             raise self._error("read", name, exc) from None
 
+    def retained_until(self, name):
+        """The retain-until date (epoch) of the object's current version, None without a retention (or when the
+        credentials may not read it: a delete then adds a delete marker, as without the check)."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except Exception as exc:
+            raise self._error("check", name, exc) from None
+        until = head.get("ObjectLockRetainUntilDate")
+        return until.timestamp() if until is not None else None
+
     def exists(self, name):
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(name))

@@ -2,6 +2,7 @@
 and enforces Object Lock). Where the servers differ from AWS, see tests/unit/.../repo/test_s3_servers_vs_aws.py.
 """
 import contextlib
+import datetime
 import hashlib
 import io
 import json
@@ -76,8 +77,9 @@ def test_backup_validate_restore_prune_on_s3(lab_env, s3_server, tmp_path):
     assert [p["id"] for p in _ok(run(backup_info, dict(args, vm="lab-vm2")))["vms"]["lab-vm2"]] == [second["restore_point"]["id"]]
 
 
-def test_object_lock_through_the_modules_on_seaweedfs(lab_env, seaweedfs_server):
-    """object_lock_days (GOVERNANCE) on a bucket with Object Lock: the backup data is retained, prune only hides it."""
+def test_object_lock_through_the_modules_on_seaweedfs(lab_env, seaweedfs_server, capsys):
+    """object_lock_days (GOVERNANCE) on a bucket with Object Lock: the backup data is retained, and prune keeps what the
+    retention protects, saying until when."""
     args = _s3_args(seaweedfs_server, bucket=LOCKED_BUCKET, object_lock_days=2)
     _ok(run(backup_repository, dict(args, chunk_size=1 << 20)))
     first = _ok(run(vm_backup, dict(args, name="lab-vm2", quiesce=False)))
@@ -87,9 +89,14 @@ def test_object_lock_through_the_modules_on_seaweedfs(lab_env, seaweedfs_server)
     client = seaweedfs_server.client()
     head = client.head_object(Bucket=LOCKED_BUCKET, Key=manifest)
     assert head["ObjectLockMode"] == "GOVERNANCE"
-    assert [p["id"] for p in _ok(run(backup_prune, dict(args, keep_last=1)))["removed"]] == [first["restore_point"]["id"]]
+    pruned = _ok(run(backup_prune, dict(args, keep_last=1)))
+    until = head["ObjectLockRetainUntilDate"].astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert pruned["removed"] == [] and pruned["kept"][0]["reasons"] == ["object lock until %s" % until]
+    assert ("Kept 1 restore point(s) that the policy would remove, because S3 Object Lock still protects them: %s (until "
+            "%s). A prune after their retention has passed removes them." % (first["restore_point"]["id"], until)
+            in capsys.readouterr().err)      # the module's warning
     versions = client.list_object_versions(Bucket=LOCKED_BUCKET, Prefix=manifest)
-    assert [v["VersionId"] for v in versions["Versions"]] == [head["VersionId"]] and len(versions["DeleteMarkers"]) == 1
+    assert [v["VersionId"] for v in versions["Versions"]] == [head["VersionId"]] and "DeleteMarkers" not in versions
     with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
         client.delete_object(Bucket=LOCKED_BUCKET, Key=manifest, VersionId=head["VersionId"])
 

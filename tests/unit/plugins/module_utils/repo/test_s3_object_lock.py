@@ -78,13 +78,41 @@ def test_backup_data_is_retained_for_the_days_asked_and_cannot_be_destroyed(seaw
         assert reopen(repo).list_restore_points() == []
 
 
-def test_prune_and_gc_only_hide_locked_data_which_stays_recoverable(seaweedfs_server):
+@pytest.mark.parametrize("mode", ["GOVERNANCE", "COMPLIANCE"])
+def test_prune_and_delete_keep_what_object_lock_protects_and_say_until_when(seaweedfs_server, mode):
+    backend = s3_backend(seaweedfs_server, bucket=LOCKED_BUCKET, object_lock_days=2, object_lock_mode=mode)
+    repo = make_repo(backend)
+    old = backup(repo, "vm-a", {"2000": random_disk(MIB, 21)})[0]
+    new = backup(repo, "vm-a", {"2000": random_disk(MIB, 22)})[0]
+    head = seaweedfs_server.client().head_object(Bucket=LOCKED_BUCKET, Key=_prefix(backend) + "manifests/" + old)
+    until = head["ObjectLockRetainUntilDate"].astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for dry_run in (True, False):
+        report = reopen(repo).prune({"keep_last": 1}, dry_run=dry_run)
+        assert report["remove"] == []
+        assert [(k["id"], k["reasons"]) for k in report["keep"]] == [(old, ["object lock until %s" % until]),
+                                                                     (new, ["last"])]
+    with pytest.raises(ConfigurationError) as refused:
+        reopen(repo).delete_restore_point(old)
+    assert str(refused.value) == ("Restore point %s is under S3 Object Lock until %s: it cannot be deleted before then "
+                                  "(a delete would only hide it; its data stays in the bucket)." % (old, until))
+    assert [p.id for p in reopen(repo).list_restore_points()] == [old, new]
+    # a repository without retention on its objects prunes as usual
+    plain = make_repo(s3_backend(seaweedfs_server))
+    first = backup(plain, "vm-a", {"2000": random_disk(MIB, 23)})[0]
+    backup(plain, "vm-a", {"2000": random_disk(MIB, 24)})
+    assert plain.prune({"keep_last": 1}, dry_run=False)["remove"] == [first]
+
+
+def test_data_hidden_by_deletes_stays_recoverable(seaweedfs_server):
+    # what prune and GC would do without the retention check, and what anyone holding the credentials can do: delete
+    # the objects of a restore point, which on a locked bucket only adds delete markers
     backend = s3_backend(seaweedfs_server, bucket=LOCKED_BUCKET, object_lock_days=1, object_lock_mode="COMPLIANCE")
     repo = make_repo(backend)
     old_disk, new_disk = random_disk(2 * MIB, 11), random_disk(2 * MIB, 12)
     old = backup(repo, "vm-a", {"2000": old_disk})[0]
     new = backup(repo, "vm-a", {"2000": new_disk})[0]
-    assert repo.prune({"keep_last": 1}, dry_run=False)["remove"] == [old]
+    for name in ("manifests/%s" % old, "indexes/%s/2000" % old):
+        backend.delete(name)
     report = reopen(repo).gc()
     assert (report["chunks_removed"], report["chunks_referenced"]) == (2, 2)
     assert [p.id for p in reopen(repo).list_restore_points()] == [new] and len(backend.list("chunks/")) == 2
@@ -115,8 +143,8 @@ def test_prune_and_gc_only_hide_locked_data_which_stays_recoverable(seaweedfs_se
 
 def test_bucket_default_retention_covers_every_object_and_the_repository_still_works(seaweedfs_server):
     """A bucket whose default retention locks every new version, config and locks included (AWS applies it the same
-    way): locks are still released (a delete marker needs no permission over the locked version), prune and GC run,
-    and the locked config cannot be destroyed."""
+    way): locks are still released (a delete marker needs no permission over the locked version), prune keeps what the
+    retention protects, GC runs, and the locked config cannot be destroyed."""
     bucket = "blockvault-default-%s" % uuid.uuid4().hex[:8]
     client = seaweedfs_server.client()
     client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
@@ -127,9 +155,10 @@ def test_bucket_default_retention_covers_every_object_and_the_repository_still_w
     first = backup(repo, "vm-a", {"2000": random_disk(MIB, 1)})[0]
     second = backup(repo, "vm-a", {"2000": random_disk(MIB, 2)})[0]
     assert repo.list_locks() == [] and backend.list("locks/") == []
-    assert repo.prune({"keep_last": 1}, dry_run=False)["remove"] == [first]
-    assert reopen(repo).gc()["chunks_removed"] == 1
-    assert [p.id for p in reopen(repo).list_restore_points()] == [second]
+    report = repo.prune({"keep_last": 1}, dry_run=False)
+    assert report["remove"] == [] and report["keep"][0]["reasons"][0].startswith("object lock until ")
+    assert reopen(repo).gc()["chunks_removed"] == 0
+    assert [p.id for p in reopen(repo).list_restore_points()] == [first, second]
     prefix = _prefix(backend)
     config = client.head_object(Bucket=bucket, Key=prefix + "config")
     assert config["ObjectLockMode"] == "COMPLIANCE"
