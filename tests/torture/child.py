@@ -24,6 +24,7 @@ import traceback
 from labkit.testing import sha256_file
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BlockvaultError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import copy as ops_copy
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import prune as ops_prune
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import validate as ops_validate
@@ -99,6 +100,12 @@ def op_key_remove(spec):
         key_id = repository.opened_key_id
         repository.remove_key(key_id)
         return {"removed": key_id}
+
+
+def op_copy(spec):
+    request = ops_copy.CopyRequest(destination=RepositorySettings(**spec["destination"]), last=spec.get("last"),
+                                   rate_limit_mbps=spec.get("rate_limit_mbps"))
+    return ops_copy.copy(request, RepositorySettings(**spec["repo"]), _settings(spec))
 
 
 def op_hold_lock(spec):

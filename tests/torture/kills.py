@@ -8,7 +8,9 @@ lab's checksums. A case whose child finished before the kill is counted as ``mis
 
 Operation checks after the kill: a backup's run may or may not have committed (its restore point, if any, holds the
 state the lab had); a file restore leaves no file or a byte-exact one at the target path; a new-VM restore leaves no
-VM, a VM marked incomplete, or a byte-exact one; a key change leaves the repository opening with its passphrase.
+VM, a VM marked incomplete, or a byte-exact one; a key change leaves the repository opening with its passphrase; a
+copy to the offsite repository (on the other backend: local to S3, S3 to local; rate-limited at random) leaves that
+repository validating clean, and after the next copy every restore point there restores byte-exact.
 ``KillCampaign`` is single-threaded.
 """
 import random
@@ -20,7 +22,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import W
 from harness import PLACEMENT, sha256_file  # pylint: disable=import-error
 
 OPERATIONS = ("backup_full", "backup_incremental", "prune", "gc", "restore_file", "restore_new_vm", "restore_in_place",
-              "key_add", "key_remove")
+              "key_add", "key_remove", "copy")
 BACKENDS = ("local", "s3")
 LATENCIES_US = (20000, 60000, 120000)
 MAX_POINTS = 9          # an untimed prune (keep_last 2) keeps the repository's restore points about this many
@@ -47,6 +49,7 @@ class KillCampaign:
         self.log = log
         self.durations = {}
         self.repos = {}
+        self.offsite = {}       # the copy destination of each backend's repository, on the other backend
         self.stats = {op: {"tried": 0, "landed": 0, "held": 0, "missed": 0, "failed": 0, "notes": []} for op in OPERATIONS}
         self.failures = []
         self.extra_keys = {backend: [] for backend in BACKENDS}
@@ -67,6 +70,7 @@ class KillCampaign:
             for _round in range(2):
                 self.h.guest_write(self.rng, inplace)
                 self._backup(repo, inplace)
+            self.offsite[backend] = self.h.new_repo("s3" if backend == "local" else "local", "offsite")
 
     def _backup(self, repo, vm, mode="auto"):
         state = self.h.checksums(vm)
@@ -81,11 +85,15 @@ class KillCampaign:
                 self.h.destroy_vm(name)
 
     # -- the loop --------------------------------------------------------------------------------------------
-    def run(self, deadline):
+    def run(self, deadline, operations=OPERATIONS):
+        """Kill cases of ``operations`` (TORTURE_OPS narrows them, e.g. to copy alone) in turn until ``deadline``."""
+        unknown = set(operations) - set(OPERATIONS)
+        if unknown:
+            raise ValueError("unknown operations %s: they are %s" % (sorted(unknown), ", ".join(OPERATIONS)))
         number = 0
         while time.monotonic() < deadline:
-            op = OPERATIONS[number % len(OPERATIONS)]
-            backend = BACKENDS[(number // len(OPERATIONS)) % len(BACKENDS)]
+            op = operations[number % len(operations)]
+            backend = BACKENDS[(number // len(operations)) % len(BACKENDS)]
             number += 1
             case_seed = self.rng.randrange(1 << 32)
             try:
@@ -306,6 +314,41 @@ class KillCampaign:
                 # removed now, or by the killed run already (then its passphrase opens nothing: WrongKeyError)
                 return self._opens(repo, repo["passphrase"], required=True) + self._gone(repo, passphrase)
             return ["the next key removal failed: " + outcome.describe()]
+        return Case(spec, after_kill=after_kill, after_next=after_next)
+
+    def _case_copy(self, rng, repo, backend):
+        destination = self.offsite[backend]
+        self._keep_small(destination)
+        spec = self.h.spec("copy", repo, destination=destination, last=rng.choice([1, 2, None]),
+                           rate_limit_mbps=rng.choice([None, 2, 8]))
+
+        def record_copies():
+            # a copied restore point holds what its source restore point holds (its manifest names it)
+            repository = self.h.open_repo(destination)
+            try:
+                for rp_id in self.h.restore_points(destination):
+                    if self.h.expect.get(destination["location"], rp_id) is None:
+                        source = repository.load_manifest(rp_id).stats["copied_from"]["restore_point"]
+                        states = self.h.expect.get(repo["location"], source)
+                        if states is not None:
+                            self.h.expect.record(destination["location"], rp_id, states)
+            finally:
+                repository.close()
+
+        def after_kill():
+            problem = self.h.validate_full(destination)
+            if problem:
+                return ["the copy's destination after the kill: " + problem]
+            record_copies()
+            return []
+
+        def after_next(outcome):
+            if not outcome.ok:
+                return ["the next copy failed: " + outcome.describe()]
+            record_copies()
+            problem = self.h.validate_full(destination)
+            problems = ["the copy's destination after the next copy: " + problem] if problem else []
+            return problems + self.h.verify_all(destination, self.h.workdir / "scratch")
         return Case(spec, after_kill=after_kill, after_next=after_next)
 
     def _opens(self, repo, passphrase, required):

@@ -3,7 +3,8 @@ within a budget of TORTURE_S seconds, from a seed printed first so a failure rep
 
 Variables: TORTURE_S (default 900), TORTURE_SEED (default random), TORTURE_S3 (moto | seaweedfs, default moto),
 TORTURE_FUZZ_EXAMPLES (default: what the fuzz share of the budget allows, at least 5,000), TORTURE_SHARES (the budget's
-split, default "kills=0.45,concurrency=0.25,corruption=0.15,fuzz=0.15"), TORTURE_WORKDIR (default a temporary
+split, default "kills=0.45,concurrency=0.25,corruption=0.15,fuzz=0.15"), TORTURE_OPS (the kill cases' operations,
+comma-separated, default all of kills.OPERATIONS), TORTURE_WORKDIR (default a temporary
 directory, removed at the end unless a case failed). Exit status 1 when any case failed.
 
 The seed decides every random choice (operations' order, kill delays, writes, damage offsets); kill points land in
@@ -23,7 +24,7 @@ sys.path[:0] = [str(HERE), str(HERE.parents[0] / "lab"), str(HERE.parents[1] / "
 
 # pylint: disable=wrong-import-position,import-error
 from harness import Harness
-from kills import KillCampaign
+from kills import OPERATIONS, KillCampaign
 from concurrency import ConcurrencyCampaign
 from corruption import CorruptionCampaign
 from fuzz import run_fuzz
@@ -77,7 +78,9 @@ def main():
     def kills_phase():
         kills.setup()
         try:
-            kills.run(max(end, time.monotonic() + 60))
+            selected = os.environ.get("TORTURE_OPS")
+            kills.run(max(end, time.monotonic() + 60),
+                      tuple(selected.split(",")) if selected else OPERATIONS)
         finally:
             kills.close()
 
