@@ -176,6 +176,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+msg:
+  description: One line saying which restore points were (would be) copied where, the chunks and bytes that travelled,
+    and how many were there already.
+  returned: success
+  type: str
+  sample: "copied 1 restore point(s) to s3://offsite-backups/vsphere (20261126T083127.123456Z-5f2c0a1b2c3d4e5f-9a8b7c6d):
+    12 chunk(s), 50331648 bytes read, 20123456 bytes sent; 6 already there"
 copied:
   description: The restore points copied (or that would be copied, in check mode), oldest first.
   returned: success

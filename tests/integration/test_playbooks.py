@@ -5,6 +5,7 @@ in check mode then for real, and the role's progress lines.
 Each test has its own repository (tmp_path); the lab (simulator + VDDK stand-in) is the session's `lab` fixture.
 Run: .venv/bin/python -m pytest -q tests/integration/test_playbooks.py
 """
+import hashlib
 import json
 import os
 import pathlib
@@ -17,6 +18,11 @@ import uuid
 import pytest
 
 from labkit import REPO_ROOT
+
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RestorePointQuery, RunSettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import File, RestoreRequest, restore
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
 
 pytestmark = pytest.mark.lab
 
@@ -303,3 +309,35 @@ def test_dr_runbook_refuses_a_vm_without_restore_point(runner):
     }, expect_ok=False)
     assert "Check that every VM has a restore point" in output
     assert "Start the restore of" not in output
+
+
+def test_backup_copies_each_new_restore_point_offsite(runner):
+    runner.create_repository()
+    offsite = {"repository": str(runner.tmp_path / "offsite"), "passphrase": "offsite passphrase"}
+    runner.run("blockvault.vsphere.repository", {"blockvault_repository": offsite,
+                                                 "blockvault_repository_options": {"chunk_size": 1 << 20}})
+    backed_up = runner.lab.checksum("lab-vm2", 0)
+    output = runner.backup(["lab-vm2"], blockvault_copy_to=offsite)
+    (point,) = runner.restore_points()["lab-vm2"]
+    assert "lab-vm2: copied: copied 1 restore point(s) to %s (%s): " % (offsite["repository"], point["id"]) in output
+    # the copy alone restores the disk as the lab had it at the backup (the lab's checksum, not the product's)
+    settings = RepositorySettings(location=offsite["repository"], passphrase=offsite["passphrase"])
+    repository = Repository.open(open_backend(settings), passphrase=offsite["passphrase"])
+    try:
+        (copy_id,) = [p.id for p in repository.list_restore_points()]
+        assert repository.load_manifest(copy_id).stats["copied_from"]["restore_point"] == point["id"]
+    finally:
+        repository.close()
+    restored = runner.tmp_path / "from-offsite.raw"
+    restore(RestoreRequest(RestorePointQuery(copy_id), File(path=str(restored))), Endpoints(repo=settings),
+            RunSettings(status_file=str(runner.tmp_path / "from-offsite.json")))
+    assert hashlib.sha256(restored.read_bytes()).hexdigest() == backed_up
+
+    # a copy that fails keeps its backup, says which VM's copy failed and why, and fails the play at the end
+    wrong = dict(offsite, passphrase="not the offsite passphrase")
+    output = runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm2"], "blockvault_copy_to": wrong},
+                        expect_ok=False)
+    assert len(runner.restore_points()["lab-vm2"]) == 2
+    assert "lab-vm2: copy FAILED: " in output
+    assert re.search(r"1 copy\(ies\) to %s failed \(their backups are kept\): lab-vm2: " % re.escape(offsite["repository"]),
+                     output), output

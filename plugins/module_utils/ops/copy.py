@@ -150,6 +150,7 @@ class _Copy:
         before = sorted(target for _manifest, target in present)
         moved = sum(entry["bytes"] for entry in copied)
         return {"changed": bool(pending), "run_id": self.context.run_id, "destination": destination.location,
+                "msg": self._summary(copied, present, moved),
                 "copied": copied, "present": [self._reference(manifest, target) for manifest, target in present],
                 "chunks_copied": sum(entry["chunks"] for entry in copied), "bytes_copied": moved,
                 "bytes_sent": None if self.context.check else self.counters.bytes_sent,
@@ -157,6 +158,19 @@ class _Copy:
                 "throughput_mbps": round(moved / MB / duration, 1) if duration > 0 and not self.context.check else None,
                 "diff": {"before": {"restore_points": before},
                          "after": {"restore_points": sorted(before + [target for _manifest, target in pending])}}}
+
+    def _summary(self, copied, present, moved):
+        """One line: which restore points were (would be) copied where, what travelled, what was there already."""
+        verb = "would copy" if self.context.check else "copied"
+        text = "%s %d restore point(s) to %s" % (verb, len(copied), self.destination.location)
+        if copied:
+            text += " (%s): %d chunk(s), %d bytes read" % (", ".join(entry["id"] for entry in copied),
+                                                           sum(entry["chunks"] for entry in copied), moved)
+            if not self.context.check:
+                text += ", %d bytes sent" % self.counters.bytes_sent
+        if present:
+            text += "; %d already there" % len(present)
+        return text
 
     def _check_compatible(self):
         source, destination = self.source, self.destination
@@ -239,7 +253,7 @@ class _Copy:
 def copy(request, repo, settings=RunSettings()):
     """Copy the restore points ``request`` (a CopyRequest) selects from the repository of RepositorySettings ``repo``
     to ``request.destination`` (an existing repository: backup_repository creates one). Returns {changed, run_id,
-    destination, copied: [{id, vm, created, destination_id, chunks, bytes}], present: [...], chunks_copied,
+    destination, msg (one line saying what was copied), copied: [{id, vm, created, destination_id, chunks, bytes}], present: [...], chunks_copied,
     bytes_copied (plain bytes read and sent), bytes_sent (stored bytes written; None in check mode), duration,
     throughput_mbps, diff}; in check mode ``copied`` lists what would be copied and the same figures."""
     run_id = request.run_id or new_run_id()
