@@ -127,6 +127,14 @@ options:
       - Copy the restore points created after this time only, an ISO-8601 time (V(2026-11-01T08:00:00Z); without a
         zone, UTC) or an age (V(36h), V(7d), V(2w)).
     type: str
+  validated_only:
+    description:
+      - Copy only the restore points that a full validation (M(blockvault.vsphere.backup_validate) with O(blockvault.vsphere.backup_validate#module:level=full)
+        or V(restore)) of the source found intact since they were made, so that damage in the source never reaches
+        the offsite copy. The others selected are listed in RV(skipped_unvalidated) and copied by a later run, once
+        validated.
+    type: bool
+    default: false
   workers:
     description:
       - Number of threads that read, check and store chunks. Each holds one chunk in memory at a time.
@@ -230,6 +238,13 @@ bytes_copied:
   returned: success
   type: int
   sample: 50331648
+skipped_unvalidated:
+  description: With O(validated_only), the ids of the selected restore points that were not copied because no full
+    validation has passed them yet.
+  returned: success
+  type: list
+  elements: str
+  sample: []
 bytes_sent:
   description: Bytes written to the destination (compressed and encrypted); null in check mode.
   returned: success
@@ -288,7 +303,8 @@ def copy(bv):
     params = bv.params
     request = ops_copy.CopyRequest(destination=destination_settings(params["destination"]), vm=params["vm"],
                                    restore_points=tuple(params["restore_points"] or ()), last=params["last"],
-                                   newer_than=params["newer_than"], rate_limit_mbps=params["rate_limit_mbps"])
+                                   newer_than=params["newer_than"], rate_limit_mbps=params["rate_limit_mbps"],
+                                   validated_only=params["validated_only"])
     return ops_copy.copy(request=request, repo=bv.repository_settings(), settings=bv.run_settings())
 
 
@@ -302,6 +318,7 @@ def main():
         newer_than=dict(type="str"),
         workers=dict(type="int", default=4),
         rate_limit_mbps=dict(type="float"),
+        validated_only=dict(type="bool", default=False),
         status_file=dict(type="path"),
     )
     bv = BlockvaultModule(argument_spec)

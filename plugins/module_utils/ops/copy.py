@@ -62,7 +62,8 @@ def parse_newer_than(value, now=None):
 class CopyRequest:
     """Copy to ``destination`` (RepositorySettings) the source's restore points selected by: ``vm`` (a VM name),
     ``restore_points`` (ids), ``newer_than`` (parse_newer_than), then ``last`` (the newest N per VM of those).
-    No filter selects every restore point. ``rate_limit_mbps`` caps the bytes written to the destination (MB/s)."""
+    No filter selects every restore point. ``validated_only`` keeps, of those, only the ones a full validation or a
+    test restore of the source found intact. ``rate_limit_mbps`` caps the bytes written to the destination (MB/s)."""
 
     destination: RepositorySettings
     vm: str = None
@@ -71,6 +72,7 @@ class CopyRequest:
     newer_than: str = None
     rate_limit_mbps: float = None
     run_id: str = None
+    validated_only: bool = False
 
     def __post_init__(self):
         if not isinstance(self.destination, RepositorySettings):
@@ -94,7 +96,7 @@ def _created(manifest):
 
 
 def select(source, request):
-    """The source's Manifests the request selects, oldest first."""
+    """The source's Manifests the request selects, oldest first (validated_only is applied by the caller)."""
     chosen = manifests_of(source, request.vm)
     if request.vm and not chosen:
         raise ConfigurationError("No restore point of a VM named %s in the source repository %s." % (request.vm, source.location))
@@ -135,10 +137,16 @@ class _Copy:
         self._check_compatible()
         self.context.set_phase("plan")
         present_ids = {point.id for point in destination.list_restore_points()}
-        pending, present = [], []
+        pending, present, unvalidated = [], [], []
+        validated = source.validated_ids() if self.request.validated_only else None
         for manifest in select(source, self.request):
             target = destination_id(manifest, destination)
-            (present if target in present_ids else pending).append((manifest, target))
+            if target in present_ids:
+                present.append((manifest, target))
+            elif validated is not None and manifest.id not in validated:
+                unvalidated.append(manifest.id)
+            else:
+                pending.append((manifest, target))
         started = time.monotonic()
         if self.context.check:
             copied = self._plan(pending)
@@ -150,7 +158,8 @@ class _Copy:
         before = sorted(target for _manifest, target in present)
         moved = sum(entry["bytes"] for entry in copied)
         return {"changed": bool(pending), "run_id": self.context.run_id, "destination": destination.location,
-                "msg": self._summary(copied, present, moved),
+                "msg": self._summary(copied, present, moved, unvalidated),
+                "skipped_unvalidated": unvalidated,
                 "copied": copied, "present": [self._reference(manifest, target) for manifest, target in present],
                 "chunks_copied": sum(entry["chunks"] for entry in copied), "bytes_copied": moved,
                 "bytes_sent": None if self.context.check else self.counters.bytes_sent,
@@ -159,7 +168,7 @@ class _Copy:
                 "diff": {"before": {"restore_points": before},
                          "after": {"restore_points": sorted(before + [target for _manifest, target in pending])}}}
 
-    def _summary(self, copied, present, moved):
+    def _summary(self, copied, present, moved, unvalidated):
         """One line: which restore points were (would be) copied where, what travelled, what was there already."""
         verb = "would copy" if self.context.check else "copied"
         text = "%s %d restore point(s) to %s" % (verb, len(copied), self.destination.location)
@@ -170,6 +179,9 @@ class _Copy:
                 text += ", %d bytes sent" % self.counters.bytes_sent
         if present:
             text += "; %d already there" % len(present)
+        if unvalidated:
+            text += "; %d not copied because no full validation passed them yet (%s)" % (len(unvalidated),
+                                                                                         ", ".join(unvalidated))
         return text
 
     def _check_compatible(self):

@@ -21,6 +21,8 @@ from .targets import File
 __all__ = ["validate", "ValidateRequest", "LEVELS"]
 
 LEVELS = ("quick", "full", "restore")
+# the levels that read every chunk: a restore point they pass is recorded as validated
+RECORDED_LEVELS = ("full", "restore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +77,27 @@ def _test_restores(context, manifests, scratch_dir):
     return results, damaged
 
 
+def _record_passed(repository, listed, level, problems, warnings):
+    """Record every restore point of ``listed`` that no entry of ``problems`` (damaged chunks, errors) names as
+    validated (format section 7.2); their ids. A repository that cannot be written (read-only credentials) gets a
+    warning, not a failure: the validation itself passed."""
+    failed = {problem.get("restore_point") for problem in problems}
+    failed.update(affected["restore_point"] for problem in problems for affected in problem.get("affects", ()))
+    passed = [rp_id for rp_id in listed if rp_id not in failed and repository.restore_point_exists(rp_id)]
+    try:
+        for rp_id in passed:
+            repository.record_validated(rp_id, level)
+    except BlockvaultError as exc:
+        warnings.append("The restore points that passed could not be recorded as validated (%s): backup_copy with "
+                        "validated_only will not copy them until a validation can record them." % exc.message)
+        return []
+    return passed
+
+
 def validate(request, repo, settings=RunSettings(workers=2)):
-    """Validate ``request`` (a ValidateRequest) in the repository of RepositorySettings ``repo``; never changes
-    anything. Returns {changed: False, ok, level, checked, damaged, errors, warnings}.
+    """Validate ``request`` (a ValidateRequest) in the repository of RepositorySettings ``repo``. It changes nothing
+    but, at levels full and restore, the record of which restore points passed (``validated/``, which backup_copy's
+    validated_only reads; not in check mode). Returns {changed: False, ok, level, checked, damaged, errors, warnings}.
 
     ``damaged`` lists every damaged chunk with the restore points, VMs, disks and byte ranges it affects (and,
     at level restore, every disk whose test restore failed).
@@ -89,6 +109,8 @@ def validate(request, repo, settings=RunSettings(workers=2)):
         warnings = []
         manifests = _selected_points(repository, request, warnings)
         ids = [m.id for m in manifests] if manifests is not None else [None]
+        # what this validation checks: listed before it starts (a restore point committed meanwhile is not checked)
+        listed = [m.id for m in manifests] if manifests is not None else [p.id for p in repository.list_restore_points()]
         level = request.level
         # reads only: a cancel may stop them anywhere
         with context.interruptible():
@@ -109,5 +131,7 @@ def validate(request, repo, settings=RunSettings(workers=2)):
             restores, failed = _test_restores(context, manifests, request.scratch_path)
             checked["test_restores"] = restores
             errors.extend(failed)
+        if level in RECORDED_LEVELS and not settings.check:
+            checked["recorded_as_validated"] = _record_passed(repository, listed, level, damaged + errors, warnings)
     return {"changed": False, "ok": not damaged and not errors, "level": level, "checked": checked,
             "damaged": damaged, "errors": errors, "warnings": warnings}

@@ -1,13 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a user says about a restore point after the fact: a pin (protection from prune) and a note (format section 7.4).
+"""What is said about a restore point after the fact: a pin (protection from prune), a note, and the record that it
+passed a full validation (format section 7.2).
 
-A manifest is immutable (and may be under Object Lock), so both live in objects of their own beside it:
-``pins/<restore point id>`` (its existence is the pin; the body records when) and ``notes/<restore point id>`` (the
+A manifest is immutable (and may be under Object Lock), so these live in objects of their own beside it:
+``pins/<restore point id>`` (its existence is the pin; the body records when), ``notes/<restore point id>`` (the
 note's text, sealed with the repository key like an index when the repository is encrypted: a note may name
-systems). Listing ``pins/`` and ``notes/`` once tells which restore points have either, so a prune or a listing of
-thousands of restore points costs two listings, not a read per restore point.
+systems) and ``validated/<restore point id>`` (written by a full validation or a test restore that found it intact).
+Listing a prefix once tells which restore points have one, so a prune, a copy or a listing of thousands of restore
+points costs a listing, not a read per restore point.
 
 Thread-safety: stateless functions over the backend (atomic puts and deletes).
 """
@@ -19,11 +21,14 @@ import json
 from ..errors import ConfigurationError, CorruptionError, NotFoundInBackendError
 from .format import isotime, parse_restore_point_id
 
-__all__ = ["PINS_PREFIX", "NOTES_PREFIX", "MAX_NOTE", "pinned_ids", "noted_ids", "set_pinned", "read_note", "write_note",
-           "forget"]
+__all__ = ["PINS_PREFIX", "NOTES_PREFIX", "VALIDATED_PREFIX", "MAX_NOTE", "pinned_ids", "noted_ids", "validated_ids",
+           "set_pinned", "read_note", "write_note", "record_validated", "forget"]
 
 PINS_PREFIX = "pins/"
 NOTES_PREFIX = "notes/"
+# a restore point that passed a full validation (every chunk read and hashed) or a test restore: backup_copy's
+# validated_only copies only those
+VALIDATED_PREFIX = "validated/"
 #: characters of a note (a sentence or two: "before the 2026-12 upgrade"), not a document store
 MAX_NOTE = 1000
 
@@ -40,6 +45,17 @@ def pinned_ids(backend):
 def noted_ids(backend):
     """The ids of the restore points that have a note (one listing)."""
     return _ids(backend, NOTES_PREFIX)
+
+
+def validated_ids(backend):
+    """The ids of the restore points that passed a full validation or a test restore (one listing)."""
+    return _ids(backend, VALIDATED_PREFIX)
+
+
+def record_validated(backend, rp_id, level):
+    """Record that ``rp_id`` passed a validation of ``level`` (full or restore), now."""
+    parse_restore_point_id(rp_id)
+    backend.put(VALIDATED_PREFIX + rp_id, json.dumps({"validated": isotime(), "level": level}).encode("utf-8"))
 
 
 def set_pinned(backend, rp_id, pinned):
@@ -96,7 +112,8 @@ def write_note(backend, keys, rp_id, note):
 
 
 def forget(backend, rp_id):
-    """Remove the pin and the note of a deleted restore point (best effort is not enough: both are removed or raise)."""
-    for name in (PINS_PREFIX + rp_id, NOTES_PREFIX + rp_id):
+    """Remove the pin, the note and the validation record of a deleted restore point (best effort is not enough: each
+    is removed or raises)."""
+    for name in (PINS_PREFIX + rp_id, NOTES_PREFIX + rp_id, VALIDATED_PREFIX + rp_id):
         if backend.exists(name):
             backend.delete(name)

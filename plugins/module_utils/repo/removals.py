@@ -30,7 +30,7 @@ REMOVALS_PREFIX = "removals/"
 
 
 def remove_restore_point(backend, rp_id, on_manifest_deleted=None):
-    """Remove restore point ``rp_id``: marker, manifest, indexes, pin and note, marker (in this order).
+    """Remove restore point ``rp_id``: marker, manifest, indexes, pin, note and validation record, marker (in this order).
 
     ``on_manifest_deleted(rp_id)`` runs right after the manifest is deleted (the repository drops its cached copy).
     Rerunning it after an interruption finishes the removal.

@@ -416,6 +416,13 @@ class Repository:
     def noted_ids(self):
         return pins.noted_ids(self.backend)
 
+    def validated_ids(self):
+        """Ids of the restore points a full validation or a test restore found intact (validated/)."""
+        return pins.validated_ids(self.backend)
+
+    def record_validated(self, rp_id, level):
+        pins.record_validated(self.backend, rp_id, level)
+
     def set_pinned(self, rp_id, pinned):
         """Pin or unpin an existing restore point; True when that changed something."""
         self.load_manifest(rp_id)

@@ -449,3 +449,38 @@ def test_local_to_an_object_locked_bucket_and_back_to_local(seaweedfs_server, tm
     assert copied_back.stats["copied_from"]["restore_point"] == offsite_id
     assert rp_id.split("-")[::2] == copied_back.id.split("-")[::2]
     assert restore_image(back, copied_back.id, tmp_path / "back.raw") == bytes(data)
+
+
+def test_validated_only_copies_what_a_full_validation_passed(source, tmp_path):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import validate as ops_validate
+
+    source_settings, repo = source
+    good = backup(repo, "vm-a", {"2000": image(MIB, 31)})[0]
+    damaged = backup(repo, "vm-a", {"2000": image(MIB, 32)})[0]
+    destination = local_settings(tmp_path / "offsite", OTHER_PASSPHRASE)
+    create(destination)
+    # nothing validated yet: nothing is copied, and the result says why
+    plan = run_copy(source_settings, destination, validated_only=True)
+    assert plan["copied"] == [] and plan["skipped_unvalidated"] == [good, damaged] and plan["changed"] is False
+    assert plan["msg"].endswith("; 2 not copied because no full validation passed them yet (%s, %s)" % (good, damaged))
+
+    # a flipped byte in a chunk only the second restore point uses
+    digest = repo.load_disk_index(damaged, "2000").get(0)
+    path = os.path.join(source_settings.location, chunk_name(repo.codec.storage_id(digest)))
+    with open(path, "r+b") as handle:
+        handle.seek(40)
+        byte = handle.read(1)
+        handle.seek(40)
+        handle.write(bytes([byte[0] ^ 0x55]))
+    quick = ops_validate.validate(ops_validate.ValidateRequest(level="quick"), source_settings)
+    assert "recorded_as_validated" not in quick["checked"]      # a quick validation reads no chunk: it vouches for none
+    report = ops_validate.validate(ops_validate.ValidateRequest(level="full"), source_settings)
+    assert not report["ok"] and report["checked"]["recorded_as_validated"] == [good]
+    assert sorted(open_destination(source_settings).validated_ids()) == [good]
+
+    done = run_copy(source_settings, destination, validated_only=True)
+    assert [entry["id"] for entry in done["copied"]] == [good] and done["skipped_unvalidated"] == [damaged]
+    assert restore_image(destination, done["copied"][0]["destination_id"], tmp_path / "good.raw") == bytes(image(MIB, 31))
+    # deleting a restore point forgets that it was validated
+    open_destination(source_settings).delete_restore_point(good)
+    assert open_destination(source_settings).validated_ids() == set()
