@@ -16,8 +16,9 @@ description:
   - O(level=restore) does what V(full) does, then restores each disk to a scratch file and compares its block-based
     SHA-256 with the one recorded at backup. The scratch files are deleted as soon as they are checked.
   - Changes nothing in the repository but, at O(level=full) and O(level=restore), the record of the restore points it
-    found intact (C(validated/), which M(blockvault.vsphere.backup_copy) reads with its O(blockvault.vsphere.backup_copy#module:validated_only)); not in check mode,
-    and a repository it cannot write to only gets a warning. With O(on_damage=fail) (the default) the task fails when anything is damaged, and
+    found intact (C(validated/)), which M(blockvault.vsphere.backup_copy) reads with its
+    O(blockvault.vsphere.backup_copy#module:validated_only); not in check mode, and a repository it cannot write to
+    only gets a warning. With O(on_damage=fail) (the default) the task fails when anything is damaged, and
     the failure carries RV(damaged) and RV(errors); with O(on_damage=report) it succeeds with RV(ok=false).
   - A restore point whose disk indexes exist without its manifest (a deleted manifest) is an error of the whole
     repository's validation; the indexes of a backup still running, or of one that was interrupted (its lock is
