@@ -228,6 +228,7 @@ bench: install build-lab apt-bench
 	$(PY) bench/transport_bench.py --profile-caps --disk-mib 256
 	$(PY) bench/export_bench.py
 	$(PY) bench/file_restore_bench.py
+	$(PY) bench/copy_bench.py
 
 # backup and restore through each transport the VDDK stand-in models (figures for docs/performance.md)
 .PHONY: bench-transport

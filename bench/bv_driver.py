@@ -10,6 +10,8 @@
     bv_driver.py backup-lab REPO LABDIR                              # ops.backup.backup_vm of lab-vm1 (lab)
     bv_driver.py restore-lab REPO LABDIR NEW_NAME                    # ops.restore target=new_vm (lab, VDDK writes)
     bv_driver.py destroy-vm LABDIR NAME
+    bv_driver.py init-settings SETTINGS.json                         # init a repository given as settings (S3)
+    bv_driver.py copy SOURCE DESTINATION.json                        # ops.copy of every restore point of SOURCE
     bv_driver.py warm                                                # import everything once (byte-code cache)
 
 backup-file is what ops.backup does once VDDK hands it a disk: plan (SEEK_DATA/SEEK_HOLE allocation instead of
@@ -177,6 +179,28 @@ def cmd_destroy_vm(args):
     return {}
 
 
+def _settings_from(path):
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings  # noqa
+    with open(path) as handle:
+        return RepositorySettings(**json.load(handle))
+
+
+def cmd_init_settings(args):
+    settings = _settings_from(args.settings)
+    Repository.create(open_backend(settings), chunk_size=CHUNK, passphrase=settings.passphrase).close()
+    return {}
+
+
+def cmd_copy(args):
+    # the product path of backup_copy: both repositories opened (two scrypt), then what the destination lacks
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import copy as ops_copy  # noqa
+    from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import RunSettings  # noqa
+    request = ops_copy.CopyRequest(destination=_settings_from(args.destination))
+    status = os.path.join(os.path.dirname(os.path.abspath(args.destination)), "status-copy.json")
+    result = ops_copy.copy(request, repo_settings(args.source), RunSettings(workers=args.workers, status_file=status))
+    return {key: result[key] for key in ("chunks_copied", "bytes_copied", "bytes_sent", "duration", "throughput_mbps")}
+
+
 def cmd_warm(args):
     """Import what the measured commands import (untimed), so that Python caches its byte-code."""
     from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import backup, restore  # noqa: F401
@@ -212,6 +236,11 @@ def main(argv=None):
     p.add_argument("name")
     p.add_argument("--vm", default="lab-vm1", help="the backed-up VM's name (latest restore point)")
     sub.add_parser("warm")
+    p = sub.add_parser("init-settings")
+    p.add_argument("settings")
+    p = sub.add_parser("copy")
+    p.add_argument("source")
+    p.add_argument("destination")
     p = sub.add_parser("destroy-vm")
     p.add_argument("labdir")
     p.add_argument("name")
