@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -61,6 +62,24 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer.pipeli
 def proc_io():
     with open("/proc/self/io") as handle:
         return {key: int(value) for key, value in (line.split(": ") for line in handle.read().splitlines())}
+
+
+#: what the benchmarks that drive this file run it with (each operation in a process of its own)
+PY = os.path.join(ROOT, ".venv", "bin", "python")
+DRIVER = os.path.abspath(__file__)
+
+
+def log(message):
+    """A benchmark's progress line, timestamped."""
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
+
+
+def fresh_workdir(work):
+    """Empty ``work`` (a benchmark's own directory under bench/work) and keep the run's state files (status files'
+    logs, the key agent's socket) under it, so that nothing of a run is left elsewhere once it is removed."""
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    os.environ["XDG_STATE_HOME"] = os.path.join(work, "state")
 
 
 def write_results(name, summary, runs):

@@ -36,17 +36,11 @@ sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
-from bv_driver import PASSPHRASE, write_results  # noqa: E402  pylint: disable=wrong-import-position
+from bv_driver import PASSPHRASE, DRIVER, PY, fresh_workdir, log, write_results  # noqa: E402  pylint: disable=wrong-import-position
 from labkit.s3servers import PLAIN_BUCKET, SeaweedServer  # noqa: E402  pylint: disable=wrong-import-position
 
-PY = os.path.join(ROOT, ".venv", "bin", "python")
-DRIVER = os.path.join(BENCH, "bv_driver.py")
 WORK = os.path.join(BENCH, "work", "copy")
 MB = 1000 * 1000
-
-
-def log(message):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def driver(*args):
@@ -128,8 +122,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     size = diskgen.parse_size(args.size)
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
+    fresh_workdir(WORK)
     image = os.path.join(WORK, "disk.img")
     diskgen.generate(image, size, seed=1)
     server = SeaweedServer.start(os.path.join(WORK, "seaweedfs"))

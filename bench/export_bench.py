@@ -37,18 +37,12 @@ sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
-from bv_driver import repo_settings, write_results  # noqa: E402  pylint: disable=wrong-import-position
+from bv_driver import repo_settings, DRIVER, PY, fresh_workdir, log, write_results  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import export as ops_export  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import Endpoints, RunSettings  # noqa: E402
 
-PY = os.path.join(ROOT, ".venv", "bin", "python")
-DRIVER = os.path.join(BENCH, "bv_driver.py")
 WORK = os.path.join(BENCH, "work", "export")
-
-
-def log(message):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def sha256(path):
@@ -98,9 +92,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
     size = diskgen.parse_size(args.size)
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    os.environ["XDG_STATE_HOME"] = os.path.join(WORK, "state")
+    fresh_workdir(WORK)
     try:
         image, repo = os.path.join(WORK, "disk.raw"), os.path.join(WORK, "repo")
         log("generating a %d MiB disk and backing it up" % (size >> 20))

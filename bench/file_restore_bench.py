@@ -38,22 +38,16 @@ sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
-from bv_driver import repo_settings, write_results  # noqa: E402  pylint: disable=wrong-import-position
+from bv_driver import repo_settings, DRIVER, PY, fresh_workdir, log, write_results  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.blockvault.vsphere.plugins.module_utils.guest import GuestSettings  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import file_restore as ops_file_restore  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import (  # noqa: E402
     Endpoints, RestorePointQuery, RunSettings)
 
-PY = os.path.join(ROOT, ".venv", "bin", "python")
-DRIVER = os.path.join(BENCH, "bv_driver.py")
 WORK = os.path.join(BENCH, "work", "file_restore")
 MIB = 1 << 20
 PART_START = MIB            # the partition's first byte (sector 2048)
 WANTED = "/data/wanted.bin"
-
-
-def log(message):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
 
 def build_disk(image, size):
@@ -120,9 +114,7 @@ def main(argv=None):
                         choices=["auto", "kvm", "tcg"], help="the appliance's acceleration (tcg where /dev/kvm hangs it)")
     args = parser.parse_args(argv)
     size = diskgen.parse_size(args.size)
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    os.environ["XDG_STATE_HOME"] = os.path.join(WORK, "state")
+    fresh_workdir(WORK)
     try:
         image, repo = os.path.join(WORK, "disk.raw"), os.path.join(WORK, "repo")
         log("building a %d MiB disk with an ext4 filesystem and backing it up" % (size >> 20))
