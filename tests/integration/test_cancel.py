@@ -176,33 +176,42 @@ def read_json(path):
         return None
 
 
-class CancelInTransfer:
-    """ansible-runner's cancel_callback: True (cancel) at a random moment once the run's transfer has moved bytes
-    (and, under async, once the role has renewed the run's lease). Records when it said so."""
+class CancelAfter:
+    """ansible-runner's cancel_callback: True (cancel) at a random moment, up to ``spread`` s, after ``ready()`` first
+    holds. Records when it said so (``cancelled_at``)."""
 
-    def __init__(self, job, lease=True, seed=None):
-        self.job = job
-        self.lease = lease
+    def __init__(self, ready, seed=None, spread=2.0):
+        self.ready = ready
         self.random = random.Random(seed)
-        self.delay = None
-        self.ready_at = None
+        self.spread = spread
+        self.due = None
         self.cancelled_at = None
 
     def __call__(self):
         if self.cancelled_at is not None:
             return True
-        if self.ready_at is None:
-            for path in self.job.status_files():
-                status = read_json(path)
-                if (status and status.get("phase") == "transfer" and status.get("bytes_done", 0) > 0
-                        and (not self.lease or os.path.exists(path + ".lease"))):
-                    self.ready_at = time.monotonic()
-                    self.delay = self.random.uniform(0.0, 2.0)
+        if self.due is None:
+            if self.ready():
+                self.due = time.monotonic() + self.random.uniform(0.0, self.spread)
             return False
-        if time.monotonic() - self.ready_at >= self.delay:
+        if time.monotonic() >= self.due:
             self.cancelled_at = time.monotonic()
             return True
         return False
+
+
+def cancel_in_transfer(job, lease=True, seed=None):
+    """A CancelAfter that gets ready once the run's transfer has moved bytes (and, under async, once the role has
+    renewed the run's lease)."""
+
+    def transfer_started():
+        for path in job.status_files():
+            status = read_json(path)
+            if (status and status.get("phase") == "transfer" and status.get("bytes_done", 0) > 0
+                    and (not lease or os.path.exists(path + ".lease"))):
+                return True
+        return False
+    return CancelAfter(transfer_started, seed)
 
 
 def assert_stopped_as_cancel(job, since, points_before, cancelled_by):
@@ -218,6 +227,19 @@ def assert_stopped_as_cancel(job, since, points_before, cancelled_by):
     return status
 
 
+def cancel_direct_restore(job, options, points_before, env=None):
+    """Run vm_restore with ``options`` directly (run_directly.yml) and cancel it at a random moment of its transfer;
+    check what every cancel must leave (assert_stopped_as_cancel). Returns (the playbook's variables, for the rerun;
+    the status file's last document)."""
+    for path in job.status_files():
+        os.unlink(path)
+    restore = {"blockvault_restore": options, "blockvault_status_file": str(job.status_dir / "restore.json")}
+    runner = job.playbook("run_directly.yml", restore, env=env, cancel_when=cancel_in_transfer(job, lease=False))
+    since = time.monotonic()
+    assert runner.status == "canceled"
+    return restore, assert_stopped_as_cancel(job, since, points_before, "controller gone")
+
+
 @pytest.fixture
 def job(lab, tmp_path):
     return Job(lab, tmp_path)
@@ -225,7 +247,7 @@ def job(lab, tmp_path):
 
 def _backup_cancelled(job, job_timeout=None):
     job.create_repository()
-    cancel = CancelInTransfer(job)
+    cancel = cancel_in_transfer(job)
     runner = job.playbook("backup.yml", {"blockvault_vms": ["lab-vm1"]}, env=SLOW,
                           cancel_when=None if job_timeout else cancel, job_timeout=job_timeout)
     since = time.monotonic()
@@ -260,17 +282,9 @@ def test_cancelled_direct_restore_to_a_new_vm_stops_as_a_cancel(job):
     job.create_repository()
     assert job.playbook("backup.yml", {"blockvault_vms": ["lab-vm2"]}).status == "successful"
     points = job.restore_points()
-    for path in job.status_files():
-        os.unlink(path)
     new_name = "cancel-%s" % job.tmp_path.name[-12:]
-    restore = {"blockvault_restore": {"name": "lab-vm2", "target": "new_vm", "new_name": new_name,
-                                      "overrides": LAB_TARGET, "memory_budget_mb": 8},
-               "blockvault_status_file": str(job.status_dir / "restore.json")}
-    cancel = CancelInTransfer(job, lease=False)
-    runner = job.playbook("run_directly.yml", restore, env=SLOW, cancel_when=cancel)
-    since = time.monotonic()
-    assert runner.status == "canceled"
-    status = assert_stopped_as_cancel(job, since, points, "controller gone")
+    restore, status = cancel_direct_restore(job, {"name": "lab-vm2", "target": "new_vm", "new_name": new_name,
+                                                  "overrides": LAB_TARGET, "memory_budget_mb": 8}, points, env=SLOW)
     assert " was cancelled because the job that started it is gone (process " in status["last_error"]["message"]
     assert not job.vm_exists(new_name)      # the half-restored VM was destroyed on the way out
 
@@ -287,16 +301,8 @@ def test_cancelled_in_place_restore_stops_and_its_rerun_rolls_back(job):
     # the guest overwrites 24 MiB after the backup: what the rollback has to write back (12 s at the throttled speed)
     job.lab.write("lab-vm1", 0, 8 << 20, 24 << 20, seed=93)
     assert job.lab.checksum("lab-vm1", 0) != backed_up[0]
-    for path in job.status_files():
-        os.unlink(path)
-    restore = {"blockvault_restore": {"name": "lab-vm1", "target": "in_place", "force": True, "memory_budget_mb": 8,
-                                      "overrides": {"power_on": True}},
-               "blockvault_status_file": str(job.status_dir / "restore.json")}
-    cancel = CancelInTransfer(job, lease=False)
-    runner = job.playbook("run_directly.yml", restore, env=SLOW, cancel_when=cancel)
-    since = time.monotonic()
-    assert runner.status == "canceled"
-    status = assert_stopped_as_cancel(job, since, points, "controller gone")
+    restore, status = cancel_direct_restore(job, {"name": "lab-vm1", "target": "in_place", "force": True,
+                                                  "memory_budget_mb": 8, "overrides": {"power_on": True}}, points, env=SLOW)
     assert status["phase"] == "transfer" and 0 < status["bytes_done"] < status["bytes_total"], status
     # the rerun (at full speed) rolls the disks back to the restore point: the lab reads them, not the product
     rerun = job.playbook("run_directly.yml", restore)
@@ -315,7 +321,7 @@ def test_ctrl_c_on_ansible_playbook_cancels_by_sigint(job):
     process = subprocess.Popen([str(ANSIBLE_PLAYBOOK), str(HELPERS / "run_directly.yml"), "-e", "@%s" % vars_file],
                                env=dict(job.env, **SLOW), cwd=job.tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    cancel = CancelInTransfer(job, lease=False)
+    cancel = cancel_in_transfer(job, lease=False)
     deadline = time.monotonic() + 120
     while not cancel():
         assert process.poll() is None and time.monotonic() < deadline, "the backup never reached its transfer"

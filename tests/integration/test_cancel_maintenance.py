@@ -25,7 +25,7 @@ from labkit.s3servers import PLAIN_BUCKET, moto_server  # noqa: F401  pylint: di
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import NotFoundInBackendError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, RepositorySettings, open_backend
 from ansible_collections.blockvault.vsphere.tests.integration.test_cancel import (
-    PASSPHRASE, CancelInTransfer, Job, assert_stopped_as_cancel)
+    PASSPHRASE, CancelAfter, Job, cancel_direct_restore)
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import backup
 
 pytestmark = pytest.mark.lab
@@ -83,29 +83,6 @@ class S3Job(Job):
         return [info.name for info in self.backend().list("removals/")]
 
 
-class CancelAfter:
-    """ansible-runner's cancel_callback: True (cancel) at a random moment, up to ``spread`` s, after ``ready()``."""
-
-    def __init__(self, ready, seed, spread=1.5):
-        self.ready = ready
-        self.random = random.Random(seed)
-        self.spread = spread
-        self.due = None
-        self.cancelled_at = None
-
-    def __call__(self):
-        if self.cancelled_at is not None:
-            return True
-        if self.due is None:
-            if self.ready():
-                self.due = time.monotonic() + self.random.uniform(0.0, self.spread)
-            return False
-        if time.monotonic() >= self.due:
-            self.cancelled_at = time.monotonic()
-            return True
-        return False
-
-
 @pytest.fixture
 def s3_job(lab, tmp_path, moto_server):  # noqa: F811  pylint: disable=redefined-outer-name
     job = S3Job(lab, tmp_path, moto_server)
@@ -119,7 +96,7 @@ def test_cancelled_prune_stops_and_its_rerun_finishes(s3_job):
     before = job.restore_points()
     newest = before[-1]
     # cancelled once the prune has begun removing restore points (its first removal marker is written)
-    cancel = CancelAfter(lambda: bool(job.removal_markers()), seed=len(job.tmp_path.name))
+    cancel = CancelAfter(lambda: bool(job.removal_markers()), seed=len(job.tmp_path.name), spread=1.5)
     runner = job.playbook("prune.yml", {"blockvault_keep": {"keep_last": 1}}, cancel_when=cancel)
     since = time.monotonic()
     assert runner.status == "canceled" and cancel.cancelled_at is not None
@@ -152,13 +129,8 @@ def test_cancelled_restore_to_a_file_leaves_no_file_and_its_rerun_restores(s3_jo
     # replies paced at 512 KiB/s a connection: the 24 MiB take several seconds to read, even with parallel reads
     job.proxy.bandwidth = 512 << 10
     target = job.tmp_path / "disk-2000.raw"
-    restore = {"blockvault_restore": {"name": "vm vm-cancel", "target": "file", "path": str(target), "memory_budget_mb": 8},
-               "blockvault_status_file": str(job.status_dir / "restore.json")}
-    cancel = CancelInTransfer(job, lease=False)
-    runner = job.playbook("run_directly.yml", restore, cancel_when=cancel)
-    since = time.monotonic()
-    assert runner.status == "canceled"
-    status = assert_stopped_as_cancel(job, since, points, "controller gone")
+    restore, status = cancel_direct_restore(job, {"name": "vm vm-cancel", "target": "file", "path": str(target),
+                                                  "memory_budget_mb": 8}, points)
     assert status["phase"] == "transfer" and 0 < status["bytes_done"] < status["bytes_total"], status
     assert sorted(path.name for path in job.tmp_path.iterdir() if path.name.startswith("disk-")) == []
 
@@ -173,7 +145,7 @@ def test_cancelled_validation_stops_and_its_rerun_succeeds(s3_job):
     job.populate(POINTS)
     before = job.restore_points()
     # cancelled once the validation holds its lock (it reads every manifest and index after taking it)
-    cancel = CancelAfter(lambda: "validate" in job.lock_purposes(), seed=len(job.tmp_path.name))
+    cancel = CancelAfter(lambda: "validate" in job.lock_purposes(), seed=len(job.tmp_path.name), spread=1.5)
     runner = job.playbook("validate.yml", {"blockvault_validate_level": "quick"}, cancel_when=cancel)
     since = time.monotonic()
     assert runner.status == "canceled" and cancel.cancelled_at is not None
