@@ -83,7 +83,8 @@ def _record_passed(repository, listed, level, problems, warnings):
     warning, not a failure: the validation itself passed."""
     failed = {problem.get("restore_point") for problem in problems}
     failed.update(affected["restore_point"] for problem in problems for affected in problem.get("affects", ()))
-    passed = [rp_id for rp_id in listed if rp_id not in failed and repository.restore_point_exists(rp_id)]
+    still_there = {point.id for point in repository.list_restore_points()}     # one listing: a prune may have run
+    passed = [rp_id for rp_id in listed if rp_id not in failed and rp_id in still_there]
     try:
         for rp_id in passed:
             repository.record_validated(rp_id, level)
