@@ -30,6 +30,8 @@ APT_PACKAGES += nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
 # dist-packages by the product's venv, see guest/_binding.py), a kernel for its appliance, NTFS support; sfdisk (fdisk)
 # and ntfs-3g also build the lab's guest filesystems (tests/lab/labkit/guestfs.py)
 APT_PACKAGES += libguestfs-tools python3-guestfs linux-image-amd64 ntfs-3g fdisk
+# an HTTP proxy in front of the lab's vCenter (tests of proxy_host; tinyproxy-bin is the program without a service)
+APT_PACKAGES += tinyproxy-bin
 BENCH_APT_PACKAGES := restic borgbackup qemu-utils
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)

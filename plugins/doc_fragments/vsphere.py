@@ -47,4 +47,17 @@ options:
       - Path of a PEM file with the CA certificates that sign the certificate of O(hostname).
       - When not given, the environment variable E(VMWARE_CA_BUNDLE) is used, then the system CA store.
     type: path
+  proxy_host:
+    description:
+      - Host name or address of an HTTP proxy through which the vSphere API of O(hostname) is reached (HTTP CONNECT).
+      - TLS runs end to end to O(hostname) through the proxy and is verified as without one.
+      - Only the vSphere API goes through the proxy. VDDK's data connections to the ESXi hosts (port 902) and the
+        repository's S3 requests do not.
+      - When not given, the environment variable E(VMWARE_PROXY_HOST) is used.
+    type: str
+  proxy_port:
+    description:
+      - Port of the HTTP proxy O(proxy_host). Required with O(proxy_host).
+      - When not given, the environment variable E(VMWARE_PROXY_PORT) is used.
+    type: int
 """

@@ -52,6 +52,9 @@ def vsphere_argument_spec():
         password=dict(type="str", aliases=["pass", "pwd"], no_log=True, fallback=(env_fallback, ["VMWARE_PASSWORD"])),
         validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
         ca_bundle=dict(type="path", fallback=(env_fallback, ["VMWARE_CA_BUNDLE"])),
+        # community.vmware's names and environment variables
+        proxy_host=dict(type="str", fallback=(env_fallback, ["VMWARE_PROXY_HOST"])),
+        proxy_port=dict(type="int", fallback=(env_fallback, ["VMWARE_PROXY_PORT"])),
     )
 
 
@@ -175,6 +178,8 @@ class BlockvaultModule(object):
             port=params["port"],
             validate_certs=params["validate_certs"],
             ca_bundle=params["ca_bundle"],
+            proxy_host=params["proxy_host"],
+            proxy_port=params["proxy_port"],
         )
 
     def vddk_settings(self, optional=False):

@@ -105,6 +105,8 @@ class VSphereSession:
         self._password = settings.password or ""
         self.validate_certs = bool(settings.validate_certs)
         self.ca_bundle = settings.ca_bundle
+        self.proxy_host = settings.proxy_host
+        self.proxy_port = settings.proxy_port
         self.expected_thumbprint = normalize_thumbprint(vddk_thumbprint) if vddk_thumbprint else None
         self.timeout = timeout
         self._connect_function = connect_function
@@ -138,9 +140,10 @@ class VSphereSession:
             return self
         context = build_ssl_context(self.validate_certs, self.ca_bundle)
         connect = self._connect_function or _SmartConnect
+        proxy = {"httpProxyHost": self.proxy_host, "httpProxyPort": int(self.proxy_port)} if self.proxy_host else {}
         try:
             service_instance = connect(host=self.host, port=self.port, user=self.user, pwd=self._password,
-                                       sslContext=context, httpConnectionTimeout=self.timeout)
+                                       sslContext=context, httpConnectionTimeout=self.timeout, **proxy)
         except Exception as exc:  # translated below; everything else is a bug worth a clear message
             raise self._translate_connect_error(exc) from None
         self.service_instance = service_instance
@@ -255,6 +258,10 @@ class VSphereSession:
 
     def _translate_connect_error(self, exc):
         endpoint = self.endpoint
+        if self.proxy_host:
+            proxy_error = self._proxy_error(exc)
+            if proxy_error is not None:
+                return proxy_error
         if is_fault(exc, "InvalidLogin"):
             return AuthenticationError(
                 "vCenter %s rejected the user name or password for %s: check username/password." % (self.host, self.user))
@@ -283,3 +290,20 @@ class VSphereSession:
                 endpoint, self._scrub(fault_message(exc)), fault_name(exc)))
         # pyVmomi raises a plain Exception when the endpoint answers but is no vSphere API
         return VSphereError("Cannot log in to vCenter %s: %s" % (endpoint, self._scrub(str(exc))))
+
+    def _proxy_error(self, exc):
+        """The error of a connection through the HTTP proxy that failed at the proxy, or None (then the failure
+        is vCenter's, translated as without a proxy). http.client reports a refused tunnel as
+        ``OSError("Tunnel connection failed: 403 Forbidden")``; the other OSErrors before TLS are the proxy's own."""
+        proxy = "%s:%s" % (self.proxy_host, self.proxy_port)
+        text = self._scrub(str(exc))
+        if "Tunnel connection failed" in text:
+            return VSphereError("The HTTP proxy %s refused to connect to vCenter %s (%s): check that the proxy allows "
+                                "CONNECT to that host and port." % (proxy, self.endpoint, text))
+        if isinstance(exc, socket.gaierror):
+            return VSphereError("Cannot reach the HTTP proxy %s: its host name does not resolve (%s). Check proxy_host."
+                                % (proxy, exc.strerror or exc))
+        if isinstance(exc, ConnectionRefusedError):
+            return VSphereError("Cannot reach the HTTP proxy %s: connection refused. Check proxy_host and proxy_port."
+                                % proxy)
+        return None

@@ -20,6 +20,9 @@ __all__ = ["VSphereSettings"]
 class VSphereSettings:
     """How to reach vCenter (or an ESXi host). TLS verification is on unless ``validate_certs`` is False.
 
+    ``proxy_host``/``proxy_port``: an HTTP proxy the vSphere API is reached through (HTTP CONNECT: TLS runs end to
+    end to vCenter and is verified as without a proxy). VDDK's data connections to the ESXi hosts do not use it.
+
     Immutable and thread-safe; ``repr`` never shows the password.
     """
 
@@ -29,6 +32,8 @@ class VSphereSettings:
     port: int = 443
     validate_certs: bool = True
     ca_bundle: str = None
+    proxy_host: str = None
+    proxy_port: int = None
 
     def __post_init__(self):
         if not self.host:
@@ -37,5 +42,11 @@ class VSphereSettings:
             raise ConfigurationError("username is empty: give the vCenter user (or set VMWARE_USER).")
         if not 0 < int(self.port) < 65536:
             raise ConfigurationError("port %r is not a TCP port: give a number from 1 to 65535." % (self.port,))
+        if self.proxy_port is not None and not self.proxy_host:
+            raise ConfigurationError("proxy_port %r is given without proxy_host: give the HTTP proxy's host name too, or "
+                                     "remove proxy_port." % (self.proxy_port,))
+        if self.proxy_host and not 0 < int(self.proxy_port or 0) < 65536:
+            raise ConfigurationError("proxy_port %r is not a TCP port: give the HTTP proxy's port, a number from 1 to "
+                                     "65535." % (self.proxy_port,))
         if self.ca_bundle and not os.path.isfile(self.ca_bundle):
             raise ConfigurationError("ca_bundle %s does not exist: give the path of a PEM file with the CA certificates." % self.ca_bundle)

@@ -23,6 +23,8 @@ from ansible_collections.blockvault.vsphere.plugins.modules import (
     backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
 )
 
+from labkit.httpproxy import HttpProxy
+
 pytestmark = pytest.mark.lab
 
 PASSPHRASE = "correct horse battery staple"
@@ -106,6 +108,19 @@ def test_a_vm_found_and_backed_up_with_community_vmware_options(lab, repo_args, 
     assert result["changed"] is True and result["restore_point"]["vm"] == "lab-vm1", result
     missing = run(vm_backup, dict(args, folder="DC0/vm/nope"))
     assert missing["failed"] is True and "No folder at 'DC0/vm/nope'" in missing["msg"]
+
+
+def test_vm_backup_reaches_vcenter_through_the_http_proxy_of_community_vmwares_variables(lab, repo_args, monkeypatch):
+    run(backup_repository, repo_args)
+    with HttpProxy(connect_ports=[int(lab.info["port"])]) as proxy:
+        monkeypatch.setenv("VMWARE_PROXY_HOST", "127.0.0.1")
+        monkeypatch.setenv("VMWARE_PROXY_PORT", str(proxy.port))
+        plan = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False), check_mode=True)
+        assert plan["changed"] is True and [d["mode"] for d in plan["plan"]["disks"]] == ["full", "full"], plan
+        assert "%s:%s" % (lab.info["host"], lab.info["port"]) in proxy.connects()
+        refused = run(vm_backup, dict(repo_args, name="lab-vm1", quiesce=False, proxy_port=1), check_mode=True)
+    assert refused["failed"] is True
+    assert refused["msg"].startswith("Cannot reach the HTTP proxy 127.0.0.1:1: connection refused."), refused["msg"]
 
 
 def test_failures_carry_context_and_no_secret(lab, repo_args):

@@ -14,6 +14,8 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.settings import VSphereSettings
 
+from labkit.httpproxy import HttpProxy
+
 pytestmark = pytest.mark.lab
 MIB = 1 << 20
 
@@ -78,6 +80,36 @@ def test_certificate_needs_the_lab_ca(lab):
 def test_wrong_vddk_thumbprint_is_refused(lab):
     with pytest.raises(CertificateError, match="but vddk_thumbprint is 00:00"):
         lab_session(lab, vddk_thumbprint="00" * 20).connect()
+
+
+def test_login_through_an_http_proxy_verifies_vcenters_certificate_end_to_end(lab):
+    # tinyproxy, a proxy nobody here wrote, as a site's outbound proxy: the API calls go through its CONNECT tunnel,
+    # TLS is still verified against the lab's CA and the thumbprint is vCenter's own
+    with HttpProxy(connect_ports=[int(lab.info["port"])]) as proxy:
+        with lab_session(lab, proxy_host="127.0.0.1", proxy_port=proxy.port) as session:
+            assert session.thumbprint == lab.info["thumbprint"] and session.thumbprint_verified is True
+            assert inventory.find_vm(session, name="lab-vm1").name == "lab-vm1"
+        assert "%s:%s" % (lab.info["host"], lab.info["port"]) in proxy.connects()
+        # and without proxy_host nothing goes through it
+        before = len(proxy.connects())
+        with lab_session(lab):
+            pass
+        assert len(proxy.connects()) == before
+
+
+def test_a_proxy_that_refuses_the_tunnel_or_is_not_there_is_named(lab):
+    with HttpProxy(connect_ports=[1]) as proxy:
+        with pytest.raises(VSphereError) as caught:
+            lab_session(lab, proxy_host="127.0.0.1", proxy_port=proxy.port).connect()
+        assert str(caught.value).startswith("The HTTP proxy 127.0.0.1:%d refused to connect to vCenter %s:%s (Tunnel "
+                                            "connection failed: 403" % (proxy.port, lab.info["host"], lab.info["port"]))
+        assert "check that the proxy allows CONNECT to that host and port" in str(caught.value)
+        port = proxy.port
+    with pytest.raises(VSphereError, match="Cannot reach the HTTP proxy 127.0.0.1:%d: connection refused. Check "
+                                           "proxy_host and proxy_port." % port):
+        lab_session(lab, proxy_host="127.0.0.1", proxy_port=port).connect()
+    with pytest.raises(ConfigurationError, match="proxy_port None is not a TCP port"):
+        lab_session(lab, proxy_host="127.0.0.1")
 
 
 def test_closed_port_names_host_and_port(lab):

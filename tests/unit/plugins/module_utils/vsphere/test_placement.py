@@ -79,7 +79,8 @@ def test_find_vm_by_spec_maps_selectors(monkeypatch):
 
 
 def test_session_keeps_every_field_of_its_settings():
-    settings = SimpleNamespace(host="vc1", username="u", password="p", port=8443, validate_certs=False, ca_bundle="/ca.pem")
+    settings = SimpleNamespace(host="vc1", username="u", password="p", port=8443, validate_certs=False, ca_bundle="/ca.pem",
+                               proxy_host="proxy1", proxy_port=3128)
     s = VSphereSession(settings, vddk_thumbprint="AA" * 20)
-    assert (s.host, s.user, s.port, s.validate_certs, s.ca_bundle, s.expected_thumbprint) == (
-        "vc1", "u", 8443, False, "/ca.pem", ":".join(["AA"] * 20))
+    assert (s.host, s.user, s.port, s.validate_certs, s.ca_bundle, s.expected_thumbprint, s.proxy_host, s.proxy_port) == (
+        "vc1", "u", 8443, False, "/ca.pem", ":".join(["AA"] * 20), "proxy1", 3128)

@@ -201,6 +201,23 @@ def test_empty_host_or_user_is_a_configuration_error():
         VSphereSession(VSphereSettings("h", "", "p"))
 
 
+def test_the_http_proxy_is_handed_to_pyvmomi_only_when_given():
+    calls = []
+    with session(connector(FakeServiceInstance(), calls=calls), proxy_host="proxy.example.com", proxy_port=3128):
+        pass
+    with session(connector(FakeServiceInstance(), calls=calls)):
+        pass
+    assert (calls[0]["httpProxyHost"], calls[0]["httpProxyPort"]) == ("proxy.example.com", 3128)
+    assert "httpProxyHost" not in calls[1] and "httpProxyPort" not in calls[1]
+
+
+def test_proxy_settings_are_checked_where_they_are_built():
+    with pytest.raises(ConfigurationError, match="proxy_port 3128 is given without proxy_host"):
+        VSphereSettings("h", "u", "p", proxy_port=3128)
+    with pytest.raises(ConfigurationError, match="proxy_port 70000 is not a TCP port"):
+        VSphereSettings("h", "u", "p", proxy_host="proxy", proxy_port=70000)
+
+
 def test_missing_ca_bundle_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="ca_bundle .*nope.pem does not exist"):
         build_ssl_context(True, str(tmp_path / "nope.pem"))
