@@ -10,12 +10,16 @@ module: backup_info
 short_description: Show a repository's settings and restore points, or the progress of a backup or restore run
 version_added: 0.1.0
 description:
-  - Without O(status_file), returns the repository's settings and lists its restore points per VM (of one VM with
+  - Without O(status_file) and O(status_files), returns the repository's settings and lists its restore points per VM (of one VM with
     O(vm)) with their disks, modes and sizes. A restore point whose manifest is damaged is left out with a warning
     naming it (its VM is unknown, a VM's name being stored inside its manifest); the listing goes on.
   - With O(status_file), reads the status file of a run of M(blockvault.vsphere.vm_backup) or
     M(blockvault.vsphere.vm_restore), for example one started with C(async) and C(poll=0), and returns its progress.
     The repository is not opened then, so the repository options are not needed.
+  - With O(status_files), reads the status files of several runs at once - the VMs of a batch backed up in
+    parallel - and returns one entry per run (RV(runs)) and one line showing them all (RV(progress_line)), so that
+    one polling loop shows every run's progress together. A status file that does not exist yet is an answer too
+    (its run has not started writing it), not a failure.
   - Lists the running exports of M(blockvault.vsphere.backup_export) too (RV(exports)); like every call of that
     module it removes what is left of exports whose nbdkit died.
   - Never changes anything but the lease files of O(renew_leases) and such leftovers of dead exports.
@@ -43,13 +47,25 @@ attributes:
 options:
   vm:
     description:
-      - List only the restore points of the VM with this name. Mutually exclusive with O(status_file).
+      - List only the restore points of the VM with this name. Mutually exclusive with O(status_file) and
+        O(status_files).
     type: str
   status_file:
     description:
       - Status file of a run (the O(blockvault.vsphere.vm_backup#module:status_file) of its task) to read instead of
         listing restore points.
+      - Fails when the file does not exist (yet). Mutually exclusive with O(status_files).
     type: path
+  status_files:
+    description:
+      - Status files of several runs (each the O(blockvault.vsphere.vm_backup#module:status_file) of its task) to
+        read at once instead of listing restore points; RV(runs) has one entry per file, in this order, and
+        RV(progress_line) shows them on one line.
+      - A file that does not exist yet, or cannot be read, does not fail the call; its entry says so.
+      - The role C(blockvault.vsphere.progress) passes the status files of every run of a batch, so that the
+        progress of VMs backed up in parallel is shown together.
+    type: list
+    elements: path
   renew_leases:
     description:
       - Status files of runs started with C(async) whose leases this call renews - the C(<status file>.lease) file
@@ -101,12 +117,23 @@ EXAMPLES = r"""
 - name: Print the last progress line of the run
   ansible.builtin.debug:
     msg: "{{ progress.status.label }}: {{ progress.status.progress_line }}"
+
+- name: Show the progress of two backups running in parallel, together, until both ended
+  blockvault.vsphere.backup_info:
+    status_files:
+      - /var/tmp/blockvault-db01.json
+      - /var/tmp/blockvault-web01.json
+  register: batch
+  # each poll prints e.g. "db01: transfer 25.0%: 1.00 GiB of 4.00 GiB, 107.3 MiB/s, ETA 29s | web01: snapshot: starting"
+  until: batch.all_ended
+  retries: 2880
+  delay: 10
 """
 
 RETURN = r"""
 repository:
   description: The repository's settings, as M(blockvault.vsphere.backup_repository) returns them.
-  returned: when O(status_file) is not given
+  returned: when neither O(status_file) nor O(status_files) is given
   type: dict
   sample: {"location": "/srv/backups/vsphere", "id": "3b2f0a4c6d8e4f10a1b2c3d4e5f60718", "format_version": 1,
            "chunk_size": 4194304, "encryption": true, "compression_level": 3, "created": "2026-11-20T10:00:00Z",
@@ -124,7 +151,7 @@ vms:
       C(bytes_stored) (what those chunks took in the repository, compressed and encrypted) and C(sha256).
     - Restore points written before these fields existed have C(transport) and C(bytes_stored) null and hold the stored
       (compressed) size in C(bytes_new).
-  returned: when O(status_file) is not given
+  returned: when neither O(status_file) nor O(status_files) is given
   type: dict
   sample:
     web01:
@@ -157,7 +184,7 @@ exports:
   sample: [{"name": "db01-test", "uris": {"2000": "nbd+unix:///?socket=/tmp/blockvault-export-k2j3h4/disk-2000.sock"}}]
 count:
   description: Number of restore points listed.
-  returned: when O(status_file) is not given
+  returned: when neither O(status_file) nor O(status_files) is given
   type: int
   sample: 14
 leases_renewed:
@@ -179,11 +206,12 @@ status:
     progress_line:
       description:
         - The run's progress on one line, ready to print - the phase (or the final state), the percent done, the
-          bytes done of the total in the same binary unit, the throughput in MB/s and, while running, the ETA.
+          bytes done of the total in the same binary unit (KiB, MiB, GiB...), the throughput in MiB/s (2^20 bytes
+          per second, from RV(status.mb_per_s)) and, while running, the ETA.
         - Says V(starting) in place of byte counts until the run knows its totals, and ends with the last error
           when there is one.
       type: str
-      sample: "transfer 25.0%: 1.00 GiB of 4.00 GiB, 112.5 MB/s, ETA 32m 12s"
+      sample: "transfer 25.0%: 1.00 GiB of 4.00 GiB, 107.3 MiB/s, ETA 29s"
     run_id:
       description: Id of the run.
       type: str
@@ -210,7 +238,7 @@ status:
     updated:
       description: When the file was last written, UTC ISO-8601.
       type: str
-      sample: "2026-11-26T09:02:11Z"
+      sample: "2026-11-26T08:30:10Z"
     bytes_done:
       description: Bytes transferred so far.
       type: int
@@ -220,13 +248,13 @@ status:
       type: int
       sample: 4294967296
     mb_per_s:
-      description: Average throughput since the start, in MB/s (10^6 bytes).
+      description: Average throughput since the start, in MB/s (10^6 bytes per second; RV(status.progress_line) shows it in MiB/s).
       type: float
       sample: 112.5
     eta_seconds:
       description: Estimated seconds to the end of the transfer, null until known.
       type: int
-      sample: 1932
+      sample: 29
     disks:
       description: Progress per disk, each with C(key), C(phase), C(bytes_done) and C(bytes_total).
       type: list
@@ -236,6 +264,55 @@ status:
       description: The last error, with C(message) (never a secret nor a traceback) and C(class); null if none.
       type: dict
       sample: null
+runs:
+  description:
+    - One entry per file of O(status_files), in that order.
+  returned: when O(status_files) is given
+  type: list
+  elements: dict
+  contains:
+    status_file:
+      description: The status file read.
+      type: str
+      sample: /var/tmp/blockvault/nightly-backup-db01.json
+    found:
+      description: Whether the status file was read (false while it does not exist yet, or when it cannot be read).
+      type: bool
+      sample: true
+    ended:
+      description: Whether the run has ended - its status file says V(succeeded), V(failed) or V(cancelled).
+      type: bool
+      sample: false
+    label:
+      description: The run's RV(status.label); while its status file was not read, the file's name.
+      type: str
+      sample: db01
+    progress_line:
+      description:
+        - The run's RV(status.progress_line); while its status file was not read, V(no status yet) (the file does
+          not exist) or V(status unreadable) with the reason.
+      type: str
+      sample: "transfer 25.0%: 1.00 GiB of 4.00 GiB, 107.3 MiB/s, ETA 29s"
+    status:
+      description: The run's status document with C(label) and C(progress_line), as RV(status); null when not read.
+      type: dict
+      sample: {"run_id": "20261126T083000Z-5f2c9a1e", "vm": "db01", "state": "running", "phase": "transfer",
+               "label": "db01", "progress_line": "transfer 25.0%: 1.00 GiB of 4.00 GiB, 107.3 MiB/s, ETA 29s"}
+    error:
+      description: Why the status file could not be read, when it exists; null otherwise.
+      type: str
+      sample: null
+progress_line:
+  description:
+    - "Every run of O(status_files) on one line, in order, each as C(label: progress_line), separated by C( | )."
+  returned: when O(status_files) is given
+  type: str
+  sample: "db01: transfer 25.0%: 1.00 GiB of 4.00 GiB, 107.3 MiB/s, ETA 29s | web01: snapshot: starting"
+all_ended:
+  description: Whether every run of O(status_files) has ended (each status file read and saying it ended).
+  returned: when O(status_files) is given
+  type: bool
+  sample: false
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
@@ -244,7 +321,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import canc
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info as ops_info
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import export as ops_export
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import repository as ops_repository
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import status_view
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import runs_view, status_view
 
 
 def info(bv):
@@ -252,6 +329,11 @@ def info(bv):
     if params["lease_seconds"] < 1:
         raise ConfigurationError("lease_seconds is %d: give 1 or more." % params["lease_seconds"])
     renewed = [path for path in params["renew_leases"] if ops_cancel.renew_lease(path, params["lease_seconds"])]
+    if params["status_files"] is not None:
+        result = dict(runs_view(ops_info.run_statuses(params["status_files"])), changed=False)
+        if params["renew_leases"]:
+            result["leases_renewed"] = renewed
+        return result
     if params["renew_leases"] and not params["status_file"] and not params["repository"]:
         return {"changed": False, "leases_renewed": renewed}
     if params["status_file"]:
@@ -277,10 +359,11 @@ def main():
     argument_spec = dict(
         vm=dict(type="str"),
         status_file=dict(type="path"),
+        status_files=dict(type="list", elements="path"),
         renew_leases=dict(type="list", elements="path", default=[]),
         lease_seconds=dict(type="int", default=60),
     )
-    bv = BlockvaultModule(argument_spec, mutually_exclusive=[["vm", "status_file"]])
+    bv = BlockvaultModule(argument_spec, mutually_exclusive=[["vm", "status_file", "status_files"]])
     # a read of a moment, run every few seconds by the roles' polling: nothing to cancel
     bv.cancellable = False
     bv.run(info)

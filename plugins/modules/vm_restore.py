@@ -280,6 +280,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+msg:
+  description:
+    - What was restored and where - the restore point (id and VM), the target (the new VM or the VM with its moid,
+      the file or the block device), the disks and the bytes written (binary units); in check mode what would be
+      restored where.
+    - When the target already held the restore point (a rerun of a restore that succeeded), why it was left as it is.
+  returned: success
+  type: str
+  sample: "Restored restore point 20261126T083127.412093Z-8c1f2e3d4a5b6c7d-5f2c9a1e of VM web01 into the new VM
+    web01-restored (vm-1077): 2 disk(s), 12.00 GiB written, powered on."
 restore_point:
   description: The restore point restored.
   returned: success
@@ -420,6 +430,7 @@ diff:
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule, disk_reference
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import restore as ops_restore
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.status_view import restore_message
 
 
 def _target(params):
@@ -450,8 +461,12 @@ def restore(bv):
                                              before=params["before"]),
         target=_target(params),
     )
-    return ops_restore.restore(request=request, endpoints=bv.endpoints(vsphere=request.target.needs_vsphere),
-                               settings=bv.run_settings())
+    result = ops_restore.restore(request=request, endpoints=bv.endpoints(vsphere=request.target.needs_vsphere),
+                                 settings=bv.run_settings())
+    # what was restored, where: kept when the operation said why it left the target as it was (a rerun)
+    if result.get("msg"):
+        return result
+    return dict(result, msg=restore_message(result, params["target"], check=bv.check_mode))
 
 
 def main():

@@ -212,7 +212,9 @@ def test_restore_to_new_vm_has_equal_checksums(runner):
         "blockvault_restore_target": dict(LAB_TARGET, power_on=True),
         "vm_restore_validate": True,
     })
-    assert re.search(r"lab-vm1 -> %s \(vm-\d+\): restore point \S+, 2 disk\(s\)" % new_name, output)
+    # the restore ends saying what was restored where, in the binary units of the progress lines
+    assert re.search(r"lab-vm1 -> %s \(vm-\d+\): restore point \S+, 2 disk\(s\), \d+\.\d\d MiB written, checksums verified, "
+                     r"validated \(full\)" % new_name, output), output
     for disk in (0, 1):
         source = runner.labctl("checksum", "--vm", "lab-vm1", "--disk", disk)
         restored = runner.labctl("checksum", "--vm", new_name, "--disk", disk)
@@ -259,6 +261,21 @@ def test_prune_check_mode_then_for_real(runner):
     assert [point["id"] for point in runner.restore_points()["lab-vm2"]] == before[2:]
 
 
+def run_line(name):
+    """The pattern of one run's progress line as backup_info builds it (ops/status_view.py), its label in group
+    ``name``: sizes and rate in binary units, never a count of zero bytes before the totals are known ("starting"),
+    the status file's name as the label while the file is not written yet."""
+    return (rf"(?P<{name}>[\w.-]+): (\w+: starting|starting|no status yet"
+            rf"|\w+ \d+\.\d%: (\d+\.\d\d MiB of \d+\.\d\d MiB|\d+ B of \d+ B), \d+\.\d MiB/s, ETA (unknown|(\d+h )?(\d+m )?\d+s)"
+            rf"|succeeded 100\.0%: (?P<{name}_total>\d+\.\d\d MiB) of (?P={name}_total), \d+\.\d MiB/s)")
+
+
+def progress_lines(output):
+    """The lines of the progress loop: what each poll showed (the item of the loop), in order."""
+    return re.findall(r"^ok: \[localhost\] => \(item=(.*)\)$", output.split("Progress of the backup", 1)[-1].split(
+        "TASK [blockvault.vsphere.progress : Result of", 1)[0], re.MULTILINE)
+
+
 def test_backup_progress_is_shown_while_it_runs(runner):
     runner.create_repository()
     # the VDDK stand-in holds the backup after its first read until the play has shown a transfer line (the gate),
@@ -268,15 +285,41 @@ def test_backup_progress_is_shown_while_it_runs(runner):
     output = runner.run_until("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1"]},
                               re.compile(r"\(item=lab-vm1: transfer \d+\.\d%: "), gate.unlink,
                               env={"LABVDDK_GATE": str(gate)})
-    lines = [line for line in output.splitlines()
-             if line.startswith(("ok: [localhost] => (item=lab-vm1: ", "ok: [localhost] => (item=no status yet"))]
-    # every line is the label and progress line backup_info builds (ops/status_view.py), or the wait for the file
-    shapes = re.compile(r"\(item=(no status yet \(.*\)|lab-vm1: (\w+: starting|starting"
-                        r"|\w+ \d+\.\d%: (\d+\.\d\d MiB of \d+\.\d\d MiB|\d+ B of \d+ B), [\d.]+ MB/s, ETA (unknown|(\d+h )?(\d+m )?\d+s)"
-                        r"|succeeded 100\.0%: (?P<total>\d+\.\d\d MiB) of (?P=total), [\d.]+ MB/s))\)$")
-    assert lines and all(shapes.search(line) for line in lines), output
-    assert any(re.search(r"\(item=lab-vm1: transfer \d+\.\d%: ", line) for line in lines), output
-    assert "(item=lab-vm1: succeeded 100.0%: " in lines[-1]
+    lines = progress_lines(output)
+    # every line is the label and progress line backup_info builds (ops/status_view.py)
+    assert lines and all(re.fullmatch(run_line("vm"), line) for line in lines), output
+    assert any(re.match(r"lab-vm1: transfer \d+\.\d%: ", line) for line in lines), output
+    assert lines[-1].startswith("lab-vm1: succeeded 100.0%: "), output
+    assert not any("Bytes" in line or "MB/s" in line for line in lines), output
+
+
+def test_the_backups_of_a_batch_show_their_progress_together(runner):
+    runner.create_repository()
+    # both backups of the batch held after their first read (the VDDK stand-in's gate counts per process, and each
+    # backup is a process of its own) until one line of the play showed both in their transfer: neither can finish
+    # before, so the line shows them both running, whatever the speed of the machine
+    gate = runner.tmp_path / "gate"
+    gate.touch()
+    both = re.compile(r"\(item=lab-vm1: transfer \d+\.\d%: [^|]* \| lab-vm2: transfer \d+\.\d%: [^|]*\)$")
+    output = runner.run_until("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1", "lab-vm2"], "vm_backup_parallel": 2},
+                              both, gate.unlink, env={"LABVDDK_GATE": str(gate)})
+    lines = progress_lines(output)
+    # one loop for the batch: each line has both VMs, in the batch's order, each in the shape of a run's line
+    shape = re.compile(run_line("first") + r" \| " + run_line("second"))
+    matches = [shape.fullmatch(line) for line in lines]
+    assert lines and all(matches), output
+    # the file's name stands for a run while its status file is not written yet; then the VM's name
+    assert all(match["first"] == "lab-vm1" or match["first"].endswith("-lab-vm1.json") for match in matches), output
+    assert all(match["second"] == "lab-vm2" or match["second"].endswith("-lab-vm2.json") for match in matches), output
+    held = [index for index, line in enumerate(lines) if both.search("(item=%s)" % line)]
+    finished = [index for index, line in enumerate(lines) if "succeeded" in line]
+    assert held and (not finished or held[0] < finished[0]), output
+    assert re.fullmatch(r"lab-vm1: succeeded 100\.0%: [^|]* \| lab-vm2: succeeded 100\.0%: [^|]*", lines[-1]), output
+    # then each job's result, and the summary of both
+    assert output.index("(item=%s)" % lines[-1]) < output.index("Result of the backups of lab-vm1, lab-vm2")
+    assert re.search(r"lab-vm1: restore point \S+, .*; \d+\.\d\d MiB read, \d+\.\d\d MiB written, [\d.]+ s, \d+\.\d MiB/s", output)
+    assert re.search(r"lab-vm2: restore point \S+, .*; \d+\.\d\d MiB read, ", output)
+    assert sorted(runner.restore_points()) == ["lab-vm1", "lab-vm2"]
 
 
 def test_dr_runbook_restores_in_order_and_validates(runner):

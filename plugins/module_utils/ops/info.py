@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ..errors import ConfigurationError
+from ..errors import BlockvaultError, ConfigurationError
 from ..transfer.progress import read_status
 from ._engine import open_repository, select_manifests
 
-__all__ = ["list_restore_points", "run_status", "summarize"]
+__all__ = ["list_restore_points", "run_status", "run_statuses", "summarize"]
 
 
 def summarize(manifest, pinned=False, note=""):
@@ -50,3 +50,22 @@ def run_status(status_file):
     if not os.path.exists(status_file):
         raise ConfigurationError("status_file %s does not exist (yet): the run writes it when it starts." % status_file)
     return {"changed": False, "status": read_status(status_file)}
+
+
+def run_statuses(status_files):
+    """The status documents of several runs, one read per file in order, each {status_file, status, error}.
+
+    A file that does not exist (yet) has ``status`` and ``error`` None: its run has not written it. A file that
+    cannot be read or is not a status document has ``status`` None and ``error`` saying why. Never raises for one
+    file, so that a poller sees the other runs.
+    """
+    reads = []
+    for path in status_files:
+        status = error = None
+        if path and os.path.exists(path):
+            try:
+                status = read_status(path)
+            except BlockvaultError as exc:
+                error = str(exc)
+        reads.append({"status_file": path, "status": status, "error": error})
+    return reads

@@ -1,4 +1,6 @@
-"""backup_info: repository settings and restore points per VM, or the status of a run."""
+"""backup_info: repository settings and restore points per VM, or the status of a run, or of the runs of a batch."""
+import json
+
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
@@ -15,7 +17,7 @@ STATUS = {"format": "blockvault-status", "version": 1, "run_id": "r2", "vm": "we
           "started": "2026-11-26T08:30:00Z", "updated": "2026-11-26T09:02:11Z", "bytes_done": 10, "bytes_total": 40,
           "mb_per_s": 1.5, "eta_seconds": 20, "disks": [], "last_error": None}
 # what the module adds to the document for the roles to print
-VIEW = {"label": "web01", "progress_line": "transfer 25.0%: 10 B of 40 B, 1.5 MB/s, ETA 20s"}
+VIEW = {"label": "web01", "progress_line": "transfer 25.0%: 10 B of 40 B, 1.4 MiB/s, ETA 20s"}
 
 
 EXPORT = {"name": "r1", "uris": {"2000": "nbd+unix:///?socket=/tmp/blockvault-export-x/disk-2000.sock"}, "pids": [4242]}
@@ -83,4 +85,43 @@ def test_check_mode_reads_the_same(run_module, status, tmp_path):
 def test_vm_and_status_file_are_mutually_exclusive(run_module, listing, status, tmp_path):
     outcome, result = run_module(backup_info, dict(repository="/srv/repo", vm="web01", status_file=str(tmp_path / "s.json")))
     assert outcome == "fail"
-    assert result["msg"] == "parameters are mutually exclusive: vm|status_file"
+    assert result["msg"] == "parameters are mutually exclusive: vm|status_file|status_files"
+
+
+def test_status_files_give_every_run_of_a_batch_and_one_line(run_module, listing, tmp_path):
+    running = tmp_path / "run-web01.json"
+    running.write_text(json.dumps(STATUS))
+    done = tmp_path / "run-db01.json"
+    done.write_text(json.dumps(dict(STATUS, vm="db01", run_id="r3", state="succeeded", bytes_done=40, eta_seconds=0)))
+    missing = tmp_path / "run-app01.json"
+    damaged = tmp_path / "run-x.json"
+    damaged.write_text("{not json")
+    outcome, result = run_module(backup_info, dict(status_files=[str(running), str(done), str(missing), str(damaged)]))
+    assert outcome == "exit" and result["changed"] is False
+    assert result["progress_line"] == (
+        "web01: transfer 25.0%: 10 B of 40 B, 1.4 MiB/s, ETA 20s | db01: succeeded 100.0%: 40 B of 40 B, 1.4 MiB/s"
+        " | run-app01.json: no status yet | run-x.json: status unreadable: The status file " + str(damaged)
+        + " is damaged or not a blockvault status file: not UTF-8 JSON. Give the status_file of a blockvault run; it is"
+        " rewritten whole while the run goes on.")
+    assert [(run["label"], run["found"], run["ended"]) for run in result["runs"]] == [
+        ("web01", True, False), ("db01", True, True), ("run-app01.json", False, False), ("run-x.json", False, False)]
+    assert result["runs"][0]["status"] == dict(STATUS, **VIEW)
+    assert result["all_ended"] is False
+    assert "leases_renewed" not in result
+    assert listing[0].calls == [] and listing[1].calls == []     # the repository is not opened
+
+
+def test_status_files_renew_the_leases_of_the_runs_that_run(run_module, tmp_path, monkeypatch):
+    renewed = []
+    monkeypatch.setattr(backup_info.ops_cancel, "renew_lease",
+                        lambda path, seconds: renewed.append((path, seconds)) or path.endswith("a.json"))
+    paths = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    outcome, result = run_module(backup_info, dict(status_files=paths, renew_leases=paths, lease_seconds=45))
+    assert outcome == "exit"
+    assert renewed == [(paths[0], 45), (paths[1], 45)] and result["leases_renewed"] == [paths[0]]
+    assert result["progress_line"] == "a.json: no status yet | b.json: no status yet"
+
+
+def test_status_files_and_status_file_are_mutually_exclusive(run_module, tmp_path):
+    outcome, result = run_module(backup_info, dict(status_file=str(tmp_path / "a.json"), status_files=[str(tmp_path / "b.json")]))
+    assert outcome == "fail" and result["msg"] == "parameters are mutually exclusive: vm|status_file|status_files"

@@ -46,7 +46,9 @@ def test_latest_to_a_new_vm_reaches_the_operation_exactly(run_module, restore, a
             vddk=VddkSettings(libdir=vddk_dir)),
         "settings": RunSettings(workers=4, memory_budget=256 * 1024 * 1024, status_file=None, check=False),
     }
-    assert result == {"changed": True, "restore_point": RESULT["restore_point"], "vm": RESULT["vm"], "disks": RESULT["disks"]}
+    assert result == {"changed": True, "restore_point": RESULT["restore_point"], "vm": RESULT["vm"], "disks": RESULT["disks"],
+                      "msg": "Restored restore point r1 of VM web01 into the new VM web01-restored (vm-77): 1 disk(s), "
+                             "4.00 MiB written."}
 
 
 def test_overrides_set_are_passed_and_unset_ones_left_out(run_module, restore, args):
@@ -135,8 +137,27 @@ def test_diff_only_in_diff_mode(run_module, restore, args):
 
 
 def test_check_mode(run_module, restore, args):
-    outcome = run_module(vm_restore, dict(args, name="web01", new_name="copy"), check_mode=True)[0]
+    outcome, result = run_module(vm_restore, dict(args, name="web01", new_name="copy"), check_mode=True)
     assert outcome == "exit" and restore.kwargs["settings"].check is True
+    assert result["msg"].startswith("Would restore restore point r1 of VM web01 into the new VM ")
+
+
+def test_the_msg_of_the_operation_is_kept(run_module, ops_call, args):
+    # a rerun of a restore that succeeded says why it left the VM as it is: that is the msg
+    rerun = dict(RESULT, changed=False, msg="VM web01-restored was restored from restore point r1 already: left as it is.")
+    ops_call(vm_restore.ops_restore, "restore", result=rerun)
+    result = run_module(vm_restore, dict(args, name="web01", new_name="web01-restored"))[1]
+    assert result["msg"] == rerun["msg"]
+
+
+def test_a_restore_to_a_file_says_which_disk_went_where(run_module, ops_call, tmp_path):
+    path = str(tmp_path / "disk.raw")
+    ops_call(vm_restore.ops_restore, "restore", result={
+        "changed": True, "restore_point": RESULT["restore_point"], "path": path, "format": "raw",
+        "disks": [{"key": "2001", "label": "Hard disk 2", "sha256": "ab" * 32, "bytes_written": 1536}]})
+    result = run_module(vm_restore, dict(repository="/srv/repo", restore_point="r1", target="file", disk="Hard disk 2",
+                                         path=path))[1]
+    assert result["msg"] == "Restored disk Hard disk 2 of restore point r1 of VM web01 to %s (raw): 1.50 KiB written." % path
 
 
 def test_refused_restore_is_a_failure_with_context(run_module, ops_call, args):
