@@ -32,6 +32,8 @@ APT_PACKAGES += nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
 APT_PACKAGES += libguestfs-tools python3-guestfs linux-image-amd64 ntfs-3g fdisk
 # an HTTP proxy in front of the lab's vCenter (tests of proxy_host; tinyproxy-bin is the program without a service)
 APT_PACKAGES += tinyproxy-bin
+# headless rendering of backup_report's page by the functional tests (tests/functional/modules/test_report_chromium.py)
+APT_PACKAGES += chromium
 BENCH_APT_PACKAGES := restic borgbackup qemu-utils
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -49,8 +51,9 @@ help:
 
 # -- installation ---------------------------------------------------------------------------------------------
 
-# apt packages: installed once, skipped when dpkg already has them all.
-$(BUILD)/.apt-stamp:
+# apt packages: installed once, skipped when dpkg already has them all; checked again when this file changes (a
+# package added to the list reaches checkouts that were set up before).
+$(BUILD)/.apt-stamp: Makefile
 	@mkdir -p $(BUILD)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -9,7 +9,9 @@
   6. restore lab-vm1's latest restore point into a new VM lab-vm1-demo (blockvault.vsphere.restore);
   7. validate every restore point, reading every chunk (blockvault.vsphere.validate, level full);
   8. print a summary: restore points, disk modes, bytes read and written, speed, and whether each disk of the
-     restored VM has the checksum of the same disk of lab-vm1 (labctl checksum on both).
+     restored VM has the checksum of the same disk of lab-vm1 (labctl checksum on both);
+  9. write the repository's report (module backup_report: build/demo/report/report.html, with report.json,
+     restore_points.csv and disks.csv) and print its path.
 
 The figures come from what the roles publish with set_stats (shown by ansible-playbook with
 ANSIBLE_SHOW_CUSTOM_STATS=1). Ansible's own output goes to build/demo/logs/. Exit status 0 only when every step
@@ -32,6 +34,30 @@ WORK = ROOT / "build" / "demo"
 LABCTL = ROOT / "tests" / "lab" / "labctl"
 RESTORED = "lab-vm1-demo"
 PASSPHRASE = "blockvault demo passphrase"
+REPORT_DIR = WORK / "report"
+# the play of step 9: the module's result goes out through set_stats like the roles' summaries
+REPORT_PLAYBOOK = """\
+- name: Write the report of the demo repository
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Write the report
+      blockvault.vsphere.backup_report:
+        repository: "{{ blockvault_repository.repository }}"
+        passphrase: "{{ blockvault_repository.passphrase }}"
+        dest: "{{ report_dest }}"
+        title: blockvault.vsphere demo
+      register: report
+
+    - name: Publish where it is and what it covers
+      ansible.builtin.set_stats:
+        data:
+          blockvault_report:
+            files: "{{ report.files }}"
+            summary: "{{ report.summary }}"
+        per_host: false
+"""
 
 
 class DemoError(Exception):
@@ -86,7 +112,9 @@ class Demo:
 
     def playbook(self, title, name, extra):
         self.step += 1
-        log = self.logs / ("%02d-%s.log" % (self.step, name.rsplit(".", 1)[-1]))
+        # a collection playbook's short name (blockvault.vsphere.backup -> backup), or a playbook file's (report.yml -> report)
+        short = pathlib.Path(name).stem if name.endswith(".yml") else name.rsplit(".", 1)[-1]
+        log = self.logs / ("%02d-%s.log" % (self.step, short))
         args = [str(ANSIBLE_PLAYBOOK), name, "-e", "@" + str(self.vars_file), "-e", json.dumps(extra)]
         print("[%d] %s: ansible-playbook %s" % (self.step, title, " ".join(shlex.quote(a) for a in args[1:])), flush=True)
         began = time.monotonic()
@@ -120,6 +148,24 @@ def print_backup(title, stats):
         print("    %-8s restore point %s\n             disks: %s\n             %s read, %s written, %.2f s, %.1f MB/s"
               % (vm, run["restore_point"], modes, mib(run["bytes_read"]), mib(run["bytes_written"]),
                  float(run["duration"]), float(run["throughput_mbps"])))
+
+
+def write_report(demo):
+    """Step 9: the repository's report (backup_report); prints its path. True when the page was written."""
+    playbook = WORK / "report.yml"
+    playbook.write_text(REPORT_PLAYBOOK)
+    stats = demo.playbook("Write the repository's report", str(playbook), {"report_dest": str(REPORT_DIR)})
+    report = stats.get("blockvault_report") or {}
+    page = (report.get("files") or {}).get("html")
+    if not page or not os.path.isfile(page):
+        print("Report: not written (see the log above)")
+        return False
+    summary = report.get("summary") or {}
+    print("Report: %s (%s restore points of %s VMs, %s validated; open it in a browser, it works offline)"
+          % (page, summary.get("restore_points"), summary.get("vms"), summary.get("validated_restore_points")))
+    print("        the same data for dashboards: %s" % ", ".join(
+        os.path.basename(path) for what, path in sorted(report["files"].items()) if what != "html"))
+    return True
 
 
 def main():
@@ -162,8 +208,9 @@ def main():
         all_equal = all_equal and equal
         print("Disk %d checksum: lab-vm1 %s..., %s %s... -> %s"
               % (disk, source[:16], RESTORED, copy[:16], "MATCH" if equal else "DIFFERENT"))
+    reported = write_report(demo)
     print("Done in %.0f s. The lab keeps running: make lab-stop stops it." % (time.monotonic() - began))
-    return 0 if all_equal and report.get("ok") else 1
+    return 0 if all_equal and report.get("ok") and reported else 1
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ check mode. A run's shared state (session, repository, progress, ExitStack) trav
   ``info.run_status(status_file) -> {changed: False, status}``.
 - ``prune.prune(repo, policy, vm, gc, check) -> {changed, removed: [...], kept: [...], gc: {...}, diff, msg}`` (in
   check mode ``gc`` is a dry-run mark and sweep without the restore points prune would remove: the real figures).
+- ``report.write_report(ReportRequest(dest, vm, title), repo, check) -> {changed, dest, files: {html, json,
+  restore_points_csv, disks_csv}, updated, summary, warnings, msg}``: files written only when their content differs.
 - ``copy.copy(CopyRequest(destination, vm, restore_points, last, newer_than, rate_limit_mbps, run_id), repo, settings)
   -> {changed, run_id, destination, copied: [{id, destination_id, vm, created, chunks, bytes}], present: [...],
   chunks_copied, bytes_copied, bytes_sent, duration, throughput_mbps, diff}``.

@@ -16,13 +16,16 @@ Thread-safety: stateless functions over the backend (atomic puts and deletes).
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
+import re
 
 from ..errors import ConfigurationError, CorruptionError, NotFoundInBackendError
-from .format import isotime, parse_restore_point_id
+from .format import is_restore_point_id, isotime, parse_restore_point_id
 
-__all__ = ["PINS_PREFIX", "NOTES_PREFIX", "VALIDATED_PREFIX", "MAX_NOTE", "pinned_ids", "noted_ids", "validated_ids",
-           "set_pinned", "read_note", "write_note", "record_validated", "forget"]
+__all__ = ["PINS_PREFIX", "NOTES_PREFIX", "VALIDATED_PREFIX", "MAX_NOTE", "ValidationRecord", "pinned_ids", "noted_ids",
+           "validated_ids", "validation_records", "set_pinned", "read_note", "write_note", "record_validated", "forget"]
 
 PINS_PREFIX = "pins/"
 NOTES_PREFIX = "notes/"
@@ -31,6 +34,18 @@ NOTES_PREFIX = "notes/"
 VALIDATED_PREFIX = "validated/"
 #: characters of a note (a sentence or two: "before the 2026-12 upgrade"), not a document store
 MAX_NOTE = 1000
+# the levels a validation record may name (ops.validate's RECORDED_LEVELS)
+_RECORDED_LEVELS = ("full", "restore")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationRecord:
+    """When a restore point last passed a validation that read every chunk (``validated``, UTC ISO-8601) and at which
+    level (``full`` or ``restore``; None when its record does not say). Immutable."""
+
+    validated: str
+    level: str = None
 
 
 def _ids(backend, prefix):
@@ -50,6 +65,35 @@ def noted_ids(backend):
 def validated_ids(backend):
     """The ids of the restore points that passed a full validation or a test restore (one listing)."""
     return _ids(backend, VALIDATED_PREFIX)
+
+
+def validation_records(backend):
+    """{restore point id: ValidationRecord} of every validation record (one listing, then one read per record).
+
+    The body is informative (format section 7.2: the listing is the set), so a body that does not read as one gives
+    the object's modification time from the listing and no level rather than an error; a record removed since the
+    listing (its restore point deleted meanwhile) is left out.
+    """
+    records = {}
+    for info in backend.list(VALIDATED_PREFIX):
+        rp_id = info.name[len(VALIDATED_PREFIX):]
+        if not is_restore_point_id(rp_id):
+            continue
+        try:
+            blob = backend.get(info.name)
+        except NotFoundInBackendError:
+            continue
+        try:
+            document = json.loads(blob)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            document = None
+        if not isinstance(document, dict):
+            document = {}
+        when, level = document.get("validated"), document.get("level")
+        if not (isinstance(when, str) and _TIME.match(when)):
+            when = isotime(datetime.datetime.fromtimestamp(info.mtime, datetime.timezone.utc))
+        records[rp_id] = ValidationRecord(when, level if level in _RECORDED_LEVELS else None)
+    return records
 
 
 def record_validated(backend, rp_id, level):

@@ -420,6 +420,10 @@ class Repository:
         """Ids of the restore points a full validation or a test restore found intact (validated/)."""
         return pins.validated_ids(self.backend)
 
+    def validation_records(self):
+        """{restore point id: pins.ValidationRecord}: when each validated restore point last passed, at which level."""
+        return pins.validation_records(self.backend)
+
     def record_validated(self, rp_id, level):
         pins.record_validated(self.backend, rp_id, level)
 

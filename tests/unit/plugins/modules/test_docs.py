@@ -12,14 +12,15 @@ from ansible.module_utils import basic
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import is_restore_point_id
 from ansible_collections.blockvault.vsphere.plugins.modules import (
-    backup_copy, backup_info, backup_key_agent, backup_prune, backup_repository, backup_restore_point, backup_validate,
-    file_restore, vm_backup, vm_restore,
+    backup_copy, backup_info, backup_key_agent, backup_prune, backup_report, backup_repository, backup_restore_point,
+    backup_validate, file_restore, vm_backup, vm_restore,
 )
 
 MODULES = {
     "backup_copy": backup_copy, "backup_info": backup_info, "backup_key_agent": backup_key_agent,
-    "backup_prune": backup_prune, "backup_repository": backup_repository, "backup_restore_point": backup_restore_point,
-    "backup_validate": backup_validate, "file_restore": file_restore, "vm_backup": vm_backup, "vm_restore": vm_restore,
+    "backup_prune": backup_prune, "backup_report": backup_report, "backup_repository": backup_repository,
+    "backup_restore_point": backup_restore_point, "backup_validate": backup_validate, "file_restore": file_restore,
+    "vm_backup": vm_backup, "vm_restore": vm_restore,
 }
 # anything that looks like the start of a run id or restore point id in the docs
 ID_LIKE = re.compile(r"\b\d{8}T\d{6}[0-9A-Za-z.\-]*")
