@@ -25,7 +25,8 @@ options:
   s3_endpoint_url:
     description:
       - URL of an S3-compatible service (MinIO, Ceph RGW, ...) for V(s3://) repositories. Leave unset for AWS S3.
-      - When not given, the environment variable E(AWS_ENDPOINT_URL) is used.
+      - When not given for an V(s3://) repository, the environment variable E(AWS_ENDPOINT_URL) is used. A local
+        repository ignores the E(AWS_*) variables of this and the next options.
     type: str
   region:
     description:

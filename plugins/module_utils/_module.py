@@ -76,11 +76,13 @@ def repository_argument_spec():
     """
     return dict(
         repository=dict(type="str"),
-        s3_endpoint_url=dict(type="str", fallback=(env_fallback, ["AWS_ENDPOINT_URL"])),
-        region=dict(type="str", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
-        aws_access_key=dict(type="str", no_log=False, fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
-        aws_secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
-        aws_session_token=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN"])),
+        # no spec-level env fallback for the S3 options either: AWS_* variables set for other tools must not make a
+        # local repository look like one given S3 options (repository_settings_from reads them for s3:// only)
+        s3_endpoint_url=dict(type="str"),
+        region=dict(type="str"),
+        aws_access_key=dict(type="str", no_log=False),
+        aws_secret_key=dict(type="str", no_log=True),
+        aws_session_token=dict(type="str", no_log=True),
         s3_validate_certs=dict(type="bool", default=True),
         object_lock_days=dict(type="int"),
         passphrase=dict(type="str", no_log=True),
@@ -89,18 +91,36 @@ def repository_argument_spec():
     )
 
 
+# the S3 options an s3:// repository takes from the environment when they are not given, as boto3 would
+S3_ENVIRONMENT = {"s3_endpoint_url": ("AWS_ENDPOINT_URL",), "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+                  "aws_access_key": ("AWS_ACCESS_KEY_ID",), "aws_secret_key": ("AWS_SECRET_ACCESS_KEY",),
+                  "aws_session_token": ("AWS_SESSION_TOKEN",)}
+
+
+def s3_options(options):
+    """The S3 options of ``options`` (the repository options), the missing ones of an s3:// location read from the
+    environment (S3_ENVIRONMENT); a local location keeps only what was given."""
+    values = {name: options[name] for name in S3_ENVIRONMENT}
+    if str(options["repository"] or "").startswith("s3://"):
+        for name, variables in S3_ENVIRONMENT.items():
+            if values[name] is None:
+                values[name] = next((os.environ[var] for var in variables if os.environ.get(var)), None)
+    return values
+
+
 def repository_settings_from(options, passphrase, **extra):
     """RepositorySettings from a dict of the repository options (a module's own, or backup_copy's destination), with
     the ``passphrase`` to use and ``extra`` settings only some of them have (key_agent, storage_class)."""
+    s3 = s3_options(options)
     return RepositorySettings(
         location=options["repository"],
         passphrase=passphrase,
         key_file=options["key_file"],
-        s3_endpoint_url=options["s3_endpoint_url"],
-        region=options["region"],
-        access_key=options["aws_access_key"],
-        secret_key=options["aws_secret_key"],
-        session_token=options["aws_session_token"],
+        s3_endpoint_url=s3["s3_endpoint_url"],
+        region=s3["region"],
+        access_key=s3["aws_access_key"],
+        secret_key=s3["aws_secret_key"],
+        session_token=s3["aws_session_token"],
         object_lock_days=options["object_lock_days"],
         validate_certs=options["s3_validate_certs"],
         **extra,
@@ -203,7 +223,10 @@ class BlockvaultModule(object):
             if passphrase:
                 # a value AnsibleModule did not see as a parameter: mask it in every output like the others
                 self.module.no_log_values.add(passphrase)
-        return repository_settings_from(params, passphrase, key_agent=params["key_agent"])
+        settings = repository_settings_from(params, passphrase, key_agent=params["key_agent"])
+        # secrets read from the environment rather than given: masked in every output like the others
+        self.module.no_log_values.update(value for value in (settings.secret_key, settings.session_token) if value)
+        return settings
 
     def endpoints(self, vsphere=True):
         """Endpoints of the run: the repository, and vCenter and VDDK unless ``vsphere`` is false (then optional)."""

@@ -86,6 +86,19 @@ def test_vsphere_vddk_and_aws_environment_fallbacks(run_module, ops_call, vddk_d
         "env-ak", "env-sk", "env-st", "env-region", "https://env-endpoint")
 
 
+def test_aws_variables_set_for_other_tools_leave_a_local_repository_alone(run_module, ops_call, vddk_dir, monkeypatch):
+    # found running the user guide's examples with an S3 endpoint in the environment: a local repository was refused
+    # for "s3_endpoint_url" nobody gave it
+    for name, value in (("AWS_ENDPOINT_URL", "https://env-endpoint"), ("AWS_REGION", "env-region"),
+                        ("AWS_ACCESS_KEY_ID", "env-ak"), ("AWS_SECRET_ACCESS_KEY", "env-sk")):
+        monkeypatch.setenv(name, value)
+    call = ops_call(vm_backup.ops_backup, "backup_vm", result=BACKUP_RESULT)
+    assert run_module(vm_backup, backup_args(vddk_dir, repository="/srv/repo"))[0] == "exit"
+    repo = call.kwargs["endpoints"].repo
+    assert (repo.location, repo.s3_endpoint_url, repo.region, repo.access_key, repo.secret_key) == (
+        "/srv/repo", None, None, None, None)
+
+
 def test_options_win_over_environment(run_module, ops_call, vddk_dir, monkeypatch):
     monkeypatch.setenv("VMWARE_HOST", "env-vc")
     monkeypatch.setenv("AWS_REGION", "env-region")
