@@ -106,6 +106,8 @@ options:
       - How the libguestfs appliance runs. V(auto) lets libguestfs use KVM when available, else TCG (software
         emulation, slower to start). V(tcg) forces TCG, for machines whose C(/dev/kvm) exists but cannot run the
         appliance (for example without nested virtualisation). V(kvm) requires KVM.
+      - With V(auto), libguestfs's own environment variables apply, so C(LIBGUESTFS_BACKEND_SETTINGS=force_tcg) set
+        on such a machine makes TCG its default for every task.
     type: str
     choices: [auto, kvm, tcg]
     default: auto
@@ -113,6 +115,12 @@ options:
     description:
       - Memory of the appliance in MiB (default libguestfs's).
     type: int
+  appliance_timeout:
+    description:
+      - Seconds the libguestfs appliance may take to start. After that it is stopped and the task fails saying so,
+        rather than wait forever (where C(/dev/kvm) exists but cannot run a guest, a KVM start never ends).
+    type: int
+    default: 600
 notes:
   - Needs libguestfs with its Python binding and an appliance kernel on the proxy (Debian 12 C(libguestfs-tools),
     C(python3-guestfs), C(linux-image-amd64); C(ntfs-3g) for NTFS), and nbdkit for the export.
@@ -251,7 +259,8 @@ def restore_files(bv):
         filesystem=params["filesystem"],
         keep_owner=params["preserve_owner"],
         keep_times=params["preserve_times"],
-        guest=ops_file_restore.GuestSettings(accel=params["appliance_accel"], memory_mb=params["appliance_memory_mb"]),
+        guest=ops_file_restore.GuestSettings(accel=params["appliance_accel"], memory_mb=params["appliance_memory_mb"],
+                                             launch_timeout=params["appliance_timeout"]),
     )
     return ops_file_restore.file_restore(request=request, endpoints=bv.endpoints(vsphere=False),
                                          settings=bv.run_settings())
@@ -271,6 +280,7 @@ def main():
         preserve_times=dict(type="bool", default=True),
         appliance_accel=dict(type="str", default="auto", choices=["auto", "kvm", "tcg"]),
         appliance_memory_mb=dict(type="int"),
+        appliance_timeout=dict(type="int", default=600),
     )
     bv = BlockvaultModule(
         argument_spec,

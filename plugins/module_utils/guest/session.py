@@ -25,6 +25,7 @@ import urllib.parse
 
 from ..errors import ConfigurationError, GuestError
 from . import _binding
+from ._launch import LaunchWatchdog
 
 __all__ = ["Drive", "GuestSettings", "GuestSession", "Entry", "Inspection", "OperatingSystem", "Filesystem",
            "ACCELERATIONS"]
@@ -47,17 +48,22 @@ class Drive:
 class GuestSettings:
     """How the appliance runs: ``accel`` auto (KVM when it works, else TCG: libguestfs decides), kvm, or tcg (forced:
     for machines whose /dev/kvm exists but cannot run the appliance, e.g. without nested virtualisation);
-    ``memory_mb`` (None: libguestfs's default); ``trace`` logs libguestfs's calls to stderr."""
+    ``memory_mb`` (None: libguestfs's default); ``trace`` logs libguestfs's calls to stderr; ``launch_timeout``:
+    seconds the appliance may take to start before it is killed and the run fails (guest._launch)."""
 
     accel: str = "auto"
     memory_mb: int = None
     trace: bool = False
+    launch_timeout: int = 600
 
     def __post_init__(self):
         if self.accel not in ACCELERATIONS:
             raise ConfigurationError("appliance_accel %r: use one of %s." % (self.accel, ", ".join(ACCELERATIONS)))
         if self.memory_mb is not None and int(self.memory_mb) < 256:
             raise ConfigurationError("appliance_memory_mb is %s: give 256 or more." % self.memory_mb)
+        if int(self.launch_timeout) <= 0:
+            raise ConfigurationError("appliance_timeout is %s: give the seconds the appliance may take to start, more "
+                                     "than 0." % self.launch_timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +181,7 @@ class GuestSession:
     def __enter__(self):
         guestfs = _binding.load()
         handle = guestfs.GuestFS(python_return_dict=True, close_on_exit=False)
+        watchdog = None
         try:
             if self.settings.accel == "tcg":
                 handle.set_backend_settings(["force_tcg"])
@@ -188,10 +195,16 @@ class GuestSession:
                 self._labels[label] = drive.key
                 handle.add_drive_opts(**_drive_options(drive, label))
             began = time.monotonic()
-            handle.launch()
+            with LaunchWatchdog(self.settings.launch_timeout) as watchdog:
+                handle.launch()
             self.launch_seconds = round(time.monotonic() - began, 2)
         except RuntimeError as exc:
             handle.close()
+            if watchdog is not None and watchdog.fired:
+                raise GuestError("The libguestfs appliance did not start within %d s (accel %s), and was stopped. Where "
+                                 "/dev/kvm exists but cannot run a guest (no nested virtualisation), set appliance_accel: "
+                                 "tcg; under TCG on a busy machine, raise appliance_timeout. `libguestfs-test-tool` shows "
+                                 "where the start stops." % (self.settings.launch_timeout, self.settings.accel)) from exc
             raise GuestError("The libguestfs appliance did not start (accel %s): %s. Check `libguestfs-test-tool`; "
                              "where /dev/kvm exists but cannot run it, set appliance_accel: tcg."
                              % (self.settings.accel, exc)) from exc
