@@ -3,19 +3,14 @@
 The vSphere and VDDK settings come from the lab's environment variables (VMWARE_HOST, VDDK_LIBDIR, ...), the way
 `source .lab/env` feeds a playbook. One repository per test (tmp_path), with a cheap scrypt cost.
 """
-import contextlib
 import hashlib
-import io
 import json
 import uuid
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import VMNotFoundError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import VSphereSettings
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import config as vm_config
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere import inventory
 from ansible_collections.blockvault.vsphere.plugins.module_utils.vsphere.session import VSphereSession
@@ -25,29 +20,11 @@ from ansible_collections.blockvault.vsphere.plugins.modules import (
 
 from labkit.httpproxy import HttpProxy
 
+from modrun import PASSPHRASE, run
+
 pytestmark = pytest.mark.lab
 
-PASSPHRASE = "correct horse battery staple"
 PLACEMENT = {"resource_pool": "DC0_C0"}   # the lab datacenter has 2 compute resources: placement must be given
-
-
-def run(module, args, check_mode=False, diff=False):
-    """Run a module as Ansible would and return its parsed JSON output."""
-    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
-    stdout = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(stdout):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(stdout.getvalue())
-
-
-@pytest.fixture
-def repo_args(lab, tmp_path, monkeypatch):
-    for name, value in lab.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setattr(crypto, "SCRYPT_PARAMS", {"n": 1 << 10, "r": 8, "p": 1})
-    return {"repository": str(tmp_path / "repo"), "passphrase": PASSPHRASE}
 
 
 def test_backup_list_validate_restore_prune_through_the_modules(lab, repo_args, tmp_path):

@@ -1,50 +1,27 @@
 """The modules with an S3 repository, against the lab and each S3 server: moto and SeaweedFS (which checks signatures
 and enforces Object Lock). Where the servers differ from AWS, see tests/unit/.../repo/test_s3_servers_vs_aws.py.
 """
-import contextlib
 import datetime
 import hashlib
-import io
 import json
 import uuid
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
 from ansible_collections.blockvault.vsphere.plugins.modules import (
     backup_info, backup_prune, backup_repository, backup_validate, vm_backup, vm_restore,
 )
 from labkit.s3servers import LOCKED_BUCKET, PLAIN_BUCKET
 
+from modrun import PASSPHRASE, run
+
 pytestmark = pytest.mark.lab
-
-PASSPHRASE = "correct horse battery staple"
-
-
-def run(module, args):
-    """Run a module as Ansible would and return its parsed JSON output."""
-    stdout = io.StringIO()
-    with patch_module_args(dict(args, _ansible_check_mode=False, _ansible_diff=False)), contextlib.redirect_stdout(stdout):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(stdout.getvalue())
 
 
 def _s3_args(server, bucket=PLAIN_BUCKET, **extra):
     return dict({"repository": "s3://%s/modules-%s" % (bucket, uuid.uuid4().hex[:12]), "s3_endpoint_url": server.endpoint,
                  "region": server.region, "aws_access_key": server.access_key, "aws_secret_key": server.secret_key,
                  "passphrase": PASSPHRASE}, **extra)
-
-
-@pytest.fixture
-def lab_env(lab, tmp_path, monkeypatch):
-    for name, value in lab.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setattr(crypto, "SCRYPT_PARAMS", {"n": 1 << 10, "r": 8, "p": 1})
-    return lab
 
 
 def _ok(result):

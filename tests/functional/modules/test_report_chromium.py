@@ -9,11 +9,8 @@ shows the charts' colours. Two controls show that these checks can fail: a page 
 caught by the console check, and a blank page is judged blank.
 """
 import collections
-import contextlib
 import html.parser
-import io
 import itertools
-import json
 import operator
 import os
 import shutil
@@ -23,13 +20,12 @@ import zlib
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _report_svg as svg
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
 from ansible_collections.blockvault.vsphere.plugins.modules import backup_report
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.ops.report_fixtures import (
     HOSTILE_NAME, VMS, build_report_repository)
+from modrun import run
 
 WIDTH, HEIGHT = 1280, 2000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,16 +34,6 @@ CHARTS = ["chart-timeline", "chart-bytes", "chart-ratios", "chart-consumers"]
 
 def _rgb(color):
     return bytes(int(color[i:i + 2], 16) for i in (1, 3, 5))
-
-
-def run(module, args, check_mode=False):
-    """Run a module as Ansible would and return its parsed JSON output (as test_modules_lab.run)."""
-    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=False)
-    stdout = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(stdout):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(stdout.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -3,40 +3,16 @@ VM), a full validation by backup_validate, then the report through the module as
 figures are the ones vm_backup returned for each restore point (both come from the manifests), a rerun changes
 nothing, check mode writes nothing, a validation changes the report.
 """
-import contextlib
 import csv
-import io
 import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto
 from ansible_collections.blockvault.vsphere.plugins.modules import backup_report, backup_repository, backup_validate, vm_backup
 
+from modrun import run
+
 pytestmark = pytest.mark.lab
-
-PASSPHRASE = "correct horse battery staple"
-
-
-def run(module, args, check_mode=False, diff=False):
-    """Run a module as Ansible would and return its parsed JSON output (the harness of test_modules_lab)."""
-    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
-    stdout = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(stdout):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(stdout.getvalue())
-
-
-@pytest.fixture
-def repo_args(lab, tmp_path, monkeypatch):
-    for name, value in lab.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setattr(crypto, "SCRYPT_PARAMS", {"n": 1 << 10, "r": 8, "p": 1})
-    return {"repository": str(tmp_path / "repo"), "passphrase": PASSPHRASE}
 
 
 def _backup(repo_args, name):
