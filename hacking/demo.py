@@ -145,9 +145,10 @@ def print_backup(title, stats):
         transports = run.get("transports") or {}
         modes = ", ".join("%s %s%s" % (label, mode, " via %s" % transports[label] if transports.get(label) else "")
                           for label, mode in sorted(run["modes"].items()))
-        print("    %-8s restore point %s\n             disks: %s\n             %s read, %s written, %.2f s, %.1f MB/s"
+        # the summary's throughput_mbps is in MB/s (10^6): shown in MiB/s beside the MiB figures
+        print("    %-8s restore point %s\n             disks: %s\n             %s read, %s written, %.2f s, %.1f MiB/s"
               % (vm, run["restore_point"], modes, mib(run["bytes_read"]), mib(run["bytes_written"]),
-                 float(run["duration"]), float(run["throughput_mbps"])))
+                 float(run["duration"]), float(run["throughput_mbps"]) * 1e6 / (1 << 20)))
 
 
 def write_report(demo):
