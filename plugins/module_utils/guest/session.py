@@ -88,7 +88,8 @@ class Entry:
 @dataclasses.dataclass(frozen=True)
 class Filesystem:
     """A filesystem of the guest: appliance ``device`` (/dev/sda1, /dev/vg/lv), the restore point's ``disk`` key it
-    lives on (None for a logical volume spanning disks), ``type`` (ext4, ntfs, xfs, ...), ``label``, ``uuid``, ``size``."""
+    lives on (for a logical volume, the disk of its volume group; None for a volume group spanning disks), ``type``
+    (ext4, ntfs, xfs, ...), ``label``, ``uuid``, ``size``."""
 
     device: str
     disk: str
@@ -231,8 +232,11 @@ class GuestSession:
 
     # -- inspection --------------------------------------------------------------------------------------------
     def _disk_of(self, device):
-        """The disk key of appliance ``device`` (/dev/sdb1 -> the key of the second drive), or None (an LV)."""
+        """The disk key of appliance ``device`` (/dev/sdb1 -> the key of the second drive; a logical volume -> the
+        disk of its volume group's physical volumes), or None (a volume group spanning disks)."""
         try:
+            if self.g.is_lv(device):
+                return self._disk_of_logical_volume(device)
             whole = self.g.part_to_dev(device) if re.search(r"\d$", device) else device
         except RuntimeError:
             return None
@@ -240,6 +244,12 @@ class GuestSession:
             if dev == whole:
                 return self._labels.get(label)
         return None
+
+    def _disk_of_logical_volume(self, device):
+        group = self.g.lvm_canonical_lv_name(device).split("/")[2]      # /dev/VG/LV
+        in_group = {uuid.replace("-", "") for uuid in self.g.vgpvuuids(group)}
+        disks = {self._disk_of(pv["pv_name"]) for pv in self.g.pvs_full() if pv["pv_uuid"].replace("-", "") in in_group}
+        return disks.pop() if len(disks) == 1 else None
 
     def inspect(self):
         """The Inspection of the drives: every operating system libguestfs's inspection finds, every filesystem.

@@ -1,7 +1,7 @@
-"""File-level restore against the lab: files of real ext4 and NTFS guest filesystems, restored as they were at the
+"""File-level restore against the lab: files of real ext4, NTFS, and XFS and Btrfs (on LVM) guest filesystems, restored as they were at the
 chosen restore point (not as they are now), inspection, listings, and the refusals.
 
-One lab VM with an ext4 disk and an NTFS disk, backed up at version 1 and version 2 of some files (guestlab). The
+One lab VM with an ext4 disk, an NTFS disk and an LVM disk, backed up at version 1 and version 2 of some files (guestlab). The
 libguestfs appliance starts are the cost, so the module holds one session per restore point and runs the operations
 in it (ops.file_restore.run_in); one test goes through the whole module (export, appliance, result).
 """
@@ -11,7 +11,7 @@ import os
 import pytest
 
 from labkit.guestfs import APPLIANCE_ACCEL
-from guestlab import LINUX_V1, LINUX_V2, WINDOWS_V1, WINDOWS_V2, guest_vm_points
+from guestlab import BTRFS_FILES, LINUX_V1, LINUX_V2, WINDOWS_V1, WINDOWS_V2, XFS_FILES, guest_vm_points
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, GuestError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.guest import Drive, GuestSession, GuestSettings
@@ -58,17 +58,20 @@ def run(sessions, version, operation, check=False, **options):
     return run_in(guest, request(operation, **options), point, check=check)
 
 
-def test_inspection_finds_the_linux_guest_and_both_filesystems_with_their_disks(sessions, points):
+def test_inspection_finds_the_linux_guest_and_every_filesystem_with_its_disk(sessions, points):
     found = run(sessions, "v1", "inspect")
     assert found["restore_point"]["id"] == points.v1 and found["changed"] is False
     (system,) = found["operating_systems"]
     assert (system["type"], system["distro"], system["hostname"]) == ("linux", "debian", "labguest")
     assert system["mountpoints"] == {"/": system["root"]}
     by_type = {fs["type"]: fs for fs in found["filesystems"]}
-    assert set(by_type) == {"ext4", "ntfs"}
-    assert by_type["ext4"]["label"] == "labroot" and by_type["ntfs"]["label"] == "DATA"
-    assert by_type["ext4"]["disk"] != by_type["ntfs"]["disk"] and None not in (by_type["ext4"]["disk"],
-                                                                               by_type["ntfs"]["disk"])
+    assert set(by_type) == {"ext4", "ntfs", "xfs", "btrfs"}
+    assert [by_type[kind]["label"] for kind in ("ext4", "ntfs", "xfs", "btrfs")] == ["labroot", "DATA", "labxfs", "labbtrfs"]
+    # the two logical volumes are on the third disk, the disk of their volume group's physical volume
+    disks = {kind: by_type[kind]["disk"] for kind in by_type}
+    assert None not in disks.values() and len({disks["ext4"], disks["ntfs"], disks["xfs"]}) == 3
+    assert disks["xfs"] == disks["btrfs"]
+    assert by_type["xfs"]["device"] == "/dev/labdata/xfsdata" and by_type["btrfs"]["device"] == "/dev/labdata/home"
 
 
 def test_listing_shows_the_entries_as_they_were_at_each_restore_point(sessions):
@@ -115,6 +118,20 @@ def test_ntfs_file_by_windows_path_is_the_version_of_its_restore_point(sessions,
         assert (dest / "Budget.txt").read_bytes() == expected["/Users/alice/Documents/budget.txt"]
     listed = run(sessions, "v1", "list", filesystem="DATA", paths=["C:\\Users\\alice"])["entries"]
     assert {e["name"]: e["type"] for e in listed} == {"Documents": "directory", "notes.txt": "file"}
+
+
+def test_files_on_xfs_and_btrfs_logical_volumes_by_label_and_by_device(sessions, tmp_path):
+    for filesystem, path, expected in (("labxfs", "/pgdata/postgresql.conf", XFS_FILES["/pgdata/postgresql.conf"]),
+                                       ("/dev/labdata/home", "/home/bob/.profile", BTRFS_FILES["/home/bob/.profile"])):
+        dest = tmp_path / filesystem.strip("/").replace("/", "-")
+        result = run(sessions, "v2", "restore", filesystem=filesystem, dest=str(dest), paths=[path])
+        assert result["changed"] is True
+        assert (dest / path.rsplit("/", 1)[1]).read_bytes() == expected
+    listed = run(sessions, "v1", "list", filesystem="labbtrfs", paths=["/home/bob/photos"])["entries"]
+    assert [(e["name"], e["size"]) for e in listed] == [("list.txt", len(BTRFS_FILES["/home/bob/photos/list.txt"]))]
+    tree = tmp_path / "tree"
+    run(sessions, "v1", "restore", filesystem="labxfs", dest=str(tree), paths=["/pgdata"])
+    assert (tree / "pgdata" / "base" / "1" / "PG_VERSION").read_bytes() == XFS_FILES["/pgdata/base/1/PG_VERSION"]
 
 
 def test_a_missing_path_is_named_in_the_error(sessions, tmp_path):

@@ -1,4 +1,5 @@
-"""Real guest filesystems on lab disks: a partition table and an ext4 or NTFS filesystem with files of known content.
+"""Real guest filesystems on lab disks: a partition table and an ext4 or NTFS filesystem (or LVM volumes with XFS and
+Btrfs) with files of known content.
 
     seed_disk(lab, "lab-fs", 0, FsLayout("ext4", files={"/etc/app.conf": b"v1\\n"}))
     write_file(lab, "lab-fs", 0, "/etc/app.conf", b"v2\\n")       # between two backups
@@ -11,6 +12,8 @@ Tools, all from Debian: sfdisk (fdisk) writes the partition table; ext4 is made 
 ``debugfs -w`` (no mount, no appliance); NTFS is made with libguestfs's guestfish (mkntfs cannot create directories;
 one appliance start per seeded NTFS disk) and changed with ``ntfscp`` (no mount, no appliance), which replaces a
 file in an existing directory. One partition, from 1 MiB to the end of the disk (GPT keeps its backup header).
+``seed_lvm_disk`` makes a disk of LVM logical volumes with XFS, Btrfs or ext4 on them, with guestfish (one appliance
+start); those are not changed afterwards.
 
 Not thread-safe: one seeding or write per disk at a time (the tests call it from their own thread).
 """
@@ -21,7 +24,8 @@ import pathlib
 import subprocess
 import tempfile
 
-__all__ = ["FsLayout", "seed_disk", "write_file", "partition_offset", "create_vm", "PIECE"]
+__all__ = ["FsLayout", "LogicalVolume", "seed_disk", "seed_lvm_disk", "write_file", "partition_offset", "create_vm",
+           "PIECE"]
 
 MIB = 1 << 20
 PART_START = MIB
@@ -110,21 +114,67 @@ def _make_ext4(part, size, layout, scratch):
           "-d", str(source), str(part)])
 
 
-def _make_ntfs(part, layout, scratch):
-    commands = ["run", "mkfs ntfs /dev/sda label:%s" % layout.label, "mount /dev/sda /"]
-    for index, (path, data) in enumerate(sorted(layout.files.items())):
-        local = pathlib.Path(scratch) / ("file-%d" % index)
+def _upload_commands(files, scratch, tag):
+    """guestfish commands that write ``files`` ({guest path: bytes}) into the mounted filesystem, times SEED_MTIME."""
+    commands = []
+    for index, (path, data) in enumerate(sorted(files.items())):
+        local = pathlib.Path(scratch) / ("%s-file-%d" % (tag, index))
         local.write_bytes(data)
         parent = path.rsplit("/", 1)[0] or "/"
         commands += ["mkdir-p '%s'" % parent, "upload '%s' '%s'" % (local, path),
                      "utimens '%s' %d 0 %d 0" % (path, SEED_MTIME, SEED_MTIME)]
-    commands.append("umount-all")
+    return commands
+
+
+def _guestfish(image, commands, scratch):
+    """Run the guestfish ``commands`` (after "run") on the raw ``image``: one appliance start."""
     script = pathlib.Path(scratch) / "seed.gf"
-    script.write_text("\n".join(commands) + "\n")
+    script.write_text("\n".join(["run"] + commands) + "\n")
     env = dict(os.environ, LIBGUESTFS_BACKEND=os.environ.get("LIBGUESTFS_BACKEND", "direct"))
     if APPLIANCE_ACCEL in ("tcg", "kvm"):
         env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_" + APPLIANCE_ACCEL
-    _run(["guestfish", "--format=raw", "-a", str(part), "-f", str(script)], env=env)
+    _run(["guestfish", "--format=raw", "-a", str(image), "-f", str(script)], env=env)
+
+
+def _make_ntfs(part, layout, scratch):
+    commands = ["mkfs ntfs /dev/sda label:%s" % layout.label, "mount /dev/sda /"]
+    commands += _upload_commands(layout.files, scratch, "ntfs") + ["umount-all"]
+    _guestfish(part, commands, scratch)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogicalVolume:
+    """A logical volume for seed_lvm_disk: ``name``, filesystem ``fstype`` (xfs, btrfs or ext4; XFS needs 300 MiB or
+    more, Btrfs 110 MiB) with ``label``, ``files`` ({absolute guest path: bytes}) and ``size_mib`` (None: what the
+    volume group has left)."""
+
+    name: str
+    fstype: str
+    label: str
+    files: dict = dataclasses.field(default_factory=dict)
+    size_mib: int = None
+
+
+def seed_lvm_disk(lab, vm, disk, group, volumes):
+    """Give disk ``disk`` of VM ``vm`` one MBR partition of type LVM holding the volume group ``group`` and the
+    LogicalVolumes ``volumes`` (in order; at most one without a size, the last), each with its filesystem and files,
+    as a guest would (the differing bytes sent through the lab's guest write path). Built with guestfish: one
+    appliance start."""
+    commands = ["part-disk /dev/sda mbr", "part-set-mbr-id /dev/sda 1 0x8e", "pvcreate /dev/sda1",
+                "vgcreate %s /dev/sda1" % group]
+    for volume in volumes:
+        commands.append("lvcreate %s %s %d" % (volume.name, group, volume.size_mib) if volume.size_mib
+                        else "lvcreate-free %s %s 100" % (volume.name, group))
+    with tempfile.TemporaryDirectory(prefix="labfs-") as scratch:
+        for volume in volumes:
+            device = "/dev/%s/%s" % (group, volume.name)
+            commands += ["mkfs %s %s label:%s" % (volume.fstype, device, volume.label), "mount %s /" % device]
+            commands += _upload_commands(volume.files, scratch, volume.name) + ["umount-all"]
+        image = pathlib.Path(scratch) / "disk.img"
+        with open(image, "wb") as out:
+            out.truncate(lab.disks(vm)[disk]["capacity"])
+        _guestfish(image, commands, scratch)
+        return _send_changes(lab, vm, disk, _flat(lab, vm, disk), image)
 
 
 def seed_disk(lab, vm, disk, layout):
