@@ -186,7 +186,7 @@ class Site:
         assert "example.com" not in text, text
         return text
 
-    def playbook(self, name, playbook, *extra, check=False, expect_ok=True):
+    def playbook(self, name, playbook, *extra, check=False, expect_ok=True, env=None):
         """Run ``playbook`` (a path or a collection playbook) with extra vars files/JSON; its output. It must succeed
         (or fail, ``expect_ok=False``)."""
         args = [str(ANSIBLE_PLAYBOOK), str(playbook), "-e", json.dumps(self.vault)]
@@ -195,7 +195,7 @@ class Site:
         if check:
             args.append("--check")
         try:
-            done = subprocess.run(args, env=self.env, cwd=self.directory, capture_output=True, text=True, timeout=600,
+            done = subprocess.run(args, env=dict(self.env, **(env or {})), cwd=self.directory, capture_output=True, text=True, timeout=600,
                                   check=False)
         except subprocess.TimeoutExpired as exc:
             raise AssertionError("%s did not end within 600 s:\n%s%s" % (name, exc.stdout or "", exc.stderr or "")) from None
@@ -354,6 +354,30 @@ SETUPS = {"Rotate the operators' passphrase": rotation_repository}
 CHECKS = {"Rotate the operators' passphrase": check_rotation,
           "nginx.conf as it was before the change window, to the proxy": check_file_restored,
           "Validate every restore point, reading every chunk (the report shows which passed, and when)": check_report}
+
+
+def test_the_file_restore_playbook_lists_restores_delivers_and_cleans_up(site):
+    # the user guide's one-run recipe: `blockvault_file_restore: {name, paths, before}`,
+    # `blockvault_file_restore_deliver: {host, dest}`
+    delivered = site.directory / ("delivered-%s" % uuid.uuid4().hex[:6])
+    delivered.mkdir()
+    # the scratch directory is made in the temporary directory of the play: one of this test's own
+    temporary = site.directory / ("tmp-%s" % uuid.uuid4().hex[:6])
+    temporary.mkdir()
+    variables = {
+        "blockvault_repository": {"repository": str(site.repository), "passphrase": VAULT["vault_repository_passphrase"]},
+        "blockvault_file_restore": {"name": "web01", "paths": ["/etc/nginx/nginx.conf"],
+                                    "before": site.points["web01-v2-created"]},
+        "blockvault_file_restore_deliver": {"host": "localhost", "dest": str(delivered)}}
+    # libguestfs's appliance cache stays where it is (it follows TMPDIR otherwise)
+    env = {"TMPDIR": str(temporary), "LIBGUESTFS_CACHEDIR": os.environ.get("LIBGUESTFS_CACHEDIR", "/var/tmp")}
+    output = site.playbook("the file_restore playbook", "blockvault.vsphere.file_restore", json.dumps(variables), env=env)
+    assert '"/etc/nginx/nginx.conf"' in output, output          # the listing shown
+    assert (delivered / "nginx.conf").read_bytes() == NGINX_V1
+    assert re.search(r'"1 path\(s\) of restore point \S+ restored to localhost:%s \(1 updated\)"'
+                     % re.escape(str(delivered)), output), output
+    assert re.search(r"TASK \[Remove the scratch directory\] \**\nchanged", output), output
+    assert list(temporary.iterdir()) == []      # the scratch directory was made there, and removed
 
 
 def test_a_backup_runs_with_nothing_but_what_the_awx_credential_type_injects(site):
