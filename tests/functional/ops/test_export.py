@@ -126,6 +126,38 @@ def test_several_clients_at_once_and_a_client_killed_mid_read_leave_the_export_s
         ops_export.stop_exports(ops_export.ExportSelector(name=result["export"]["name"]))
 
 
+def test_the_export_killed_mid_read_fails_its_client_without_a_wrong_byte_and_is_cleaned_up(env, tmp_path):
+    rp_id, key = _backup_with_holes(env)
+    expected = env.restore_file(rp_id, key).read_bytes()
+    result = _start(env, rp_id, name="killed-mid-read")
+    # a reader blocked on its stdout pipe after the first MiB is mid-read for certain when its server is killed
+    reader = subprocess.Popen(["nbdcopy", "--synchronous", result["uris"][key], "-"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    received = reader.stdout.read(1 << 20)
+    nbdkit = result["pids"][0]
+    exited = os.pidfd_open(nbdkit)
+    os.kill(nbdkit, signal.SIGKILL)
+    assert select.select([exited], [], [], 60)[0] == [exited]
+    os.close(exited)
+    received += reader.stdout.read()
+    status = reader.wait(timeout=60)
+    error = reader.stderr.read().decode(errors="replace")
+    reader.stdout.close()
+    reader.stderr.close()
+    # the client says it failed, and what it received before is the restore point's bytes: nothing wrong, only short
+    assert status != 0 and error, (status, error)
+    assert len(received) < len(expected) and received == expected[:len(received)]
+    # the next call finds the dead export and cleans it up; a new export of the same point serves it whole
+    listed = ops_export.list_exports()
+    assert listed["cleaned"] == ["killed-mid-read"] and listed["exports"] == []
+    assert not os.path.exists(result["export"]["runtime_dir"])
+    again = _start(env, rp_id, name="after-the-kill")
+    try:
+        assert _nbdcopy(again["uris"][key], tmp_path / "again.raw") == hashlib.sha256(expected).hexdigest()
+    finally:
+        ops_export.stop_exports(ops_export.ExportSelector(name="after-the-kill"))
+
+
 def test_a_writable_export_takes_writes_in_its_overlay_and_leaves_the_repository_untouched(env, tmp_path):
     rp_id, key = _backup_with_holes(env)
     expected = sha256_file(env.restore_file(rp_id, key))
