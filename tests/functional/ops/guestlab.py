@@ -1,7 +1,7 @@
 """What the file-level restore tests share: a lab VM with real guest filesystems backed up twice.
 
 ``guest_vm_points`` builds, once per test module, a VM with an ext4 disk (a small Linux root: /etc/os-release,
-hostname, fstab), an NTFS disk (GPT) and an LVM disk (an XFS and a Btrfs logical volume), writes version 1 of some
+hostname, fstab), an NTFS disk (GPT) and an LVM disk (XFS, ext3 and Btrfs logical volumes), writes version 1 of some
 files, backs it up, writes version 2 through the lab's guest write path, backs it up again: ``GuestPoints.v1`` /
 ``.v2`` are the two restore point ids.
 """
@@ -29,10 +29,12 @@ WINDOWS_V1 = {
     "/Users/alice/notes.txt": b"first notes\r\n",
 }
 WINDOWS_V2 = {"/Users/alice/Documents/budget.txt": b"budget 2026, version 2 with more lines\r\nsecond line\r\n"}
-# the third disk: LVM (volume group labdata) with an XFS volume and a Btrfs volume, unchanged between the points
+# the third disk: LVM (volume group labdata) with XFS, ext3 and Btrfs volumes, unchanged between the points
 XFS_FILES = {"/pgdata/postgresql.conf": b"shared_buffers = 128MB\n", "/pgdata/base/1/PG_VERSION": b"15\n"}
 BTRFS_FILES = {"/home/bob/.profile": b"export EDITOR=vi\n", "/home/bob/photos/list.txt": b"beach.jpg\nsnow.jpg\n"}
+EXT3_FILES = {"/legacy/app.ini": b"[app]\nversion = 3\n"}
 LVM_VOLUMES = (LogicalVolume("xfsdata", "xfs", "labxfs", XFS_FILES, size_mib=304),
+               LogicalVolume("legacy", "ext3", "labext3", EXT3_FILES, size_mib=24),
                LogicalVolume("home", "btrfs", "labbtrfs", BTRFS_FILES))
 
 
@@ -52,7 +54,7 @@ class GuestPoints:
 def guest_vm_points(lab, si, tmp_path, monkeypatch):
     """The GuestPoints of a new VM (destroyed on exit); see the module notes."""
     name = "guestfs-%s" % uuid.uuid4().hex[:8]
-    vm = create_vm(si, name, [48 * MIB, 24 * MIB, 448 * MIB])
+    vm = create_vm(si, name, [48 * MIB, 24 * MIB, 480 * MIB])
     try:
         seed_disk(lab, name, 0, FsLayout("ext4", files=LINUX_V1, label="labroot"))
         seed_disk(lab, name, 1, FsLayout("ntfs", files=WINDOWS_V1, table="gpt", label="DATA"))

@@ -1,5 +1,5 @@
-"""File-level restore against the lab: files of real ext4, NTFS, and XFS and Btrfs (on LVM) guest filesystems, restored as they were at the
-chosen restore point (not as they are now), inspection, listings, and the refusals.
+"""File-level restore against the lab: files of real ext4, NTFS, and XFS, ext3 and Btrfs (on LVM) guest filesystems,
+restored as they were at the chosen restore point (not as they are now), inspection, listings, and the refusals.
 
 One lab VM with an ext4 disk, an NTFS disk and an LVM disk, backed up at version 1 and version 2 of some files (guestlab). The
 libguestfs appliance starts are the cost, so the module holds one session per restore point and runs the operations
@@ -11,7 +11,7 @@ import os
 import pytest
 
 from labkit.guestfs import APPLIANCE_ACCEL
-from guestlab import BTRFS_FILES, LINUX_V1, LINUX_V2, WINDOWS_V1, WINDOWS_V2, XFS_FILES, guest_vm_points
+from guestlab import BTRFS_FILES, EXT3_FILES, LINUX_V1, LINUX_V2, WINDOWS_V1, WINDOWS_V2, XFS_FILES, guest_vm_points
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, GuestError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.guest import Drive, GuestSession, GuestSettings
@@ -65,12 +65,13 @@ def test_inspection_finds_the_linux_guest_and_every_filesystem_with_its_disk(ses
     assert (system["type"], system["distro"], system["hostname"]) == ("linux", "debian", "labguest")
     assert system["mountpoints"] == {"/": system["root"]}
     by_type = {fs["type"]: fs for fs in found["filesystems"]}
-    assert set(by_type) == {"ext4", "ntfs", "xfs", "btrfs"}
-    assert [by_type[kind]["label"] for kind in ("ext4", "ntfs", "xfs", "btrfs")] == ["labroot", "DATA", "labxfs", "labbtrfs"]
+    assert set(by_type) == {"ext4", "ntfs", "xfs", "ext3", "btrfs"}
+    assert [by_type[kind]["label"] for kind in ("ext4", "ntfs", "xfs", "ext3", "btrfs")] == [
+        "labroot", "DATA", "labxfs", "labext3", "labbtrfs"]
     # the two logical volumes are on the third disk, the disk of their volume group's physical volume
     disks = {kind: by_type[kind]["disk"] for kind in by_type}
     assert None not in disks.values() and len({disks["ext4"], disks["ntfs"], disks["xfs"]}) == 3
-    assert disks["xfs"] == disks["btrfs"]
+    assert disks["xfs"] == disks["ext3"] == disks["btrfs"]
     assert by_type["xfs"]["device"] == "/dev/labdata/xfsdata" and by_type["btrfs"]["device"] == "/dev/labdata/home"
 
 
@@ -120,8 +121,9 @@ def test_ntfs_file_by_windows_path_is_the_version_of_its_restore_point(sessions,
     assert {e["name"]: e["type"] for e in listed} == {"Documents": "directory", "notes.txt": "file"}
 
 
-def test_files_on_xfs_and_btrfs_logical_volumes_by_label_and_by_device(sessions, tmp_path):
+def test_files_on_xfs_ext3_and_btrfs_logical_volumes_by_label_and_by_device(sessions, tmp_path):
     for filesystem, path, expected in (("labxfs", "/pgdata/postgresql.conf", XFS_FILES["/pgdata/postgresql.conf"]),
+                                       ("labext3", "/legacy/app.ini", EXT3_FILES["/legacy/app.ini"]),
                                        ("/dev/labdata/home", "/home/bob/.profile", BTRFS_FILES["/home/bob/.profile"])):
         dest = tmp_path / filesystem.strip("/").replace("/", "-")
         result = run(sessions, "v2", "restore", filesystem=filesystem, dest=str(dest), paths=[path])
