@@ -207,8 +207,11 @@ fuzz: install
 	  --hypothesis-show-statistics tests/unit/plugins/module_utils/repo/test_fuzz_parsers.py
 
 .PHONY: functional
+# The functional and integration suites run their test files on PYTEST_WORKERS workers, a file's tests together on one
+# (--dist loadfile: module fixtures such as the file-restore guest VM or the doc examples' site are built once); each
+# worker starts a lab of its own.
 functional: install build-lab
-	$(PY) -m pytest -q tests/functional tests/real
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/functional tests/real
 
 # -- the torture suite (not part of make test: it runs for TORTURE_S seconds) ------------------------------------
 
@@ -251,7 +254,7 @@ lint: python-install
 
 .PHONY: integration
 integration: install build-lab
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/integration
 
 # Molecule scenarios (delegated driver) of every role, against a lab of their own that this target starts and stops;
 # every scenario extends the shared base configuration .config/molecule/config.yml.
