@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 
-__all__ = ["fsync_directory"]
+__all__ = ["fsync_directory", "replace_file"]
 
 
 def fsync_directory(directory):
@@ -18,3 +20,24 @@ def fsync_directory(directory):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(path, content, new_mode=0o600):
+    """Replace the file ``path`` with the bytes ``content``, atomically and durably: a temporary file beside it,
+    synced, given the old file's mode (``new_mode`` when there was none), renamed over it, then the directory synced.
+    Readers see the old file or the new one, never a mix; a failure leaves the old file and no temporary one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else new_mode
+    fd, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    fsync_directory(directory)

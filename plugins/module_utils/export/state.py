@@ -17,6 +17,7 @@ import os
 import re
 
 from ..errors import ConfigurationError
+from ..fileio import replace_file
 
 __all__ = ["ExportDisk", "ExportState", "exports_dir", "write_state", "read_states", "remove_state", "check_name"]
 
@@ -96,14 +97,7 @@ def _path(name):
 def write_state(state):
     directory = exports_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    path = _path(state.name)
-    temporary = "%s.%d.tmp" % (path, os.getpid())
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(state.to_json(), handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    replace_file(_path(state.name), json.dumps(state.to_json(), indent=1, sort_keys=True).encode("utf-8"), new_mode=0o600)
 
 
 def read_states():

@@ -26,10 +26,9 @@ import dataclasses
 import datetime
 import math
 import os
-import tempfile
 
 from ..errors import ConfigurationError, CorruptionError
-from ..fileio import fsync_directory
+from ..fileio import replace_file
 from . import report_render
 from ._report_svg import parse_time
 from ._engine import open_repository, select_manifests
@@ -318,26 +317,6 @@ def _current(path):
         raise ConfigurationError("%s cannot be read (%s)." % (path, exc.strerror)) from exc
 
 
-def _write_atomically(path, content):
-    """Replace ``path`` with ``content``: a temporary file beside it, synced, renamed over it (the old file's mode
-    kept; NEW_FILE_MODE for a new one), then the directory synced. Readers see the old file or the new, never a mix."""
-    directory = os.path.dirname(path)
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else NEW_FILE_MODE
-    fd, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    fsync_directory(directory)
-
-
 def _ensure_directory(dest):
     if os.path.isdir(dest):
         return
@@ -368,7 +347,7 @@ def write_report(request, repo, check=False):
         _ensure_directory(dest)
         for what, name in FILE_NAMES.items():
             if paths[what] in updated:
-                _write_atomically(paths[what], contents[name])
+                replace_file(paths[what], contents[name], new_mode=NEW_FILE_MODE)
     summary = data.summary()
     verb = "would write" if check else "wrote"
     msg = ("report of %d restore points of %d VMs: %s %s" % (summary["restore_points"], summary["vms"], verb,
