@@ -30,6 +30,9 @@ APT_PACKAGES += nbdkit nbdkit-plugin-python libnbd-bin qemu-utils
 # dist-packages by the product's venv, see guest/_binding.py), a kernel for its appliance, NTFS support; sfdisk (fdisk)
 # and ntfs-3g also build the lab's guest filesystems (tests/lab/labkit/guestfs.py)
 APT_PACKAGES += libguestfs-tools python3-guestfs linux-image-amd64 ntfs-3g fdisk
+# hivexregedit, which fills the registry hives of the lab's Windows guest (tests/lab/labkit/winguest.py); also a
+# dependency of libguestfs-tools, named here because the lab calls it itself
+APT_PACKAGES += libwin-hivex-perl
 # an HTTP proxy in front of the lab's vCenter (tests of proxy_host; tinyproxy-bin is the program without a service)
 APT_PACKAGES += tinyproxy-bin
 # headless rendering of backup_report's page by the functional tests (tests/functional/modules/test_report_chromium.py)

@@ -13,7 +13,8 @@ Tools, all from Debian: sfdisk (fdisk) writes the partition table; ext4 is made 
 one appliance start per seeded NTFS disk) and changed with ``ntfscp`` (no mount, no appliance), which replaces a
 file in an existing directory. One partition, from 1 MiB to the end of the disk (GPT keeps its backup header).
 ``seed_lvm_disk`` makes a disk of LVM logical volumes with XFS, Btrfs or ext4 on them, with guestfish (one appliance
-start); those are not changed afterwards.
+start); those are not changed afterwards. A Windows system disk (NTFS on MBR with registry hives that libguestfs's
+inspection reads) is labkit.winguest's, built on ``seed_disk``.
 
 Not thread-safe: one seeding or write per disk at a time (the tests call it from their own thread).
 """
@@ -42,16 +43,21 @@ SEED_MTIME = 1764547200     # 2025-12-01T00:00:00Z
 @dataclasses.dataclass(frozen=True)
 class FsLayout:
     """A disk to seed: partition table ``table`` (mbr or gpt), filesystem ``fstype`` (ext4 or ntfs) with ``label``,
-    and ``files`` ({absolute guest path: bytes}; parent directories are made)."""
+    and ``files`` ({absolute guest path: bytes}; parent directories are made). ``disk_id``: the MBR's 32-bit disk
+    identifier (byte 440; Windows's registry names a partition by it and its byte offset, see labkit.winguest);
+    None: sfdisk picks one at random."""
 
     fstype: str
     files: dict = dataclasses.field(default_factory=dict)
     table: str = "mbr"
     label: str = "labfs"
+    disk_id: int = None
 
     def __post_init__(self):
         if (self.table, self.fstype) not in PART_TYPES:
             raise ValueError("unsupported layout %s/%s: use mbr or gpt with ext4 or ntfs" % (self.table, self.fstype))
+        if self.disk_id is not None and (self.table != "mbr" or not 0 < self.disk_id < 1 << 32):
+            raise ValueError("disk_id is a 32-bit number other than 0, for an MBR table: %r" % self.disk_id)
         for path in self.files:
             if not path.startswith("/") or ".." in path.split("/"):
                 raise ValueError("guest paths are absolute and without '..': %r" % path)
@@ -186,8 +192,10 @@ def seed_disk(lab, vm, disk, layout):
         image = pathlib.Path(scratch) / "disk.img"
         with open(image, "wb") as out:
             out.truncate(capacity)
-        table = "label: %s\nstart=%d, type=%s\n" % ("dos" if layout.table == "mbr" else "gpt", PART_START // 512,
-                                                    PART_TYPES[(layout.table, layout.fstype)])
+        table = "label: %s\n" % ("dos" if layout.table == "mbr" else "gpt")
+        if layout.disk_id is not None:
+            table += "label-id: 0x%08x\n" % layout.disk_id
+        table += "start=%d, type=%s\n" % (PART_START // 512, PART_TYPES[(layout.table, layout.fstype)])
         _run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(image)], input=table)
         offset, size = partition_offset(image)
         part = pathlib.Path(scratch) / "part.img"
@@ -247,9 +255,10 @@ def write_file(lab, vm, disk, path, data):
         return _send_changes(lab, vm, disk, flat, part, offset)
 
 
-def create_vm(si, name, sizes):
-    """Create VM ``name`` with one thin disk per size in ``sizes`` (bytes, on one pvscsi controller) through the
-    lab's vCenter API, as a restore would; returns the vim.VirtualMachine (destroy it with Destroy_Task)."""
+def create_vm(si, name, sizes, guest_id="otherLinux64Guest"):
+    """Create VM ``name`` (guest OS ``guest_id``) with one thin disk per size in ``sizes`` (bytes, on one pvscsi
+    controller) through the lab's vCenter API, as a restore would; returns the vim.VirtualMachine (destroy it with
+    Destroy_Task)."""
     from pyVmomi import vim  # pylint: disable=import-outside-toplevel  # labctl's seeding needs no pyVmomi
     from labkit.testing import wait_task  # pylint: disable=import-outside-toplevel
 
@@ -263,6 +272,6 @@ def create_vm(si, name, sizes):
             backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName="", diskMode="persistent",
                                                                   thinProvisioned=True))
         changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk))
-    spec = vim.vm.ConfigSpec(name=name, guestId="otherLinux64Guest", numCPUs=1, memoryMB=512,
+    spec = vim.vm.ConfigSpec(name=name, guestId=guest_id, numCPUs=1, memoryMB=512,
                              files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"), deviceChange=changes)
     return wait_task(folder.CreateVM_Task(config=spec, pool=pool))
