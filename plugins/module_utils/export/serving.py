@@ -59,6 +59,9 @@ class DiskService:
             if entry.key.value != str(spec["disk"]):
                 raise ConfigurationError("Restore point %s has no disk with key %s." % (manifest.id, spec["disk"]))
             reader = stack.enter_context(repository.open_disk_reader(manifest.id, entry.key.value, cache_chunks=CACHE_CHUNKS))
+            # a GC running beside the export may have condemned chunks of this restore point (a prune removes it):
+            # announced, they stay until the export stops (repository format section 9.1, GC beside writers)
+            stack.enter_context(repository.hold_chunks(lock, reader.index, "export %s" % spec["name"]))
             service = cls(stack.pop_all(), reader)
         return service
 

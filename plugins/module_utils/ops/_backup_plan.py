@@ -128,6 +128,12 @@ class BackupPlanner:
                 source = context.open_disk(vm.moref, disk, read_only=True, snapshot_moref=snapshot.moref)
                 opened.callback(source.close)
                 plan = plan_backup(source, self.chunk_size, changed=changed, previous=previous_index)
+                if previous_index is not None:
+                    condemned = session.condemned_positions(previous_index)
+                    if condemned:       # chunks a GC running beside us may delete: read them again, never carried
+                        log.info("disk %s of VM %s: %d unchanged chunk(s) are read again: the repository's GC "
+                                 "condemned them", disk.label, context.label, len(condemned))
+                        plan = plan.with_read(condemned)
                 if resume is not None:
                     plan, previous_index = resume.apply(key.value, plan, previous_index, session)
                 # asked while the handle planning opened is still the one the transfer starts with

@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Repository locks: shared (backup, prune, delete) and exclusive (GC), write-then-check, with a heartbeat.
+"""Repository locks: shared (sessions: backup, copy, prune, delete, validation, export), gc (one GC at a time, beside
+the sessions) and exclusive (excludes everything; what GC took before GC ran beside writers), write-then-check, with a
+heartbeat.
 
 The protocol and the argument that GC never removes a chunk an unfinished backup relies on are in
 docs/repository-format.md section 9.1.
@@ -27,6 +29,13 @@ from .format import FORMAT_VERSION, LOCKS_PREFIX, isotime
 
 SHARED = "shared"
 EXCLUSIVE = "exclusive"
+# GC: excludes another GC and an exclusive lock, not sessions (format section 9.1, "GC beside writers")
+GC = "gc"
+
+
+def kinds_conflict(wanted, held):
+    """True when a lock of kind ``wanted`` may not be taken while a live lock of kind ``held`` exists."""
+    return EXCLUSIVE in (wanted, held) or wanted == held == GC
 
 
 def _default(name):
@@ -141,14 +150,14 @@ class LockManager:
     def acquire(self, kind, purpose, wait=None):
         """Take a lock (write-then-check); returns a started HeldLock. LockError after ``wait`` seconds of conflict."""
         if wait is None:
-            wait = self.settings.gc_wait if kind == EXCLUSIVE else self.settings.backup_wait
+            wait = self.settings.gc_wait if kind in (EXCLUSIVE, GC) else self.settings.backup_wait
         deadline = time.monotonic() + wait
         lock = HeldLock(self, kind, purpose)
         warned = set()
         while True:
             lock.write()
             conflicts = [other for other in self.list_locks()
-                         if other["id"] != lock.lock_id and not other["stale"] and (kind == EXCLUSIVE or other.get("kind") == EXCLUSIVE)]
+                         if other["id"] != lock.lock_id and not other["stale"] and kinds_conflict(kind, other.get("kind"))]
             if not conflicts:
                 lock.start_heartbeat()
                 return lock

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,6 +24,7 @@ from .model import Manifest, RestorePoint, manifest_from_document
 from .orphans import COPY_LOCK_MARK
 from .reader import DiskReader
 from .orphans import MaintenanceSettings
+from .generations import Rescuer
 from .session import BackupSession, list_chunk_ids, list_chunk_infos
 
 log = logging.getLogger("blockvault.repository")
@@ -281,8 +283,12 @@ class Repository:
             raise ConfigurationError("begin_backup needs a run_id string, got %r." % (run_id,))
         lock = self.locks.acquire(SHARED, purpose, wait=lock_wait)
         try:
-            known = list_chunk_ids(self.backend)  # after the lock: valid until the lock is released (section 9)
-            return BackupSession(self, vm_key, run_id, lock, known)
+            # after the lock: GC deletes none of these while the lock lives, except condemned ones (section 9.1)
+            rescuer = Rescuer(self.backend, self.locks, lock.lock_id, poll=self.lock_settings.retry_interval)
+            condemned = rescuer.begin()
+            known = list_chunk_ids(self.backend)
+            known.difference_update(condemned)
+            return BackupSession(self, vm_key, run_id, lock, known, rescuer)
         except BaseException:
             lock.release()
             raise
@@ -389,6 +395,25 @@ class Repository:
         if index.capacity != disk.capacity or index.chunk_size != manifest.chunk_size:
             raise CorruptionError("Index %s disagrees with its manifest on capacity or chunk size." % name, object_name=name)
         return index
+
+    @contextlib.contextmanager
+    def hold_chunks(self, lock, index, description):
+        """For a reading session under ``lock`` (an export): announce the chunks of DiskIndex ``index`` that a GC
+        running beside it has condemned, so that it keeps them until the session ends (format section 9.1, GC beside
+        writers). CorruptionError when a sweep that was under way deleted one before it saw the announcement."""
+        rescuer = Rescuer(self.backend, self.locks, lock.lock_id, poll=self.lock_settings.retry_interval)
+        try:
+            if rescuer.begin():
+                held = rescuer.hold({self.codec.storage_id(digest) for digest in index.referenced()}, lock.check_valid)
+                gone = [storage_id for storage_id in held if not self.backend.exists(self.chunk_object_name(storage_id))]
+                if gone:
+                    raise CorruptionError("%s: %d chunk(s) of its restore point were deleted by a GC while it started "
+                                          "(the restore point was pruned meanwhile)." % (description, len(gone)),
+                                          object_name=self.chunk_object_name(gone[0]),
+                                          hint="Choose a restore point that is kept, and start again.")
+            yield rescuer
+        finally:
+            rescuer.end()
 
     def open_disk_reader(self, rp_id, disk_key, cache_chunks=2):
         """A DiskReader for random access by byte offset to one disk of one restore point."""

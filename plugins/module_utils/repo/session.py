@@ -57,7 +57,7 @@ class BackupSession:
     plus one encoded chunk per calling thread.
     """
 
-    def __init__(self, repository, vm_key, run_id, lock, known_ids):
+    def __init__(self, repository, vm_key, run_id, lock, known_ids, rescuer=None):
         self.repository = repository
         self.vm_key = vm_key
         self.run_id = run_id
@@ -68,6 +68,8 @@ class BackupSession:
         self._fences = [lock]
         self._codec = repository.codec
         self._known = known_ids
+        # chunks GC has condemned: not in _known, stored again (rescued) when needed (section 9.1, GC beside writers)
+        self._rescuer = rescuer
         self._inflight = {}
         self._mutex = threading.Lock()
         self._disks = {}
@@ -133,6 +135,8 @@ class BackupSession:
                 raise RepositoryError("Storing chunk %s failed in another thread of this backup." % digest.hex())
             return 0
         try:
+            if self._rescuer is not None and storage_id in self._rescuer.condemned:
+                self._rescuer.before_store(storage_id, self._lock.check_valid)
             parts = self._codec.encode(storage_id, data)
             size = sum(len(part) for part in parts)
             self.repository.backend.put(self.repository.chunk_object_name(storage_id), parts)
@@ -180,6 +184,15 @@ class BackupSession:
     def previous_index(self, rp_id, disk_key):
         """The DiskIndex of a disk of an earlier restore point (a copy to modify and add), for carrying chunks over."""
         return self.repository.load_disk_index(rp_id, disk_key).copy()
+
+    def condemned_positions(self, index):
+        """The positions of ``index`` whose chunk GC has condemned: they must be read again, not carried over
+        (section 9.1, GC beside writers). Costs nothing when nothing is condemned."""
+        condemned = self._rescuer.condemned if self._rescuer is not None else ()
+        if not condemned:
+            return []
+        return [position for position, digest in enumerate(index)
+                if digest != ZERO_SENTINEL and self._codec.storage_id(digest) in condemned]
 
     def add_disk_index(self, disk_key, index):
         """Write the index of one disk (atomic) after checking every chunk it names is stored. Returns the object name."""
@@ -283,9 +296,11 @@ class BackupSession:
 
     def _release(self):
         try:
+            if self._rescuer is not None:
+                self._rescuer.end()
             self._lock.release()
         except BackendError:
-            pass  # the lock becomes stale and is ignored, then removed by GC
+            pass  # the lock becomes stale and is ignored, then removed by GC (and its rescue note with it)
 
     def __enter__(self):
         return self

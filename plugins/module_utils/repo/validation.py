@@ -207,7 +207,7 @@ def check_lock(lock, lock_id):
             raise Damaged("format version %d, newer than this blockvault reads (%d)" % (version, FORMAT_VERSION))
     if lock.get("id") is not None and lock["id"] != lock_id:
         raise Damaged("field id is %s, not its name %s" % (_shown(lock["id"]), lock_id))
-    require(lock, "kind", lambda v: v in ("shared", "exclusive"), '"shared" or "exclusive"')
+    require(lock, "kind", lambda v: v in ("shared", "exclusive", "gc"), '"shared", "exclusive" or "gc"')
     require(lock, "refreshed", lambda v: isinstance(v, str) and _TIME.match(v), "a UTC time")
     for field in ("purpose", "host", "machine", "repository", "created"):
         if lock.get(field) is not None and not isinstance(lock[field], str):

@@ -161,6 +161,15 @@ class DiskPlan:
                 actions[index] = _CODE[CARRY]
         return DiskPlan(self.capacity, self.chunk_size, actions, self.mode)
 
+    def with_read(self, indexes):
+        """A copy of this plan in which the CARRY chunks among ``indexes`` are READ (their previous chunk may not be
+        relied on: the repository's GC has condemned it)."""
+        actions = bytearray(self._actions)
+        for index in indexes:
+            if actions[index] == _CODE[CARRY]:
+                actions[index] = _CODE[READ]
+        return DiskPlan(self.capacity, self.chunk_size, actions, self.mode)
+
     def summary(self):
         """The figures check mode reports (JSON-able)."""
         return {

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError, LockError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import ConfigurationError
 from opslab import ops_export, sha256_file  # pylint: disable=import-error
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests import RestorePointQuery
 
@@ -215,16 +215,16 @@ def _assert_no_secret_in(result, env):
     assert env.repo.passphrase not in json.dumps(result)
 
 
-def test_an_export_holds_a_shared_lock_and_survives_a_prune_of_its_restore_point(env, tmp_path):
+def test_an_export_holds_a_shared_lock_and_survives_a_prune_of_its_restore_point_and_a_gc(env, tmp_path):
     rp_id, key = _backup_with_holes(env)
     expected = sha256_file(env.restore_file(rp_id, key))
     result = _start(env, rp_id, disks=[key])
     try:
         repository = env.repository()
         try:
-            with pytest.raises(LockError):
-                repository.gc(lock_wait=0)
             repository.delete_restore_point(rp_id)
+            beside = repository.gc(lock_wait=0)      # GC runs beside the export: it condemns, deletes nothing
+            assert beside["chunks_removed"] == 0 and beside["chunks_condemned"] > 0 and beside["sessions_waited_for"] == 1
         finally:
             repository.close()
         assert _nbdcopy(result["uris"][key], tmp_path / "pruned.raw") == expected
@@ -232,7 +232,8 @@ def test_an_export_holds_a_shared_lock_and_survives_a_prune_of_its_restore_point
         ops_export.stop_exports(ops_export.ExportSelector(name=rp_id))
     repository = env.repository()
     try:
-        repository.gc(lock_wait=0)       # the export stopped: its lock went with it
+        after = repository.gc(lock_wait=0)       # the export stopped: its lock went with it, the chunks go
+        assert after["chunks_removed"] == beside["chunks_condemned"] and after["chunks_condemned"] == 0
     finally:
         repository.close()
 

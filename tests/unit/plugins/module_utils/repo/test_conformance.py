@@ -285,7 +285,7 @@ def test_damaged_index_and_manifest_detected(backend, encrypted):
 
 # -- locks, GC, prune -----------------------------------------------------------------------------
 
-def test_gc_waits_for_writers_and_never_removes_their_chunks(backend):
+def test_gc_runs_beside_a_writer_and_never_removes_its_chunks(backend):
     repo = make_repo(backend)
     data = random_disk(3 * MIB, 51)
     with repo.begin_backup(vm_key="vm-a", run_id="r") as session:
@@ -294,15 +294,22 @@ def test_gc_waits_for_writers_and_never_removes_their_chunks(backend):
             digest = hashlib.sha256(bytes(data[i * MIB:(i + 1) * MIB])).digest()
             session.put_chunk(digest, bytes(data[i * MIB:(i + 1) * MIB]))
             index.set(i, digest)
-        other = reopen(repo)
-        with pytest.raises(LockError, match=r"busy: .*shared lock for backup of .* pid"):
-            other.gc()
+        # the writer's chunks are unreferenced until it commits: condemned, and kept while it lives
+        during = reopen(repo).gc()
+        assert (during["chunks_removed"], during["chunks_condemned"], during["sessions_waited_for"]) == (0, 3, 1)
         assert len(backend.list("chunks/")) == 3
         session.add_disk_index("2000", index)
         rp_id = session.commit(manifest_for("vm-a", {"2000": len(data)})).id
     report = reopen(repo).gc()
-    assert report["chunks_removed"] == 0 and report["chunks_referenced"] == 3
+    assert (report["chunks_removed"], report["chunks_referenced"], report["chunks_condemned"]) == (0, 3, 0)
     assert read_disk(repo, rp_id, "2000") == bytes(data)
+
+
+def test_one_gc_at_a_time(backend):
+    repo = make_repo(backend)
+    with repo.locks.acquire("gc", "gc", wait=0):
+        with pytest.raises(LockError, match=r"busy: cannot take a gc lock for gc .* gc lock for gc"):
+            reopen(repo).gc()
 
 
 def test_gc_removes_unreferenced_and_keeps_orphan_indexes_until_forgotten(backend):

@@ -1,0 +1,228 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, blockvault.vsphere contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Garbage collection beside running sessions (format section 9.1, "GC beside writers", and 9.2 to 9.4).
+
+One GC at a time (a ``gc`` lock); backups, copies, prunes, validations and exports go on meanwhile. A run marks what
+the restore points reference, *condemns* the rest (generations.py), and deletes the condemned chunks nobody can rely
+on any more: those of the previous condemnation whose sessions have all ended, or all of its own when no session was
+live once its record was written. Memory: the mark (marking.ReferencedChunks) and the stored chunk ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import ConfigurationError, RepositoryError
+from .checkpoint import gc_checkpoints
+from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, chunk_id_from_name, chunk_name, isotime, manifest_name
+from .generations import (Condemnation, Generation, UnreadableRecord, begin_sweep, end_sweep, live_lock_ids, read_condemnation,
+                          read_rescues, sweepable, write_condemnation)
+from .locks import GC, SHARED
+from .marking import mark_restore_points
+from .orphans import find_orphans, list_indexes, referenced_by_orphans
+from .removals import finish_removal, unfinished_removals
+from .session import list_chunk_infos
+
+_DELETE_BATCH = 256
+
+log = logging.getLogger("blockvault.repository")
+
+
+def _gc_refuse(failures):
+    rp_id, disk, exc = failures[0]
+    return RepositoryError("GC stopped without deleting anything: restore point %s%s cannot be read (%s); %d problem(s) in all." % (
+        rp_id, " disk %s" % disk if disk else "", exc.message, len(failures)),
+        hint="Run validate, and delete or repair the damaged restore points before GC.")
+
+
+def _sessions(locks):
+    """Ids of the live shared locks (the sessions a condemnation waits for) among LockManager.list_locks entries."""
+    return live_lock_ids([lock for lock in locks if lock.get("kind") == SHARED or lock.get("damaged")])
+
+
+class _Run:
+    """One GC run (see gc); used once, from one thread."""
+
+    def __init__(self, repository, dry_run, forget_orphans, gone):
+        self.repository = repository
+        self.backend = repository.backend
+        self.dry_run = dry_run
+        self.forget_orphans = forget_orphans
+        self.gone = gone
+        self.failures = []
+        self.marked = []
+
+    def on_error(self, rp_id, disk, exc):
+        if not self.backend.exists(manifest_name(rp_id)):
+            return  # pruned meanwhile: its references no longer matter
+        self.failures.append((rp_id, disk, exc))
+
+    def mark(self, referenced=None):
+        """Mark the restore points listed now and not marked yet; refuse on any that cannot be read."""
+        done = self.gone.union(self.marked)
+        new = [p.id for p in self.repository.list_restore_points() if p.id not in done]
+        referenced = mark_restore_points(self.repository, new, self.on_error, into=referenced)
+        if self.failures:
+            raise _gc_refuse(self.failures)
+        self.marked.extend(new)
+        return referenced
+
+    def write_record(self, lock, waiting, newest):
+        """Write the condemnation record: the generations still ``waiting`` and this run's (``newest``); empty ones
+        are left out. Fenced like a manifest: it must land while this GC's lock is valid."""
+        if self.dry_run:
+            return
+        generations = tuple(g for g in list(waiting) + [newest] if g.chunks)
+        lock.ensure_valid()
+        write_condemnation(self.backend, Condemnation(generations, lock.lock_id))
+        lock.check_valid()     # it landed before anyone could take this GC for dead (as a backup's manifest)
+
+
+def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_removed=()):
+    """Remove unreferenced chunks nobody can rely on, the indexes interrupted backups left, and old temporary files;
+    finish the removals of restore points that were cut short (spec 9.4). Runs beside backups and other sessions.
+
+    ``assume_removed`` (dry run only): restore point ids to treat as gone, so that a prune's check mode reports
+    what the GC after the real prune would free (its mark and sweep skips them; their indexes, which prune itself
+    deletes, are no orphans).
+
+    Unreferenced chunks are condemned first; they are deleted by this run when no session was live once the
+    condemnation was recorded, else by a later run once those sessions have ended (``chunks_condemned`` says how
+    many wait, ``sessions_waited_for`` for how many sessions).
+
+    Indexes without a manifest (spec 9.2) go when an interrupted backup (its stale lock) explains them; otherwise
+    they are the evidence of a deleted manifest and stay, with the chunks they name, until they are older than
+    ``repository.maintenance_settings.orphan_index_grace`` or ``forget_orphans`` is set.
+    """
+    if assume_removed and not dry_run:
+        raise ConfigurationError("gc assume_removed is for a dry run only: prune the restore points, then run gc.")
+    run = _Run(repository, dry_run, forget_orphans, set(assume_removed))
+    backend = repository.backend
+    settings = repository.lock_settings
+    with repository.locks.acquire(GC, "gc", wait=lock_wait) as lock:
+        # indexes, then locks, then manifests (spec 9.2): listed indexes are explained by a lock or a manifest
+        index_listing = list_indexes(backend)
+        locks_before = repository.locks.list_locks()
+        stale_locks = [] if dry_run else repository.locks.remove_stale()
+        referenced = run.mark()
+        # chunks of a killed run's checkpoint stay while the next backup may still resume it (format section 9.3)
+        checkpointed, expired_checkpoints = gc_checkpoints(repository)
+        referenced.update(checkpointed)
+        stored = {}
+        for info in list_chunk_infos(backend):
+            chunk_id = chunk_id_from_name(info.name)
+            if chunk_id is not None:
+                stored[chunk_id] = info.size
+        removal_ids = unfinished_removals(backend)
+        orphans = find_orphans(index_listing, set(run.marked) | run.gone, locks_before, settings, removal_ids)
+        now = time.time()
+        grace = repository.maintenance_settings.orphan_index_grace
+        # a running backup's indexes are its own (its chunks are safe as long as it runs: it is a live session)
+        settled = [o for o in orphans if not o.in_progress]
+        forgotten = [o for o in settled if forget_orphans or o.interrupted or o.removing or now - o.newest_mtime > grace]
+        kept = [o for o in settled if o not in forgotten]
+        referenced.update(referenced_by_orphans(repository, kept, lambda name, exc: log.warning(
+            "orphan index %s does not read (%s): the chunks it names cannot be kept for it", name, exc.message)))
+        try:
+            previous = read_condemnation(backend)
+        except UnreadableRecord as exc:
+            log.warning("the previous GC's condemnation record does not read (%s): this run starts a new one", exc)
+            previous = None
+        waiting = [g for g in previous.generations if g.sessions is not None] if previous is not None else []
+        candidates = {chunk_id for chunk_id in stored if chunk_id not in referenced}
+        # a generation whose GC died before it listed the sessions joins this run's: it then waits for the sessions
+        # live now, among which every older session still running
+        already = frozenset().union(*(g.chunks for g in waiting))
+        fresh = candidates - already
+        # the record first, then the sessions live once it is written: a session not among them started after the
+        # record was written, so it read it and relies on none of its chunks without storing them again
+        run.write_record(lock, waiting, Generation(frozenset(fresh), isotime(), None))
+        sessions_listed = repository.locks.list_locks()
+        live = _sessions(sessions_listed)
+        # a prune or delete running may be between its marker and its manifest's delete: its removals are its own
+        removers = [lk for lk in sessions_listed if not lk["stale"] and str(lk.get("purpose")).startswith(("prune", "delete "))]
+        if removers:
+            removal_ids = [rp for rp in removal_ids if rp not in run.marked]    # only those whose manifest is gone
+        newest = Generation(frozenset(fresh), isotime(), tuple(sorted(live)))
+        run.write_record(lock, waiting, newest)
+        # restore points committed since the mark began: every session that had not ended before the sessions were
+        # listed is among them, so what the others committed is in this listing
+        run.mark(referenced)
+        candidates = {chunk_id for chunk_id in candidates if chunk_id not in referenced}
+        deletable = set()
+        for generation in waiting + [newest]:
+            if sweepable(generation, live):
+                deletable |= generation.chunks & candidates
+        report = {"dry_run": dry_run, "restore_points": len(run.marked), "chunks_stored": len(stored),
+                  "chunks_referenced": len(referenced),
+                  "chunks_missing": max(0, len(referenced) - sum(1 for chunk_id in stored if chunk_id in referenced)),
+                  "orphans_removed": [o.id for o in forgotten], "orphans_kept": [o.id for o in kept],
+                  "stale_locks_removed": stale_locks, "checkpoints_removed": len(expired_checkpoints),
+                  "sessions_waited_for": len(live),
+                  "removals_finished": sorted(rp for rp in removal_ids if rp not in run.marked),
+                  "removals_not_begun": sorted(rp for rp in removal_ids if rp in run.marked)}
+        for orphan in kept:
+            log.warning("GC keeps the %d index object(s) of restore point %s, which has no manifest (deleted or lost?), "
+                        "and the chunks they name: validate reports it; backup_prune forget_orphans=true removes them",
+                        len(orphan.objects), orphan.id)
+        orphan_indexes = [name for orphan in forgotten for name in orphan.objects]
+        temporaries = [info.name for prefix in ("chunks/", INDEXES_PREFIX, MANIFESTS_PREFIX)
+                       for info in backend.list_temporary(prefix) if now - info.mtime > settings.stale_after]
+        if dry_run:
+            return _finish_report(report, deletable, candidates, stored, orphan_indexes, temporaries)
+        deleted = _sweep(repository, lock, deletable, orphan_indexes + expired_checkpoints, lambda: run.mark(referenced))
+        left = candidates - deleted     # chunks referenced again, or deleted, leave their generation
+        run.write_record(lock, [dataclasses.replace(g, chunks=g.chunks & left) for g in waiting],
+                         dataclasses.replace(newest, chunks=newest.chunks & left))
+        for rp_id in sorted(removal_ids):    # after the indexes: the marker goes last (spec 9.4)
+            lock.ensure_valid()
+            finish_removal(backend, rp_id)
+        for name in temporaries:
+            backend.delete_temporary(name)
+        return _finish_report(report, deleted, candidates, stored, orphan_indexes, temporaries)
+
+
+def _finish_report(report, deleted, candidates, stored, orphan_indexes, temporaries):
+    report.update({"chunks_removed": len(deleted), "bytes_removed": sum(stored[c] for c in deleted),
+                   "chunks_condemned": len(candidates) - len(deleted), "indexes_removed": len(orphan_indexes),
+                   "temporary_files_removed": len(temporaries)})
+    return report
+
+
+def _sweep(repository, lock, deletable, other_names, mark_again):
+    """Delete the chunks ``deletable`` except those a live session rescues or a restore point committed meanwhile
+    references, and ``other_names``; returns the chunk ids deleted.
+
+    The sweep marker is written first and the rescue notes read after it (generations.Rescuer). Then the restore points
+    committed since are marked (``mark_again()`` returns the referenced set): a session deletes its note when it ends,
+    so a rescue whose note was gone from the listing was either committed before this mark, or not relied on."""
+    backend = repository.backend
+    began = bool(deletable)
+    if began:
+        lock.ensure_valid()
+        begin_sweep(backend, lock.lock_id)
+    try:
+        if deletable:
+            rescues = read_rescues(backend, repository.locks)
+            if rescues.everything:
+                log.warning("GC deletes no chunk this time: a running session could not read the condemnation record")
+                deletable = set()
+            referenced = mark_again()
+            deletable = {chunk_id for chunk_id in deletable - rescues.chunks if chunk_id not in referenced}
+        names = [chunk_name(chunk_id) for chunk_id in sorted(deletable)] + list(other_names)
+
+        def fenced_delete(name):
+            lock.check_valid()  # not one delete once our lock could be judged stale (spec 9.1): a local clock check
+            backend.delete(name)
+        with ThreadPoolExecutor(max_workers=8 if backend.parallel_listing else 2) as pool:
+            for start in range(0, len(names), _DELETE_BATCH):
+                lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)
+                list(pool.map(fenced_delete, names[start:start + _DELETE_BATCH]))
+    finally:
+        if began:
+            end_sweep(backend)
+    return deletable
