@@ -240,6 +240,13 @@ bench: install build-lab apt-bench
 	$(PY) bench/export_bench.py
 	$(PY) bench/file_restore_bench.py
 	$(PY) bench/copy_bench.py
+	$(PY) bench/fleet_bench.py
+
+# many VMs through the backup playbook: forks 1/4/8 and 2/3 controllers at once (issue 16; about 20-40 minutes)
+.PHONY: bench-fleet
+bench-fleet: install build-lab
+	mkdir -p bench/results
+	$(PY) bench/fleet_bench.py
 
 # backup and restore through each transport the VDDK stand-in models (figures for docs/performance.md)
 .PHONY: bench-transport

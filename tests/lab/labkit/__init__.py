@@ -82,14 +82,15 @@ class Lab:
     @classmethod
     def start(cls, directory, port=0, vm1_disk0=None, vm1_disk1=None, vm2_disk0=None, page_limit=None, seed=None,
               user=None, password=None, binary=None, timeout=DEFAULT_START_TIMEOUT, detach=False, reuse=False,
-              session_idle=None):
+              session_idle=None, extra_vms=None, extra_vm_disk=None):
         """Spawn the simulator on 127.0.0.1:port with its state in directory; return once lab.json is written.
 
         Sizes are bytes or strings like "64M"/"1G". detach=True starts it in its own session so that it outlives
         this process (the CLI does this); stop it with Lab.attach(directory).stop(). reuse=True returns the lab
         already running in directory instead of failing. Files of a lab that died without cleaning up (lab.json of
         a dead pid) are removed first. session_idle: seconds after which an idle vCenter session is logged out
-        (default vCenter's 30 minutes).
+        (default vCenter's 30 minutes). extra_vms: that many more VMs of one disk each (lab-vm3, lab-vm4, ...) of
+        extra_vm_disk bytes (default 64M), for fleet benchmarks.
         """
         directory = pathlib.Path(directory).resolve()
         binary = pathlib.Path(binary) if binary else binary_path()
@@ -107,7 +108,7 @@ class Lab:
         args = [str(binary), "--dir", str(directory), "--port", str(int(port))]
         for flag, value in (("--vm1-disk0", vm1_disk0), ("--vm1-disk1", vm1_disk1), ("--vm2-disk0", vm2_disk0),
                             ("--cbt-page-limit", page_limit), ("--seed", seed), ("--user", user),
-                            ("--password", password)):
+                            ("--password", password), ("--extra-vms", extra_vms), ("--extra-vm-disk", extra_vm_disk)):
             if value is not None:
                 args += [flag, _size_arg(value)]
         if session_idle is not None:

@@ -2,6 +2,7 @@
 // snapshots, Changed Block Tracking and lab endpoints, as tests/lab/PROTOCOL.md describes.
 //
 //	blockvault-vcsim --dir DIR [--port 0] [--seed 1] [--vm1-disk0 1G] [--vm1-disk1 256M] [--vm2-disk0 256M]
+//	                 [--extra-vms 0] [--extra-vm-disk 64M]
 //	                 [--cbt-page-limit 4] [--user U] [--password P] [--keep-datastores]
 //
 // Writes DIR/lab.json when ready; SIGTERM/SIGINT stops it and removes what it created under DIR.
@@ -40,6 +41,8 @@ type config struct {
 	vm1Disk0       int64
 	vm1Disk1       int64
 	vm2Disk0       int64
+	extraVMs       int
+	extraVMDisk    int64
 	pageLimit      int
 	keepDatastores bool
 	sessionIdle    time.Duration
@@ -96,7 +99,7 @@ func randomPassword() string {
 }
 
 func parseFlags(args []string) (*config, error) {
-	c := &config{vm1Disk0: 1 << 30, vm1Disk1: 256 << 20, vm2Disk0: 256 << 20}
+	c := &config{vm1Disk0: 1 << 30, vm1Disk1: 256 << 20, vm2Disk0: 256 << 20, extraVMDisk: 64 << 20}
 	fs := flag.NewFlagSet("blockvault-vcsim", flag.ContinueOnError)
 	fs.StringVar(&c.dir, "dir", "", "lab directory (lab.json, CA, datastores); required")
 	fs.IntVar(&c.port, "port", 0, "https port on 127.0.0.1 (0 = a free one)")
@@ -106,6 +109,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.Var(sizeFlag{&c.vm1Disk0}, "vm1-disk0", "capacity of lab-vm1 disk 0 (SCSI bus 0, pvscsi)")
 	fs.Var(sizeFlag{&c.vm1Disk1}, "vm1-disk1", "capacity of lab-vm1 disk 1 (SCSI bus 1, lsilogic)")
 	fs.Var(sizeFlag{&c.vm2Disk0}, "vm2-disk0", "capacity of lab-vm2 disk 0")
+	fs.IntVar(&c.extraVMs, "extra-vms", 0, "more lab VMs: lab-vm3, lab-vm4, ... each with one disk (fleet benchmarks)")
+	fs.Var(sizeFlag{&c.extraVMDisk}, "extra-vm-disk", "capacity of the disk of each extra VM")
 	fs.IntVar(&c.pageLimit, "cbt-page-limit", 4, "most changed areas per QueryChangedDiskAreas answer")
 	fs.BoolVar(&c.keepDatastores, "keep-datastores", false, "keep the datastore directories on exit")
 	fs.DurationVar(&c.sessionIdle, "session-idle-timeout", 30*time.Minute,
@@ -118,6 +123,9 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.sessionIdle < 0 {
 		return nil, errors.New("--session-idle-timeout must not be negative")
+	}
+	if c.extraVMs < 0 {
+		return nil, errors.New("--extra-vms must not be negative")
 	}
 	if c.pageLimit < 1 {
 		return nil, errors.New("--cbt-page-limit must be at least 1")
@@ -253,8 +261,8 @@ func (l *lab) writeLabJSON() error {
 	return writeFileAtomic(path, append(data, '\n'), 0600)
 }
 
-// createLabVMs adds lab-vm1 (two disks on two SCSI controllers) and lab-vm2 (one disk), fills their disks with
-// the seeded initial data and powers them on.
+// createLabVMs adds lab-vm1 (two disks on two SCSI controllers), lab-vm2 (one disk) and --extra-vms more VMs of
+// one disk each (lab-vm3, ...), fills their disks with the seeded initial data and powers them on.
 func (l *lab) createLabVMs() error {
 	ctx := context.Background()
 	c, err := vim25.NewClient(ctx, l.model.Service)
@@ -281,13 +289,18 @@ func (l *lab) createLabVMs() error {
 	}
 	rng := newXorshift(l.cfg.seed)
 	index := 0
-	for _, spec := range []struct {
+	type vmSpec struct {
 		name  string
 		sizes []int64
-	}{
+	}
+	specs := []vmSpec{
 		{"lab-vm1", []int64{l.cfg.vm1Disk0, l.cfg.vm1Disk1}},
 		{"lab-vm2", []int64{l.cfg.vm2Disk0}},
-	} {
+	}
+	for i := 0; i < l.cfg.extraVMs; i++ { // lab-vm3 ...: one disk each, seeded like the others (own data per index)
+		specs = append(specs, vmSpec{fmt.Sprintf("lab-vm%d", i+3), []int64{l.cfg.extraVMDisk}})
+	}
+	for _, spec := range specs {
 		var devices object.VirtualDeviceList
 		var disks []*types.VirtualDisk
 		for i, size := range spec.sizes {
