@@ -106,6 +106,40 @@ def damaged_manifest_warning(rp_id, error, vm_name=None):
     return text
 
 
+@dataclasses.dataclass(frozen=True)
+class SummarySelection:
+    """As ManifestSelection, with each restore point's repo.model.PointSummary (what listings show of it: the fields of
+    its Manifest they read, under the same names) in ``summaries``. Immutable."""
+
+    summaries: tuple
+    warnings: tuple
+
+
+def _skipped(read, vm_name, warnings):
+    """True (after logging it and adding its warning) when ``read`` (a ManifestRead or SummaryRead) is of a damaged manifest."""
+    if read.error is None:
+        return False
+    warning = damaged_manifest_warning(read.point.id, read.error, vm_name)
+    log.warning("%s", warning)
+    warnings.append(warning)
+    return True
+
+
+def select_summaries(repository, vm_name=None):
+    """The SummarySelection of the repository's restore points: every one, or those of the VM named ``vm_name``.
+
+    What select_manifests selects, damaged manifests and their warnings included, but from the repository's catalog
+    (repo.catalog: one object per VM) where it matches the listed manifests, instead of a manifest per restore point:
+    for the views that show restore points (info, report, what prune says); what acts on a restore point (restore,
+    validate, copy) reads its manifest.
+    """
+    summaries, warnings = [], []
+    for read in repository.read_summaries(vm_name=vm_name):
+        if not _skipped(read, vm_name, warnings) and read.summary is not None:
+            summaries.append(read.summary)
+    return SummarySelection(tuple(summaries), tuple(warnings))
+
+
 def select_manifests(repository, vm_name=None):
     """The ManifestSelection of the repository's restore points: every one, or those of the VM named ``vm_name``.
 
@@ -116,11 +150,7 @@ def select_manifests(repository, vm_name=None):
     """
     manifests, warnings = [], []
     for read in repository.read_manifests():
-        if read.error is not None:
-            warning = damaged_manifest_warning(read.point.id, read.error, vm_name)
-            log.warning("%s", warning)
-            warnings.append(warning)
-        elif read.manifest is not None and (vm_name is None or read.manifest.vm.name == vm_name):
+        if not _skipped(read, vm_name, warnings) and read.manifest is not None and (vm_name is None or read.manifest.vm.name == vm_name):
             manifests.append(read.manifest)
     return ManifestSelection(tuple(manifests), tuple(warnings))
 

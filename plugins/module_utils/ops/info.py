@@ -9,14 +9,16 @@ import contextlib
 import os
 
 from ..errors import BlockvaultError, ConfigurationError
+from ..repo.catalog import cycle_collection_paused
 from ..transfer.progress import read_status
-from ._engine import open_repository, select_manifests
+from ._engine import open_repository, select_summaries
 
 __all__ = ["list_restore_points", "run_status", "run_statuses", "summarize"]
 
 
 def summarize(manifest, pinned=False, note=""):
-    """One restore point as the modules return it: no chunk lists, integers for bytes, UTC ISO-8601 times."""
+    """One restore point (a repo.model Manifest or PointSummary) as the modules return it: no chunk lists, integers for
+    bytes, UTC ISO-8601 times."""
     return {"id": manifest.id, "vm": manifest.vm.name, "vm_key": manifest.vm.key, "run_id": manifest.run_id,
             "created": manifest.created, "backup_mode": manifest.backup_mode, "pinned": pinned, "note": note,
             "bytes_read": manifest.stat("bytes_read"), "bytes_written": manifest.stat("bytes_written"),
@@ -30,15 +32,16 @@ def summarize(manifest, pinned=False, note=""):
 def list_restore_points(repo, vm=None):
     """{vms: {name: [restore point summaries, oldest first]}, count, warnings}; ``vm`` filters on the VM's name.
 
-    ``warnings`` names each restore point left out because its manifest is damaged (the listing goes on).
+    ``warnings`` names each restore point left out because its manifest is damaged (the listing goes on). The
+    summaries come from the repository's catalog (one object per VM), not from a manifest per restore point.
     """
-    with contextlib.closing(open_repository(repo)) as repository:
-        selection = select_manifests(repository, vm or None)
+    with contextlib.closing(open_repository(repo)) as repository, cycle_collection_paused():
+        selection = select_summaries(repository, vm or None)
         vms = {}
         pinned, noted = repository.pinned_ids(), repository.noted_ids()     # two listings, not a read per point
-        for manifest in selection.manifests:
-            note = repository.note(manifest.id) if manifest.id in noted else ""
-            vms.setdefault(manifest.vm.name, []).append(summarize(manifest, manifest.id in pinned, note))
+        for summary in selection.summaries:
+            note = repository.note(summary.id) if summary.id in noted else ""
+            vms.setdefault(summary.vm.name, []).append(summarize(summary, summary.id in pinned, note))
     return {"changed": False, "vms": vms, "count": sum(len(points) for points in vms.values()),
             "warnings": list(selection.warnings)}
 

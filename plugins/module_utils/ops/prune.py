@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 
-from ..errors import ConfigurationError, CorruptionError, RepositoryError, RepositoryFormatError
+from ..errors import ConfigurationError
 from ..repo.format import isotime, parse_restore_point_id
-from ._engine import damaged_manifest_warning, manifests_of, open_repository
+from ._engine import damaged_manifest_warning, open_repository, select_summaries
 
 __all__ = ["prune"]
 
@@ -18,7 +18,7 @@ LOCKED_REASON = "object lock until "
 
 
 def _vm_key_for_name(repository, name):
-    keys = {manifest.vm.key for manifest in manifests_of(repository, name)}
+    keys = {summary.vm.key for summary in select_summaries(repository, name).summaries}
     if not keys:
         raise ConfigurationError("No restore point of a VM named %s in the repository (backup_info lists the VMs)." % name)
     if len(keys) > 1:
@@ -27,15 +27,16 @@ def _vm_key_for_name(repository, name):
     return keys.pop()
 
 
-def _described(repository, rp_id, warnings):
-    """{id, vm, created} of a restore point for the result; a damaged or vanished manifest does not stop the prune
-    (its restore point goes by the policy, which needs only its name): its VM is said to be unknown."""
-    try:
-        return repository.load_manifest(rp_id).reference()
-    except (CorruptionError, RepositoryFormatError) as exc:
-        warnings.append(damaged_manifest_warning(rp_id, exc))
-    except RepositoryError:
-        pass    # removed meanwhile by another prune or a delete
+def _described(reads, rp_id, warnings):
+    """{id, vm, created} of a restore point for the result, from ``reads`` ({id: catalog.SummaryRead} of one listing);
+    a damaged or vanished manifest does not stop the prune (its restore point goes by the policy, which needs only its
+    name): its VM is said to be unknown."""
+    read = reads.get(rp_id)
+    if read is not None and read.summary is not None:
+        return read.summary.reference()
+    if read is not None and read.error is not None:
+        warnings.append(damaged_manifest_warning(rp_id, read.error))
+    # else removed meanwhile by another prune or a delete
     return {"id": rp_id, "vm": None, "created": isotime(parse_restore_point_id(rp_id)[0])}
 
 
@@ -58,8 +59,10 @@ def prune(repo, policy, vm=None, gc=True, check=False, forget_orphans=False):
             vm_key = _vm_key_for_name(repository, vm) if vm else None
             report = repository.prune(policy, vm=vm_key, dry_run=True)
             remove_ids = report["remove"]
-            removed = [_described(repository, rp_id, warnings) for rp_id in remove_ids]
-            kept = [dict(_described(repository, entry["id"], warnings), reasons=entry["reasons"]) for entry in report["keep"]]
+            # what the result says of each restore point: one listing of summaries, not a manifest read per point
+            reads = {read.point.id: read for read in repository.read_summaries(vm_key)}
+            removed = [_described(reads, rp_id, warnings) for rp_id in remove_ids]
+            kept = [dict(_described(reads, entry["id"], warnings), reasons=entry["reasons"]) for entry in report["keep"]]
             locked = ["%s (until %s)" % (entry["id"], reason[len(LOCKED_REASON):]) for entry in report["keep"]
                       for reason in entry["reasons"] if reason.startswith(LOCKED_REASON)]
             if locked:

@@ -4,7 +4,8 @@
 """The report of a repository (module backup_report): its restore points gathered into small immutable rows, rendered
 (ops.report_render) into one self-contained HTML file, a JSON document and two CSV tables, written to a directory.
 
-What the rows hold comes from the manifests, read through the one listing of the engine (``select_manifests``), and
+What the rows hold comes from the manifests, as the engine's listing summarises them (``select_summaries``: the
+repository's catalog where it matches the manifests, else the manifests themselves), and
 from the repository's pins, notes and validation records (format section 7.2). Nothing in the files depends on the
 moment the report is made: the "as of" time is the newest event the repository records (a restore point finished,
 a validation passed), so that a report of an unchanged repository is byte for byte the previous one and a rerun
@@ -31,7 +32,7 @@ from ..errors import ConfigurationError, CorruptionError
 from ..fileio import replace_file
 from . import report_render
 from ._report_svg import parse_time
-from ._engine import open_repository, select_manifests
+from ._engine import open_repository, select_summaries
 
 __all__ = ["ReportRequest", "DiskRow", "PointRow", "VmReport", "RepositoryFacts", "RatioPoint", "ReportData", "gather",
            "render_files", "write_report", "FILE_NAMES", "DEFAULT_TITLE"]
@@ -66,6 +67,18 @@ def _count(value):
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _seconds(value):
+    """A duration from a manifest's free-form stats: a finite non-negative number of seconds, else None (an integer too
+    large for a float included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _ratio(numerator, denominator):
     return round(numerator / denominator, 4) if numerator is not None and denominator else None
 
@@ -88,7 +101,7 @@ class DiskRow:
 
     @classmethod
     def of(cls, entry):
-        """The row of a repo.model.DiskEntry."""
+        """The row of a repo.model DiskEntry or DiskSummary."""
         stored = _count(entry.bytes_stored)
         new = _count(entry.bytes_new)
         if stored is None:
@@ -123,7 +136,7 @@ class PointRow:
 
     @classmethod
     def of(cls, manifest, validated=None, pinned=False, note=""):
-        """The row of a repo.model.Manifest."""
+        """The row of a repo.model Manifest or PointSummary."""
         disks = tuple(DiskRow.of(entry) for entry in manifest.disks)
         stats = manifest.stats
         read = _count(stats.get("bytes_read"))
@@ -134,8 +147,7 @@ class PointRow:
                    created=manifest.created, finished=manifest.finished, backup_mode=manifest.backup_mode,
                    bytes_read=sum(d.bytes_read for d in disks) if read is None else read,
                    bytes_stored=sum(d.bytes_stored for d in disks) if stored is None else stored,
-                   duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool)
-                   and math.isfinite(duration) and duration >= 0 else None,
+                   duration=_seconds(duration),
                    quiesced=quiesced if isinstance(quiesced, bool) else None, disks=disks, validated=validated,
                    pinned=bool(pinned), note=note or "", copied=bool(stats.get("copied_from")))
 
@@ -262,25 +274,25 @@ def _newest(times):
 def gather(repository, vm=None, title=None):
     """The ReportData of an open Repository: every restore point, or those of the VM named ``vm``.
 
-    A damaged manifest is left out with a warning (select_manifests), so is a damaged note (the restore point is
+    A damaged manifest is left out with a warning (select_summaries), so is a damaged note (the restore point is
     shown without it). ConfigurationError when ``vm`` is given and has no restore point.
     """
-    selection = select_manifests(repository, vm or None)
+    selection = select_summaries(repository, vm or None)
     warnings = list(selection.warnings)
-    if vm and not selection.manifests:
+    if vm and not selection.summaries:
         raise ConfigurationError("No restore point of VM %s in the repository%s." % (
             vm, " (%d with a damaged manifest skipped)" % len(warnings) if warnings else ""))
     pinned, noted, validations = repository.pinned_ids(), repository.noted_ids(), repository.validation_records()
     by_key = {}
-    for manifest in selection.manifests:
+    for summary in selection.summaries:
         note = ""
-        if manifest.id in noted:
+        if summary.id in noted:
             try:
-                note = repository.note(manifest.id)
+                note = repository.note(summary.id)
             except CorruptionError as exc:
-                warnings.append("restore point %s: its note is damaged (%s); shown without it" % (manifest.id, exc.message))
-        row = PointRow.of(manifest, validations.get(manifest.id), manifest.id in pinned, note)
-        by_key.setdefault(manifest.vm.key, []).append(row)
+                warnings.append("restore point %s: its note is damaged (%s); shown without it" % (summary.id, exc.message))
+        row = PointRow.of(summary, validations.get(summary.id), summary.id in pinned, note)
+        by_key.setdefault(summary.vm.key, []).append(row)
     vms = []
     for key, rows in by_key.items():
         rows.sort(key=lambda p: (p.moment, p.id))

@@ -31,6 +31,8 @@ API used by the transfer and ops layers::
     repo.find_restore_point(vm, run_id); repo.load_manifest(rp_id) -> Manifest (repo.model); repo.load_disk_index(rp_id, disk_key)
     repo.fetch_chunk(digest) -> the verified plaintext of a chunk (a restore's chunk fetcher)
     repo.read_manifests(vm=None, newest_first=False) -> ManifestRead(point, manifest | error | gone) per listed restore point
+    repo.read_summaries(vm=None, vm_name=None) -> catalog.SummaryRead(point, summary | error | gone): what listings show,
+                                                  from the per-VM catalog where it matches the listed manifests (catalog.py)
     repo.open_disk_reader(rp_id, disk_key).read(offset, length) / .readinto(offset, buffer)
     repo.delete_restore_point(rp_id); repo.gc(dry_run=False, forget_orphans=False)   # orphan indexes: spec section 9.2
     repo.prune({"keep_last": n, "keep_hourly"|"keep_daily"|"keep_weekly"|"keep_monthly"|"keep_yearly": n,

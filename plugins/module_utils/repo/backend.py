@@ -21,8 +21,10 @@ from collections import namedtuple
 from ..errors import BackendError, NotFoundInBackendError
 from ..fileio import fsync_directory
 
-ObjectInfo = namedtuple("ObjectInfo", "name size mtime")
-ObjectInfo.__doc__ = "A listed object: name relative to the repository root, size in bytes, modification time (epoch s)."
+ObjectInfo = namedtuple("ObjectInfo", "name size mtime version", defaults=(None,))
+ObjectInfo.__doc__ = ("A listed object: name relative to the repository root, size in bytes, modification time (epoch s), "
+                      "and ``version``: an opaque text that changes when the object is written again, where the store "
+                      "has one (S3: the ETag; local: the inode number, new at every atomic put), else None.")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$")
 
@@ -49,6 +51,7 @@ class Backend:
     * ``exists(name) -> bool``; ``delete(name)`` (absent is not an error);
     * ``list(prefix, limit=None) -> list of ObjectInfo`` for names starting with ``prefix`` (``prefix`` ends
       with ``/`` or is empty), at most ``limit`` of them (in name order on S3); temporary objects are not listed.
+    * ``stat(name) -> ObjectInfo``: the object as a listing shows it (NotFoundInBackendError if absent).
     * ``list_temporary(prefix)`` and ``delete_temporary(name)``: leftovers of interrupted writes (local only).
     * ``retained_until(name) -> float or None``: the epoch time until which an S3 Object Lock retention protects the
       object's current version (None: no retention, or a store without Object Lock; NotFoundInBackendError if
@@ -74,6 +77,14 @@ class Backend:
 
     def list(self, prefix="", limit=None):
         raise NotImplementedError
+
+    def stat(self, name):
+        # any backend that lists can say it: the listing of the object's "directory" (backends override this)
+        directory = name.rpartition("/")[0]
+        for info in self.list(directory + "/" if directory else ""):
+            if info.name == name:
+                return info
+        raise NotFoundInBackendError("Object %s does not exist in %s." % (name, self.location))
 
     def list_temporary(self, prefix=""):
         return []
@@ -212,11 +223,20 @@ class LocalBackend(Backend):
                     stat = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                yield ObjectInfo(rel + entry.name, stat.st_size, stat.st_mtime)
+                yield ObjectInfo(rel + entry.name, stat.st_size, stat.st_mtime, str(stat.st_ino))
 
     def list(self, prefix="", limit=None):
         found = list(self._walk(prefix, temporary=False))
         return found if limit is None else sorted(found)[:limit]
+
+    def stat(self, name):
+        try:
+            stat = os.stat(self._path(name))
+        except FileNotFoundError:
+            raise NotFoundInBackendError("Object %s does not exist in %s." % (name, self.root)) from None
+        except OSError as exc:
+            raise self._error("stat", name, exc) from None
+        return ObjectInfo(name, stat.st_size, stat.st_mtime, str(stat.st_ino))
 
     def list_temporary(self, prefix=""):
         return [info for info in self._walk(prefix, temporary=True) if ".tmp-" in info.name]
@@ -254,6 +274,9 @@ class BackendWrapper(Backend):
 
     def list(self, prefix="", limit=None):
         return self._call("list", prefix, limit=limit)
+
+    def stat(self, name):
+        return self._call("stat", name)
 
     def list_temporary(self, prefix=""):
         return self._call("list_temporary", prefix)

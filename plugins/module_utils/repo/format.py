@@ -104,10 +104,19 @@ def parse_restore_point_id(rp_id):
     try:
         if not match:
             raise ValueError
-        created = datetime.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+        # the digits by position, not strptime (a third of its time): a listing of 30,000 restore points parses every id
+        text = match.group(1)
+        created = datetime.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
+                                    int(text[13:15]), int(text[16:22]), tzinfo=datetime.timezone.utc)
     except ValueError:  # also a name of the right shape with an impossible date (month 13): found in a repository, not made
         raise ConfigurationError("%r is not a restore point id (expected YYYYmmddTHHMMSS.ffffffZ-<16 hex>-<8 hex>)." % (rp_id,)) from None
     return created, match.group(2)
+
+
+def restore_point_tag(rp_id):
+    """The vm tag of what looks like a restore point id (its time is not checked: parse_restore_point_id does), else None."""
+    match = _RP_ID_RE.match(rp_id)
+    return match.group(2) if match else None
 
 
 def is_restore_point_id(rp_id):

@@ -16,11 +16,13 @@ inside them (a captured controller, the statistics) are plain dicts by necessity
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from ..errors import ConfigurationError, CorruptionError
 from .format import check_disk_key
 
-__all__ = ["manifest_from_document", "RestorePoint", "DiskKey", "VmConfig", "VmRecord", "DiskRecord", "DiskEntry", "Manifest", "ManifestDraft", "BACKUP_MODES"]
+__all__ = ["manifest_from_document", "RestorePoint", "DiskKey", "VmConfig", "VmRecord", "DiskRecord", "DiskEntry", "Manifest", "ManifestDraft",
+           "DiskSummary", "PointSummary", "SUMMARY_STATS", "BACKUP_MODES"]
 
 BACKUP_MODES = ("full", "incremental", "auto")
 
@@ -285,6 +287,121 @@ class Manifest:
 
     def reference(self):
         """{id, vm, created}: how results name a restore point."""
+        return {"id": self.id, "vm": self.vm.name, "created": self.created}
+
+
+#: the statistics of a manifest that a PointSummary keeps: those the listings show (ops.info, ops.report)
+SUMMARY_STATS = ("bytes_read", "bytes_written", "transports_requested", "transport", "duration", "quiesced", "copied_from")
+# the patterns of the manifest schema (manifest_schema.py), applied as jsonschema does (re.search): a summary of a
+# manifest that passed the schema always reads back from its JSON
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+_HEX64 = re.compile("^[0-9a-f]{64}$")
+_TRANSPORT = re.compile("^[a-z]{1,16}$")
+
+
+# checks of values read back from JSON (whose types are exactly str, int...: ``type(value) is int`` excludes bools), in
+# one expression per object: a listing checks 30,000 summaries
+
+
+def _is_text(value, optional=False):
+    return type(value) is str or (optional and value is None)
+
+
+def _is_count(value, optional=False):
+    return (type(value) is int and value >= 0) or (optional and value is None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiskSummary:
+    """One disk of a PointSummary: the fields of its DiskEntry that listings show, under the same names."""
+
+    key: DiskKey
+    capacity: int
+    mode: str
+    label: str = None
+    reason: str = None
+    transport: str = None
+    bytes_read: int = 0
+    bytes_new: int = 0
+    bytes_stored: int = None
+    sha256: str = None
+
+    @classmethod
+    def of(cls, entry):
+        """The summary of a DiskEntry."""
+        return cls(key=entry.key, capacity=entry.capacity, mode=entry.mode, label=entry.label, reason=entry.reason,
+                   transport=entry.transport, bytes_read=entry.bytes_read, bytes_new=entry.bytes_new,
+                   bytes_stored=entry.bytes_stored, sha256=entry.sha256)
+
+    @classmethod
+    def from_json(cls, data):
+        """The DiskSummary of its JSON (to_json); ValueError, TypeError or ConfigurationError when a value is not what a
+        manifest holds: the JSON was not schema-checked."""
+        get = data.get if type(data) is dict else {}.get
+        key, label, reason, transport, sha256 = get("key"), get("label"), get("reason"), get("transport"), get("sha256")
+        capacity, bytes_read, bytes_new, bytes_stored = get("capacity"), get("bytes_read"), get("bytes_new"), get("bytes_stored")
+        if not (get("mode") in ("full", "incremental") and _is_text(key) and _is_text(label, True) and _is_text(reason, True)
+                and (transport is None or (type(transport) is str and _TRANSPORT.search(transport)))
+                and type(sha256) is str and _HEX64.search(sha256) and _is_count(capacity) and _is_count(bytes_read)
+                and _is_count(bytes_new) and _is_count(bytes_stored, True)):
+            raise ValueError("not a disk of a manifest")
+        return cls(key=DiskKey(key), capacity=capacity, mode=get("mode"), label=label, reason=reason, transport=transport,
+                   bytes_read=bytes_read, bytes_new=bytes_new, bytes_stored=bytes_stored, sha256=sha256)
+
+    def to_json(self):
+        return {"key": self.key.value, "label": self.label, "capacity": self.capacity, "mode": self.mode, "reason": self.reason,
+                "transport": self.transport, "bytes_read": self.bytes_read, "bytes_new": self.bytes_new,
+                "bytes_stored": self.bytes_stored, "sha256": self.sha256}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PointSummary:
+    """A restore point as listings show it (repo.catalog keeps these): the fields of its Manifest they read, under the
+    same names, so that a view takes a Manifest or a PointSummary alike. ``vm`` is a VmRecord with key and name only;
+    ``disks`` are DiskSummary values; ``stats`` holds the SUMMARY_STATS the manifest has, as it has them."""
+
+    id: str
+    run_id: str
+    vm: VmRecord
+    created: str
+    finished: str
+    backup_mode: str
+    disks: tuple
+    stats: dict
+
+    @classmethod
+    def of(cls, manifest):
+        """The summary of a Manifest."""
+        return cls(id=manifest.id, run_id=manifest.run_id, vm=VmRecord(key=manifest.vm.key, name=manifest.vm.name),
+                   created=manifest.created, finished=manifest.finished, backup_mode=manifest.backup_mode,
+                   disks=tuple(DiskSummary.of(entry) for entry in manifest.disks),
+                   stats={name: manifest.stats[name] for name in SUMMARY_STATS if name in manifest.stats})
+
+    @classmethod
+    def from_json(cls, rp_id, data):
+        """The PointSummary of restore point ``rp_id`` from its JSON (to_json: a catalog entry); ValueError, TypeError,
+        AttributeError or ConfigurationError when a value is not what a manifest holds: the JSON was not schema-checked."""
+        get = data.get if type(data) is dict else {}.get
+        run_id, vm, created, finished, stats, disks = get("run_id"), get("vm"), get("created"), get("finished"), get("stats"), get("disks")
+        key, name = (vm.get("key"), vm.get("name")) if type(vm) is dict else (None, None)
+        if not (get("backup_mode") in BACKUP_MODES and type(run_id) is str and 0 < len(run_id) <= 200 and type(key) is str
+                and 0 < len(key) <= 200 and type(name) is str and type(created) is str and _TIME.search(created)
+                and type(finished) is str and _TIME.search(finished) and type(stats) is dict and type(disks) is list):
+            raise ValueError("not a restore point of a manifest")
+        return cls(id=rp_id, run_id=run_id, vm=VmRecord(key=key, name=name), created=created, finished=finished,
+                   backup_mode=get("backup_mode"), disks=tuple(map(DiskSummary.from_json, disks)),
+                   stats={stat: stats[stat] for stat in SUMMARY_STATS if stat in stats})
+
+    def to_json(self):
+        return {"id": self.id, "run_id": self.run_id, "vm": {"key": self.vm.key, "name": self.vm.name}, "created": self.created,
+                "finished": self.finished, "backup_mode": self.backup_mode, "stats": dict(self.stats),
+                "disks": [disk.to_json() for disk in self.disks]}
+
+    def stat(self, name, default=0):
+        return self.stats.get(name, default)
+
+    def reference(self):
+        """{id, vm, created}: how results name a restore point (as Manifest.reference)."""
         return {"id": self.id, "vm": self.vm.name, "created": self.created}
 
 

@@ -15,9 +15,9 @@ import threading
 
 from ..errors import (BackendError, ConfigurationError, CorruptionError, NotFoundInBackendError, RepositoryError,
                       RepositoryExistsError, RepositoryFormatError, RepositoryNotFoundError)
-from . import crypto, keyobjects, maintenance, pins, removals, validation
+from . import catalog, crypto, keyobjects, maintenance, pins, removals, validation
 from .format import (CONFIG_NAME, DEFAULT_CHUNK_SIZE, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION, KEYS_PREFIX, MANIFESTS_PREFIX, DiskIndex, check_chunk_size,
-                     check_disk_key, chunk_name, index_name, is_restore_point_id, isotime, manifest_name, parse_restore_point_id)
+                     check_disk_key, chunk_name, index_name, isotime, manifest_name, parse_restore_point_id)
 from .locks import SHARED, LockManager, LockSettings
 from .manifest import decode_manifest, encode_manifest
 from .model import Manifest, RestorePoint, manifest_from_document
@@ -299,12 +299,21 @@ class Repository:
         points = []
         for info in self.backend.list(MANIFESTS_PREFIX):
             rp_id = info.name[len(MANIFESTS_PREFIX):]
-            if not is_restore_point_id(rp_id):
+            if tag is not None and rp_id[24:40] != tag:     # where an id holds its tag: another VM's is not parsed
                 continue
-            created, rp_tag = parse_restore_point_id(rp_id)
-            if tag is None or rp_tag == tag:
-                points.append(RestorePoint(rp_id, created, rp_tag))
-        return sorted(points)
+            try:
+                created, rp_tag = parse_restore_point_id(rp_id)
+            except ConfigurationError:
+                continue    # not a restore point's name
+            points.append(RestorePoint(rp_id, created, rp_tag))
+        points.sort(key=lambda point: point.id)     # ids sort by time; comparing them, not the dataclasses, is much faster
+        return points
+
+    def read_summaries(self, vm=None, vm_name=None):
+        """A catalog.SummaryRead (point, summary | error | gone) per restore point listed now, oldest first: what a
+        listing shows of each, from the VM's catalog where it matches the listed manifest, else from the manifest
+        (format section 7.3). ``vm``: a VM key to filter on; ``vm_name``: leave out the summaries of other names."""
+        return catalog.read_summaries(self, vm, vm_name)
 
     def find_restore_point(self, vm, run_id):
         """The id of ``vm``'s restore point made by ``run_id``, or None.

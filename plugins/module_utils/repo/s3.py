@@ -221,10 +221,22 @@ class S3Backend(Backend):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, PaginationConfig=pagination):
                 for item in page.get("Contents", ()):
                     name = item["Key"][len(self.prefix):]
-                    result.append(ObjectInfo(name, item["Size"], item["LastModified"].timestamp()))
+                    result.append(ObjectInfo(name, item["Size"], item["LastModified"].timestamp(), item.get("ETag")))
         except Exception as exc:
             raise self._error("list", prefix or "/", exc) from None
         return result
+
+    def stat(self, name):
+        # a one-key listing rather than HeadObject: the same time precision and ETag as list() gives (a HEAD's
+        # Last-Modified has whole seconds where some stores list milliseconds)
+        key = self._key(name)
+        try:
+            found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1).get("Contents", ())
+        except Exception as exc:
+            raise self._error("stat", name, exc) from None
+        if not found or found[0]["Key"] != key:
+            raise NotFoundInBackendError("Object %s does not exist in %s." % (name, self.location))
+        return ObjectInfo(name, found[0]["Size"], found[0]["LastModified"].timestamp(), found[0].get("ETag"))
 
     def close(self):
         try:

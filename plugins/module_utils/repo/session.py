@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import blockhash
+from . import catalog
 from ..errors import BackendError, BlockvaultError, ConfigurationError, CorruptionError, RepositoryError
 from .format import (CHUNKS_PREFIX, ZERO_SENTINEL, DiskIndex, check_disk_key, chunk_id_from_name, index_name, isotime, utcnow,
                      manifest_name, new_restore_point_id, parse_restore_point_id)
@@ -260,6 +261,7 @@ class BackupSession:
         self._state = "committed"
         self.repository.remember_manifest(manifest)
         self._release()
+        catalog.record_commit(self.repository, manifest)    # best effort, after the lock: the restore point exists
         return manifest
 
     def _confirm_commit(self, name):

@@ -8,9 +8,11 @@ from labkit.s3servers import moto_server, s3_server, seaweedfs_server  # noqa: F
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import crypto, open_backend
 # Imported here, before pytest-ansible installs its collection finder, like the repository itself: the finder fails
-# to find modules first imported after it (transfer's status file reader, the fuzzing strategies) when the tests of
+# to find modules first imported after it (transfer's status file reader, the fuzzing strategies, the listing views) when the tests of
 # this directory run on their own.
 from ansible_collections.blockvault.vsphere.plugins.module_utils.transfer import progress  # noqa: F401  pylint: disable=unused-import
+# the views test_catalog.py runs on catalog summaries
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import info, report  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo import fuzzing  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import s3_backend
 
