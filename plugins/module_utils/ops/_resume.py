@@ -57,10 +57,10 @@ class ResumeState:
         """(plan, previous index) of one disk with its done chunks carried over instead of read."""
         disk = self.checkpoint.disk(disk_key)
         carried = {}
-        for chunk, digest in disk.done_chunks().items():
-            if chunk >= plan.count or plan.action(chunk) != READ:
-                continue
-            if session.has_chunk(digest):
+        done = {chunk: digest for chunk, digest in disk.done_chunks().items() if chunk < plan.count and plan.action(chunk) == READ}
+        stored = session.stored_chunks(done.values())       # asked in bulk: the dead run stored them after any GC
+        for chunk, digest in done.items():
+            if digest in stored:
                 carried[chunk] = digest
             else:
                 self.chunks_missing += 1

@@ -242,7 +242,9 @@ class _Copy:
         copied_before = self.counters.chunks_copied
         with self.destination.begin_copy(manifest.vm.key, manifest.run_id, target, manifest.created) as session:
             indexes = self._indexes(manifest)
-            items, total = self._wanted(manifest, indexes, session.has_chunk, set())
+            # asked in bulk (HEADs in parallel, or one listing): the session's filter does not know recent chunks
+            stored = session.stored_chunks(digest for _entry, index in indexes for digest in index.referenced())
+            items, total = self._wanted(manifest, indexes, stored.__contains__, set())
             progress = self.context.progress
             progress.add_disk(manifest.id, total)
             job = CopyJob(self.source, session, self.limiter, self.counters, progress, manifest.id)

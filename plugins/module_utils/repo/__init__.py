@@ -19,7 +19,9 @@ API used by the transfer and ops layers::
     repo.chunk_size
 
     with repo.begin_backup(vm_key=instance_uuid, run_id=run_id) as session:   # shared lock; aborts on exception
-        session.has_chunk(digest)                 # thread-safe, no backend request
+        session.has_chunk(digest)                 # thread-safe; at most one HEAD per chunk and session (gc/present)
+        session.stored_chunks(digests)            # the set of those stored, each confirmed (a resume's, a copy's check)
+        session.chunk_presence                    # "filter" or "listing (<why>)": how it knows what is stored
         session.put_chunk(digest, data)           # thread-safe, parallel; returns stored bytes (0 if deduplicated)
         index = session.previous_index(rp_id, disk_key)   # a copy of an earlier DiskIndex, to carry chunks over
         index = DiskIndex(capacity, repo.chunk_size); index.set(i, digest); index.set_zero(i); index.blocksum()

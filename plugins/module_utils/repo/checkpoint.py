@@ -268,8 +268,10 @@ class CheckpointRecorder:
             digests = bytearray(count * DIGEST_SIZE)
             previous = adopted.disk(key) if adopted is not None else None
             if previous is not None:
-                for chunk, digest in previous.done_chunks().items():
-                    if self.session.has_chunk(digest):
+                adopted_chunks = previous.done_chunks()
+                stored = self.session.stored_chunks(adopted_chunks.values())     # known since the resume's own check
+                for chunk, digest in adopted_chunks.items():
+                    if digest in stored:
                         confirmed[chunk >> 3] |= 1 << (chunk & 7)
                         digests[chunk * DIGEST_SIZE:(chunk + 1) * DIGEST_SIZE] = digest
             self._disks.append((CheckpointDisk(key=str(key), capacity=capacity, mode=mode, reason=reason,

@@ -16,7 +16,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import ConfigurationError, RepositoryError
+from ..errors import BackendError, ConfigurationError, RepositoryError
 from .checkpoint import gc_checkpoints
 from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, chunk_id_from_name, chunk_name, isotime, manifest_name
 from .generations import (Condemnation, Generation, UnreadableRecord, begin_sweep, end_sweep, live_lock_ids, read_condemnation,
@@ -24,6 +24,7 @@ from .generations import (Condemnation, Generation, UnreadableRecord, begin_swee
 from .locks import GC, SHARED
 from .marking import mark_restore_points
 from .orphans import find_orphans, list_indexes, referenced_by_orphans
+from .presence import PRESENT, write_filter
 from .removals import finish_removal, unfinished_removals
 from .session import list_chunk_infos
 
@@ -113,6 +114,7 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
         checkpointed, expired_checkpoints = gc_checkpoints(repository)
         referenced.update(checkpointed)
         stored = {}
+        chunks_listed = isotime()       # what gc/present will say of the chunks: stored at this time (presence.py)
         for info in list_chunk_infos(backend):
             chunk_id = chunk_id_from_name(info.name)
             if chunk_id is not None:
@@ -162,7 +164,7 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
                   "chunks_missing": max(0, len(referenced) - sum(1 for chunk_id in stored if chunk_id in referenced)),
                   "orphans_removed": [o.id for o in forgotten], "orphans_kept": [o.id for o in kept],
                   "stale_locks_removed": stale_locks, "checkpoints_removed": len(expired_checkpoints),
-                  "sessions_waited_for": len(live),
+                  "sessions_waited_for": len(live), "presence_filter": None,
                   "removals_finished": sorted(rp for rp in removal_ids if rp not in run.marked),
                   "removals_not_begun": sorted(rp for rp in removal_ids if rp in run.marked)}
         for orphan in kept:
@@ -178,12 +180,27 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
         left = candidates - deleted     # chunks referenced again, or deleted, leave their generation
         run.write_record(lock, [dataclasses.replace(g, chunks=g.chunks & left) for g in waiting],
                          dataclasses.replace(newest, chunks=newest.chunks & left))
+        report["presence_filter"] = _write_presence(backend, lock, stored, deleted, chunks_listed)
         for rp_id in sorted(removal_ids):    # after the indexes: the marker goes last (spec 9.4)
             lock.ensure_valid()
             finish_removal(backend, rp_id)
         for name in temporaries:
             backend.delete_temporary(name)
         return _finish_report(report, deleted, candidates, stored, orphan_indexes, temporaries)
+
+
+def _write_presence(backend, lock, stored, deleted, listed):
+    """Write ``gc/present``: a Bloom filter of the chunks listed at ``listed`` minus those deleted (format section 9.1,
+    "The presence filter"); returns how many ids it holds, or None when the write failed (logged: sessions then use
+    the older filter, whose only harm is a HEAD request for a chunk deleted since, or list chunks/)."""
+    count = len(stored) - len(deleted)
+    lock.ensure_valid()     # fenced like the record (the filter is never a reason to keep or delete anything)
+    try:
+        write_filter(backend, (chunk_id for chunk_id in stored if chunk_id not in deleted), count, lock.lock_id, listed)
+    except BackendError as exc:
+        log.warning("GC could not write %s (%s): sessions use the previous one or list chunks/", PRESENT, exc)
+        return None
+    return count
 
 
 def _finish_report(report, deleted, candidates, stored, orphan_indexes, temporaries):

@@ -25,7 +25,8 @@ from .orphans import COPY_LOCK_MARK
 from .reader import DiskReader
 from .orphans import MaintenanceSettings
 from .generations import Rescuer
-from .session import BackupSession, list_chunk_ids, list_chunk_infos
+from .presence import PresenceSettings, open_presence
+from .session import BackupSession, list_chunk_infos
 
 log = logging.getLogger("blockvault.repository")
 
@@ -78,6 +79,7 @@ class Repository:
         self.lock_settings = LockSettings()
         self.locks = LockManager(backend, self.id, self.lock_settings)
         self.maintenance_settings = MaintenanceSettings()
+        self.presence_settings = PresenceSettings()     # how sessions use gc/present (presence.py)
         self._manifests = {}
         self._cache_lock = threading.Lock()
 
@@ -286,9 +288,9 @@ class Repository:
             # after the lock: GC deletes none of these while the lock lives, except condemned ones (section 9.1)
             rescuer = Rescuer(self.backend, self.locks, lock.lock_id, poll=self.lock_settings.retry_interval)
             condemned = rescuer.begin()
-            known = list_chunk_ids(self.backend)
-            known.difference_update(condemned)
-            return BackupSession(self, vm_key, run_id, lock, known, rescuer)
+            # then which chunks are stored: gc/present, or a listing of chunks/ (section 9.1, the presence filter)
+            presence = open_presence(self.backend, condemned, self.presence_settings)
+            return BackupSession(self, vm_key, run_id, lock, presence.known, rescuer, presence)
         except BaseException:
             lock.release()
             raise

@@ -56,9 +56,14 @@ class BackupSession:
     upload in parallel). ``add_disk_index``, ``commit`` and ``abort`` are called by the owning thread.
     Memory: the set of stored chunk ids (about 100 bytes per chunk: 25 MiB for 1 TiB of unique 4 MiB chunks)
     plus one encoded chunk per calling thread.
+
+    Which chunks are stored (``presence``, a presence.ChunkPresence; ``chunk_presence`` says how): from the presence
+    filter ``gc/present`` when GC wrote a usable one, asking the backend about the chunks the filter cannot rule out,
+    else from one listing of ``chunks/`` (format section 9.1, "The presence filter"). Without ``presence`` the
+    session answers from ``known_ids`` alone, as with a listing.
     """
 
-    def __init__(self, repository, vm_key, run_id, lock, known_ids, rescuer=None):
+    def __init__(self, repository, vm_key, run_id, lock, known_ids, rescuer=None, presence=None):
         self.repository = repository
         self.vm_key = vm_key
         self.run_id = run_id
@@ -71,6 +76,7 @@ class BackupSession:
         self._known = known_ids
         # chunks GC has condemned: not in _known, stored again (rescued) when needed (section 9.1, GC beside writers)
         self._rescuer = rescuer
+        self._presence = presence
         self._inflight = {}
         self._mutex = threading.Lock()
         self._disks = {}
@@ -104,11 +110,40 @@ class BackupSession:
         if self._state != "open":
             raise RepositoryError("This backup session is %s; start a new one with begin_backup." % self._state)
 
+    @property
+    def chunk_presence(self):
+        """How this session knows which chunks are stored: "filter" (gc/present, confirmed by HEAD requests),
+        "listing (<why>)" (a listing of chunks/ at its start), or "filter, then listing (<why>)"."""
+        return self._presence.path if self._presence is not None else "listing"
+
+    @property
+    def presence_requests(self):
+        """HEAD requests made so far to learn whether chunks are stored (0 when the session listed them)."""
+        return self._presence.requests if self._presence is not None else 0
+
     def has_chunk(self, digest):
-        """True when a chunk with this SHA-256 is stored (or is the zero sentinel). No backend request."""
+        """True when a chunk with this SHA-256 is stored (or is the zero sentinel), as far as deduplication can tell:
+        no backend request with a listing; with the presence filter, one HEAD request (once per chunk and session)
+        when the filter cannot rule the chunk out. False for a chunk stored since GC wrote the filter (stored again).
+        Use ``stored_chunks`` to rely on chunks stored by an earlier run (it asks about every one)."""
         if digest == ZERO_SENTINEL:
             return True
-        return self._codec.storage_id(digest) in self._known
+        storage_id = self._codec.storage_id(digest)
+        if storage_id in self._known:
+            return True
+        return self._presence is not None and self._presence.probe(storage_id)
+
+    def stored_chunks(self, digests):
+        """The set of ``digests`` whose chunk is stored and may be relied on (the zero sentinel included): every one
+        the session has not seen stored is confirmed with the backend (HEAD requests in parallel, or one listing of
+        chunks/ when that is cheaper). A resumed backup's and a copy's check of what an earlier run stored."""
+        digests = set(digests)
+        storage_ids = {self._codec.storage_id(digest): digest for digest in digests if digest != ZERO_SENTINEL}
+        if self._presence is not None:
+            missing = self._presence.missing(storage_ids)
+        else:
+            missing = {storage_id for storage_id in storage_ids if storage_id not in self._known}
+        return {digest for storage_id, digest in storage_ids.items() if storage_id not in missing} | (digests & {ZERO_SENTINEL})
 
     def put_chunk(self, digest, data):
         """Store a chunk (``digest`` = SHA-256 of ``data``, trusted); returns the bytes stored, 0 when deduplicated.
@@ -122,6 +157,8 @@ class BackupSession:
         if digest == ZERO_SENTINEL or digest == blockhash.zero_block_digest(length):
             return 0
         storage_id = self._codec.storage_id(digest)
+        if self._presence is not None:
+            self._presence.probe(storage_id)        # with the filter, a "maybe" is asked (once): then it is known
         with self._mutex:
             if storage_id in self._known:
                 self.chunks_deduplicated += 1
@@ -183,8 +220,16 @@ class BackupSession:
     # -- indexes and manifest ----------------------------------------------------------------
 
     def previous_index(self, rp_id, disk_key):
-        """The DiskIndex of a disk of an earlier restore point (a copy to modify and add), for carrying chunks over."""
-        return self.repository.load_disk_index(rp_id, disk_key).copy()
+        """The DiskIndex of a disk of an earlier restore point (a copy to modify and add), for carrying chunks over.
+
+        Its chunks are those of a committed restore point: with the presence filter, the session relies on those the
+        filter says are present without asking about each one, once it has seen the restore point's manifest exist
+        after the session began (one HEAD request): GC deletes no chunk of an existing restore point (format section
+        9.1, "The presence filter")."""
+        index = self.repository.load_disk_index(rp_id, disk_key)      # its manifest may come from the cache
+        if self._presence is not None and not self._presence.listing and self.repository.restore_point_exists(rp_id):
+            self._presence.trust(self._codec.storage_id(digest) for digest in index.referenced())
+        return index.copy()
 
     def condemned_positions(self, index):
         """The positions of ``index`` whose chunk GC has condemned: they must be read again, not carried over
@@ -205,8 +250,13 @@ class BackupSession:
             raise ConfigurationError("Disk %s already has an index in this backup." % disk_key)
         missing = 0
         first_missing = None
-        for position, digest in enumerate(index):
-            if digest != ZERO_SENTINEL and self._codec.storage_id(digest) not in self._known:
+        named = [(position, self._codec.storage_id(digest)) for position, digest in enumerate(index) if digest != ZERO_SENTINEL]
+        if self._presence is not None:      # those not seen stored are asked about (section 9.1, the presence filter)
+            absent = self._presence.missing(storage_id for _position, storage_id in named)
+        else:
+            absent = {storage_id for _position, storage_id in named if storage_id not in self._known}
+        for position, storage_id in named:
+            if storage_id in absent:
                 missing += 1
                 first_missing = position if first_missing is None else first_missing
         if missing:
