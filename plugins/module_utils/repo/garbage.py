@@ -18,15 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BackendError, ConfigurationError, RepositoryError
 from .checkpoint import gc_checkpoints
-from .format import INDEXES_PREFIX, MANIFESTS_PREFIX, chunk_id_from_name, chunk_name, isotime, manifest_name
+from .format import CHUNKS_PREFIX, INDEXES_PREFIX, MANIFESTS_PREFIX, chunk_id_from_name, chunk_name, isotime, manifest_name
 from .generations import (Condemnation, Generation, UnreadableRecord, begin_sweep, end_sweep, live_lock_ids, read_condemnation,
                           read_rescues, sweepable, write_condemnation)
 from .locks import GC, SHARED
 from .marking import mark_restore_points
 from .orphans import find_orphans, list_indexes, referenced_by_orphans
-from .presence import PRESENT, write_filter
+from .presence import POSITIONS, PRESENT, PresenceFilter, build_bits, filter_bits
 from .removals import finish_removal, unfinished_removals
-from .session import list_chunk_infos
 
 _DELETE_BATCH = 256
 
@@ -113,12 +112,14 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
         # chunks of a killed run's checkpoint stay while the next backup may still resume it (format section 9.3)
         checkpointed, expired_checkpoints = gc_checkpoints(repository)
         referenced.update(checkpointed)
-        stored = {}
-        chunks_listed = isotime()       # what gc/present will say of the chunks: stored at this time (presence.py)
-        for info in list_chunk_infos(backend):
-            chunk_id = chunk_id_from_name(info.name)
-            if chunk_id is not None:
-                stored[chunk_id] = info.size
+        # one pass over the listing, prefix by prefix: only the unreferenced chunks (and their sizes) are kept
+        stored, referenced_stored, unreferenced = 0, 0, {}
+        for chunk_id, size in stream_chunk_ids(backend):
+            stored += 1
+            if chunk_id in referenced:
+                referenced_stored += 1
+            else:
+                unreferenced[chunk_id] = size
         removal_ids = unfinished_removals(backend)
         orphans = find_orphans(index_listing, set(run.marked) | run.gone, locks_before, settings, removal_ids)
         now = time.time()
@@ -135,7 +136,7 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
             log.warning("the previous GC's condemnation record does not read (%s): this run starts a new one", exc)
             previous = None
         waiting = [g for g in previous.generations if g.sessions is not None] if previous is not None else []
-        candidates = {chunk_id for chunk_id in stored if chunk_id not in referenced}
+        candidates = {chunk_id for chunk_id in unreferenced if chunk_id not in referenced}
         # a generation whose GC died before it listed the sessions joins this run's: it then waits for the sessions
         # live now, among which every older session still running
         already = frozenset().union(*(g.chunks for g in waiting))
@@ -159,9 +160,8 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
         for generation in waiting + [newest]:
             if sweepable(generation, live):
                 deletable |= generation.chunks & candidates
-        report = {"dry_run": dry_run, "restore_points": len(run.marked), "chunks_stored": len(stored),
-                  "chunks_referenced": len(referenced),
-                  "chunks_missing": max(0, len(referenced) - sum(1 for chunk_id in stored if chunk_id in referenced)),
+        report = {"dry_run": dry_run, "restore_points": len(run.marked), "chunks_stored": stored,
+                  "chunks_referenced": len(referenced), "chunks_missing": max(0, len(referenced) - referenced_stored),
                   "orphans_removed": [o.id for o in forgotten], "orphans_kept": [o.id for o in kept],
                   "stale_locks_removed": stale_locks, "checkpoints_removed": len(expired_checkpoints),
                   "sessions_waited_for": len(live), "presence_filter": None,
@@ -175,32 +175,73 @@ def gc(repository, dry_run=False, lock_wait=None, forget_orphans=False, assume_r
         temporaries = [info.name for prefix in ("chunks/", INDEXES_PREFIX, MANIFESTS_PREFIX)
                        for info in backend.list_temporary(prefix) if now - info.mtime > settings.stale_after]
         if dry_run:
-            return _finish_report(report, deletable, candidates, stored, orphan_indexes, temporaries)
+            return _finish_report(report, deletable, candidates, unreferenced, orphan_indexes, temporaries)
         deleted = _sweep(repository, lock, deletable, orphan_indexes + expired_checkpoints, lambda: run.mark(referenced))
         left = candidates - deleted     # chunks referenced again, or deleted, leave their generation
         run.write_record(lock, [dataclasses.replace(g, chunks=g.chunks & left) for g in waiting],
                          dataclasses.replace(newest, chunks=newest.chunks & left))
-        report["presence_filter"] = _write_presence(backend, lock, stored, deleted, chunks_listed)
+        report["presence_filter"] = _write_presence(backend, lock, stored - len(deleted))
         for rp_id in sorted(removal_ids):    # after the indexes: the marker goes last (spec 9.4)
             lock.ensure_valid()
             finish_removal(backend, rp_id)
         for name in temporaries:
             backend.delete_temporary(name)
-        return _finish_report(report, deleted, candidates, stored, orphan_indexes, temporaries)
+        return _finish_report(report, deleted, candidates, unreferenced, orphan_indexes, temporaries)
 
 
-def _write_presence(backend, lock, stored, deleted, listed):
-    """Write ``gc/present``: a Bloom filter of the chunks listed at ``listed`` minus those deleted (format section 9.1,
-    "The presence filter"); returns how many ids it holds, or None when the write failed (logged: sessions then use
-    the older filter, whose only harm is a HEAD request for a chunk deleted since, or list chunks/)."""
-    count = len(stored) - len(deleted)
+def stream_chunk_ids(backend):
+    """(storage id, size) of every stored chunk, listed prefix by prefix (``chunks/xx/``) so that no more than one
+    prefix's listing is held at once (a repository of 12 M chunks held as one listing took 4 GiB). Remote backends
+    list 16 prefixes at a time in parallel; a small remote repository is one request."""
+    if backend.parallel_listing:
+        first = backend.list(CHUNKS_PREFIX, limit=1000)
+        if len(first) < 1000:
+            batches = [first]
+        else:
+            batches = None
+    else:
+        batches = None
+    if batches is None:
+        prefixes = ["%s%02x/" % (CHUNKS_PREFIX, i) for i in range(256)]
+        workers = 16 if backend.parallel_listing else 1
+        batches = _listed_in_groups(backend, prefixes, workers)
+    for listing in batches:
+        for info in listing:
+            chunk_id = chunk_id_from_name(info.name)
+            if chunk_id is not None:
+                yield chunk_id, info.size
+
+
+def _listed_in_groups(backend, prefixes, workers):
+    if workers == 1:
+        for prefix in prefixes:
+            yield backend.list(prefix)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(prefixes), workers):
+            yield from pool.map(backend.list, prefixes[start:start + workers])
+
+
+def _write_presence(backend, lock, expected):
+    """Write ``gc/present`` from a listing made now, after the sweep (format section 9.1, "The presence filter"),
+    sized for about ``expected`` ids; returns how many ids it holds, or None when the write failed (logged: sessions
+    then use the older filter, whose only harm is a HEAD request for a chunk deleted since, or list chunks/)."""
+    listed = isotime()      # what the filter says of the chunks: stored at this time
+    counted = [0]
+
+    def ids():
+        for chunk_id, _size in stream_chunk_ids(backend):
+            counted[0] += 1
+            yield chunk_id
     lock.ensure_valid()     # fenced like the record (the filter is never a reason to keep or delete anything)
     try:
-        write_filter(backend, (chunk_id for chunk_id in stored if chunk_id not in deleted), count, lock.lock_id, listed)
+        m = filter_bits(max(1, expected))
+        bits = build_bits(ids(), m)
+        backend.put(PRESENT, PresenceFilter(bits, m, POSITIONS, counted[0], lock.lock_id, listed, isotime()).encode())
     except BackendError as exc:
         log.warning("GC could not write %s (%s): sessions use the previous one or list chunks/", PRESENT, exc)
         return None
-    return count
+    return counted[0]
 
 
 def _finish_report(report, deleted, candidates, stored, orphan_indexes, temporaries):
@@ -230,15 +271,15 @@ def _sweep(repository, lock, deletable, other_names, mark_again):
                 deletable = set()
             referenced = mark_again()
             deletable = {chunk_id for chunk_id in deletable - rescues.chunks if chunk_id not in referenced}
-        names = [chunk_name(chunk_id) for chunk_id in sorted(deletable)] + list(other_names)
+        targets = sorted(deletable) + list(other_names)     # chunk ids, then object names: named batch by batch
 
-        def fenced_delete(name):
+        def fenced_delete(target):
             lock.check_valid()  # not one delete once our lock could be judged stale (spec 9.1): a local clock check
-            backend.delete(name)
+            backend.delete(chunk_name(target) if isinstance(target, bytes) else target)
         with ThreadPoolExecutor(max_workers=8 if backend.parallel_listing else 2) as pool:
-            for start in range(0, len(names), _DELETE_BATCH):
+            for start in range(0, len(targets), _DELETE_BATCH):
                 lock.ensure_valid()  # never delete after our lock could have been judged stale (spec 9.1)
-                list(pool.map(fenced_delete, names[start:start + _DELETE_BATCH]))
+                list(pool.map(fenced_delete, targets[start:start + _DELETE_BATCH]))
     finally:
         if began:
             end_sweep(backend)
