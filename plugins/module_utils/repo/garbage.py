@@ -24,7 +24,7 @@ from .generations import (Condemnation, Generation, UnreadableRecord, begin_swee
 from .locks import GC, SHARED
 from .marking import mark_restore_points
 from .orphans import find_orphans, list_indexes, referenced_by_orphans
-from .presence import POSITIONS, PRESENT, PresenceFilter, build_bits, filter_bits
+from . import presence
 from .removals import finish_removal, unfinished_removals
 
 _DELETE_BATCH = 256
@@ -235,11 +235,12 @@ def _write_presence(backend, lock, expected):
             yield chunk_id
     lock.ensure_valid()     # fenced like the record (the filter is never a reason to keep or delete anything)
     try:
-        m = filter_bits(max(1, expected))
-        bits = build_bits(ids(), m)
-        backend.put(PRESENT, PresenceFilter(bits, m, POSITIONS, counted[0], lock.lock_id, listed, isotime()).encode())
+        m = presence.filter_bits(max(1, expected))
+        bits = presence.build_bits(ids(), m)
+        written = presence.PresenceFilter(bits, m, presence.POSITIONS, counted[0], lock.lock_id, listed, isotime())
+        backend.put(presence.PRESENT, written.encode())
     except BackendError as exc:
-        log.warning("GC could not write %s (%s): sessions use the previous one or list chunks/", PRESENT, exc)
+        log.warning("GC could not write %s (%s): sessions use the previous one or list chunks/", presence.PRESENT, exc)
         return None
     return counted[0]
 

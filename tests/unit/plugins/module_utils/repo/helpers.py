@@ -169,3 +169,30 @@ class CountingBackend(BackendWrapper):
             with self._mutex:
                 self.calls[method] = self.calls.get(method, 0) + 1
         return getattr(self.inner, method)(*args, **kwargs)
+
+
+def beside_prune_and_gc(repo, writers, errors, rounds_timeout=600):
+    """Run the callables ``writers`` (no argument each) in threads while prune (keep_last 1) and GC loop beside them on
+    ``repo``; exceptions of the loop go to ``errors``. Returns the number of chunks each GC run removed."""
+    removed = []
+    stop = threading.Event()
+
+    def maintenance():
+        maintainer = reopen(repo)
+        while not stop.is_set():
+            try:
+                maintainer.prune({"keep_last": 1}, dry_run=False)
+                removed.append(maintainer.gc(lock_wait=5)["chunks_removed"])
+            except Exception as exc:      # reported by the caller  # pylint: disable=broad-exception-caught
+                errors.append(("maintenance", exc))
+
+    threads = [threading.Thread(target=writer) for writer in writers]
+    looping = threading.Thread(target=maintenance)
+    looping.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=rounds_timeout)
+    stop.set()
+    looping.join(timeout=120)
+    return removed

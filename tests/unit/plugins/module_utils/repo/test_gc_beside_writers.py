@@ -3,6 +3,7 @@ rescues, the sweep marker, a damaged record; and GC looping beside writers, prun
 
 Every test runs against the local backend and a moto S3 server (the conformance fixtures).
 """
+import functools
 import hashlib
 import json
 import random
@@ -17,7 +18,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.generation
     CONDEMNED, RESCUES_PREFIX, SWEEP_MARKER, Condemnation, Generation, begin_sweep, decode_condemnation, encode_condemnation,
     end_sweep, read_condemnation)
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
-    MIB, backup, disk_record, make_repo, random_disk, read_disk, reopen, vm_record)
+    MIB, backup, beside_prune_and_gc, disk_record, make_repo, random_disk, read_disk, reopen, vm_record)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import ManifestDraft
 
 
@@ -233,28 +234,9 @@ def _writer(repo, vm_key, rng, rounds, written, errors):
 
 def test_gc_looping_beside_writers_prune_and_incrementals_loses_nothing(backend):
     repo = make_repo(backend)
-    written, errors, removed = {}, [], []
-    stop = threading.Event()
-
-    def maintenance():
-        maintainer = reopen(repo)
-        while not stop.is_set():
-            try:
-                maintainer.prune({"keep_last": 1}, dry_run=False)
-                removed.append(maintainer.gc(lock_wait=5)["chunks_removed"])
-            except Exception as exc:      # reported by the test
-                errors.append(("maintenance", exc))
-
-    writers = [threading.Thread(target=_writer, args=(reopen(repo), "vm-%d" % n, random.Random(n), 10, written, errors))
-               for n in range(4)]
-    looping = threading.Thread(target=maintenance)
-    looping.start()
-    for thread in writers:
-        thread.start()
-    for thread in writers:
-        thread.join(timeout=600)
-    stop.set()
-    looping.join(timeout=120)
+    written, errors = {}, []
+    writers = [functools.partial(_writer, reopen(repo), "vm-%d" % n, random.Random(n), 10, written, errors) for n in range(4)]
+    removed = beside_prune_and_gc(repo, writers, errors)
     assert errors == []
     assert sum(removed) > 0, "GC never deleted anything beside the writers: the test proved nothing"
     final = reopen(repo)

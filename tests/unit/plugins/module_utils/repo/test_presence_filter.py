@@ -5,6 +5,7 @@ sound beside GC.
 The filter's own tests run once; the session tests run against the local backend, moto and SeaweedFS (the
 conformance fixtures).
 """
+import functools
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.presence i
     PRESENT, PresenceFilter, UnreadableFilter, build_bits, decode_filter, filter_bits)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.session import list_chunk_ids
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
-    MIB, backup, disk_record, make_repo, random_disk, read_disk, reopen, vm_record)
+    MIB, backup, beside_prune_and_gc, disk_record, make_repo, random_disk, read_disk, reopen, vm_record)
 
 
 class Recorder(BackendWrapper):
@@ -428,28 +429,10 @@ def test_gc_looping_beside_writers_that_use_the_filter_loses_nothing(backend, ti
     repo = make_repo(backend)
     backup(repo, "vm-seed", {"2000": random_disk(MIB, 15)})
     repo.gc()
-    written, errors, removed, paths = {}, [], [], []
-    stop = threading.Event()
-
-    def maintenance():
-        maintainer = reopen(repo)
-        while not stop.is_set():
-            try:
-                maintainer.prune({"keep_last": 1}, dry_run=False)
-                removed.append(maintainer.gc(lock_wait=5)["chunks_removed"])
-            except Exception as exc:      # reported by the test
-                errors.append(("maintenance", exc))
-
-    writers = [threading.Thread(target=_writer, args=(reopen(repo), "vm-%d" % n, random.Random(n), 10, written, paths, errors))
+    written, errors, paths = {}, [], []
+    writers = [functools.partial(_writer, reopen(repo), "vm-%d" % n, random.Random(n), 10, written, paths, errors)
                for n in range(4)]
-    looping = threading.Thread(target=maintenance)
-    looping.start()
-    for thread in writers:
-        thread.start()
-    for thread in writers:
-        thread.join(timeout=600)
-    stop.set()
-    looping.join(timeout=120)
+    removed = beside_prune_and_gc(repo, writers, errors)
     assert errors == []
     assert sum(removed) > 0, "GC never deleted anything beside the writers: the test proved nothing"
     assert paths.count("filter") > len(paths) // 2, paths
