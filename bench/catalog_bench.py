@@ -159,7 +159,7 @@ def timed(function, repeat):
     """(best wall seconds, best CPU seconds of this process, the last result) of ``repeat`` calls. On a busy machine
     the CPU time is the better figure of a local listing: it waits for nothing but the page cache."""
     wall = cpu = result = None
-    for _ in range(repeat):
+    for _number in range(repeat):
         started, started_cpu = time.perf_counter(), time.process_time()
         result = function()
         elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu

@@ -36,7 +36,8 @@ Figures of each round: wall time (first controller start to last controller end)
 slower of the baseline's marginal and product-measured rates (a slower rate never overstates the fixed cost); per-VM
 fixed cost = (wall - data time) / VMs; aggregate throughput against the single-VM end-to-end one; CPU seconds of
 every process of the round by kind (controller, vm_backup, async_status, ...), per VM and beyond the data's CPU
-(the baseline's marginal CPU per byte) - on a shared machine the steadier measure of the fixed cost; the repository's backend requests by kind (method x first name component: locks,
+(the baseline's marginal CPU per byte) - on a shared machine the steadier measure of the fixed cost; the
+repository's backend requests by kind (method x first name component: locks,
 manifests, chunks ...) counted by bench/fleet/hook/sitecustomize.py inside every module process (the innermost
 backend's calls, what reaches the disk or the S3 server; the product is not changed); lock acquisitions, lock
 retries (a wait for a conflicting lock) and busy errors; each module process's phases (startup, connect, snapshot,
@@ -235,13 +236,13 @@ def backup_results(controllers):
         for result in record["results"]:
             if "Result of" in str(result.get("task")) and isinstance(result.get("restore_point"), dict):
                 results[result["restore_point"]["vm"]] = result
-        failures += [f for f in record["failures"]]
+        failures += list(record["failures"])
     return results, failures
 
 
 def phase_split(doc):
     """Seconds of each part of one module process: startup (process start to the first phase), then each phase."""
-    marks = [("startup", doc["started"])] + [(name, at) for name, at in doc["phases"]] + [("end", doc["ended"])]
+    marks = [("startup", doc["started"])] + [tuple(phase) for phase in doc["phases"]] + [("end", doc["ended"])]
     parts = {}
     for (name, at), (_next, until) in zip(marks, marks[1:]):
         parts[name] = parts.get(name, 0.0) + (until - at)
@@ -384,8 +385,8 @@ class FleetBench:
         controller = Controller(self, tag, playbook, extra, forks, vars_file, profile_dir=profile_dir)
         run_together([controller])
         if controller.returncode != 0:
-            raise RuntimeError("ansible-playbook %s (%s) failed (%s):\n%s" % (playbook, tag, controller.returncode,
-                                                                            controller.output_tail()))
+            raise RuntimeError("ansible-playbook %s (%s) failed (%s):\n%s" % (
+                playbook, tag, controller.returncode, controller.output_tail()))
         return controller
 
     def labctl_checksum(self, vm):
@@ -534,8 +535,8 @@ class FleetBench:
                 os.unlink(restore["path"])
             checks.append({"vm": vm, "restore_point": point, "equal": digest == expected})
         if controller.returncode != 0 or not all(check["equal"] for check in checks):
-            self.problems.append("%s: byte-exact check failed (%s): %s %s" % (tag, controller.returncode, checks,
-                                                                               controller.output_tail(1500)))
+            self.problems.append("%s: byte-exact check failed (%s): %s %s" % (
+                tag, controller.returncode, checks, controller.output_tail(1500)))
         return {"checked": len(checks), "equal": sum(check["equal"] for check in checks), "disks": checks,
                 "wall_s": round(controller.wall, 2)}
 

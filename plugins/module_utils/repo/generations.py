@@ -222,8 +222,8 @@ class Rescuer:
         return self.condemned
 
     def _write_note(self, everything=False):
-        self.backend.put(self.name, json.dumps({"lock": self.lock_id, "all": everything,
-                                                 "chunks": [chunk.hex() for chunk in self._rescued]}).encode("utf-8"))
+        note = {"lock": self.lock_id, "all": everything, "chunks": [chunk.hex() for chunk in self._rescued]}
+        self.backend.put(self.name, json.dumps(note).encode("utf-8"))
         self._written = True
 
     def before_store(self, storage_id, deadline_check=None):

@@ -299,16 +299,16 @@ _HEX64 = re.compile("^[0-9a-f]{64}$")
 _TRANSPORT = re.compile("^[a-z]{1,16}$")
 
 
-# checks of values read back from JSON (whose types are exactly str, int...: ``type(value) is int`` excludes bools), in
+# checks of values read back from JSON (whose types are exactly str, int...: ``value.__class__ is int`` excludes bools), in
 # one expression per object: a listing checks 30,000 summaries
 
 
 def _is_text(value, optional=False):
-    return type(value) is str or (optional and value is None)
+    return value.__class__ is str or (optional and value is None)
 
 
 def _is_count(value, optional=False):
-    return (type(value) is int and value >= 0) or (optional and value is None)
+    return (value.__class__ is int and value >= 0) or (optional and value is None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -337,12 +337,12 @@ class DiskSummary:
     def from_json(cls, data):
         """The DiskSummary of its JSON (to_json); ValueError, TypeError or ConfigurationError when a value is not what a
         manifest holds: the JSON was not schema-checked."""
-        get = data.get if type(data) is dict else {}.get
+        get = data.get if data.__class__ is dict else {}.get
         key, label, reason, transport, sha256 = get("key"), get("label"), get("reason"), get("transport"), get("sha256")
         capacity, bytes_read, bytes_new, bytes_stored = get("capacity"), get("bytes_read"), get("bytes_new"), get("bytes_stored")
         if not (get("mode") in ("full", "incremental") and _is_text(key) and _is_text(label, True) and _is_text(reason, True)
-                and (transport is None or (type(transport) is str and _TRANSPORT.search(transport)))
-                and type(sha256) is str and _HEX64.search(sha256) and _is_count(capacity) and _is_count(bytes_read)
+                and (transport is None or (transport.__class__ is str and _TRANSPORT.search(transport)))
+                and sha256.__class__ is str and _HEX64.search(sha256) and _is_count(capacity) and _is_count(bytes_read)
                 and _is_count(bytes_new) and _is_count(bytes_stored, True)):
             raise ValueError("not a disk of a manifest")
         return cls(key=DiskKey(key), capacity=capacity, mode=get("mode"), label=label, reason=reason, transport=transport,
@@ -381,12 +381,12 @@ class PointSummary:
     def from_json(cls, rp_id, data):
         """The PointSummary of restore point ``rp_id`` from its JSON (to_json: a catalog entry); ValueError, TypeError,
         AttributeError or ConfigurationError when a value is not what a manifest holds: the JSON was not schema-checked."""
-        get = data.get if type(data) is dict else {}.get
+        get = data.get if data.__class__ is dict else {}.get
         run_id, vm, created, finished, stats, disks = get("run_id"), get("vm"), get("created"), get("finished"), get("stats"), get("disks")
-        key, name = (vm.get("key"), vm.get("name")) if type(vm) is dict else (None, None)
-        if not (get("backup_mode") in BACKUP_MODES and type(run_id) is str and 0 < len(run_id) <= 200 and type(key) is str
-                and 0 < len(key) <= 200 and type(name) is str and type(created) is str and _TIME.search(created)
-                and type(finished) is str and _TIME.search(finished) and type(stats) is dict and type(disks) is list):
+        key, name = (vm.get("key"), vm.get("name")) if vm.__class__ is dict else (None, None)
+        if not (get("backup_mode") in BACKUP_MODES and run_id.__class__ is str and 0 < len(run_id) <= 200 and key.__class__ is str
+                and 0 < len(key) <= 200 and name.__class__ is str and created.__class__ is str and _TIME.search(created)
+                and finished.__class__ is str and _TIME.search(finished) and stats.__class__ is dict and disks.__class__ is list):
             raise ValueError("not a restore point of a manifest")
         return cls(id=rp_id, run_id=run_id, vm=VmRecord(key=key, name=name), created=created, finished=finished,
                    backup_mode=get("backup_mode"), disks=tuple(map(DiskSummary.from_json, disks)),

@@ -85,8 +85,8 @@ class Recording(BackendWrapper):
 @ENCRYPTION
 def test_the_catalog_listing_equals_the_manifest_listing_after_commits_prunes_and_deletes(backend, encrypted):
     repo = make_repo(backend, encrypted=encrypted)
-    a = [commit(repo, "vm-a") for _ in range(3)]
-    b = [commit(repo, "vm-b") for _ in range(2)]
+    a = [commit(repo, "vm-a") for _number in range(3)]
+    b = [commit(repo, "vm-b") for _number in range(2)]
     assert sorted(info.name for info in backend.list(CATALOG_PREFIX)) == sorted({CATALOG_PREFIX + tag_of(a[0]), CATALOG_PREFIX + tag_of(b[0])})
     assert sorted(catalog_entries(repo, tag_of(a[0]))) == a     # every commit added its entry
     expected = from_manifests(repo)
@@ -120,7 +120,7 @@ def test_the_views_show_the_same_with_and_without_the_catalog(tmp_path):
 
 def test_a_missing_or_stale_catalog_is_rebuilt_from_the_manifests(backend):
     repo = make_repo(backend)
-    points = [commit(repo, "vm-a") for _ in range(3)] + [commit(repo, "vm-b")]
+    points = [commit(repo, "vm-a") for _number in range(3)] + [commit(repo, "vm-b")]
     expected = from_manifests(repo)
     tag = tag_of(points[0])
     old = backend.get(CATALOG_PREFIX + tag)
@@ -150,7 +150,7 @@ def test_a_missing_or_stale_catalog_is_rebuilt_from_the_manifests(backend):
 @pytest.mark.parametrize("damage", ["garbage", "flipped", "truncated", "empty", "other vm", "bad entry", "forged"])
 def test_a_damaged_or_forged_catalog_is_ignored_and_rebuilt(backend, encrypted, damage, caplog):
     repo = make_repo(backend, encrypted=encrypted)
-    mine = [commit(repo, "vm-a") for _ in range(2)]
+    mine = [commit(repo, "vm-a") for _number in range(2)]
     other = commit(repo, "vm-b")
     expected = from_manifests(repo)
     tag, name = tag_of(mine[0]), CATALOG_PREFIX + tag_of(mine[0])
@@ -203,7 +203,7 @@ def test_an_entry_without_a_listed_manifest_is_not_shown(backend):
 
 def test_stale_entries_are_dropped_once_they_outnumber_the_live_ones(backend):
     repo = make_repo(backend, encrypted=False)
-    points = [commit(repo, "vm-a") for _ in range(18)]
+    points = [commit(repo, "vm-a") for _number in range(18)]
     tag = tag_of(points[0])
     repo.prune({"keep_last": 2}, dry_run=False)
     assert len(catalog_entries(repo, tag)) == 18

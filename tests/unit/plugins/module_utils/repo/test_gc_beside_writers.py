@@ -183,7 +183,7 @@ def test_record_round_trip():
 
 def _wait_for(condition, timeout=10.0):
     event = threading.Event()
-    for _ in range(int(timeout / 0.01)):
+    for _number in range(int(timeout / 0.01)):
         if condition():
             return True
         event.wait(0.01)
@@ -202,8 +202,8 @@ def _writer(repo, vm_key, rng, rounds, written, errors):
     small pool; records {rp_id: expected bytes} in ``written``."""
     try:
         previous = None
-        for _ in range(rounds):
-            contents = [chunk_of(rng.randrange(POOL)) for _ in range(DISK_CHUNKS)]
+        for _number in range(rounds):
+            contents = [chunk_of(rng.randrange(POOL)) for _number in range(DISK_CHUNKS)]
             with repo.begin_backup(vm_key=vm_key, run_id=uuid.uuid4().hex) as session:
                 # a session lives a while between its listing and its commit: that is when a GC can run beside it
                 stop_for_a_while.wait(rng.uniform(0.0, 0.2))
