@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import BlockvaultError, ConfigurationError, NotFoundInBackendError
 from .format import INDEXES_PREFIX, ZERO_SENTINEL, chunk_name, isotime, manifest_name
-from .garbage import gc, stream_chunk_ids  # noqa: F401  pylint: disable=unused-import  (gc re-exported: repository.gc and the tests call maintenance.gc)
+# gc is re-exported: repository.gc and the tests call maintenance.gc
+from .garbage import gc, stream_chunk_ids  # noqa: F401  pylint: disable=unused-import
 from .locks import SHARED
 from .marking import mark_restore_points
 from .orphans import find_orphans, list_indexes, orphan_error
