@@ -291,6 +291,17 @@ quiesced:
   returned: success, when a backup ran
   type: bool
   sample: true
+chunk_presence:
+  description:
+    - How the backup learnt which chunks the repository already stores (deduplication), and the requests it cost.
+    - C(method) is V(filter) (the presence filter GC writes, each chunk it cannot rule out confirmed by one request),
+      or starts with V(listing) (a listing of every stored chunk; the reason the filter was not used follows in
+      parentheses), or with V(filter, then listing) (the filter's request budget ran out).
+    - C(requests) counts the presence requests (0 after a listing).
+    - Null for a restore point made by a version that did not record it.
+  returned: success, when a backup ran
+  type: dict
+  sample: {"method": "filter", "requests": 12}
 skipped_disks:
   description: Disks not backed up, as a mapping from label to the reason.
   returned: success, when a backup ran

@@ -162,7 +162,9 @@ class _Backup:
         stats = {"bytes_read": bytes_read, "bytes_written": sum(r.bytes_stored for r in results.values()),
                  "duration": round(duration, 3), "throughput_mbps": round(bytes_read / duration / 1e6, 3),
                  "quiesced": snap.quiesced, "transports_requested": context.endpoints.vddk.transports, "skipped_disks": skipped,
-                 "chunks": {name: sum(getattr(r, name) for r in results.values()) for name in _CHUNK_COUNTERS}}
+                 "chunks": {name: sum(getattr(r, name) for r in results.values()) for name in _CHUNK_COUNTERS},
+                 # how the run learnt which chunks were stored, and what it cost (docs/repository-format.md 9.1, "The presence filter")
+                 "chunk_presence": {"method": session.chunk_presence, "requests": session.presence_requests}}
         if resume is not None:      # the next run must know this killed run's work is committed (ops/_resume.py)
             stats["resumed"] = resume.result()
         record = VmRecord(key=self.vm_key, name=context.label, moref=vm.moref, uuid=self.captured.bios_uuid,
@@ -259,6 +261,7 @@ def _result(manifest, changed):
             "bytes_read": stats.get("bytes_read", 0), "bytes_written": stats.get("bytes_written", 0),
             "duration": stats.get("duration", 0.0), "throughput_mbps": stats.get("throughput_mbps", 0.0),
             "quiesced": stats.get("quiesced"), "skipped_disks": stats.get("skipped_disks", {}),
+            "chunk_presence": stats.get("chunk_presence"),
             "transports_requested": _requested_transports(manifest),
             "warnings": transport_fallbacks(_requested_transports(manifest), manifest.disks)}
 

@@ -140,3 +140,23 @@ def test_the_in_place_diff_says_it_powers_off_and_how_many_chunks_it_writes(env,
     assert done["diff"]["after"]["powered_off_by_restore"] is True
     assert [(d["key"], d["chunks_to_write"]) for d in done["diff"]["after"]["disks"]] == [(keys[0], 1), (keys[1], 0)]
     assert env.power_state(scratch_vm) == "poweredOff"
+
+
+def test_the_result_says_how_the_backup_learnt_which_chunks_were_stored(env):
+    first = env.backup("lab-vm1")
+    # a new repository has no presence filter yet: the session listed chunks/, and says why
+    assert first["chunk_presence"] == {"method": "listing (no gc/present: no GC has written one yet)", "requests": 0}
+    repository = env.repository()
+    try:
+        repository.gc(lock_wait=0)            # GC writes the filter of the chunks it saw stored
+    finally:
+        repository.close()
+    env.write("lab-vm1", 0, 3 * CHUNK, CHUNK, seed=7)
+    second = env.backup("lab-vm1")
+    assert second["chunk_presence"]["method"] == "filter"
+    # one request per new chunk the filter could not rule out: at most the chunks this incremental read
+    assert 0 <= second["chunk_presence"]["requests"] <= sum(d["bytes_read"] for d in second["disks"]) // CHUNK
+    manifest, _stats = manifest_of(env, second["restore_point"]["id"])
+    assert manifest.stats["chunk_presence"] == second["chunk_presence"]
+    # a rerun of the run id answers from the restore point: the same account
+    assert env.backup("lab-vm1", run_id=second["run_id"])["chunk_presence"] == second["chunk_presence"]
