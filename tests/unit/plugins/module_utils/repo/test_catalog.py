@@ -5,6 +5,7 @@ a fuzz test of the catalog parser on an in-memory backend."""
 import hashlib
 import json
 import logging
+import os
 import secrets
 import uuid
 
@@ -262,6 +263,67 @@ def test_stat_of_every_backend_is_what_its_listing_shows(backend):
     assert backend.stat("manifests/x") != before and backend.stat("manifests/x").size == 3
     with pytest.raises(NotFoundInBackendError):
         backend.stat("manifests/y")
+
+
+# -- one VM (format section 7.3, "One VM"): manifests listed by name, only the shown VM's stat'ed ----------------------------
+
+
+def test_list_names_gives_the_names_list_gives(backend):
+    for name in ("manifests/a", "manifests/b", "chunks/ab/one", "chunks/cd/two", "locks/x"):
+        backend.put(name, b"x")
+    for prefix in ("manifests/", "chunks/", "chunks/ab/", "", "nothing/"):
+        assert sorted(backend.list_names(prefix)) == sorted(info.name for info in backend.list(prefix)), prefix
+    if not backend.parallel_listing:    # the local backend: a leftover temporary object is not listed by name either
+        root = backend.location
+        with open(os.path.join(root, "manifests", ".c.tmp-123"), "wb") as handle:
+            handle.write(b"half")
+        assert sorted(backend.list_names("manifests/")) == ["manifests/a", "manifests/b"]
+
+
+def test_one_vm_is_listed_from_its_catalog_and_the_stamps_of_its_own_manifests(backend):
+    repo = make_repo(backend)
+    a = [commit(repo, "vm-a") for _number in range(3)]
+    b = [commit(repo, "vm-b") for _number in range(2)]
+    expected = from_manifests(repo)
+    recording = Recording(repo.backend)
+    reads = list(reopen(repo, recording).read_summaries(vm_name="vm vm-a"))
+    assert [(read.point.id, read.summary) for read in reads] == [row[:2] for row in expected if row[0] in a]
+    on_manifests = [(method, name) for method, name in recording.calls if name.startswith("manifests/")]
+    # one listing by name, one stat per restore point shown, no manifest read; vm-b's manifests are not touched
+    assert sorted(on_manifests) == sorted([("list_names", "manifests/")] + [("stat", "manifests/" + rp_id) for rp_id in a])
+    listing = [(method, name) for method, name in recording.calls if name.startswith((CATALOG_PREFIX, "manifests/"))]
+    assert sorted(name for method, name in listing if method == "get") == sorted(CATALOG_PREFIX + tag_of(rp_id) for rp_id in (a[0], b[0]))
+    # by key: the same, from that VM's catalog alone
+    recording.calls.clear()
+    assert from_catalog(reopen(repo, recording), vm="vm-b") == [row for row in expected if row[0] in b]
+    assert sorted(name for method, name in recording.calls if method in ("get", "stat") and name.startswith((CATALOG_PREFIX, "manifests/"))) == sorted(
+        [CATALOG_PREFIX + tag_of(b[0])] + ["manifests/" + rp_id for rp_id in b])
+
+
+def test_a_restore_point_the_catalog_lacks_is_read_and_added(backend):
+    repo = make_repo(backend)
+    a = [commit(repo, "vm-a") for _number in range(2)]
+    commit(repo, "vm-b")
+    tag = tag_of(a[0])
+    backend.delete(CATALOG_PREFIX + tag)        # as after a commit that stopped before its catalog update
+    later = commit(repo, "vm-a")                # the catalog now holds only this one
+    assert from_catalog(repo, vm_name="vm vm-a") == [row for row in from_manifests(repo) if row[0] in a + [later]]
+    recording = Recording(repo.backend)
+    assert [read.point.id for read in reopen(repo, recording).read_summaries(vm_name="vm vm-a")] == a + [later]
+    assert [name for method, name in recording.calls if method == "get" and name.startswith("manifests/")] == []   # repaired
+
+
+def test_another_vms_damaged_manifest_is_reported_by_the_listing_of_every_vm_not_by_one_vms(backend):
+    repo = make_repo(backend)
+    a, b = commit(repo, "vm-a"), commit(repo, "vm-b")
+    name = "manifests/" + b
+    blob = bytearray(backend.get(name))
+    blob[-20] ^= 0x01                           # damage written over it: a new stamp, the same size
+    backend.put(name, bytes(blob))
+    assert [row[0] for row in from_catalog(repo, vm_name="vm vm-a")] == [a]
+    assert from_catalog(repo) == from_manifests(repo) and from_catalog(repo)[1] == (b, None, "CorruptionError")
+    # one VM's listing of the damaged one's own VM does say it
+    assert from_catalog(repo, vm_name="vm vm-b") == [(b, None, "CorruptionError")]
 
 
 # -- fuzz ------------------------------------------------------------------------------------------------------------
