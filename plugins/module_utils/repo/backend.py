@@ -53,6 +53,7 @@ class Backend:
       with ``/`` or is empty), at most ``limit`` of them (in name order on S3); temporary objects are not listed.
     * ``list_names(prefix) -> list of str``: the names ``list(prefix)`` gives, without their sizes and times (a local
       directory need not stat every file: a tenth of the cost; a store whose listing carries them lists as ``list``).
+      ``names_cheaper_than_listing`` says which: True where ``list_names`` saves work, False where it saves nothing.
     * ``stat(name) -> ObjectInfo``: the object as a listing shows it (NotFoundInBackendError if absent).
     * ``list_temporary(prefix)`` and ``delete_temporary(name)``: leftovers of interrupted writes (local only).
     * ``retained_until(name) -> float or None``: the epoch time until which an S3 Object Lock retention protects the
@@ -64,6 +65,7 @@ class Backend:
 
     location = "?"
     parallel_listing = False
+    names_cheaper_than_listing = False
 
     def put(self, name, data, exclusive=False):
         raise NotImplementedError
@@ -127,6 +129,8 @@ class LocalBackend(Backend):
     Thread-safe (no shared mutable state besides the created-directory cache, guarded by a lock).
     ``fsync=False`` is for benchmarks of the CPU pipeline only.
     """
+
+    names_cheaper_than_listing = True     # a listing stats every file; its names alone are a tenth of the cost
 
     def __init__(self, root, fsync=True):
         self.root = os.path.abspath(os.fspath(root))
@@ -267,6 +271,7 @@ class BackendWrapper(Backend):
         self.inner = inner
         self.location = inner.location
         self.parallel_listing = inner.parallel_listing
+        self.names_cheaper_than_listing = getattr(inner, "names_cheaper_than_listing", False)
 
     def _call(self, method, *args, **kwargs):
         return getattr(self.inner, method)(*args, **kwargs)

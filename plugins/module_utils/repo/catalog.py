@@ -316,8 +316,10 @@ def _stamp_used(backend, listed, catalogs):
 
 def _read_summaries(repository, vm, vm_name):
     only = repository.vm_tag(vm) if vm is not None else None
-    # the listing of every VM takes every stamp from the listing; one VM's (by key or name) stats the manifests it shows
-    listed = _list_manifests(repository.backend, only, stamped=vm is None and vm_name is None)
+    # the listing of every VM takes every stamp from the listing; one VM's (by key or name) stats the manifests it
+    # shows where a listing by name is cheaper (local), and lists with the stamps where they come free (S3)
+    one_vm_by_names = (vm is not None or vm_name is not None) and repository.backend.names_cheaper_than_listing
+    listed = _list_manifests(repository.backend, only, stamped=not one_vm_by_names)
     tags = sorted(listed)
     catalogs = dict(zip(tags, _parallel(repository.backend, lambda tag: _load(repository, tag), tags)))
     used = [catalogs[tag] for tag in tags if vm_name is None or not catalogs[tag].excludes(vm_name, listed[tag])]
