@@ -231,10 +231,11 @@ torture: install build-lab
 # -- benchmarks (not part of make test: speed and memory are measured here, never asserted in tests) -------------
 
 .PHONY: bench bench-quick
-# the durations are of an idle 2-core machine (each benchmark prints its own estimate as it starts); beside other work
-# they take longer. The e2e benchmark runs 5 paired repetitions (the project's rule for calling a target met).
+# the durations are of an idle 2-core machine, from the benchmarks' recorded runs (e2e and fleet also print their own
+# estimate as they start); beside other work they take longer. The e2e benchmark runs 5 paired repetitions (the
+# project's rule for calling a target met).
 bench: install build-lab apt-bench
-	@echo "bench: about 65 minutes on an idle 2-core machine, longer beside other work: repository ~1 min, e2e ~17 min" \
+	@echo "bench: about 67 minutes on an idle 2-core machine, longer beside other work: repository ~1 min, e2e ~17 min" \
 	  "(5 repetitions of ~3 min plus setup and scaling run), transports ~9 min, export ~2 min, file restore ~5 min," \
 	  "copy ~3 min, scale (reduced) ~10 min, fleet ~20 min"
 	mkdir -p bench/results
