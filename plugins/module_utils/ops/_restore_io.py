@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 
 from ..errors import BlockvaultError
+from ..transfer import trace
 from ..transfer.restore import DiskRestore, restore_disk
 from ._vddk_io import VddkTarget
 
@@ -36,9 +37,13 @@ def restore_one_disk(context, manifest, write, target):
     """Restore ``write.entry`` of ``manifest`` onto ``target``; the disk's result dict. Raises when the blocksum of
     what was written differs from the recorded one."""
     entry = write.entry
-    index = context.repository.load_disk_index(manifest.id, entry.key)
+    recorder = trace.current()
+    with recorder.span("load-index"):
+        index = context.repository.load_disk_index(manifest.id, entry.key)
     context.set_phase("transfer")
-    job = DiskRestore(key=entry.key.value, index=index, fetch_chunk=context.repository.fetch_chunk, target=target,
+    repository = context.repository
+    fetch = _traced_fetch(repository, recorder) if recorder.enabled else repository.fetch_chunk
+    job = DiskRestore(key=entry.key.value, index=index, fetch_chunk=fetch, target=target,
                       changed_chunks=write.changed_chunks, compare=write.compare)
     result = restore_disk(job, context.transfer_options())
     if result.blocksum != entry.sha256:
@@ -47,6 +52,21 @@ def restore_one_disk(context, manifest, write, target):
     return {"key": entry.key.value, "label": entry.label, "sha256": result.blocksum, "bytes_written": result.bytes_written,
             "chunks_written": result.chunks_written, "chunks_zeroed": result.chunks_zeroed, "bytes_zeroed": result.bytes_zeroed,
             "chunks_unchanged": result.chunks_unchanged}
+
+
+def _traced_fetch(repository, recorder):
+    """``repository.fetch_chunk`` in two spans, the object's read and its decoding (decryption, decompression),
+    for a timeline; the same calls as ``Repository.read_chunk``."""
+    codec, backend, span = repository.codec, repository.backend, recorder.span
+
+    def fetch(digest):
+        storage_id = codec.storage_id(digest)
+        name = repository.chunk_object_name(storage_id)
+        with span("read"):
+            blob = backend.get(name)
+        with span("decode", nbytes=len(blob)):
+            return codec.decode(storage_id, blob, name)
+    return fetch
 
 
 def write_vm_disks(context, manifest, vm, writes, known_zeroed, before_write=None):

@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 
 from ..errors import BlockvaultError, ConfigurationError
+from ..transfer import trace
 from ._engine import new_run_id, select_manifests
 from .context import open_run
 from .requests import RestorePointQuery, RunSettings
@@ -78,13 +79,18 @@ def restore(request, endpoints, settings=RunSettings()):
     if target.needs_vsphere:
         endpoints.require_vsphere("A restore to a VM")
     run_id = new_run_id()
+    span = trace.current().span          # the no-op recorder unless BLOCKVAULT_TRACE is set
     # the status file exists from the first moment (a poller learns at once that opening or selecting failed)
-    with open_run(endpoints, settings, run_id, request.source.describe(), vsphere=target.needs_vsphere) as context:
+    with span("restore-run"), open_run(endpoints, settings, run_id, request.source.describe(), vsphere=target.needs_vsphere) as context:
         try:
             warnings = []
-            manifest = select_restore_point(context.repository, request.source, warnings)
+            with span("open-repository"):
+                repository = context.repository
+            with span("select-restore-point"):
+                manifest = select_restore_point(repository, request.source, warnings)
             context.label = manifest.vm.name
-            result = target.run(context, manifest)
+            with span("target-run"):
+                result = target.run(context, manifest)
             result["restore_point"] = manifest.reference()
             result["warnings"] = warnings + list(result.get("warnings", ()))     # the selection's, then the target's
             return result

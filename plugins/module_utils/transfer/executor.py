@@ -42,6 +42,8 @@ Contract:
 Thread-safety: ``submit``, ``check``, ``cancelled``, ``fail``, ``failed`` may be called from any thread;
 ``add_worker``, ``add_producer``, ``stop`` and ``abort`` only from the thread that owns the executor. An
 Executor is used once. Per item the cost is one queue put and one get (a lock each) and one Event check.
+``recorder`` (a transfer.trace recorder, the no-op one by default): with tracing on, every wait of a worker for an
+item (``queue-get``) and of a submitter for room (``queue-put``) is a span of the thread's timeline.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import logging
 import threading
 
 from ..errors import CancelledError
+from .trace import NULL_RECORDER
 
 __all__ = ["Closed", "Executor", "WorkQueue"]
 
@@ -131,8 +134,9 @@ class Executor:
     """Worker and producer threads around one WorkQueue; see the module docstring for the contract."""
 
     def __init__(self, cancel=None, queue_size=32, cancelled_error=_cancelled_on_request, discard=_ignore,
-                 on_close=None, name="bv-worker"):
+                 on_close=None, name="bv-worker", recorder=NULL_RECORDER):
         self._queue = WorkQueue(queue_size)
+        self._recorder = recorder
         self._cancel = cancel if cancel is not None else threading.Event()
         self._cancelled_error = cancelled_error
         self._discard = discard
@@ -166,6 +170,10 @@ class Executor:
 
     def submit(self, item):
         """Queue ``item`` for a worker, waiting while the queue is full; Closed once the run is stopping."""
+        if self._recorder.enabled:
+            with self._recorder.span("queue-put"):
+                self._queue.put(item)
+            return
         self._queue.put(item)
 
     def fail(self, exc):
@@ -229,6 +237,8 @@ class Executor:
 
     def _serve(self, handler):
         get, handle, cancel = self._queue.get, handler.handle, self._cancel
+        if self._recorder.enabled:          # a timeline shows the waits for work too; off, the loop stays bare
+            get = self._traced_get
         while True:
             item = get()
             if item is _STOP:
@@ -239,6 +249,10 @@ class Executor:
                 self._stop_on_cancel()
                 return
             handle(item)
+
+    def _traced_get(self):
+        with self._recorder.span("queue-get"):
+            return self._queue.get()
 
     def _close_handler(self, handler):
         try:

@@ -44,6 +44,7 @@ from .buffers import BufferPool
 from .executor import Closed, Executor
 from .options import TransferOptions
 from .pipeline import wrap_error
+from . import trace
 
 __all__ = ["CheckZero", "DataChunk", "DiskRestore", "RestoreResult", "ZeroRun", "restore_disk"]
 
@@ -151,8 +152,9 @@ class _Restore:
         self.lock = threading.Lock()             # result counters
         self.target_lock = threading.Lock()      # only when the target cannot be cloned
         self.pool = BufferPool(self.chunk_size, workers) if self.compare else None
+        self.trace = trace.current()             # read once: the no-op recorder unless tracing is on
         self.executor = Executor(cancel=options.cancel, cancelled_error=self.cancelled_error,
-                                 name="bv-restore-%s" % self.key)
+                                 name="bv-restore-%s" % self.key, recorder=self.trace)
         self.progress.add_disk(self.key, self.capacity)
         if job.changed_chunks is None:
             todo = range(self.count)
@@ -247,18 +249,21 @@ class _Restore:
 
     def run(self):
         started = time.monotonic()
-        with self.executor as executor:
-            for number in range(self.workers):
-                executor.add_worker(self.open_worker)
+        span = self.trace.span
+        with span("restore-disk", disk=str(self.key)):
+            with self.executor as executor:
+                for number in range(self.workers):
+                    executor.add_worker(self.open_worker)
+                try:
+                    for item in self.items:
+                        executor.submit(item)
+                except Closed:
+                    pass                      # a worker failed or the run was cancelled: leaving the block raises it
             try:
-                for item in self.items:
-                    executor.submit(item)
-            except Closed:
-                pass                      # a worker failed or the run was cancelled: leaving the block raises it
-        try:
-            self.target.flush()
-        except BaseException as exc:
-            raise self.context(exc, "Flushing the target")
+                with span("flush"):
+                    self.target.flush()
+            except BaseException as exc:
+                raise self.context(exc, "Flushing the target")
         self.result.blocksum = self.written.hexdigest()
         expected = self.index.blocksum()
         if self.result.blocksum != expected:
@@ -281,7 +286,8 @@ class _RestoreWorker:
         self.chunk_size = restore.chunk_size
         clone = getattr(restore.target, "clone", None)
         try:
-            self.target = clone() if clone is not None else restore.target
+            with restore.trace.span("open-handle"):
+                self.target = clone() if clone is not None else restore.target
         except BaseException as exc:
             raise restore.context(exc, "Opening a handle on the target")
         self.owned = clone is not None
@@ -299,7 +305,8 @@ class _RestoreWorker:
         try:
             if self.owned and not restore.executor.failed:
                 try:
-                    self.target.flush()
+                    with restore.trace.span("flush-handle"):
+                        self.target.flush()
                 except BaseException as exc:
                     restore.executor.fail(restore.context(exc, "Flushing the target"))
         finally:
@@ -350,15 +357,18 @@ class _RestoreWorker:
                 restore.written.set(i, digest)
                 restore.count_done(length, chunks_compared=1, chunks_unchanged=1)
                 return
-        data = restore.fetch_chunk(digest)
-        actual = hashlib.sha256(data).digest()
+        span = restore.trace.span
+        with span("fetch", chunk=i):
+            data = restore.fetch_chunk(digest)
+        with span("verify"):
+            actual = hashlib.sha256(data).digest()
         if len(data) != length or actual != digest:
             raise CorruptionError("Chunk %d of disk %s (%s) read from the repository is %d bytes with SHA-256 %s, not the %d "
                                   "bytes the index records; run validate on the repository."
                                   % (i, restore.key, digest.hex(), len(data), actual.hex(), length),
                                   object_name=digest.hex())
         for place in [i] + restore.copies.get(i, []):
-            with self.lock:
+            with self.lock, span("write", chunk=place):
                 self.target.write(place * self.chunk_size, data)
             restore.written.set(place, actual)
             restore.count_done(length, chunks_written=1, bytes_written=length, chunks_compared=1 if restore.compare else 0)
