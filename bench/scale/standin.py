@@ -13,8 +13,9 @@
   the name, ``exists`` looks it up, ``get`` reads a written-through object or fails. Everything else (config, keys,
   manifests, indexes, locks, pins, removal markers, checkpoints) goes to the LocalBackend unchanged.
 * ``S3RequestCounter``: counts, for every call that reaches it, the S3 requests ``repo/s3.py`` would send for it
-  (PUT, GET, HEAD for exists and retained_until, DELETE, one LIST per 1,000 names listed, HeadBucket before the first
-  write), and sets ``parallel_listing`` so that the code takes its S3 paths (chunk listing by 256 prefixes, 8 delete
+  (PUT, GET, HEAD for exists and retained_until, DELETE, one DeleteObjects per 1,000 names of a ``delete_many``, one
+  LIST per 1,000 names listed, HeadBucket before the first write), and sets ``parallel_listing`` and
+  ``max_delete_batch`` (1,000) so that the code takes its S3 paths (chunk listing by 256 prefixes, batch deletes by 8
   workers).
 """
 
@@ -27,7 +28,7 @@ import threading
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import BackendError, NotFoundInBackendError
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper, ObjectInfo
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import CHUNKS_PREFIX, chunk_id_from_name
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import CHUNKS_PREFIX, chunk_id_from_name, chunk_name
 
 ID = 32
 _SPLIT = re.compile(b".{32}", re.S)
@@ -105,15 +106,20 @@ class NameStore:
             self._added.setdefault(storage_id[0], set()).add(storage_id)
 
     def discard(self, storage_id):
-        storage_id = bytes(storage_id)
+        self.discard_many((storage_id,))
+
+    def discard_many(self, storage_ids):
+        """Remove every id of ``storage_ids`` (one lock acquisition: a batch delete costs no more than S3's)."""
         with self._lock:
-            added = self._added.get(storage_id[0])
-            if added:
-                added.discard(storage_id)
-            buffer = self._tombstones[storage_id[0]]
-            buffer += storage_id
-            if len(buffer) >= 65536:
-                self._write_tombstones(storage_id[0])
+            for storage_id in storage_ids:
+                storage_id = bytes(storage_id)
+                added = self._added.get(storage_id[0])
+                if added:
+                    added.discard(storage_id)
+                buffer = self._tombstones[storage_id[0]]
+                buffer += storage_id
+                if len(buffer) >= 65536:
+                    self._write_tombstones(storage_id[0])
 
     def _write_tombstones(self, shard):
         with open(self._path(shard, "del"), "ab") as handle:
@@ -211,6 +217,8 @@ class StandInBackend(BackendWrapper):
         self.store = store
         self.real_chunks = real_chunks
         self.location = "%s (chunks: names in %s)" % (inner.location, store.directory)
+        self._written = None            # names of the chunk objects written through, listed at the first delete_many
+        self._written_lock = threading.Lock()
 
     def put(self, name, data, exclusive=False):
         chunk_id = chunk_id_from_name(name) if name.startswith(CHUNKS_PREFIX) else None
@@ -218,6 +226,9 @@ class StandInBackend(BackendWrapper):
             return self.inner.put(name, data, exclusive=exclusive)
         if self.real_chunks:
             self.inner.put(name, data, exclusive=exclusive)
+            with self._written_lock:
+                if self._written is not None:
+                    self._written.add(name)
         self.store.add(chunk_id)
         return None
 
@@ -244,6 +255,24 @@ class StandInBackend(BackendWrapper):
         if self.real_chunks:
             self.inner.delete(name)
         return None
+
+    def delete_many(self, names):
+        """A set operation per chunk name (and an unlink for the few chunk objects written through): not an unlink
+        attempt per name, which would add a local directory's cost to a model of S3's."""
+        chunk_ids, others = [], []
+        for name in names:
+            chunk_id = chunk_id_from_name(name) if name.startswith(CHUNKS_PREFIX) else None
+            (others if chunk_id is None else chunk_ids).append(name if chunk_id is None else chunk_id)
+        self.store.discard_many(chunk_ids)
+        if self.real_chunks and chunk_ids:
+            with self._written_lock:
+                if self._written is None:
+                    self._written = {info.name for info in self.inner.list(CHUNKS_PREFIX)}
+                written = [chunk_name(chunk_id) for chunk_id in chunk_ids if chunk_name(chunk_id) in self._written]
+                self._written.difference_update(written)
+            others.extend(written)
+        for name in others:
+            self.inner.delete(name)
 
     def list(self, prefix="", limit=None):
         if prefix.startswith(CHUNKS_PREFIX):
@@ -283,6 +312,8 @@ class S3RequestCounter(BackendWrapper):
     def __init__(self, inner, parallel_listing=True):
         super().__init__(inner)
         self.parallel_listing = parallel_listing
+        # S3's DeleteObjects takes 1,000 keys; a local directory deletes one name at a time
+        self.max_delete_batch = 1000 if parallel_listing else 1
         self._mutex = threading.Lock()
         self.requests = collections.Counter()
         self._bucket_checked = False
@@ -318,6 +349,11 @@ class S3RequestCounter(BackendWrapper):
     def delete(self, name):
         self._count("DELETE")
         return self.inner.delete(name)
+
+    def delete_many(self, names):
+        names = list(names)
+        self._count("DeleteObjects", -(-len(names) // 1000))
+        return self.inner.delete_many(names)
 
     def list(self, prefix="", limit=None):
         found = self.inner.list(prefix, limit=limit)

@@ -49,6 +49,12 @@ class Backend:
       parts (concatenated; lets callers avoid a copy). ``exclusive``: fail with BackendError if it exists.
     * ``get(name) -> bytes``: NotFoundInBackendError if absent.
     * ``exists(name) -> bool``; ``delete(name)`` (absent is not an error);
+    * ``delete_many(names)``: delete every name of the iterable (absent is not an error); returns None once every one
+      is gone, else raises BackendError naming the objects that could not be deleted (``transient`` when all of
+      those failures were), and those may or may not have been deleted. ``max_delete_batch`` is how many names the
+      store deletes in one request (S3's DeleteObjects: 1,000); where it is 1 (a local directory: one unlink each)
+      ``delete_many`` is ``delete`` name by name, and callers that check a deadline before every request (GC's
+      fencing) pass one name at a time.
     * ``list(prefix, limit=None) -> list of ObjectInfo`` for names starting with ``prefix`` (``prefix`` ends
       with ``/`` or is empty), at most ``limit`` of them (in name order on S3); temporary objects are not listed.
     * ``list_names(prefix) -> list of str``: the names ``list(prefix)`` gives, without their sizes and times (a local
@@ -66,6 +72,7 @@ class Backend:
     location = "?"
     parallel_listing = False
     names_cheaper_than_listing = False
+    max_delete_batch = 1
 
     def put(self, name, data, exclusive=False):
         raise NotImplementedError
@@ -78,6 +85,11 @@ class Backend:
 
     def delete(self, name):
         raise NotImplementedError
+
+    def delete_many(self, names):
+        # a store without a batch delete: one delete per name (each its own request), in order
+        for name in names:
+            self.delete(name)
 
     def list(self, prefix="", limit=None):
         raise NotImplementedError
@@ -272,6 +284,7 @@ class BackendWrapper(Backend):
         self.location = inner.location
         self.parallel_listing = inner.parallel_listing
         self.names_cheaper_than_listing = getattr(inner, "names_cheaper_than_listing", False)
+        self.max_delete_batch = getattr(inner, "max_delete_batch", 1)
 
     def _call(self, method, *args, **kwargs):
         return getattr(self.inner, method)(*args, **kwargs)
@@ -287,6 +300,14 @@ class BackendWrapper(Backend):
 
     def delete(self, name):
         return self._call("delete", name)
+
+    def delete_many(self, names):
+        if type(self).delete is not BackendWrapper.delete and type(self).delete_many is BackendWrapper.delete_many:
+            # a wrapper that changes what a delete does, and not delete_many: every name goes through its delete
+            for name in names:
+                self.delete(name)
+            return None
+        return self._call("delete_many", list(names))
 
     def list(self, prefix="", limit=None):
         return self._call("list", prefix, limit=limit)
@@ -313,7 +334,8 @@ class BackendWrapper(Backend):
 class RetryingBackend(BackendWrapper):
     """Retries calls that fail with a transient BackendError: exponential backoff with full jitter.
 
-    Thread-safe. NotFoundInBackendError and non-transient errors pass through at once.
+    Thread-safe. NotFoundInBackendError and non-transient errors pass through at once. A ``delete_many`` is retried
+    whole (deleting an absent object is no error, so the names already deleted cost nothing but the request).
     """
 
     def __init__(self, inner, attempts=5, base_delay=0.5, max_delay=20.0, sleep=time.sleep):
@@ -337,7 +359,8 @@ class RetryingBackend(BackendWrapper):
 
 
 class ConcurrencyLimitedBackend(BackendWrapper):
-    """Bounds the number of simultaneous backend calls with a semaphore. Thread-safe."""
+    """Bounds the number of simultaneous backend calls with a semaphore (a ``delete_many`` is one call: one request
+    on S3). Thread-safe."""
 
     def __init__(self, inner, max_concurrency=8):
         super().__init__(inner)

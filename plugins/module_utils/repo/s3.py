@@ -54,6 +54,7 @@ class S3Backend(Backend):
     """
 
     parallel_listing = True
+    max_delete_batch = 1000     # DeleteObjects takes at most 1,000 keys
 
     def __init__(self, bucket, prefix="", settings=S3Settings(), max_pool_connections=10):
         _import_boto3()
@@ -211,6 +212,36 @@ class S3Backend(Backend):
             error = self._error("delete", name, exc)
             if not isinstance(error, NotFoundInBackendError):
                 raise error from None
+
+    def delete_many(self, names):
+        """DeleteObjects, 1,000 keys a request (quiet: only the failures are answered). A key S3 reports an error for
+        is not deleted, except NoSuchKey (absent: as ``delete``); the failures of every request are collected and
+        raised at the end as one BackendError naming them."""
+        names = list(names)
+        failed = []
+        for start in range(0, len(names), self.max_delete_batch):
+            part = names[start:start + self.max_delete_batch]
+            objects = [{"Key": self._key(name)} for name in part]
+            try:
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+            except Exception as exc:
+                raise self._error("delete", "%d objects (%s...)" % (len(part), part[0]), exc) from None
+            for error in answer.get("Errors") or ():
+                code = str(error.get("Code", ""))
+                if code not in _NOT_FOUND:
+                    failed.append((str(error.get("Key", ""))[len(self.prefix):], code, error.get("Message") or ""))
+        if failed:
+            raise self._delete_failures(failed, len(names))
+        return None
+
+    def _delete_failures(self, failed, asked):
+        named = "; ".join("%s: %s %s" % (name, code, message) for name, code, message in failed[:5])
+        codes = {code for _name, code, _message in failed}
+        hint = ("Check the S3 credentials and the bucket policy (s3:DeleteObject)." if codes & {"AccessDenied", "403"} else
+                "Run the operation again: deleting is idempotent.")
+        return BackendError("S3 could not delete %d of %d objects in %s (%s%s); the others were deleted." % (
+            len(failed), asked, self.location, named, "; ..." if len(failed) > 5 else ""),
+            transient=all(code in _TRANSIENT for code in codes), hint=hint)
 
     def list(self, prefix="", limit=None):
         result = []

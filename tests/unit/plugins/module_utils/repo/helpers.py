@@ -132,7 +132,7 @@ def read_disk(repo, rp_id, disk_key):
 
 
 class CrashingBackend(BackendWrapper):
-    """Fails the ``fail_at``-th mutating call (put or delete); after it, every call fails (the process is dead)."""
+    """Fails the ``fail_at``-th mutating call (put, delete or delete_many); after it, every call fails (the process is dead)."""
 
     def __init__(self, inner, fail_at):
         super().__init__(inner)
@@ -143,7 +143,7 @@ class CrashingBackend(BackendWrapper):
 
     def _call(self, method, *args, **kwargs):
         with self._mutex:
-            if not self.dead and method in ("put", "delete"):
+            if not self.dead and method in ("put", "delete", "delete_many"):
                 self.writes += 1
                 if self.writes == self.fail_at:
                     self.dead = True

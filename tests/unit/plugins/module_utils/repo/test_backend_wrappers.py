@@ -127,3 +127,56 @@ def test_open_backend_specs(tmp_path):
         open_backend("s3:///prefix")
     with pytest.raises(ConfigurationError, match="must be a path or an s3://bucket/prefix URL"):
         open_backend("")
+
+
+class FlakyDeletes(BackendWrapper):
+    """A batch-deleting store (``max_delete_batch`` 1000) whose first ``failures`` delete_many calls fail with ``error``
+    after deleting the first name (a partial failure, as S3's per-key errors)."""
+
+    def __init__(self, inner, failures, error):
+        super().__init__(inner)
+        self.max_delete_batch = 1000
+        self.failures = failures
+        self.error = error
+        self.calls = []
+
+    def delete_many(self, names):
+        names = list(names)
+        self.calls.append(names)
+        if len(self.calls) <= self.failures:
+            self.inner.delete(names[0])
+            raise self.error
+        return self.inner.delete_many(names)
+
+
+def test_delete_many_through_the_wrappers(tmp_path):
+    """Retry and limit pass delete_many through as one call (retried whole on a transient error, not on a permanent
+    one) and carry the store's max_delete_batch; a plain LocalBackend deletes name by name."""
+    local = LocalBackend(str(tmp_path))
+    names = ["chunks/ab/%d" % n for n in range(5)]
+    for name in names:
+        local.put(name, b"x")
+    flaky = FlakyDeletes(local, 1, BackendError("S3 could not delete 1 of 5 objects: SlowDown.", transient=True))
+    wrapped = RetryingBackend(ConcurrencyLimitedBackend(flaky, max_concurrency=2), attempts=3, sleep=lambda s: None)
+    assert wrapped.max_delete_batch == 1000 and local.max_delete_batch == 1
+    wrapped.delete_many(iter(names))
+    assert flaky.calls == [names, names] and local.list("") == []
+    local.put(names[0], b"x")
+    flaky = FlakyDeletes(local, 1, BackendError("S3 could not delete 1 of 1 objects: AccessDenied."))
+    with pytest.raises(BackendError, match="AccessDenied"):
+        RetryingBackend(flaky, attempts=3, sleep=lambda s: None).delete_many(names[:2])
+    assert len(flaky.calls) == 1
+
+
+def test_a_wrapper_that_changes_delete_sees_every_name_of_delete_many(tmp_path):
+    class Refusing(BackendWrapper):
+        def delete(self, name):
+            if name.endswith("keep"):
+                raise BackendError("refused %s" % name)
+            return self.inner.delete(name)
+    local = LocalBackend(str(tmp_path))
+    local.put("gc/a", b"")
+    local.put("gc/keep", b"")
+    with pytest.raises(BackendError, match="refused gc/keep"):
+        RetryingBackend(Refusing(local)).delete_many(["gc/a", "gc/keep"])
+    assert [info.name for info in local.list("")] == ["gc/keep"]

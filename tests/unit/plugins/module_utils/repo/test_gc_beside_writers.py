@@ -12,11 +12,15 @@ import uuid
 
 import pytest
 
+from ansible_collections.blockvault.vsphere.plugins.module_utils.errors import LeaseLostError
+from ansible_collections.blockvault.vsphere.plugins.module_utils.lease import OwnerLease
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex
-from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import chunk_name, isotime
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.backend import BackendWrapper, ObjectInfo
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.garbage import _listed_ids
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.format import chunk_id_from_name, chunk_name, isotime
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.generations import (
-    CONDEMNED, RESCUES_PREFIX, SWEEP_MARKER, Condemnation, Generation, begin_sweep, decode_condemnation, encode_condemnation,
-    end_sweep, read_condemnation)
+    CONDEMNED, RESCUES_PREFIX, SWEEP_MARKER, ChunkIds, ChunkIdsBuilder, Condemnation, Generation, begin_sweep, decode_condemnation,
+    encode_condemnation, end_sweep, read_condemnation)
 from ansible_collections.blockvault.vsphere.tests.unit.plugins.module_utils.repo.helpers import (
     MIB, backup, beside_prune_and_gc, disk_record, make_repo, random_disk, read_disk, reopen, vm_record)
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import ManifestDraft
@@ -181,6 +185,36 @@ def test_record_round_trip():
     assert record.chunks == {bytes(32), b"\x01" * 32, b"\x02" * 32}
 
 
+def test_chunk_ids_is_a_compact_set():
+    """generations.ChunkIds, GC's packed id set: a set's answers, any input order, and shared, not copied, by the steps
+    that keep every member."""
+    rng = random.Random(7)
+    ids = [rng.randbytes(32) for _number in range(3000)] + [bytes(32), bytes(8) + b"\x01" * 24, bytes(31) + b"\x02"]
+    builder = ChunkIdsBuilder(sizes=True)
+    for number, storage_id in enumerate(ids + ids[:5]):
+        builder.add(storage_id, number % len(ids) + 1)
+    everything, half = builder.build(), ChunkIds.of(reversed(ids[:1500]))
+    assert len(everything) == len(ids) and list(everything) == sorted(ids) and everything == set(ids)
+    assert all(storage_id in everything for storage_id in ids) and rng.randbytes(32) not in everything
+    assert everything - half == set(ids[1500:]) and everything & half == set(ids[:1500]) and half | everything == everything
+    assert {ids[0], b"x" * 32} & everything == {ids[0]}
+    assert everything.without(set(ids[3:])) == set(ids[:3]) and everything.size_of(ids[:3]) == 1 + 2 + 3
+    assert everything.without(set()) is everything and everything & everything is everything
+    assert ChunkIds() == frozenset() and not ChunkIds()
+
+
+def test_chunk_names_of_a_listing_as_format_reads_them():
+    rng = random.Random(8)
+    valid = [chunk_name(rng.randbytes(32)) for _number in range(50)]
+    hexid = rng.randbytes(32).hex()
+    odd = ["chunks/%s/%s" % (hexid[:2].upper(), hexid.upper()), "chunks/zz/" + hexid, "chunks/%s/%s" % (hexid[:2], hexid[:62] + "zz"),
+           "indexes/%s/%s" % (hexid[:2], hexid), "chunks/%s/%s\n%s" % (hexid[:2], hexid, valid[0]), "chunks/%s/%s" % (hexid[:2], hexid[:63])]
+    for names in (valid, valid + odd, odd):
+        listing = [ObjectInfo(name, number, 0.0) for number, name in enumerate(names)]
+        expected = [(chunk_id_from_name(name), number) for number, name in enumerate(names) if chunk_id_from_name(name) is not None]
+        assert _listed_ids(listing) == expected
+
+
 def _wait_for(condition, timeout=10.0):
     event = threading.Event()
     for _number in range(int(timeout / 0.01)):
@@ -282,3 +316,58 @@ def test_a_reader_whose_condemned_chunk_a_sweep_deleted_first_is_told(backend):
             with repo.hold_chunks(lock, index, "export e"):
                 pass
     assert not backend.list(RESCUES_PREFIX)
+
+
+class BatchDeleting(BackendWrapper):
+    """A store whose batch delete takes ``batch`` names a request: records each request's size, and calls ``on_request``
+    (if set) as a request is made. Two delete workers (a local directory's), whatever the inner backend."""
+
+    def __init__(self, inner, batch):
+        super().__init__(inner)
+        self.max_delete_batch = batch
+        self.parallel_listing = False
+        self.requests = []
+        self.on_request = None
+        self._mutex = threading.Lock()
+
+    def delete_many(self, names):
+        names = list(names)
+        with self._mutex:
+            self.requests.append(len(names))
+        if self.on_request is not None:
+            self.on_request()
+        return self.inner.delete_many(names)
+
+
+def _garbage_chunks(repo, count, seed):
+    """``count`` chunks of a restore point that is then deleted; returns their storage ids."""
+    data = random_disk(count * MIB, seed)
+    rp_id = backup(repo, "vm-old", {"2000": bytearray(data)})[0]
+    repo.delete_restore_point(rp_id)
+    return [repo.codec.storage_id(hashlib.sha256(data[n * MIB:(n + 1) * MIB]).digest()) for n in range(count)]
+
+
+def test_the_sweep_deletes_in_batches_of_the_stores_size(backend):
+    store = BatchDeleting(backend, 3)
+    repo = make_repo(store)
+    ids = _garbage_chunks(repo, 10, 21)
+    report = reopen(repo).gc()
+    assert (report["chunks_removed"], report["chunks_condemned"], report["bytes_removed"] > 10 * MIB // 2) == (10, 0, True)
+    assert store.requests == [3, 3, 3]      # and the tenth chunk by a delete (a request of one name)
+    assert not any(backend.exists(chunk_name(storage_id)) for storage_id in ids)
+
+
+def test_no_delete_request_once_the_gc_lock_is_lost(backend, monkeypatch):
+    """Fencing of the batch deletes (spec 9.1): the deadline is checked before every request, so a lease lost during
+    the sweep stops it at once; at most the request in flight in the other worker still goes."""
+    store = BatchDeleting(backend, 2)
+    repo = make_repo(store)
+    ids = _garbage_chunks(repo, 12, 22)
+    lost = threading.Event()
+    store.on_request = lost.set
+    problem = OwnerLease.problem
+    monkeypatch.setattr(OwnerLease, "problem", lambda self: "lost in the test" if lost.is_set() else problem(self))
+    with pytest.raises(LeaseLostError, match="lost in the test"):
+        reopen(repo).gc()
+    assert 1 <= len(store.requests) <= 2      # the request that lost it, and at most one the other worker had begun
+    assert sum(backend.exists(chunk_name(storage_id)) for storage_id in ids) >= 12 - 2 * 2
