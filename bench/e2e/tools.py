@@ -123,13 +123,7 @@ class Restic:
     def restore(self, out):
         target = out + ".d"
         m = measure(self.paths, self._argv("restore", "latest", "--target", target), repo=None, label="restic restore")
-        restored = os.path.join(target, self.paths.image.lstrip("/"))
-        m["fsync_s"] = fsync_seconds(restored)
-        m["output_mib"] = round(disk_usage(restored) / MIB, 1)
-        m["output_ok"] = same_content(restored, self.paths.image)
-        rmtree(target)
-        m.pop("stdout")
-        return m
+        return _restored(m, os.path.join(target, self.paths.image.lstrip("/")), target, self.paths)
 
     def cleanup(self):
         rmtree(self.repo)
@@ -167,13 +161,7 @@ class Borg:
         os.makedirs(target, exist_ok=True)
         m = measure(self.paths, ["borg", "extract", "--sparse", "%s::a%d" % (self.repo, self.archives)], env=self.env,
                     cwd=target, label=self.name + " extract")
-        restored = os.path.join(target, os.path.basename(self.paths.image))
-        m["fsync_s"] = fsync_seconds(restored)
-        m["output_mib"] = round(disk_usage(restored) / MIB, 1)
-        m["output_ok"] = same_content(restored, self.paths.image)
-        rmtree(target)
-        m.pop("stdout")
-        return m
+        return _restored(m, os.path.join(target, os.path.basename(self.paths.image)), target, self.paths)
 
     def cleanup(self):
         rmtree(self.repo)
@@ -186,4 +174,14 @@ def qemu_copy(paths):
     m = measure(paths, ["qemu-img", "convert", "-O", "qcow2", paths.image, out], repo=out, label="qemu-img")
     m.pop("stdout")
     rmtree(out)
+    return m
+
+
+def _restored(m, restored, target, paths):
+    """``m`` (a restore's measurement) with what its output cost and whether it is the image; ``target`` removed."""
+    m["fsync_s"] = fsync_seconds(restored)
+    m["output_mib"] = round(disk_usage(restored) / MIB, 1)
+    m["output_ok"] = same_content(restored, paths.image)
+    rmtree(target)
+    m.pop("stdout")
     return m
