@@ -150,7 +150,7 @@ check: units sanity lint
 # that version's ansible-playbook --syntax-check of the collection's playbooks.
 sanity: python-install ansible-test-bootstrap
 	rm -rf $(SANITY_COPY) && mkdir -p $(SANITY_COPY)
-	git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
+	git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'if test -e "{}"; then echo "{}"; fi' \
 	  | tar -cf - -T - | tar -xf - -C $(SANITY_COPY)
 	# a repository of its own, or ansible-test would list files through the checkout's git, which ignores build/
 	cd $(SANITY_COPY) && git init -q && git add -A
