@@ -20,6 +20,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from .children import ends_with_this_process
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEFAULT_BINARY = REPO_ROOT / "build" / "vcsim" / "blockvault-vcsim"
 VDDK_LIBDIR = REPO_ROOT / "build" / "vddk"
@@ -116,7 +118,8 @@ class Lab:
         log_path = directory / LOG_NAME
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=detach, close_fds=True)
+                                       start_new_session=detach, close_fds=True,
+                                       preexec_fn=None if detach else ends_with_this_process())
         deadline = time.monotonic() + timeout
         while True:
             if lab_json.exists():

@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 import time
 
+from .children import ends_with_this_process
+
 __all__ = ["HttpProxy"]
 
 # tinyproxy 1.11 logs "Request (file descriptor 6): CONNECT 127.0.0.1:443 HTTP/1.1" for each CONNECT asked for
@@ -45,7 +47,7 @@ class HttpProxy:
             for port in connect_ports:
                 handle.write("ConnectPort %d\n" % int(port))
         self._process = subprocess.Popen([program, "-d", "-c", config], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+                                         stderr=subprocess.DEVNULL, preexec_fn=ends_with_this_process())
         deadline = time.monotonic() + start_timeout
         while True:
             try:

@@ -25,6 +25,8 @@ import time
 
 import pytest
 
+from .children import ends_with_this_process
+
 PLAIN_BUCKET = "blockvault-test"
 LOCKED_BUCKET = "blockvault-locked"
 REGION = "us-east-1"
@@ -139,7 +141,8 @@ class MotoServer(S3Server):
         log_path = directory / "moto.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                       env=env, start_new_session=True)
+                                       env=env, start_new_session=True,
+                                       preexec_fn=ends_with_this_process())
         server = cls(directory, port, process, log_path)
         server._wait_ready(timeout)
         return server
@@ -187,7 +190,8 @@ class SeaweedServer(S3Server):
         log_path = directory / "weed.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(directory),
-                                       env=dict(os.environ, TMPDIR=str(directory)), start_new_session=True)
+                                       env=dict(os.environ, TMPDIR=str(directory)), start_new_session=True,
+                                       preexec_fn=ends_with_this_process())
         server = cls(directory, s3, process, log_path)
         # sockets weed names in /tmp whatever TMPDIR says: removed at stop (they carry this server's own port numbers)
         server.leftovers = ["/tmp/seaweedfs-%s-grpc-%d.sock" % (kind, port) for kind, port in (
