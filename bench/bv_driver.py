@@ -29,28 +29,15 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+from benchpath import ROOT  # noqa: E402  pylint: disable=wrong-import-position  # before the collection's imports
 
 PASSPHRASE = "bench passphrase, not a secret"
 VM_KEY = "bench-vm"
 DISK_KEY = "2000"
 MIB = 1 << 20
 CHUNK = 4 * MIB
-
-
-def _link_collection():
-    link = os.path.join(ROOT, "build", "collections", "ansible_collections", "blockvault", "vsphere")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(ROOT, link)
-
-
-_link_collection()
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, Repository, open_backend  # noqa: E402
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmRecord  # noqa: E402

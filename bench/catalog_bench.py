@@ -28,27 +28,14 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+from benchpath import ROOT  # noqa: E402  pylint: disable=wrong-import-position  # before the collection's imports
 WORK = os.path.join(ROOT, "bench", "work", "catalog")
 PASSPHRASE = "catalog bench passphrase"
 MIB = 1 << 20
-
-
-def _link_collection():
-    link = os.path.join(ROOT, "build", "collections", "ansible_collections", "blockvault", "vsphere")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(os.path.relpath(ROOT, os.path.dirname(link)), link)
-
-
-_link_collection()
 
 # pylint: disable=wrong-import-position
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import _engine, info  # noqa: E402

@@ -35,8 +35,7 @@ import signal
 import sys
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, BENCH)
-sys.path.insert(0, os.path.join(os.path.dirname(BENCH), "tests", "lab"))
+import benchpath  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  # the collection and labkit on sys.path
 
 from e2e import run as e2e_run  # noqa: E402  pylint: disable=wrong-import-position
 

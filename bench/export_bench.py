@@ -28,13 +28,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path.insert(0, BENCH)
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
+import benchpath  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  # the collection and labkit on sys.path
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
 from bv_driver import repo_settings, DRIVER, PY, fresh_workdir, log, write_results  # noqa: E402  pylint: disable=wrong-import-position

@@ -74,8 +74,7 @@ import urllib.parse
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-sys.path.insert(0, BENCH)
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import benchpath  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  # the collection and labkit on sys.path
 
 from bv_driver import PASSPHRASE, fresh_workdir, log, write_results  # noqa: E402  pylint: disable=wrong-import-position
 from labkit import Lab, binary_path  # noqa: E402  pylint: disable=wrong-import-position

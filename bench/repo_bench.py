@@ -32,18 +32,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
+from benchpath import ROOT  # noqa: E402  pylint: disable=wrong-import-position  # before the collection's imports
 MIB = 1 << 20
 CHUNK = 4 * MIB
 POOL = 8
-
-
-def _link_collection():
-    link = os.path.join(ROOT, "build", "collections", "ansible_collections", "blockvault", "vsphere")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(os.path.relpath(ROOT, os.path.dirname(link)), link)
 
 
 def make_pool(kind, seed=1):
@@ -156,7 +148,6 @@ def stage_ceilings(count, repeat=1):
 
 def run_case(target_dir, kind, encrypted, threads, size_mib, fsync):
     """One ingest + read-back case in this process; returns the figures (called in a subprocess)."""
-    _link_collection()
     from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import DiskIndex, LocalBackend, Repository, crypto
     from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.model import DiskRecord, ManifestDraft, VmRecord
 

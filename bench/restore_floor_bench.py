@@ -24,12 +24,10 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, BENCH)
-sys.path.insert(0, os.path.join(os.path.dirname(BENCH), "tests", "lab"))
+import benchpath  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  # the collection and labkit on sys.path
 
 import diskgen  # noqa: E402  pylint: disable=wrong-import-position
 from e2e import common, floors  # noqa: E402  pylint: disable=wrong-import-position

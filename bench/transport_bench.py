@@ -34,8 +34,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import benchpath  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  # the collection and labkit on sys.path
 
 MIB = 1 << 20
 PASSPHRASE = "bench passphrase, not a secret"

@@ -18,20 +18,15 @@ GIB = 1 << 30
 MIB = 1 << 20
 
 
-def link_collection():
-    """Make ``ansible_collections.blockvault.vsphere`` importable (build/collections, as the Makefile links it)."""
-    link = os.path.join(ROOT, "build", "collections", "ansible_collections", "blockvault", "vsphere")
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(os.path.relpath(ROOT, os.path.dirname(link)), link)
-    path = os.path.join(ROOT, "build", "collections")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    if HERE not in sys.path:
-        sys.path.insert(0, HERE)
+def _import_paths():
+    """The scale scripts import each other (this folder) and, through bench/benchpath.py, the collection."""
+    for path in (os.path.dirname(HERE), HERE):
+        if path not in sys.path:
+            sys.path.insert(0, path)
 
 
-link_collection()
+_import_paths()
+import benchpath  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  # links the collection
 
 
 def make_backend(workdir, mode, model="s3", fsync=True):
