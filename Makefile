@@ -15,7 +15,6 @@ BUILD := $(ROOT)/build
 # ansible-test and ansible-playbook need the collection under ansible_collections/NAMESPACE/NAME.
 COLLECTIONS := $(BUILD)/collections
 COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/blockvault/vsphere
-SANITY_COPY := $(BUILD)/sanity/ansible_collections/blockvault/vsphere
 LAB_DIR := $(ROOT)/.lab
 SIMULATOR := $(BUILD)/vcsim/blockvault-vcsim
 VDDK_STANDIN := $(BUILD)/vddk/lib64/libvixDiskLib.so.8
@@ -145,25 +144,36 @@ check: units sanity lint
 	@echo "make check: units, sanity and lint passed"
 
 .PHONY: sanity
-# ansible-test resolves the physical working directory, so it runs in a copy of the files git would commit; each
-# version of SANITY_VERSIONS in turn, from its own venv (`make sanity SANITY_VERSIONS=2.19` runs one), followed by
-# that version's ansible-playbook --syntax-check of the collection's playbooks.
+# ansible-test resolves the physical working directory, so it runs in a copy of the files git would commit (a git
+# repository of its own, or ansible-test would list files through the checkout's git, which ignores build/), one copy
+# per version of SANITY_VERSIONS (`make sanity SANITY_VERSIONS=2.19` runs one): the versions run at the same time, each
+# from its own venv and writing its own tests/output (most of a run is one pylint process: on 2 cores two versions
+# take the time of one), each followed by that version's ansible-playbook --syntax-check of the collection's
+# playbooks. Each version's output is printed whole when it ends, then one summary line.
 sanity: python-install ansible-test-bootstrap
-	rm -rf $(SANITY_COPY) && mkdir -p $(SANITY_COPY)
-	git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'if test -e "{}"; then echo "{}"; fi' \
-	  | tar -cf - -T - | tar -xf - -C $(SANITY_COPY)
-	# a repository of its own, or ansible-test would list files through the checkout's git, which ignores build/
-	cd $(SANITY_COPY) && git init -q && git add -A
+	rm -rf $(BUILD)/sanity $(BUILD)/sanity-logs && mkdir -p $(BUILD)/sanity-logs
+	@for version in $(SANITY_VERSIONS); do \
+	  copy=$(BUILD)/sanity/$$version/ansible_collections/blockvault/vsphere; mkdir -p $$copy; \
+	  git ls-files -z --cached --others --exclude-standard 2>/dev/null | xargs -0 -I{} sh -c 'if test -e "{}"; then echo "{}"; fi' \
+	    | tar -cf - -T - | tar -xf - -C $$copy; \
+	  (cd $$copy && git init -q && git add -A); \
+	done
+	@for version in $(SANITY_VERSIONS); do \
+	  ( start=$$(date +%s); copy=$(BUILD)/sanity/$$version/ansible_collections/blockvault/vsphere; \
+	    if (cd $$copy && PATH=$(BUILD)/ansible-core-$$version/bin:$$PATH \
+	        ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)) \
+	      && (for playbook in playbooks/*.yml; do \
+	           ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 \
+	           $(BUILD)/ansible-core-$$version/bin/ansible-playbook --syntax-check $$playbook >/dev/null || exit 1; \
+	         done); then result=passed; else result=FAILED; fi; \
+	    echo "ansible-core $$version: $$result in $$(( $$(date +%s) - start )) s;" > $(BUILD)/sanity-logs/$$version.result \
+	  ) > $(BUILD)/sanity-logs/$$version.log 2>&1 & \
+	done; wait
 	@status=0; summary=""; \
 	for version in $(SANITY_VERSIONS); do \
-	  echo "== ansible-test sanity, ansible-core $$version"; start=$$(date +%s); \
-	  if (cd $(SANITY_COPY) && PATH=$(BUILD)/ansible-core-$$version/bin:$$PATH \
-	      ansible-test sanity --python 3.11 --color no $(SANITY_ARGS)) \
-	    && (for playbook in playbooks/*.yml; do \
-	         ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 \
-	         $(BUILD)/ansible-core-$$version/bin/ansible-playbook --syntax-check $$playbook >/dev/null || exit 1; \
-	       done); then result=passed; else result=FAILED; status=1; fi; \
-	  summary="$$summary ansible-core $$version: $$result in $$(( $$(date +%s) - start )) s;"; \
+	  echo "== ansible-test sanity, ansible-core $$version"; cat $(BUILD)/sanity-logs/$$version.log; \
+	  line=$$(cat $(BUILD)/sanity-logs/$$version.result 2>/dev/null || echo "ansible-core $$version: FAILED (no result);"); \
+	  case "$$line" in *passed*) ;; *) status=1;; esac; summary="$$summary $$line"; \
 	done; \
 	echo "sanity:$$summary"; exit $$status
 
