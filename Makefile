@@ -288,8 +288,10 @@ lint: python-install
 	ansible-lint --offline --profile production roles playbooks
 
 .PHONY: integration
+# Each test on the first free worker (--dist loadgroup), except the doc examples, which one worker runs together around
+# their module fixture (their xdist_group): a file per worker left one worker idle for minutes.
 integration: install build-lab
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/integration
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
 
 # Molecule scenarios (delegated driver) of every role, against a lab of their own that this target starts and stops;
 # every scenario extends the shared base configuration .config/molecule/config.yml.

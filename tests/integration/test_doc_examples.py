@@ -37,7 +37,10 @@ from labkit.guestfs import FsLayout, create_vm, seed_disk, write_file
 from labkit.s3servers import SeaweedServer
 from labkit.testing import wait_task
 
-pytestmark = pytest.mark.lab
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import export as ops_export
+
+# one worker runs them all: the site (its VMs, repository and backups) is built once (make integration: --dist loadgroup)
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("doc-site")]
 
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 COLLECTIONS = REPO_ROOT / "build" / "collections"
@@ -151,6 +154,8 @@ class Site:
             # the offsite examples name AWS's region and bucket; boto3 reads the endpoint and keys from here
             "AWS_ENDPOINT_URL": seaweed.endpoint, "AWS_ACCESS_KEY_ID": seaweed.access_key,
             "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+            # the exports the examples start are recorded here, not in the user's ~/.local/state
+            "XDG_STATE_HOME": str(directory / "state"),
         })
         if os.environ.get("BLOCKVAULT_TEST_APPLIANCE_ACCEL", "tcg") == "tcg":
             # a machine whose /dev/kvm cannot run the appliance, set up as the user guide says (section 8b)
@@ -254,6 +259,7 @@ def site(lab, si, seaweed, tmp_path_factory):
         site.points.update({"app01": points["app01"][-1]["id"], "web01-v2-created": points["web01"][-1]["created"]})
         yield site
     finally:
+        stop_exports(site)
         for vm in site.vms.values():
             if vm.runtime.powerState == "poweredOn":
                 wait_task(vm.PowerOffVM_Task())
@@ -263,6 +269,16 @@ def site(lab, si, seaweed, tmp_path_factory):
                 if restored.runtime.powerState == "poweredOn":
                     wait_task(restored.PowerOffVM_Task())
                 wait_task(restored.Destroy_Task())
+
+
+def stop_exports(site):
+    """Stop what the examples left serving: the instant-access example starts an export and, as its document says,
+    leaves it running for the reader (its nbdkit would serve on after the tests). Only the site's own exports."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("XDG_STATE_HOME", site.env["XDG_STATE_HOME"])
+        for export in ops_export.list_exports()["exports"]:
+            ops_export.stop_exports(ops_export.ExportSelector(name=export["name"]))
+        assert ops_export.list_exports()["exports"] == []
 
 
 def site_points(site):
