@@ -94,7 +94,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 socket:
-  description: The agent's Unix socket; give it as O(key_agent) to the other modules.
+  description:
+    - The agent's Unix socket; give it as O(key_agent) to the other modules.
+    - A new agent's socket is in a fresh directory under C($XDG_RUNTIME_DIR), or under the temporary directory when
+      that is not set or too deep for a Unix socket path (107 bytes).
   returned: success
   type: str
   sample: /run/user/0/blockvault-agent-3k1x9q2a/agent.sock

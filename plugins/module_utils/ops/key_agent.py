@@ -44,16 +44,25 @@ def _run_agent(path, ttl, idle, ready_fd):
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
 
+    answered = []
+
     def ready():
         os.write(ready_fd, b"%d\n" % os.getpid())
         os.close(ready_fd)
+        answered.append(True)
 
-    serve(path, ttl=ttl, idle=idle, ready=ready)
+    try:
+        serve(path, ttl=ttl, idle=idle, ready=ready)
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # told to the starter, which would wait for nothing
+        if not answered:
+            os.write(ready_fd, b"error %s\n" % str(exc).encode("utf-8", "replace").replace(b"\n", b" "))
+        raise
 
 
 def start_agent(socket_path=None, ttl=DEFAULT_TTL, idle=DEFAULT_IDLE, check=False):
     """Start an agent, unless the one at ``socket_path`` runs; {changed, running, socket, pid, expires}. A new agent's
-    socket is in a fresh 0700 directory under $XDG_RUNTIME_DIR (else the temporary directory)."""
+    socket is in a fresh 0700 directory under $XDG_RUNTIME_DIR (else, or when that is too deep for a socket path, the
+    temporary directory). An agent that cannot listen says why (ConfigurationError), at once."""
     if int(ttl) < 1 or int(idle) < 1:
         raise ConfigurationError("ttl and idle_timeout are seconds: give 1 or more.")
     current = agent_state(socket_path)
@@ -75,7 +84,15 @@ def start_agent(socket_path=None, ttl=DEFAULT_TTL, idle=DEFAULT_IDLE, check=Fals
     with os.fdopen(read_fd, "rb") as ready:
         answered = select.select([ready], [], [], _READY_TIMEOUT)[0]
         line = ready.readline() if answered else b""
-    if not line.strip():
+    if not line.strip() or line.startswith(b"error "):
+        # its directory goes too: an agent that comes up late cannot bind there any more, and nothing is left behind
+        try:
+            os.rmdir(os.path.dirname(path))
+        except OSError:
+            pass
+        if line.strip():
+            raise ConfigurationError("The key agent could not listen on %s: %s" % (
+                path, line[len(b"error "):].decode("utf-8", "replace").strip()))
         raise ConfigurationError("The key agent did not start within %d s (socket %s)." % (_READY_TIMEOUT, path))
     return dict(agent_state(path), changed=True)
 

@@ -46,10 +46,26 @@ _TIMEOUT = 5.0
 _PR_SET_DUMPABLE = 4
 
 
+# A Unix socket's path holds at most 107 bytes (sun_path is 108 with its NUL); what make_socket_path adds to its
+# parent directory: "/" + the prefix + mkdtemp's 8 random characters + "/agent.sock".
+MAX_SOCKET_PATH = 107
+_DIRECTORY_PREFIX = "blockvault-agent-"
+_SOCKET_NAME = "agent.sock"
+_ADDED = len("/%s%s/%s" % (_DIRECTORY_PREFIX, "x" * 8, _SOCKET_NAME))
+
+
 def make_socket_path(directory=None):
-    """A socket path in a fresh 0700 directory (under ``directory``, else $XDG_RUNTIME_DIR, else the temp dir)."""
-    parent = directory or os.environ.get("XDG_RUNTIME_DIR") or None
-    return os.path.join(tempfile.mkdtemp(prefix="blockvault-agent-", dir=parent), "agent.sock")
+    """A socket path in a fresh 0700 directory: under ``directory``, else $XDG_RUNTIME_DIR, else the temporary
+    directory. An $XDG_RUNTIME_DIR too deep for a socket path (a test's or a container's tree) is passed over for the
+    temporary directory; a ``directory`` too deep, or no parent short enough, is a ConfigurationError."""
+    candidates = [directory] if directory else [os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()]
+    for parent in filter(None, candidates):
+        if len(os.fsencode(os.path.abspath(parent))) + _ADDED <= MAX_SOCKET_PATH:
+            return os.path.join(tempfile.mkdtemp(prefix=_DIRECTORY_PREFIX, dir=parent), _SOCKET_NAME)
+    raise ConfigurationError(
+        "No directory short enough for the key agent's socket: a Unix socket path holds at most %d bytes, and %s "
+        "would make it longer: set XDG_RUNTIME_DIR or TMPDIR to a shorter directory." % (
+            MAX_SOCKET_PATH, " or ".join(repr(parent) for parent in filter(None, candidates))))
 
 
 def _peer_uid(conn):

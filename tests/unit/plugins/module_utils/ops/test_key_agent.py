@@ -1,5 +1,6 @@
 """The key agent: a play derives the repository key once; the agent holds it in memory for its own user only."""
 import os
+import tempfile
 import time
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import key_agent
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, crypto, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import keyagent
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.keyagent import KeyAgentClient
 
 PASSPHRASE = "correct horse battery staple"
@@ -89,3 +91,40 @@ def test_an_agent_that_expires_takes_its_keys_with_it(tmp_path):
     while os.path.exists(started["socket"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not os.path.exists(started["socket"]) and not os.path.exists(os.path.dirname(started["socket"]))
+
+
+def _too_deep(tmp_path):
+    deep = tmp_path / ("d" * keyagent.MAX_SOCKET_PATH)
+    deep.mkdir()
+    return deep
+
+
+def test_a_runtime_directory_too_deep_for_a_socket_path_is_passed_over_for_the_temporary_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(_too_deep(tmp_path)))
+    started = key_agent.start_agent(ttl=60, idle=60)
+    try:
+        assert started["running"] is True
+        assert os.path.dirname(os.path.dirname(started["socket"])) == tempfile.gettempdir()
+        assert len(os.fsencode(started["socket"])) <= keyagent.MAX_SOCKET_PATH
+        KeyAgentClient(started["socket"]).put("r", b"k" * 32)
+    finally:
+        key_agent.stop_agent(started["socket"])
+
+
+def test_no_directory_short_enough_for_the_socket_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    deep = _too_deep(tmp_path)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    expected = r"a Unix socket path holds at most 107 bytes, .* set XDG_RUNTIME_DIR or TMPDIR to a shorter directory"
+    with pytest.raises(errors.ConfigurationError, match=expected):
+        key_agent.start_agent(ttl=60, idle=60)
+    assert list(deep.iterdir()) == []
+
+
+def test_an_agent_that_cannot_listen_tells_its_starter_why(tmp_path, monkeypatch):
+    # the socket's directory is not there when the agent binds: its starter reports the agent's own error at once,
+    # not a start that timed out
+    monkeypatch.setattr(key_agent, "make_socket_path", lambda: str(tmp_path / "gone" / "agent.sock"))
+    expected = r"The key agent could not listen on \S*/gone/agent.sock: \[Errno 2\] No such file or directory"
+    with pytest.raises(errors.ConfigurationError, match=expected):
+        key_agent.start_agent(ttl=60, idle=60)
