@@ -241,8 +241,9 @@ torture: install build-lab
 # -- benchmarks (not part of make test: speed and memory are measured here, never asserted in tests) -------------
 
 .PHONY: bench bench-quick
-# the durations are of an idle 2-core machine, from the benchmarks' recorded runs (e2e and fleet also print their own
-# estimate as they start); beside other work they take longer. The e2e benchmark runs 5 paired repetitions (the
+# the durations are of an idle 2-core machine, from the benchmarks' recorded runs on an AMD EPYC (e2e and fleet also
+# print their own estimate as they start); on the Intel Xeon of 5 Dec the e2e benchmark took twice its 17 minutes, and
+# beside other work every one takes longer. The e2e benchmark runs 5 paired repetitions (the
 # project's rule for calling a target met).
 bench: install build-lab apt-bench
 	@echo "bench: about 67 minutes on an idle 2-core machine, longer beside other work: repository ~1 min, e2e ~17 min" \
