@@ -7,7 +7,7 @@ backup playbook at several concurrencies and by several controllers at once. Ass
 points do not validate or whose restored disks differ from the lab's is reported as failed (exit status 1).
 
     .venv/bin/python bench/fleet_bench.py [--vms 24] [--disk 128M] [--forks 1,4,8] [--proxies 2,3] [--proxy-forks 4]
-                                          [--agent 8] [--large-disk 1G] [--change 1M] [--poll-interval 1] [--quick]
+                                          [--no-agent 8] [--large-disk 1G] [--change 1M] [--poll-interval 1] [--quick]
                                           [--s3 [seaweedfs|moto]] [--keep]
 
 About 20 minutes on an idle 2-core machine with the defaults (36 beside other engineers' test runs); --quick: 8 VMs.
@@ -26,9 +26,9 @@ bench/fleet/restore_to_files.yml for the byte-exact check):
   vm_backup_parallel F (full), a small guest write (``--change``) on every VM, the whole fleet again (incremental);
 * for each ``--proxies`` value P: the same with P ansible-playbook processes started at once, each backing up a
   disjoint share of the VMs (round robin) into the same repository with ``-f``/vm_backup_parallel ``--proxy-forks``;
-* for each ``--agent`` value F: forks F again with the collection's key agent (backup_key_agent, the documented way
-  to derive the repository key once per play instead of once per VM), given to the modules by BLOCKVAULT_KEY_AGENT
-  (the role's argument spec refuses key_agent in blockvault_repository);
+* for each ``--no-agent`` value F: forks F again without the role's key agent (vm_backup_key_agent false: every
+  module derives the repository key from the passphrase itself), to show what the agent saves (every other setting
+  runs the role as it is, its key agent on);
 * after each setting's two rounds: the collection's validate playbook (level full) on its repository, and a few
   disks restored to files and compared with the lab's checksum of the disk at backup time (labctl checksum).
 
@@ -85,18 +85,19 @@ ANSIBLE_PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
 COLLECTIONS = os.path.join(ROOT, "build", "collections")
 LABCTL = os.path.join(ROOT, "tests", "lab", "labctl")
 RESTORE_PLAYBOOK = os.path.join(FLEET, "restore_to_files.yml")
-AGENT_PLAYBOOK = os.path.join(FLEET, "key_agent.yml")
 MIB = 1 << 20
 DISK_KEY = "2000"
 PLAYBOOK_TIMEOUT = 3600
 S3_BUCKET = "blockvault-test"       # labkit.s3servers.PLAIN_BUCKET
 
 # controller tasks of the backup role, by what they do (bench/fleet/callback_plugins/fleet_record.py times them)
-TASK_KINDS = (("start jobs", ("Start the backups of the batch",)),
+TASK_KINDS = (("start jobs", ("Start the backups of",)),
               ("progress polls", ("Progress of",)),
-              ("collect results", ("Result of",)),
-              ("cleanup", ("Remove the finished jobs", "Remove the leases")),
-              ("record", ("Record the outcome", "Name the runs", "Forget the runs")))
+              ("collect results", ("Collect the results of",)),
+              ("cleanup", ("Remove the result files",)),
+              ("record", ("Record the outcome", "Gather the outcomes", "List the VMs", "Queue the VMs")),
+              ("rounds", ("Settle the round", "Next round")),
+              ("key agent", ("key agent",)))
 
 
 def parse_size(text):
@@ -133,7 +134,7 @@ def expected_seconds(args, disk, large):
         total += 2 * round_s(args.vms, forks) + 35
     for proxies in args.proxies:
         total += 2 * round_s(-(-args.vms // proxies), args.proxy_forks) * (1 + 0.25 * (proxies - 1)) + 35
-    for forks in args.agent:
+    for forks in args.no_agent:
         total += 2 * round_s(args.vms, forks) + 45
     return total
 
@@ -164,7 +165,6 @@ class Controller:
             "FLEET_COUNT_DIR": os.path.join(self.dir, "counts"),
             "PYTHONPATH": os.pathsep.join(p for p in (os.path.join(FLEET, "hook"), os.environ.get("PYTHONPATH")) if p),
         })
-        env.update(bench.extra_env)
         if profile_dir:
             env["FLEET_CPROFILE"] = profile_dir
         self.argv = [ANSIBLE_PLAYBOOK, "-f", str(forks), playbook, "-e", "@" + vars_file, "-e", json.dumps(extra)]
@@ -233,7 +233,7 @@ def backup_results(controllers):
     for controller in controllers:
         record = controller.record()
         for result in record["results"]:
-            if "Result of" in str(result.get("task")) and isinstance(result.get("restore_point"), dict):
+            if "Collect the results of" in str(result.get("task")) and isinstance(result.get("restore_point"), dict):
                 results[result["restore_point"]["vm"]] = result
         failures += list(record["failures"])
     return results, failures
@@ -357,7 +357,7 @@ class FleetBench:
         self.settings = []
         self.problems = []
         self.setting_number = 0
-        self.extra_env = {}     # for every ansible-playbook run (the key agent's socket)
+        self.extra_vars = {}    # for every backup round of the setting (vm_backup_key_agent)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def repository(self, name):
@@ -400,7 +400,7 @@ class FleetBench:
         load_before = os.getloadavg()
         server_log_offset = self.server_log_size()
         controllers = [Controller(self, "%s-c%d" % (tag, number), "blockvault.vsphere.backup",
-                                  {"blockvault_vms": share, "vm_backup_parallel": forks}, forks, vars_file,
+                                  dict(self.extra_vars, blockvault_vms=share, vm_backup_parallel=forks), forks, vars_file,
                                   profile_dir=profile_dir)
                        for number, share in enumerate(shares, 1)]
         first, last = run_together(controllers)
@@ -602,17 +602,7 @@ class FleetBench:
             ("lab-vm1", last_large["restore_points"].get("lab-vm1"), self.labctl_checksum("lab-vm1"))])
         self.drop_repository(repository)
 
-    def key_agent(self, label, vars_file, state, socket=None):
-        """Start (returns its socket) or stop the collection's key agent (bench/fleet/key_agent.yml)."""
-        out = os.path.join(WORK, "agent-%s-%s.json" % (label, state))
-        extra = {"fleet_agent_state": state, "fleet_agent_out": out}
-        if socket:
-            extra["fleet_agent_socket"] = socket
-        self.playbook("%s-agent-%s" % (label, state), AGENT_PLAYBOOK, extra, vars_file)
-        with open(out) as handle:
-            return json.load(handle).get("socket")
-
-    def run_setting(self, label, shares, forks, agent=False):
+    def run_setting(self, label, shares, forks, agent=True):
         self.setting_number += 1
         number = self.setting_number
         log("%s: %d VMs, %d controller(s), forks/vm_backup_parallel %d (fresh repository)" % (
@@ -620,11 +610,8 @@ class FleetBench:
         repository = self.repository(label)
         vars_file = self.vars_file(label, repository)
         self.playbook(label + "-create", "blockvault.vsphere.repository", {}, vars_file)
-        socket = None
-        if agent:       # the first module that opens the repository gives the key to the agent, the others ask it
-            socket = self.key_agent(label, vars_file, "present")
-            # by the modules' environment fallback: the role's argument spec refuses key_agent in blockvault_repository
-            self.extra_env = {"BLOCKVAULT_KEY_AGENT": socket}
+        # the role starts its key agent unless told not to (vm_backup_key_agent)
+        self.extra_vars = {} if agent else {"vm_backup_key_agent": False}
         sample = [self.fleet[0], self.fleet[len(self.fleet) // 2], self.fleet[-1]][:self.args.check_vms]
         before = {vm: self.labctl_checksum(vm) for vm in sample}
         full = self.backup_round(label + "-full", shares, forks, vars_file, "full")
@@ -635,9 +622,7 @@ class FleetBench:
         wanted = [(sample[0], full["restore_points"].get(sample[0]), before[sample[0]])]
         wanted += [(vm, incremental["restore_points"].get(vm), after[vm]) for vm in sample]
         byte_check = self.byte_check(label, vars_file, wanted)
-        if socket:
-            self.extra_env = {}
-            self.key_agent(label, vars_file, "absent", socket)
+        self.extra_vars = {}
         self.drop_repository(repository)
         setting = {"label": label, "controllers": len(shares), "forks": forks, "key_agent": agent,
                    "rounds": [full, incremental],
@@ -668,8 +653,8 @@ class FleetBench:
             for proxies in args.proxies:
                 shares = [self.fleet[number::proxies] for number in range(proxies)]
                 self.run_setting("proxies-%d" % proxies, shares, args.proxy_forks)
-            for forks in args.agent:
-                self.run_setting("forks-%d-agent" % forks, [self.fleet], forks, agent=True)
+            for forks in args.no_agent:
+                self.run_setting("forks-%d-no-agent" % forks, [self.fleet], forks, agent=False)
             panics = self.lab.panics()
             if panics:
                 self.problems.append("the simulator logged %d panic(s): %s" % (len(panics), panics[0][:500]))
@@ -755,8 +740,8 @@ def main():
     parser.add_argument("--forks", default="1,4,8", help="forks (= vm_backup_parallel) of the single-controller runs")
     parser.add_argument("--proxies", default="2,3", help="numbers of controllers at once ('' for none)")
     parser.add_argument("--proxy-forks", type=int, default=4, help="forks (= vm_backup_parallel) of each controller")
-    parser.add_argument("--agent", default="8", help="forks of the extra settings run with the collection's key agent "
-                                                     "(backup_key_agent: the key derived once per round, not per VM; '' for none)")
+    parser.add_argument("--no-agent", default="8", help="forks of the extra settings run without the role's key agent "
+                                                        "(vm_backup_key_agent false: the key derived by every VM; '' for none)")
     parser.add_argument("--baseline-runs", type=int, default=2, help="repetitions of the single-VM baseline (best kept)")
     parser.add_argument("--change", default="1M", help="guest write on every VM before the incremental round")
     parser.add_argument("--poll-interval", type=int, default=1, help="vm_backup_poll_interval (the role's default is 10)")
@@ -764,14 +749,14 @@ def main():
     parser.add_argument("--check-vms", type=int, default=3, help="VMs whose restored disks are compared byte for byte")
     parser.add_argument("--s3", nargs="?", const="seaweedfs", choices=("seaweedfs", "moto"),
                         help="repositories on the lab's S3 server (default SeaweedFS; moto also counts requests server side)")
-    parser.add_argument("--quick", action="store_true", help="8 VMs of 64 MiB, forks 1,4, 2 controllers, the agent at forks 4")
+    parser.add_argument("--quick", action="store_true", help="8 VMs of 64 MiB, forks 1,4, 2 controllers, no agent at forks 4")
     parser.add_argument("--keep", action="store_true", help="keep bench/work/fleet (repositories, outputs, counts)")
     args = parser.parse_args()
     if args.quick:
-        args.vms, args.disk, args.large_disk, args.forks, args.proxies, args.agent = 8, "64M", "512M", "1,4", "2", "4"
+        args.vms, args.disk, args.large_disk, args.forks, args.proxies, args.no_agent = 8, "64M", "512M", "1,4", "2", "4"
     args.forks = [int(x) for x in str(args.forks).split(",") if x.strip()]
     args.proxies = [int(x) for x in str(args.proxies).split(",") if x.strip()]
-    args.agent = [int(x) for x in str(args.agent).split(",") if x.strip()]
+    args.no_agent = [int(x) for x in str(args.no_agent).split(",") if x.strip()]
     if args.vms < 2:
         parser.error("--vms must be at least 2")
     bench = FleetBench(args)
@@ -788,7 +773,7 @@ def main():
     finally:
         elapsed = time.monotonic() - started
         summary = {"vms": args.vms, "disk_bytes": bench.disk, "large_disk_bytes": bench.large, "change_bytes": bench.change,
-                   "forks": args.forks, "proxies": args.proxies, "proxy_forks": args.proxy_forks, "agent": args.agent,
+                   "forks": args.forks, "proxies": args.proxies, "proxy_forks": args.proxy_forks, "no_agent": args.no_agent,
                    "poll_interval_s": args.poll_interval, "validate_level": args.validate_level,
                    "repository": "s3 (%s)" % args.s3 if args.s3 else "local",
                    "request_counting": "bench/fleet/hook/sitecustomize.py: calls of the innermost backend "

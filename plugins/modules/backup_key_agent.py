@@ -21,6 +21,9 @@ description:
     the repository's configuration.
   - O(state=absent) stops the agent at O(socket); its keys die with it. Stop it at the end of the play (in an
     C(always) section).
+  - With O(stop_with_play), the agent also stops by itself once the C(ansible-playbook) process that started it has
+    ended, so that a play killed before its C(always) section (an AWX job cancelled or timed out) leaves no agent
+    behind. The role C(blockvault.vsphere.vm_backup) starts its agent so.
 author:
   - blockvault.vsphere contributors (@blockvault)
 extends_documentation_fragment:
@@ -61,6 +64,15 @@ options:
       - Seconds without a request after which the agent exits.
     type: int
     default: 3600
+  stop_with_play:
+    description:
+      - Stop the agent once the C(ansible-playbook) process that runs this task has ended (checked every second).
+      - Only where that process runs on the same machine as the module (a local connection, the usual proxy set-up);
+        elsewhere (a module run over SSH) only O(ttl), O(idle_timeout) and O(state=absent) end it, and
+        RV(stops_with_play) says V(false).
+      - Leave it off for an agent that later plays use.
+    type: bool
+    default: false
 seealso:
   - module: blockvault.vsphere.vm_backup
 """
@@ -76,6 +88,7 @@ EXAMPLES = r"""
     - name: Start the key agent
       blockvault.vsphere.backup_key_agent:
         ttl: 7200
+        stop_with_play: true
       register: agent
 
     - name: Back up, asking the agent for the key
@@ -116,6 +129,11 @@ expires:
   returned: when running
   type: str
   sample: "2026-12-04T18:20:37Z"
+stops_with_play:
+  description: Whether the agent stops by itself when the play's C(ansible-playbook) process ends (O(stop_with_play)).
+  returned: when this task started the agent
+  type: bool
+  sample: true
 """
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils._module import BlockvaultModule
@@ -127,7 +145,7 @@ def manage(bv):
     if params["state"] == "absent":
         return ops_key_agent.stop_agent(socket_path=params["socket"], check=bv.check_mode)
     return ops_key_agent.start_agent(socket_path=params["socket"], ttl=params["ttl"], idle=params["idle_timeout"],
-                                     check=bv.check_mode)
+                                     check=bv.check_mode, stop_with_play=params["stop_with_play"])
 
 
 def main():
@@ -136,6 +154,7 @@ def main():
         socket=dict(type="path"),
         ttl=dict(type="int", default=14400),
         idle_timeout=dict(type="int", default=3600),
+        stop_with_play=dict(type="bool", default=False),
     )
     bv = BlockvaultModule(argument_spec, required_if=[["state", "absent", ["socket"]]])
     bv.run(manage)

@@ -10,8 +10,10 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 
@@ -23,6 +25,7 @@ from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.requests im
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.restore import File, RestoreRequest, restore
 from ansible_collections.blockvault.vsphere.plugins.module_utils.ops.settings import RepositorySettings
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, open_backend
+from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.keyagent import KeyAgentClient
 
 pytestmark = pytest.mark.lab
 
@@ -83,9 +86,9 @@ class Runner:
             raise AssertionError(f"ansible-playbook {playbook} succeeded but should have failed:\n{output}")
         return output
 
-    def run_until(self, playbook, extra, pattern, action, env=None, timeout=300):
-        """Run a playbook that must succeed, calling ``action`` once when a line of its output matches ``pattern``
-        (or when the output ends without one, so that a held run is never left waiting); its output."""
+    def run_until(self, playbook, extra, pattern, action, env=None, timeout=300, expect_ok=True):
+        """Run a playbook that must succeed (or fail: ``expect_ok``), calling ``action`` once when a line of its output
+        matches ``pattern`` (or when the output ends without one, so that a held run is never left waiting); its output."""
         args = [str(ANSIBLE_PLAYBOOK), playbook, "-e", "@" + str(self.vars_file), "-e", json.dumps(extra)]
         with subprocess.Popen(args, env=dict(self.env, **(env or {})), cwd=self.tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) as child:
@@ -104,8 +107,10 @@ class Runner:
                     action()
             returncode = child.wait()
         output = "".join(lines)
-        if returncode != 0:
+        if expect_ok and returncode != 0:
             raise AssertionError(f"ansible-playbook {playbook} failed ({returncode}):\n{output}")
+        if not expect_ok and returncode == 0:
+            raise AssertionError(f"ansible-playbook {playbook} succeeded but should have failed:\n{output}")
         return output
 
     def create_repository(self):
@@ -157,14 +162,18 @@ def test_backup_then_incremental(runner):
                      % re.escape(points["lab-vm1"][1]["id"]), second)
 
 
-def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner):
+def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner, runtime):
     runner.create_repository()
     runner.backup(["lab-vm2"])
     runner.backup(["lab-vm2"])
     before = [point["id"] for point in runner.restore_points()["lab-vm2"]]
     output = runner.run("blockvault.vsphere.backup", {
         "blockvault_vms": ["no-such-vm", "lab-vm2"], "vm_backup_keep": {"keep_last": 1}, "vm_backup_status_grace": 3,
-    }, expect_ok=False)
+    }, expect_ok=False, env={"XDG_RUNTIME_DIR": str(runtime)})
+    # the play failed, and its key agent (which did start) was stopped all the same (the always section of the role)
+    assert "The key agent did not start" not in output, output
+    assert "TASK [blockvault.vsphere.vm_backup : Stop the key agent of the run]" in output
+    assert list(runtime.iterdir()) == []
     points = runner.restore_points()
     assert list(points) == ["lab-vm2"] and len(points["lab-vm2"]) == 1
     newest = points["lab-vm2"][0]["id"]
@@ -173,6 +182,68 @@ def test_failed_vm_is_reported_at_the_end_and_only_successes_are_pruned(runner):
     # the retention says which restore points it removed and kept
     removed = [point for point in before if point != newest]
     assert "lab-vm2: removed 2 restore point(s) (%s, %s); kept 1 (%s); GC freed " % (removed[0], removed[1], newest) in output, output
+
+
+@pytest.fixture
+def runtime():
+    """A runtime directory of the test's own (XDG_RUNTIME_DIR), where the role's key agent makes its socket: in the
+    temporary directory, as a tmp_path is too deep for a Unix socket path (the agent would pass it over)."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="bv-runtime-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_key_agent_serves_every_backup_of_the_run_and_is_stopped_at_its_end(runner, runtime):
+    runner.create_repository()
+    seen = {}
+
+    def look_at_the_agent():
+        # while the backups are held in their transfer: one agent, for this user only, holding the repository key
+        # that the first backup gave it; then the gate opens
+        sockets = list(runtime.glob("blockvault-agent-*/agent.sock"))
+        seen["sockets"] = len(sockets)
+        if sockets:
+            seen["modes"] = (oct(sockets[0].parent.stat().st_mode & 0o777), oct(sockets[0].stat().st_mode & 0o777))
+            seen["keys"] = KeyAgentClient(str(sockets[0])).info()["repositories"]
+        gate.unlink()
+
+    gate = runner.tmp_path / "gate"
+    gate.touch()
+    both_held = re.compile(r"\(item=lab-vm1: transfer \d+\.\d%: [^|]* \| lab-vm2: transfer \d+\.\d%: ")
+    output = runner.run_until("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1", "lab-vm2"], "vm_backup_parallel": 2},
+                              both_held, look_at_the_agent, env={"LABVDDK_GATE": str(gate), "XDG_RUNTIME_DIR": str(runtime)})
+    # (messages as text: pytest would shorten a tuple's repr, and the play's output is what tells a failure's cause)
+    assert both_held.search(output), "the agent was looked at after the play, not while both backups were held:\n" + output
+    assert seen == {"sockets": 1, "modes": ("0o700", "0o600"), "keys": 1}, "%s\n%s" % (seen, output)
+    assert "TASK [blockvault.vsphere.vm_backup : Stop the key agent of the run]" in output
+    assert list(runtime.iterdir()) == []
+    # and without it (vm_backup_key_agent false) no agent is started
+    runner.run("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm2"], "vm_backup_key_agent": False},
+               env={"XDG_RUNTIME_DIR": str(runtime)})
+    assert list(runtime.iterdir()) == []
+
+
+def test_a_slot_is_refilled_as_soon_as_its_backup_ends(runner):
+    runner.create_repository()
+    # two at a time: no-such-vm fails at once and lab-vm2 takes its slot while lab-vm1 still runs (held in its
+    # transfer by the VDDK stand-in's gate until a progress line shows both lab-vm1 and lab-vm2 running together)
+    gate = runner.tmp_path / "gate"
+    gate.touch()
+    together = re.compile(r"\(item=lab-vm1: transfer \d+\.\d%: [^|]* \| lab-vm2: ")
+    output = runner.run_until("blockvault.vsphere.backup", {"blockvault_vms": ["lab-vm1", "no-such-vm", "lab-vm2"],
+                                                            "vm_backup_parallel": 2},
+                              together, gate.unlink, env={"LABVDDK_GATE": str(gate)}, expect_ok=False)
+    assert together.search(output), output
+    starts = re.findall(r"TASK \[blockvault.vsphere.vm_backup : Start the backups of ([^\]]*)\]", output)
+    assert starts == ["lab-vm1, no-such-vm", "lab-vm2"], output
+    # every VM reported, in the order of the list; the failure fails the play at the end
+    summary = re.findall(r'"(lab-vm1|no-such-vm|lab-vm2): (?:restore point|FAILED)', output)
+    assert summary == ["lab-vm1", "no-such-vm", "lab-vm2"], output
+    assert "1 of 3 backup(s) failed: no-such-vm: FAILED: No VM named 'no-such-vm'" in output
+    assert sorted(runner.restore_points()) == ["lab-vm1", "lab-vm2"]
+    # the jobs' result files and the runs' leases are removed; the status files are kept
+    assert not list(runner.status_dir.glob("*.lease")) and len(list(runner.status_dir.glob("*.json"))) == 3
+    assert not [path for path in (runner.tmp_path / "async").iterdir() if path.is_file()]
 
 
 def test_one_retention_variable_and_the_repository_by_its_location(runner):
@@ -273,7 +344,7 @@ def run_line(name):
 def progress_lines(output):
     """The lines of the progress loop: what each poll showed (the item of the loop), in order."""
     return re.findall(r"^ok: \[localhost\] => \(item=(.*)\)$", output.split("Progress of the backup", 1)[-1].split(
-        "TASK [blockvault.vsphere.progress : Result of", 1)[0], re.MULTILINE)
+        "TASK [blockvault.vsphere.vm_backup : Collect the results of", 1)[0], re.MULTILINE)
 
 
 def test_backup_progress_is_shown_while_it_runs(runner):
@@ -316,7 +387,7 @@ def test_the_backups_of_a_batch_show_their_progress_together(runner):
     assert held and (not finished or held[0] < finished[0]), output
     assert re.fullmatch(r"lab-vm1: succeeded 100\.0%: [^|]* \| lab-vm2: succeeded 100\.0%: [^|]*", lines[-1]), output
     # then each job's result, and the summary of both
-    assert output.index("(item=%s)" % lines[-1]) < output.index("Result of the backups of lab-vm1, lab-vm2")
+    assert output.index("(item=%s)" % lines[-1]) < output.index("Collect the results of the backups of lab-vm1, lab-vm2")
     assert re.search(r"lab-vm1: restore point \S+, .*; \d+\.\d\d MiB read, \d+\.\d\d MiB written, [\d.]+ s, \d+\.\d MiB/s", output)
     assert re.search(r"lab-vm2: restore point \S+, .*; \d+\.\d\d MiB read, ", output)
     assert sorted(runner.restore_points()) == ["lab-vm1", "lab-vm2"]

@@ -6,7 +6,7 @@
 Enabled with ANSIBLE_CALLBACK_PLUGINS=bench/fleet/callback_plugins and ANSIBLE_CALLBACKS_ENABLED=fleet_record; the
 stdout callback is left as it is. Recorded: each task's name, action and wall-clock start and end (a task ends when
 the next one starts, or the play ends: one host, linear strategy) with its number of results (loop items); every
-module result that carries a restore point (the vm_backup results the progress role collects with async_status,
+module result that carries a restore point (the vm_backup results the role collects with async_status,
 vm_restore results), trimmed to the figures the benchmark reads; the failures (ignored ones too); the custom stats
 (set_stats) at the end.
 """
@@ -73,8 +73,8 @@ class CallbackModule(CallbackBase):
             if "restore_point" in one or "damaged" in one:
                 entry = _trim(one)
                 entry["task"] = self.tasks[-1]["name"] if self.tasks else None
-                entry["item"] = str(one.get("progress_run", {}).get("label") if isinstance(one.get("progress_run"), dict)
-                                    else one.get("item", ""))
+                run = one.get("vm_backup_run")
+                entry["item"] = str(run["vm_backup_entry"]["label"] if isinstance(run, dict) else one.get("item", ""))
                 entry["at"] = time.time()
                 self.results.append(entry)
             if failed or one.get("failed"):

@@ -1,7 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, blockvault.vsphere contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Start and stop the repository key agent (repo/keyagent.py) for a play: started once, stopped at its end."""
+"""Start and stop the repository key agent (repo/keyagent.py) for a play: started once, stopped at its end.
+
+An agent started with ``stop_with_play`` also stops by itself as soon as the ansible-playbook process that started it
+has ended (same machine): a play killed before its ``always`` section (an AWX job cancelled, SIGKILL) leaves no agent
+behind holding keys until its idle timeout.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,19 @@ import datetime
 import os
 import select
 import signal
+import threading
+import time
 
 from ..errors import ConfigurationError
 from ..repo.keyagent import DEFAULT_IDLE, DEFAULT_TTL, KeyAgentClient, make_socket_path, serve
+from .cancel import ansible_ancestors, process_stat
 
 __all__ = ["start_agent", "stop_agent", "agent_state"]
 
-_READY_TIMEOUT = 10.0
+# a fork and a bind: milliseconds, but a machine under heavy load may hold a new process back for seconds
+_READY_TIMEOUT = 30.0
+# how often an agent bound to its play looks whether the play's ansible-playbook process still runs
+_WATCH_INTERVAL = 1.0
 
 
 def _iso(epoch):
@@ -33,7 +44,30 @@ def agent_state(path):
     return {"running": True, "socket": path, "pid": info["pid"], "expires": _iso(info["expires"])}
 
 
-def _run_agent(path, ttl, idle, ready_fd):
+def _play_process():
+    """(pid, start time) of the topmost ansible process above this module process (ansible-playbook, whose workers
+    run the modules), or None when there is none on this machine (a module run over SSH, or under ``async``)."""
+    chain = ansible_ancestors(os.getppid())
+    return chain[-1] if chain else None
+
+
+def _ended(process):
+    pid, start = process
+    stat = process_stat(pid)
+    return stat is None or stat[0] in ("Z", "X") or stat[2] != start
+
+
+def _stop_when_ended(path, process):
+    """Watch thread of an agent bound to its play: tell the agent to stop once ``process`` has ended."""
+    while not _ended(process):
+        time.sleep(_WATCH_INTERVAL)
+    try:
+        KeyAgentClient(path).stop()
+    except ConfigurationError:
+        pass        # the agent stopped meanwhile (expired, idle, or told to): nothing left to stop
+
+
+def _run_agent(path, ttl, idle, ready_fd, play_process=None):
     """The agent process: a session of its own, no terminal, default signal dispositions, then serve()."""
     os.setsid()
     if os.fork() > 0:
@@ -47,6 +81,9 @@ def _run_agent(path, ttl, idle, ready_fd):
     answered = []
 
     def ready():
+        if play_process is not None:
+            # started once the socket listens, so that its stop request always finds the agent
+            threading.Thread(target=_stop_when_ended, args=(path, play_process), name="bv-agent-play", daemon=True).start()
         os.write(ready_fd, b"%d\n" % os.getpid())
         os.close(ready_fd)
         answered.append(True)
@@ -59,10 +96,13 @@ def _run_agent(path, ttl, idle, ready_fd):
         raise
 
 
-def start_agent(socket_path=None, ttl=DEFAULT_TTL, idle=DEFAULT_IDLE, check=False):
-    """Start an agent, unless the one at ``socket_path`` runs; {changed, running, socket, pid, expires}. A new agent's
-    socket is in a fresh 0700 directory under $XDG_RUNTIME_DIR (else, or when that is too deep for a socket path, the
-    temporary directory). An agent that cannot listen says why (ConfigurationError), at once."""
+def start_agent(socket_path=None, ttl=DEFAULT_TTL, idle=DEFAULT_IDLE, check=False, stop_with_play=False):
+    """Start an agent, unless the one at ``socket_path`` runs; {changed, running, socket, pid, expires} and, for a new
+    agent, ``stops_with_play``. A new agent's socket is in a fresh 0700 directory under $XDG_RUNTIME_DIR (else, or when
+    that is too deep for a socket path, the temporary directory). An agent that cannot listen says why
+    (ConfigurationError), at once. With ``stop_with_play``, a new agent also stops when the ansible-playbook process
+    above this one has ended (``stops_with_play`` False when there is none on this machine: then only ttl and idle
+    end it)."""
     if int(ttl) < 1 or int(idle) < 1:
         raise ConfigurationError("ttl and idle_timeout are seconds: give 1 or more.")
     current = agent_state(socket_path)
@@ -70,13 +110,14 @@ def start_agent(socket_path=None, ttl=DEFAULT_TTL, idle=DEFAULT_IDLE, check=Fals
         return dict(current, changed=False)
     if check:
         return {"changed": True, "running": False, "socket": socket_path}
+    play_process = _play_process() if stop_with_play else None
     path = make_socket_path()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_fd)
-            _run_agent(path, int(ttl), int(idle), write_fd)
+            _run_agent(path, int(ttl), int(idle), write_fd, play_process)
         finally:
             os._exit(0)     # pylint: disable=protected-access  # never return into the module in the child
     os.close(write_fd)
@@ -94,12 +135,20 @@ def start_agent(socket_path=None, ttl=DEFAULT_TTL, idle=DEFAULT_IDLE, check=Fals
             raise ConfigurationError("The key agent could not listen on %s: %s" % (
                 path, line[len(b"error "):].decode("utf-8", "replace").strip()))
         raise ConfigurationError("The key agent did not start within %d s (socket %s)." % (_READY_TIMEOUT, path))
-    return dict(agent_state(path), changed=True)
+    return dict(agent_state(path), changed=True, stops_with_play=play_process is not None)
 
 
 def stop_agent(socket_path, check=False):
-    """Stop the agent at ``socket_path`` (its keys die with it); {changed, running: False, socket}."""
+    """Stop the agent at ``socket_path`` (its keys die with it); {changed, running: False, socket}. Returns once the
+    agent has removed its socket and directory (it answers the stop before it leaves its loop), or after
+    _READY_TIMEOUT seconds."""
     current = agent_state(socket_path)
     if current["running"] and not check:
         KeyAgentClient(socket_path).stop()
+        # the socket, then the directory of its own that start_agent made for it (make_socket_path)
+        own_directory = os.path.basename(os.path.dirname(socket_path)).startswith("blockvault-agent-")
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while (os.path.exists(socket_path) or (own_directory and os.path.exists(os.path.dirname(socket_path)))) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
     return {"changed": current["running"], "running": False, "socket": socket_path}

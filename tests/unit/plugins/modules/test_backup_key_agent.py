@@ -9,7 +9,14 @@ def test_start_with_a_lifetime(run_module, ops_call):
     call = ops_call(backup_key_agent.ops_key_agent, "start_agent", result=STARTED)
     outcome, result = run_module(backup_key_agent, dict(ttl=600, idle_timeout=120))
     assert outcome == "exit" and result == STARTED
-    assert call.kwargs == {"socket_path": None, "ttl": 600, "idle": 120, "check": False}
+    assert call.kwargs == {"socket_path": None, "ttl": 600, "idle": 120, "check": False, "stop_with_play": False}
+
+
+def test_start_bound_to_the_play(run_module, ops_call):
+    call = ops_call(backup_key_agent.ops_key_agent, "start_agent", result=dict(STARTED, stops_with_play=True))
+    outcome, result = run_module(backup_key_agent, dict(stop_with_play=True))
+    assert outcome == "exit" and result["stops_with_play"] is True
+    assert call.kwargs["stop_with_play"] is True
 
 
 def test_stop_needs_the_socket(run_module, ops_call):

@@ -1,12 +1,13 @@
 """The key agent: a play derives the repository key once; the agent holds it in memory for its own user only."""
 import os
+import subprocess
 import tempfile
 import time
 
 import pytest
 
 from ansible_collections.blockvault.vsphere.plugins.module_utils import errors
-from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import key_agent
+from ansible_collections.blockvault.vsphere.plugins.module_utils.ops import cancel, key_agent
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import Repository, crypto, open_backend
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo import keyagent
 from ansible_collections.blockvault.vsphere.plugins.module_utils.repo.keyagent import KeyAgentClient
@@ -78,6 +79,7 @@ def test_start_is_idempotent_and_stop_removes_the_socket(agent):
     assert (again["changed"], again["socket"], again["running"]) == (False, agent, True)
     stopped = key_agent.stop_agent(agent)
     assert stopped == {"changed": True, "running": False, "socket": agent}
+    assert not os.path.exists(os.path.dirname(agent))      # gone when stop returns
     assert key_agent.stop_agent(agent)["changed"] is False
     with pytest.raises(errors.ConfigurationError, match="The key agent at %s does not answer" % agent):
         KeyAgentClient(agent).get("anything")
@@ -128,3 +130,31 @@ def test_an_agent_that_cannot_listen_tells_its_starter_why(tmp_path, monkeypatch
     expected = r"The key agent could not listen on \S*/gone/agent.sock: \[Errno 2\] No such file or directory"
     with pytest.raises(errors.ConfigurationError, match=expected):
         key_agent.start_agent(ttl=60, idle=60)
+
+
+def test_an_agent_bound_to_its_play_stops_when_the_play_process_ends(tmp_path, monkeypatch):
+    # a process of the test stands for ansible-playbook (a unit test has no ansible ancestor)
+    play = subprocess.Popen(["sleep", "60"])       # pylint: disable=consider-using-with
+    try:
+        monkeypatch.setattr(key_agent, "_play_process", lambda: (play.pid, cancel.process_stat(play.pid)[2]))
+        started = key_agent.start_agent(socket_path=None, ttl=120, idle=60, stop_with_play=True)
+        assert started["stops_with_play"] is True and started["running"] is True
+        KeyAgentClient(started["socket"]).put("r", b"k" * 32)
+        time.sleep(1.5)
+        assert os.path.exists(started["socket"])       # still running while the play does
+    finally:
+        play.kill()
+        play.wait()
+    deadline = time.monotonic() + 30
+    while os.path.exists(started["socket"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(started["socket"]) and not os.path.exists(os.path.dirname(started["socket"]))
+
+
+def test_without_an_ansible_process_above_it_an_agent_cannot_follow_the_play(monkeypatch):
+    monkeypatch.setattr(key_agent, "ansible_ancestors", lambda pid: [])
+    started = key_agent.start_agent(ttl=60, idle=60, stop_with_play=True)
+    try:
+        assert started["stops_with_play"] is False and started["running"] is True
+    finally:
+        key_agent.stop_agent(started["socket"])
