@@ -326,12 +326,18 @@ def ansible_ancestors(pid, read=_read):
     return chain if seen_ansible else []
 
 
+def process_ended(entry, read=_read):
+    """Whether the process ``entry`` ((pid, start_time)) has ended: gone, a zombie, or its pid now another process's."""
+    pid, start = entry
+    stat = process_stat(pid, read)
+    return stat is None or stat[0] in ("Z", "X") or stat[2] != start
+
+
 def _gone(entries, read=_read):
-    """The first (pid, start_time) of ``entries`` that has ended (or is a zombie, or is another process now)."""
-    for pid, start in entries:
-        stat = process_stat(pid, read)
-        if stat is None or stat[0] in ("Z", "X") or stat[2] != start:
-            return pid
+    """The pid of the first (pid, start_time) of ``entries`` that has ended (process_ended), or None."""
+    for entry in entries:
+        if process_ended(entry, read):
+            return entry[0]
     return None
 
 

@@ -18,8 +18,8 @@ import threading
 import time
 
 from ..errors import ConfigurationError
-from ..repo.keyagent import DEFAULT_IDLE, DEFAULT_TTL, KeyAgentClient, make_socket_path, serve
-from .cancel import ansible_ancestors, process_stat
+from ..repo.keyagent import DEFAULT_IDLE, DEFAULT_TTL, SOCKET_DIRECTORY_PREFIX, KeyAgentClient, make_socket_path, serve
+from .cancel import ansible_ancestors, process_ended
 
 __all__ = ["start_agent", "stop_agent", "agent_state"]
 
@@ -51,15 +51,9 @@ def _play_process():
     return chain[-1] if chain else None
 
 
-def _ended(process):
-    pid, start = process
-    stat = process_stat(pid)
-    return stat is None or stat[0] in ("Z", "X") or stat[2] != start
-
-
 def _stop_when_ended(path, process):
     """Watch thread of an agent bound to its play: tell the agent to stop once ``process`` has ended."""
-    while not _ended(process):
+    while not process_ended(process):
         time.sleep(_WATCH_INTERVAL)
     try:
         KeyAgentClient(path).stop()
@@ -146,7 +140,7 @@ def stop_agent(socket_path, check=False):
     if current["running"] and not check:
         KeyAgentClient(socket_path).stop()
         # the socket, then the directory of its own that start_agent made for it (make_socket_path)
-        own_directory = os.path.basename(os.path.dirname(socket_path)).startswith("blockvault-agent-")
+        own_directory = os.path.basename(os.path.dirname(socket_path)).startswith(SOCKET_DIRECTORY_PREFIX)
         deadline = time.monotonic() + _READY_TIMEOUT
         while (os.path.exists(socket_path) or (own_directory and os.path.exists(os.path.dirname(socket_path)))) \
                 and time.monotonic() < deadline:

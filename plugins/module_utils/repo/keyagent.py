@@ -36,7 +36,7 @@ import time
 
 from ..errors import ConfigurationError
 
-__all__ = ["KeyAgentClient", "serve", "make_socket_path", "DEFAULT_TTL", "DEFAULT_IDLE"]
+__all__ = ["KeyAgentClient", "serve", "make_socket_path", "DEFAULT_TTL", "DEFAULT_IDLE", "SOCKET_DIRECTORY_PREFIX"]
 
 #: the agent's lifetime by default: a long play or a change window, not a day
 DEFAULT_TTL = 4 * 3600
@@ -49,9 +49,9 @@ _PR_SET_DUMPABLE = 4
 # A Unix socket's path holds at most 107 bytes (sun_path is 108 with its NUL); what make_socket_path adds to its
 # parent directory: "/" + the prefix + mkdtemp's 8 random characters + "/agent.sock".
 MAX_SOCKET_PATH = 107
-_DIRECTORY_PREFIX = "blockvault-agent-"
+SOCKET_DIRECTORY_PREFIX = "blockvault-agent-"
 _SOCKET_NAME = "agent.sock"
-_ADDED = len("/%s%s/%s" % (_DIRECTORY_PREFIX, "x" * 8, _SOCKET_NAME))
+_ADDED = len("/%s%s/%s" % (SOCKET_DIRECTORY_PREFIX, "x" * 8, _SOCKET_NAME))
 
 
 def make_socket_path(directory=None):
@@ -61,7 +61,7 @@ def make_socket_path(directory=None):
     candidates = [directory] if directory else [os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()]
     for parent in filter(None, candidates):
         if len(os.fsencode(os.path.abspath(parent))) + _ADDED <= MAX_SOCKET_PATH:
-            return os.path.join(tempfile.mkdtemp(prefix=_DIRECTORY_PREFIX, dir=parent), _SOCKET_NAME)
+            return os.path.join(tempfile.mkdtemp(prefix=SOCKET_DIRECTORY_PREFIX, dir=parent), _SOCKET_NAME)
     raise ConfigurationError(
         "No directory short enough for the key agent's socket: a Unix socket path holds at most %d bytes, and %s "
         "would make it longer: set XDG_RUNTIME_DIR or TMPDIR to a shorter directory." % (
